@@ -1,0 +1,13 @@
+//! The viewer-facing HTTP service: LL-HLS playlists, CMAF segments and parts, the stream API.
+//!
+//! Data flow: a request is routed ([`routes`]) to a window in the store (today the origin's
+//! in-memory [`packager::Windows`]; Redis for edge nodes later); blocking playlist reloads and
+//! preload-hint requests wait on the window's notifier; bodies are the window's `Bytes`,
+//! never copied. [`server`] runs hyper (HTTP/1.1 and HTTP/2) with graceful shutdown.
+
+pub mod body;
+pub mod routes;
+pub mod server;
+
+pub use routes::{HttpConfig, Service};
+pub use server::serve;

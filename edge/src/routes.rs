@@ -1,0 +1,421 @@
+//! Routes, blocking reloads and response headers.
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `/healthz` | 200 when ready |
+//! | `/api/v1/streams` | JSON: live streams, tracks, codecs, bitrate, uptime |
+//! | `/live/{name}/index.m3u8` | multivariant playlist |
+//! | `/live/{name}/{rendition}/index.m3u8` | media playlist (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) |
+//! | `/live/{name}/{rendition}/{session}/init.mp4` | CMAF header |
+//! | `/live/{name}/{rendition}/{session}/{msn}.m4s` | segment |
+//! | `/live/{name}/{rendition}/{session}/{msn}.{part}.m4s` | part (preload hints wait for it) |
+//!
+//! Caching follows the low-latency server profile of RFC 8216bis (Appendix B): media bytes
+//! are immutable (a publish session has its own path segment, so a URL never changes
+//! meaning); blocking playlist responses are cacheable so a CDN collapses the identical
+//! requests of all viewers into one; plain playlist requests are short-lived; errors and
+//! anything not yet produced are never cached.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use media::TrackKind;
+use packager::hls::{self, Skip};
+use packager::window::WindowState;
+use packager::{StreamWindow, Windows};
+use tracing::debug;
+
+use crate::body::Body;
+
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub max_connections: usize,
+    /// `Access-Control-Allow-Origin` (players on other origins need it).
+    pub cors_origin: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_connections: 16_384, cors_origin: "*".into() }
+    }
+}
+
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    windows: Windows,
+    config: HttpConfig,
+    started: SystemTime,
+}
+
+/// RFC 8216bis §6.2.5.2: a request more than two segments ahead is answered at once.
+const ADVANCE_SEGMENT_LIMIT: u64 = 2;
+/// ... or more than three parts ahead of the last part.
+const ADVANCE_PART_LIMIT: u32 = 3;
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const NO_STORE: &str = "no-store";
+
+impl Service {
+    pub fn new(windows: Windows, config: HttpConfig) -> Self {
+        Service { inner: Arc::new(Inner { windows, config, started: SystemTime::now() }) }
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+        let method = req.method().clone();
+        let mut resp = match method {
+            Method::OPTIONS => preflight(),
+            Method::GET | Method::HEAD => self.get(&req).await,
+            _ => {
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "only GET, HEAD and OPTIONS");
+                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                r
+            }
+        };
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.inner.config.cors_origin) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Content-Length, Date, Age"));
+        if method == Method::HEAD {
+            *resp.body_mut() = Body::empty();
+        }
+        debug!(%method, path = req.uri().path(), status = resp.status().as_u16(), "request");
+        resp
+    }
+
+    async fn get<B>(&self, req: &Request<B>) -> Response<Body> {
+        let path = req.uri().path();
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let gzip = accepts_gzip(req);
+        match segs.as_slice() {
+            ["healthz"] => text(StatusCode::OK, "ok\n", NO_STORE),
+            ["api", "v1", "streams"] => self.streams_json(),
+            ["live", name, "index.m3u8"] => self.multivariant(name, gzip),
+            ["live", name, rendition, "index.m3u8"] => {
+                self.media_playlist(name, rendition, req.uri().query().unwrap_or(""), gzip).await
+            }
+            ["live", name, rendition, session, file] => self.media(name, rendition, session, file).await,
+            _ => error(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    fn window(&self, name: &str) -> Option<Arc<StreamWindow>> {
+        self.inner.windows.get(name)
+    }
+
+    fn multivariant(&self, name: &str, gzip: bool) -> Response<Body> {
+        let Some(w) = self.window(name) else { return error(StatusCode::NOT_FOUND, "no such live stream") };
+        let (body, td) = w.read(|st| (hls::multivariant(&w, st), w.target_duration(st)));
+        playlist(body, gzip, &format!("public, max-age={}", (td / 2).max(1)))
+    }
+
+    async fn media_playlist(&self, name: &str, rendition: &str, query: &str, gzip: bool) -> Response<Body> {
+        let q = match PlaylistQuery::parse(query) {
+            Ok(q) => q,
+            Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+        };
+        let Some(w) = self.window(name) else { return error(StatusCode::NOT_FOUND, "no such live stream") };
+        let Some(track) = w.read(|st| st.tracks.iter().position(|t| t.rendition == rendition)) else {
+            return error(StatusCode::NOT_FOUND, "no such rendition");
+        };
+        let td = w.read(|st| w.target_duration(st));
+        if let Some(msn) = q.msn {
+            let (next_msn, next_part) = w.read(|st| st.tracks[track].next_part());
+            if msn > next_msn + ADVANCE_SEGMENT_LIMIT
+                || (msn == next_msn && q.part.is_some_and(|p| p > next_part + ADVANCE_PART_LIMIT))
+            {
+                return error(StatusCode::BAD_REQUEST, "_HLS_msn/_HLS_part too far ahead of the live edge");
+            }
+            let part = q.part;
+            let ready = move |st: &WindowState| playlist_has(st, track, msn, part);
+            if !wait_until(&w, Duration::from_secs(3 * td), ready).await {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "the requested part did not appear in time");
+            }
+        }
+        let (body, ended) = w.read(|st| (hls::media_playlist(&w, st, track, q.skip), st.ended));
+        let cache = if ended {
+            format!("public, max-age={}", 6 * td)
+        } else if q.msn.is_some() {
+            // Identical blocking requests from every viewer map to one cached response.
+            format!("public, max-age={}", 6 * td)
+        } else {
+            // Half a part target, rounded to what max-age can say.
+            "public, max-age=1".to_string()
+        };
+        playlist(body, gzip, &cache)
+    }
+
+    async fn media(&self, name: &str, rendition: &str, session: &str, file: &str) -> Response<Body> {
+        let Some(w) = self.window(name) else { return error(StatusCode::NOT_FOUND, "no such live stream") };
+        if w.session != session {
+            return error(StatusCode::NOT_FOUND, "that publish session is over");
+        }
+        let Some((track, kind)) =
+            w.read(|st| st.tracks.iter().position(|t| t.rendition == rendition).map(|i| (i, st.tracks[i].info.kind())))
+        else {
+            return error(StatusCode::NOT_FOUND, "no such rendition");
+        };
+        let content_type = match kind {
+            TrackKind::Video => "video/mp4",
+            TrackKind::Audio => "audio/mp4",
+        };
+        if file == "init.mp4" {
+            let init = w.read(|st| st.tracks[track].init.clone());
+            return bytes_response(Body::from(init), content_type);
+        }
+        let Some(stem) = file.strip_suffix(".m4s") else { return error(StatusCode::NOT_FOUND, "not found") };
+        let (msn, part) = match stem.split_once('.') {
+            Some((m, p)) => match (m.parse::<u64>(), p.parse::<u32>()) {
+                (Ok(m), Ok(p)) => (m, Some(p)),
+                _ => return error(StatusCode::NOT_FOUND, "not found"),
+            },
+            None => match stem.parse::<u64>() {
+                Ok(m) => (m, None),
+                Err(_) => return error(StatusCode::NOT_FOUND, "not found"),
+            },
+        };
+        let td = w.read(|st| w.target_duration(st));
+        // Something not produced yet but about to be (a preload hint, or a segment being
+        // written) is waited for; the response then carries the whole thing.
+        let (next_msn, next_part) = w.read(|st| st.tracks[track].next_part());
+        let soon = match part {
+            Some(p) => (msn == next_msn && p <= next_part + ADVANCE_PART_LIMIT) || (msn == next_msn + 1 && p == 0),
+            None => msn == next_msn,
+        };
+        if soon {
+            let ready = move |st: &WindowState| {
+                let t = &st.tracks[track];
+                match part {
+                    Some(p) => t.part(msn, p).is_some() || t.segment(msn).is_some_and(|s| s.complete) || t.next_part().0 > msn,
+                    None => t.segment(msn).is_some_and(|s| s.complete),
+                }
+            };
+            if !wait_until(&w, Duration::from_secs(3 * td), ready).await {
+                return error(StatusCode::NOT_FOUND, "not produced in time");
+            }
+        }
+        let body = w.read(|st| {
+            let t = &st.tracks[track];
+            match part {
+                Some(p) => t.part(msn, p).filter(|p| !p.gap).map(|p| Body::from(p.data.clone())),
+                None => t.segment(msn).filter(|s| s.complete).map(|s| Body::chunks(s.chunks())),
+            }
+        });
+        match body {
+            Some(b) => bytes_response(b, content_type),
+            // Evicted, abandoned (the segment ended before this part), or never will exist.
+            None => error(StatusCode::NOT_FOUND, "not in the live window"),
+        }
+    }
+
+    fn streams_json(&self) -> Response<Body> {
+        let now = SystemTime::now();
+        let streams: Vec<serde_json::Value> = self
+            .inner
+            .windows
+            .all()
+            .iter()
+            .map(|w| {
+                w.read(|st| {
+                    let tracks: Vec<serde_json::Value> = st
+                        .tracks
+                        .iter()
+                        .map(|t| {
+                            serde_json::json!({
+                                "rendition": t.rendition,
+                                "kind": match t.info.kind() { TrackKind::Video => "video", TrackKind::Audio => "audio" },
+                                "codec": t.info.codec.codec_string(),
+                                "width": (t.info.width > 0).then_some(t.info.width),
+                                "height": (t.info.height > 0).then_some(t.info.height),
+                                "frame_rate": t.frame_rate().map(|f| (f * 1000.0).round() / 1000.0),
+                                "sample_rate": (t.info.sample_rate > 0).then_some(t.info.sample_rate),
+                                "channels": (t.info.channels > 0).then_some(t.info.channels),
+                                "bitrate": t.average_bitrate(),
+                                "last_msn": t.last_part().map(|p| p.0),
+                            })
+                        })
+                        .collect();
+                    serde_json::json!({
+                        "name": w.name,
+                        "session": w.session,
+                        "live": !st.ended,
+                        "started": hls::rfc3339(w.started),
+                        "uptime_secs": now.duration_since(w.started).unwrap_or_default().as_secs(),
+                        "bitrate": st.tracks.iter().map(|t| t.average_bitrate()).sum::<u64>(),
+                        "playback": format!("/live/{}/index.m3u8", w.name),
+                        "tracks": tracks,
+                    })
+                })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "uptime_secs": now.duration_since(self.inner.started).unwrap_or_default().as_secs(),
+            "streams": streams,
+        });
+        let mut r = Response::new(Body::from(body.to_string()));
+        set(&mut r, header::CONTENT_TYPE, "application/json");
+        set(&mut r, header::CACHE_CONTROL, NO_STORE);
+        r
+    }
+}
+
+/// Whether the playlist for `track` already holds what `_HLS_msn`/`_HLS_part` asked for.
+fn playlist_has(st: &WindowState, track: usize, msn: u64, part: Option<u32>) -> bool {
+    let t = &st.tracks[track];
+    // The segment being written is `next_msn`; everything before it is complete. A part
+    // index past the end of a completed segment is satisfied by that segment's completion.
+    let (next_msn, _) = t.next_part();
+    next_msn > msn || part.is_some_and(|p| t.segment(msn).is_some_and(|s| s.parts.len() as u32 > p))
+}
+
+/// Waits until `ready` holds or the stream ends; false on timeout.
+async fn wait_until(w: &StreamWindow, timeout: Duration, mut ready: impl FnMut(&WindowState) -> bool) -> bool {
+    let mut rx = w.subscribe();
+    let wait = async {
+        loop {
+            if w.read(|st| st.ended || ready(st)) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.is_ok()
+}
+
+#[derive(Debug, Default)]
+struct PlaylistQuery {
+    msn: Option<u64>,
+    part: Option<u32>,
+    skip: Skip,
+}
+
+impl PlaylistQuery {
+    fn parse(q: &str) -> Result<Self, &'static str> {
+        let mut out = PlaylistQuery::default();
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "_HLS_msn" => out.msn = Some(v.parse().map_err(|_| "_HLS_msn must be a number")?),
+                "_HLS_part" => out.part = Some(v.parse().map_err(|_| "_HLS_part must be a number")?),
+                "_HLS_skip" => {
+                    out.skip = match v {
+                        "YES" => Skip::Segments,
+                        "v2" => Skip::SegmentsAndDateRanges,
+                        _ => return Err("_HLS_skip must be YES or v2"),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if out.part.is_some() && out.msn.is_none() {
+            return Err("_HLS_part requires _HLS_msn");
+        }
+        Ok(out)
+    }
+}
+
+fn accepts_gzip<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|enc| {
+            let mut it = enc.trim().split(';');
+            let name = it.next().unwrap_or("").trim();
+            let q_zero = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !q_zero
+        })
+}
+
+fn set(r: &mut Response<Body>, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+fn playlist(body: String, gzip: bool, cache: &str) -> Response<Body> {
+    let mut r = if gzip {
+        let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 3), flate2::Compression::fast());
+        let _ = enc.write_all(body.as_bytes());
+        let mut r = Response::new(Body::from(Bytes::from(enc.finish().unwrap_or_default())));
+        set(&mut r, header::CONTENT_ENCODING, "gzip");
+        r
+    } else {
+        Response::new(Body::from(body))
+    };
+    set(&mut r, header::CONTENT_TYPE, "application/vnd.apple.mpegurl");
+    set(&mut r, header::CACHE_CONTROL, cache);
+    set(&mut r, header::VARY, "Accept-Encoding");
+    r
+}
+
+fn bytes_response(body: Body, content_type: &str) -> Response<Body> {
+    let len = body.len();
+    let mut r = Response::new(body);
+    set(&mut r, header::CONTENT_TYPE, content_type);
+    set(&mut r, header::CACHE_CONTROL, IMMUTABLE);
+    set(&mut r, header::CONTENT_LENGTH, &len.to_string());
+    r
+}
+
+fn text(status: StatusCode, body: &'static str, cache: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    set(&mut r, header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    set(&mut r, header::CACHE_CONTROL, cache);
+    r
+}
+
+fn error(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(format!("{msg}\n")));
+    *r.status_mut() = status;
+    set(&mut r, header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    set(&mut r, header::CACHE_CONTROL, NO_STORE);
+    r
+}
+
+fn preflight() -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    set(&mut r, header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS");
+    set(&mut r, header::ACCESS_CONTROL_ALLOW_HEADERS, "*");
+    set(&mut r, header::ACCESS_CONTROL_MAX_AGE, "86400");
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_rules() {
+        assert!(PlaylistQuery::parse("_HLS_part=1").is_err());
+        let q = PlaylistQuery::parse("_HLS_msn=5&_HLS_part=2&_HLS_skip=YES").unwrap();
+        assert_eq!((q.msn, q.part, q.skip), (Some(5), Some(2), Skip::Segments));
+        assert!(PlaylistQuery::parse("_HLS_msn=x").is_err());
+        assert!(PlaylistQuery::parse("_HLS_skip=maybe").is_err());
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        let r = |v: &str| Request::builder().header("accept-encoding", v).body(()).unwrap();
+        assert!(accepts_gzip(&r("gzip, deflate, br")));
+        assert!(!accepts_gzip(&r("gzip;q=0, br")));
+        assert!(!accepts_gzip(&r("br")));
+    }
+}

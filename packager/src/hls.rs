@@ -1,0 +1,335 @@
+//! LL-HLS playlists (RFC 8216bis with the low-latency extensions), rendered from a window.
+//!
+//! URLs are relative: the multivariant playlist at `/live/{name}/index.m3u8` links
+//! `{rendition}/index.m3u8`; a media playlist links `{session}/init.mp4`,
+//! `{session}/{msn}.m4s` and `{session}/{msn}.{part}.m4s`, and reports the other renditions as
+//! `../{rendition}/index.m3u8`.
+
+use std::fmt::Write;
+use std::time::SystemTime;
+
+use media::TrackKind;
+
+use crate::window::{StreamWindow, TrackWindow, WindowState};
+
+/// Parts are listed for segments within this many target durations of the live edge
+/// (RFC 8216bis §4.4.4.9 says they should go once older than 3).
+const PART_LISTING_TARGETS: f64 = 3.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Skip {
+    #[default]
+    No,
+    /// `_HLS_skip=YES`
+    Segments,
+    /// `_HLS_skip=v2` (also skips date ranges; we have none)
+    SegmentsAndDateRanges,
+}
+
+/// CAN-SKIP-UNTIL in target durations (the spec's minimum is six).
+pub const SKIP_UNTIL_TARGETS: u64 = 6;
+
+/// PART-TARGET for one track's playlist. The leading track (video) is cut exactly at the
+/// configured target; other tracks close a part on their first frame at or past the leader's
+/// boundary, so their parts can run over by up to one frame, which their PART-TARGET allows.
+pub fn part_target(w: &StreamWindow, st: &WindowState, track: usize) -> f64 {
+    let base = w.config.part_target.as_secs_f64();
+    let leader = st.tracks.iter().position(|t| t.info.kind() == TrackKind::Video).unwrap_or(0);
+    if track == leader {
+        return base;
+    }
+    let info = &st.tracks[track].info;
+    let frame = match info.codec {
+        media::CodecConfig::Aac { .. } => 1024.0 / info.sample_rate.max(1) as f64,
+        media::CodecConfig::Opus { .. } => 0.020,
+        _ => 1.0 / info.frame_rate_hint.unwrap_or(30.0).max(1.0),
+    };
+    ((base + frame) * 1000.0).ceil() / 1000.0
+}
+
+/// The multivariant playlist: one variant per video rendition, an audio group shared by all.
+pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let audio: Vec<&TrackWindow> = st.tracks.iter().filter(|t| t.info.kind() == TrackKind::Audio).collect();
+    let video: Vec<&TrackWindow> = st.tracks.iter().filter(|t| t.info.kind() == TrackKind::Video).collect();
+    let audio_peak = audio.iter().map(|t| bandwidth(t).0).max().unwrap_or(0);
+    let audio_avg = audio.iter().map(|t| bandwidth(t).1).max().unwrap_or(0);
+    for (i, a) in audio.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{}\",LANGUAGE=\"und\",DEFAULT={},AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"{}/index.m3u8\"",
+            a.rendition,
+            if i == 0 { "YES" } else { "NO" },
+            a.info.channels.max(1),
+            a.rendition
+        );
+    }
+    let audio_codec = audio.first().map(|a| a.info.codec.codec_string());
+    for v in &video {
+        let (peak, avg) = bandwidth(v);
+        let mut codecs = v.info.codec.codec_string();
+        if let Some(a) = &audio_codec {
+            codecs = format!("{codecs},{a}");
+        }
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"",
+            peak + audio_peak,
+            avg + audio_avg,
+            codecs
+        );
+        if v.info.width > 0 && v.info.height > 0 {
+            let _ = write!(out, ",RESOLUTION={}x{}", v.info.width, v.info.height);
+        }
+        if let Some(fps) = v.frame_rate() {
+            let _ = write!(out, ",FRAME-RATE={fps:.3}");
+        }
+        if !audio.is_empty() {
+            out.push_str(",AUDIO=\"audio\"");
+        }
+        let _ = writeln!(out, "\n{}/index.m3u8", v.rendition);
+    }
+    if video.is_empty() {
+        // Audio-only: the audio rendition is the variant.
+        if let Some(a) = audio.first() {
+            let (peak, avg) = bandwidth(a);
+            let _ = writeln!(
+                out,
+                "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={avg},CODECS=\"{}\"\n{}/index.m3u8",
+                a.info.codec.codec_string(),
+                a.rendition
+            );
+        }
+    }
+    out
+}
+
+/// (peak, average) bits/s: measured over the window when a segment is complete, otherwise
+/// what the publisher announced, otherwise a conservative guess.
+fn bandwidth(t: &TrackWindow) -> (u64, u64) {
+    let avg = t.average_bitrate();
+    let peak = t.peak_bitrate.max(avg);
+    if peak > 0 {
+        return (peak, avg.max(1));
+    }
+    let guess = t.info.bitrate_hint.map(u64::from).unwrap_or(match t.info.kind() {
+        TrackKind::Video => 2_500_000,
+        TrackKind::Audio => 128_000,
+    });
+    (guess, guess)
+}
+
+/// A media playlist for one track, optionally as a delta update.
+pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Skip) -> String {
+    let t = &st.tracks[track];
+    let td = w.target_duration(st);
+    let pt = part_target(w, st, track);
+    let version = if skip == Skip::SegmentsAndDateRanges { 10 } else { 9 };
+    let mut out = String::with_capacity(4096);
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{td}\n\
+         #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={:.1},PART-HOLD-BACK={:.3}\n\
+         #EXT-X-PART-INF:PART-TARGET={pt:.3}\n",
+        (td * SKIP_UNTIL_TARGETS) as f64,
+        pt * 3.0,
+    );
+    let first_msn = t.segments.front().map(|s| s.msn).unwrap_or(0);
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_msn}");
+    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}/init.mp4\"", w.session);
+
+    // Time from each segment's start to the live edge decides skipping and part listing.
+    let total: f64 = t.segments.iter().map(|s| s.duration).sum();
+    let skip_until = (td * SKIP_UNTIL_TARGETS) as f64;
+    let mut skipped = 0;
+    if skip != Skip::No {
+        let mut before_edge = total;
+        for s in &t.segments {
+            if !s.complete || before_edge - 0.001 <= skip_until {
+                break;
+            }
+            // A segment may be skipped only if it starts more than the skip boundary from the end.
+            before_edge -= s.duration;
+            skipped += 1;
+        }
+        if skipped > 0 {
+            let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
+        }
+    }
+
+    let mut elapsed = 0.0;
+    let mut pdt_written = false;
+    for (i, s) in t.segments.iter().enumerate() {
+        let starts_before_edge = total - elapsed;
+        elapsed += s.duration;
+        if i < skipped {
+            continue;
+        }
+        if s.discontinuity && i > 0 {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+            pdt_written = false;
+        }
+        if !pdt_written {
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339(s.program_date_time));
+            pdt_written = true;
+        }
+        let list_parts = !s.complete || starts_before_edge <= PART_LISTING_TARGETS * td as f64 + s.duration;
+        if list_parts {
+            for (p_idx, p) in s.parts.iter().enumerate() {
+                let _ = write!(
+                    out,
+                    "#EXT-X-PART:DURATION={:.5},URI=\"{}/{}.{}.m4s\"",
+                    p.duration, w.session, s.msn, p_idx
+                );
+                if p.independent && !p.gap {
+                    out.push_str(",INDEPENDENT=YES");
+                }
+                if p.gap {
+                    out.push_str(",GAP=YES");
+                }
+                out.push('\n');
+            }
+        }
+        if s.complete {
+            let _ = writeln!(out, "#EXTINF:{:.5},\n{}/{}.m4s", s.duration, w.session, s.msn);
+        }
+    }
+    if st.ended {
+        out.push_str("#EXT-X-ENDLIST\n");
+        return out;
+    }
+    if !t.segments.is_empty() {
+        let (msn, part) = t.next_part();
+        let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}/{}.{}.m4s\"", w.session, msn, part);
+    }
+    for (j, other) in st.tracks.iter().enumerate() {
+        if j == track {
+            continue;
+        }
+        let _ = write!(out, "#EXT-X-RENDITION-REPORT:URI=\"../{}/index.m3u8\"", other.rendition);
+        if let Some((msn, part)) = other.last_part() {
+            let _ = write!(out, ",LAST-MSN={msn},LAST-PART={part}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `2026-11-21T22:09:36.123Z`
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let millis = d.subsec_millis();
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::{PartIn, WindowConfig};
+    use bytes::Bytes;
+    use media::{CodecConfig, TrackInfo};
+    use std::time::Duration;
+
+    const AVCC: &[u8] = &[
+        1, 100, 0, 31, 0xff, 0xe1, 0, 28, 103, 100, 0, 31, 172, 217, 128, 80, 5, 187, 1, 106, 2, 2,
+        2, 128, 0, 0, 3, 0, 128, 0, 0, 30, 7, 140, 24, 205, 1, 0, 5, 104, 233, 123, 44, 139,
+    ];
+
+    fn window(segments: u64) -> StreamWindow {
+        let v = TrackInfo::video(CodecConfig::H264 { avcc: Bytes::from_static(AVCC) });
+        let a = TrackInfo::audio(CodecConfig::Aac { asc: Bytes::from_static(&[0x12, 0x10]) }, 44100, 2);
+        let cfg = WindowConfig { segments: 20, ..Default::default() };
+        let w = StreamWindow::new("s", "abc".into(), cfg, vec![(v, Bytes::new()), (a, Bytes::new())]);
+        for msn in 0..segments {
+            for i in 0..6u32 {
+                for track in 0..2 {
+                    w.push_part(PartIn {
+                        track,
+                        msn,
+                        index: i,
+                        data: Bytes::from(vec![0u8; 1000]),
+                        duration: 1.0 / 3.0,
+                        independent: i == 0 || track == 1,
+                        gap: false,
+                        last_in_segment: i == 5,
+                        discontinuity: false,
+                        start: msn as f64 * 2.0 + i as f64 / 3.0,
+                        samples: 10,
+                    });
+                }
+            }
+        }
+        w
+    }
+
+    #[test]
+    fn media_playlist_tags() {
+        let w = window(8);
+        let p = w.read(|st| media_playlist(&w, st, 0, Skip::No));
+        assert!(p.starts_with("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n"));
+        assert!(p.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,PART-HOLD-BACK=1.002\n"));
+        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.334\n"));
+        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-MAP:URI=\"abc/init.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"));
+        assert!(p.contains("#EXT-X-PART:DURATION=0.33333,URI=\"abc/7.0.m4s\",INDEPENDENT=YES\n"));
+        assert!(p.contains("#EXT-X-PART:DURATION=0.33333,URI=\"abc/7.1.m4s\"\n"));
+        assert!(!p.contains("abc/0.0.m4s"), "old parts are not listed");
+        assert!(p.contains("#EXTINF:2.00000,\nabc/7.m4s\n"));
+        assert!(p.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"abc/8.0.m4s\"\n"));
+        assert!(p.contains("#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=7,LAST-PART=5\n"));
+        assert!(!p.contains("ENDLIST"));
+    }
+
+    #[test]
+    fn delta_update_skips_old_segments() {
+        let w = window(10);
+        let p = w.read(|st| media_playlist(&w, st, 0, Skip::Segments));
+        // 20 s in the playlist, skip boundary 12 s: segments starting before 12 s from the end go.
+        assert!(p.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n"), "{p}");
+        assert!(!p.contains("\nabc/3.m4s"));
+        assert!(p.contains("\nabc/4.m4s"));
+        let v2 = w.read(|st| media_playlist(&w, st, 0, Skip::SegmentsAndDateRanges));
+        assert!(v2.contains("#EXT-X-VERSION:10\n"));
+    }
+
+    #[test]
+    fn multivariant_lists_codecs_and_audio_group() {
+        let w = window(2);
+        let m = w.read(|st| multivariant(&w, st));
+        assert!(m.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",LANGUAGE=\"und\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/index.m3u8\"\n"), "{m}");
+        assert!(m.contains("CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO=\"audio\"\nvideo/index.m3u8\n"), "{m}");
+        assert!(m.contains("BANDWIDTH=48000,AVERAGE-BANDWIDTH=48000,"), "{m}");
+    }
+
+    #[test]
+    fn ended_playlist() {
+        let w = window(2);
+        w.end();
+        let p = w.read(|st| media_playlist(&w, st, 1, Skip::No));
+        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.358\n"), "audio may run one AAC frame over");
+        assert!(p.ends_with("#EXTINF:2.00000,\nabc/1.m4s\n#EXT-X-ENDLIST\n"));
+        assert!(!p.contains("PRELOAD-HINT"));
+    }
+
+    #[test]
+    fn dates() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_298_976_123);
+        assert_eq!(rfc3339(t), "2026-11-21T22:09:36.123Z");
+    }
+}

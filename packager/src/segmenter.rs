@@ -1,0 +1,410 @@
+//! Cuts tracks into segments and parts at the same boundaries in every track.
+//!
+//! Push/pull contract: `push(frame)` (and `lagged()` / `finish()`), then `pull()` until
+//! `None`. The leading track (video, else the first track) decides the boundaries: a segment
+//! starts on a leader keyframe once at least the target duration has passed, and a part closes
+//! when one more frame would take it past the part target. A part of the leader closes when
+//! the first frame after it arrives, since that frame's timestamp gives the last sample its
+//! duration. Every other track closes its part `k` as soon as it holds a frame at or after
+//! boundary `k`, so segment N covers the same time in every track. A follower with nothing in
+//! a part's time range gets a gap part (no samples) so numbering stays aligned.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use media::{Frame, Timescale, TrackInfo, TrackKind};
+
+use crate::cmaf::Sample;
+
+#[derive(Clone, Copy, Debug)]
+pub struct SegmenterConfig {
+    pub segment_target: Duration,
+    pub part_target: Duration,
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        Self { segment_target: Duration::from_secs(2), part_target: Duration::from_millis(334) }
+    }
+}
+
+/// One finished part of one track.
+#[derive(Clone, Debug)]
+pub struct PartOut {
+    pub track: usize,
+    pub msn: u64,
+    pub index: u32,
+    /// Starts with a keyframe (always true for audio).
+    pub independent: bool,
+    pub last_in_segment: bool,
+    /// The first part of a segment that follows a gap in the source.
+    pub discontinuity: bool,
+    /// Decode time of the part's start, in the track's timescale.
+    pub base_dts: i64,
+    /// In the track's timescale.
+    pub duration: i64,
+    /// Empty for a gap part.
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Boundary {
+    seq: u64,
+    start: i64,
+    end: i64,
+    msn: u64,
+    index: u32,
+    ends_segment: bool,
+    discontinuity: bool,
+}
+
+struct TrackState {
+    scale: Timescale,
+    pending: VecDeque<Frame>,
+    /// Sequence number of the next boundary this track has to close.
+    next_boundary: u64,
+    last_interval: i64,
+}
+
+pub struct Segmenter {
+    segment_target: i64,
+    part_target: i64,
+    leader: usize,
+    leader_scale: Timescale,
+    tracks: Vec<TrackState>,
+    boundaries: VecDeque<Boundary>,
+    next_seq: u64,
+    out: VecDeque<PartOut>,
+    msn: u64,
+    index: u32,
+    seg_start: Option<i64>,
+    part_start: i64,
+    last_dts: i64,
+    discontinuity: bool,
+    /// Leader frames dropped while waiting for a keyframe.
+    pub dropped: u64,
+}
+
+impl Segmenter {
+    pub fn new(tracks: &[TrackInfo], cfg: SegmenterConfig) -> Segmenter {
+        let leader = tracks.iter().position(|t| t.kind() == TrackKind::Video).unwrap_or(0);
+        let leader_scale = tracks.get(leader).map(|t| t.timescale).unwrap_or(Timescale::VIDEO);
+        let ticks = |d: Duration| (d.as_secs_f64() * leader_scale.0 as f64).round() as i64;
+        Segmenter {
+            segment_target: ticks(cfg.segment_target),
+            part_target: ticks(cfg.part_target),
+            leader,
+            leader_scale,
+            tracks: tracks
+                .iter()
+                .map(|t| TrackState {
+                    scale: t.timescale,
+                    pending: VecDeque::new(),
+                    next_boundary: 0,
+                    last_interval: if t.kind() == TrackKind::Audio { 1024 } else { t.timescale.0 as i64 / 30 },
+                })
+                .collect(),
+            boundaries: VecDeque::new(),
+            next_seq: 0,
+            out: VecDeque::new(),
+            msn: 0,
+            index: 0,
+            seg_start: None,
+            part_start: 0,
+            last_dts: 0,
+            discontinuity: false,
+            dropped: 0,
+        }
+    }
+
+    pub fn pull(&mut self) -> Option<PartOut> {
+        self.out.pop_front()
+    }
+
+    /// The (msn, part index) the next leader part will have.
+    pub fn position(&self) -> (u64, u32) {
+        (self.msn, self.index)
+    }
+
+    pub fn push(&mut self, frame: Frame) {
+        let Some(track) = self.tracks.get_mut(frame.track) else { return };
+        if frame.dts.scale != track.scale {
+            // Adapters produce frames in their track's timescale; anything else is a bug upstream.
+            debug_assert!(false, "frame timescale does not match its track");
+            return;
+        }
+        if frame.track != self.leader {
+            let index = frame.track;
+            track.pending.push_back(frame);
+            self.close_follower(index, false);
+            return;
+        }
+        let t = frame.dts.ticks;
+        let Some(seg_start) = self.seg_start else {
+            if !frame.keyframe {
+                self.dropped += 1;
+                return;
+            }
+            self.seg_start = Some(t);
+            self.part_start = t;
+            self.last_dts = t;
+            self.tracks[self.leader].pending.push_back(frame);
+            return;
+        };
+        if t < self.last_dts {
+            // Decode order went backwards: not something a decoder can use; drop it.
+            self.dropped += 1;
+            return;
+        }
+        let interval = t - self.last_dts;
+        if interval > 0 {
+            self.tracks[self.leader].last_interval = interval;
+        }
+        let est = self.tracks[self.leader].last_interval.max(1);
+        if frame.keyframe && t - seg_start >= self.segment_target - est / 2 {
+            self.close_leader(t, true);
+            self.seg_start = Some(t);
+        } else if t - self.part_start + est > self.part_target && t > self.part_start {
+            self.close_leader(t, false);
+        }
+        self.last_dts = t;
+        self.tracks[self.leader].pending.push_back(frame);
+    }
+
+    /// The source lost frames: end the segment here; the next one starts on a keyframe and is
+    /// marked as a discontinuity.
+    pub fn lagged(&mut self) {
+        self.end_segment();
+        for t in &mut self.tracks {
+            t.pending.clear();
+        }
+        self.discontinuity = true;
+    }
+
+    /// The source ended: close everything that is open.
+    pub fn finish(&mut self) {
+        self.end_segment();
+    }
+
+    fn end_segment(&mut self) {
+        if self.seg_start.is_some() && !self.tracks[self.leader].pending.is_empty() {
+            let end = self.last_dts + self.tracks[self.leader].last_interval.max(1);
+            self.close_leader(end, true);
+        }
+        for i in 0..self.tracks.len() {
+            if i != self.leader {
+                self.close_follower(i, true);
+            }
+        }
+        self.seg_start = None;
+    }
+
+    fn close_leader(&mut self, end: i64, ends_segment: bool) {
+        let leader = self.leader;
+        let frames: Vec<Frame> = self.tracks[leader].pending.drain(..).collect();
+        let samples = samples_from(&frames, end);
+        let boundary = Boundary {
+            seq: self.next_seq,
+            start: self.part_start,
+            end,
+            msn: self.msn,
+            index: self.index,
+            ends_segment,
+            discontinuity: self.discontinuity && self.index == 0,
+        };
+        self.next_seq += 1;
+        self.out.push_back(PartOut {
+            track: leader,
+            msn: self.msn,
+            index: self.index,
+            independent: frames.first().is_some_and(|f| f.keyframe),
+            last_in_segment: ends_segment,
+            discontinuity: boundary.discontinuity,
+            base_dts: self.part_start,
+            duration: end - self.part_start,
+            samples,
+        });
+        self.tracks[leader].next_boundary = self.next_seq;
+        if self.tracks.len() > 1 {
+            self.boundaries.push_back(boundary);
+        }
+        if ends_segment {
+            self.msn += 1;
+            self.index = 0;
+            self.discontinuity = false;
+        } else {
+            self.index += 1;
+        }
+        self.part_start = end;
+        for i in 0..self.tracks.len() {
+            if i != leader {
+                self.close_follower(i, false);
+            }
+        }
+        let min_next = self.tracks.iter().map(|t| t.next_boundary).min().unwrap_or(0);
+        while self.boundaries.front().is_some_and(|b| b.seq < min_next) {
+            self.boundaries.pop_front();
+        }
+    }
+
+    /// Closes follower parts for every boundary it has data past (or all, when `flush`).
+    fn close_follower(&mut self, track: usize, flush: bool) {
+        let leader_scale = self.leader_scale;
+        loop {
+            let st = &self.tracks[track];
+            let Some(b) = self.boundaries.iter().find(|b| b.seq == st.next_boundary).copied() else {
+                break;
+            };
+            let end = st.scale.convert(b.end, leader_scale);
+            let start = st.scale.convert(b.start, leader_scale);
+            let past = st.pending.back().is_some_and(|f| f.dts.ticks >= end);
+            if !past && !flush {
+                break;
+            }
+            let st = &mut self.tracks[track];
+            let mut frames = Vec::new();
+            while st.pending.front().is_some_and(|f| f.dts.ticks < end) {
+                frames.push(st.pending.pop_front().unwrap());
+            }
+            let last_end = match st.pending.front() {
+                Some(next) => next.dts.ticks,
+                None => frames.last().map(|f| f.dts.ticks + st.last_interval).unwrap_or(end),
+            };
+            if frames.len() >= 2 {
+                st.last_interval = frames[frames.len() - 1].dts.ticks - frames[frames.len() - 2].dts.ticks;
+            }
+            let (base, duration, samples) = if frames.is_empty() {
+                (start, end - start, vec![])
+            } else {
+                let base = frames[0].dts.ticks;
+                (base, last_end - base, samples_from(&frames, last_end))
+            };
+            st.next_boundary = b.seq + 1;
+            self.out.push_back(PartOut {
+                track,
+                msn: b.msn,
+                index: b.index,
+                independent: true,
+                last_in_segment: b.ends_segment,
+                discontinuity: b.discontinuity,
+                base_dts: base,
+                duration,
+                samples,
+            });
+        }
+    }
+}
+
+/// Samples with durations from consecutive decode times; the last one lasts until `end`.
+fn samples_from(frames: &[Frame], end: i64) -> Vec<Sample> {
+    frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let next = frames.get(i + 1).map(|n| n.dts.ticks).unwrap_or(end);
+            Sample {
+                duration: (next - f.dts.ticks).clamp(0, u32::MAX as i64) as u32,
+                cts_offset: (f.pts.ticks - f.dts.ticks).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+                keyframe: f.keyframe,
+                data: f.data.clone(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use media::{CodecConfig, Timestamp};
+    use proptest::prelude::*;
+
+    fn tracks() -> Vec<TrackInfo> {
+        vec![
+            TrackInfo::video(CodecConfig::H264 { avcc: Bytes::new() }),
+            TrackInfo::audio(CodecConfig::Aac { asc: Bytes::from_static(&[0x11, 0x90]) }, 48000, 2),
+        ]
+    }
+
+    fn v(t: i64, key: bool) -> Frame {
+        let ts = Timestamp::new(t, Timescale::VIDEO);
+        Frame { track: 0, dts: ts, pts: ts, keyframe: key, data: Bytes::from_static(b"v") }
+    }
+
+    fn a(t: i64) -> Frame {
+        let ts = Timestamp::new(t, Timescale(48000));
+        Frame { track: 1, dts: ts, pts: ts, keyframe: true, data: Bytes::from_static(b"a") }
+    }
+
+    /// Feeds `secs` of 30 fps video with a keyframe every `gop` frames, and 48 kHz AAC.
+    fn feed(s: &mut Segmenter, secs: i64, gop: i64) {
+        let mut next_audio = 0i64;
+        for n in 0..secs * 30 {
+            let t = n * 3000;
+            s.push(v(t, n % gop == 0));
+            while next_audio * 90_000 / 48000 <= t {
+                s.push(a(next_audio));
+                next_audio += 1024;
+            }
+        }
+        s.finish();
+    }
+
+    #[test]
+    fn parts_and_segments_line_up() {
+        let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+        feed(&mut s, 10, 60);
+        let parts: Vec<PartOut> = std::iter::from_fn(|| s.pull()).collect();
+        let video: Vec<&PartOut> = parts.iter().filter(|p| p.track == 0).collect();
+        let audio: Vec<&PartOut> = parts.iter().filter(|p| p.track == 1).collect();
+        assert_eq!(video.len(), audio.len());
+        // 2 s segments of six 1/3 s parts.
+        assert_eq!(video.iter().filter(|p| p.last_in_segment).count(), 5);
+        assert!(video.iter().all(|p| p.duration == 30_000));
+        for (v, a) in video.iter().zip(&audio) {
+            assert_eq!((v.msn, v.index), (a.msn, a.index));
+            let vs = v.base_dts as f64 / 90_000.0;
+            let as_ = a.base_dts as f64 / 48_000.0;
+            assert!((vs - as_).abs() < 0.03, "audio part starts within one AAC frame");
+        }
+        assert!(video.iter().filter(|p| p.index == 0).all(|p| p.independent));
+    }
+
+    proptest! {
+        #[test]
+        fn invariants(gop in 1i64..200, secs in 1i64..12, part_ms in 100u64..1000, seg_ms in 500u64..4000) {
+            let cfg = SegmenterConfig {
+                segment_target: Duration::from_millis(seg_ms),
+                part_target: Duration::from_millis(part_ms),
+            };
+            let mut s = Segmenter::new(&tracks(), cfg);
+            feed(&mut s, secs, gop);
+            let parts: Vec<PartOut> = std::iter::from_fn(|| s.pull()).collect();
+            let video: Vec<&PartOut> = parts.iter().filter(|p| p.track == 0).collect();
+            let mut expected_start = 0;
+            let mut last = (0u64, 0u32);
+            for (i, p) in video.iter().enumerate() {
+                // Parts are contiguous, durations add up, sample durations sum to the part's.
+                prop_assert_eq!(p.base_dts, expected_start);
+                expected_start += p.duration;
+                let sum: i64 = p.samples.iter().map(|s| s.duration as i64).sum();
+                prop_assert_eq!(sum, p.duration);
+                // Segments start on keyframes.
+                if p.index == 0 {
+                    prop_assert!(p.samples[0].keyframe);
+                    prop_assert!(p.independent);
+                }
+                // Parts respect the target (one frame of slack when the target is below a frame).
+                prop_assert!(p.duration <= (part_ms as i64 * 90).max(3000) + 1);
+                // Numbering only increases.
+                if i > 0 {
+                    prop_assert!((p.msn, p.index) > last);
+                }
+                last = (p.msn, p.index);
+            }
+            prop_assert_eq!(expected_start, secs * 30 * 3000);
+            let audio = parts.iter().filter(|p| p.track == 1).count();
+            prop_assert_eq!(audio, video.len());
+        }
+    }
+}

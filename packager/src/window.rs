@@ -1,0 +1,371 @@
+//! The live window: per stream and track, the init segment and the last N segments with their
+//! parts, plus a notifier that wakes waiting requests the moment a part lands.
+//!
+//! Memory is bounded by N complete segments (plus the one being written) per track; an
+//! evicted segment is gone (HTTP answers 404). Readers take the lock only to copy out
+//! `Bytes` handles or render a playlist; nothing holds it across an `.await`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use media::{TrackInfo, TrackKind};
+use tokio::sync::watch;
+
+#[derive(Clone, Debug)]
+pub struct WindowConfig {
+    /// Complete segments kept per track.
+    pub segments: usize,
+    pub segment_target: Duration,
+    pub part_target: Duration,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self {
+            segments: 10,
+            segment_target: Duration::from_secs(2),
+            part_target: Duration::from_millis(334),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Part {
+    pub data: Bytes,
+    /// Seconds.
+    pub duration: f64,
+    pub independent: bool,
+    /// No media for this track in the part's time range.
+    pub gap: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Segment {
+    pub msn: u64,
+    pub parts: Vec<Part>,
+    pub complete: bool,
+    pub discontinuity: bool,
+    /// Wall-clock time of the segment's first sample.
+    pub program_date_time: SystemTime,
+    /// Seconds; the sum of the parts so far.
+    pub duration: f64,
+    pub samples: u32,
+    pub bytes: usize,
+}
+
+impl Segment {
+    /// The segment's bytes as the chunks they were produced in (served without copying).
+    pub fn chunks(&self) -> Vec<Bytes> {
+        self.parts.iter().filter(|p| !p.gap).map(|p| p.data.clone()).collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct TrackWindow {
+    pub info: TrackInfo,
+    /// Path component of this rendition (`video`, `audio`).
+    pub rendition: String,
+    pub init: Bytes,
+    pub segments: VecDeque<Segment>,
+    /// Largest complete-segment bitrate seen, bits/s.
+    pub peak_bitrate: u64,
+    pub total_bytes: u64,
+    pub total_secs: f64,
+    pub total_samples: u64,
+}
+
+impl TrackWindow {
+    /// (msn, part index) of the last part that exists, if any.
+    pub fn last_part(&self) -> Option<(u64, u32)> {
+        let seg = self.segments.back()?;
+        if seg.parts.is_empty() {
+            return None;
+        }
+        Some((seg.msn, seg.parts.len() as u32 - 1))
+    }
+
+    /// The (msn, part) that the next part will have.
+    pub fn next_part(&self) -> (u64, u32) {
+        match self.segments.back() {
+            None => (0, 0),
+            Some(s) if s.complete => (s.msn + 1, 0),
+            Some(s) => (s.msn, s.parts.len() as u32),
+        }
+    }
+
+    pub fn segment(&self, msn: u64) -> Option<&Segment> {
+        let first = self.segments.front()?.msn;
+        let seg = self.segments.get(msn.checked_sub(first)? as usize)?;
+        debug_assert_eq!(seg.msn, msn);
+        Some(seg)
+    }
+
+    pub fn part(&self, msn: u64, index: u32) -> Option<&Part> {
+        self.segment(msn)?.parts.get(index as usize)
+    }
+
+    /// Average bitrate over the window, bits/s.
+    pub fn average_bitrate(&self) -> u64 {
+        let (bytes, secs) = self
+            .segments
+            .iter()
+            .filter(|s| s.complete)
+            .fold((0usize, 0f64), |(b, d), s| (b + s.bytes, d + s.duration));
+        if secs > 0.0 {
+            (bytes as f64 * 8.0 / secs) as u64
+        } else if self.total_secs > 0.0 {
+            (self.total_bytes as f64 * 8.0 / self.total_secs) as u64
+        } else {
+            0
+        }
+    }
+
+    pub fn frame_rate(&self) -> Option<f64> {
+        if self.info.kind() != TrackKind::Video {
+            return None;
+        }
+        if self.total_secs > 0.5 {
+            return Some(self.total_samples as f64 / self.total_secs);
+        }
+        self.info.frame_rate_hint
+    }
+}
+
+#[derive(Debug)]
+pub struct WindowState {
+    pub tracks: Vec<TrackWindow>,
+    /// The stream has ended: playlists carry EXT-X-ENDLIST and nothing more will come.
+    pub ended: bool,
+    /// Longest segment seen, seconds (TARGETDURATION never goes below the configured target).
+    pub longest_segment: f64,
+}
+
+/// One live stream's window.
+pub struct StreamWindow {
+    pub name: String,
+    /// Distinguishes one publish session from the next in segment URLs, so caches never mix
+    /// two sessions' bytes under one URL.
+    pub session: String,
+    pub config: WindowConfig,
+    pub started: SystemTime,
+    state: Mutex<WindowState>,
+    version: watch::Sender<u64>,
+}
+
+/// What a packager hands the window.
+pub struct PartIn {
+    pub track: usize,
+    pub msn: u64,
+    pub index: u32,
+    pub data: Bytes,
+    pub duration: f64,
+    pub independent: bool,
+    pub gap: bool,
+    pub last_in_segment: bool,
+    pub discontinuity: bool,
+    /// Position of the part's start on the stream timeline, seconds.
+    pub start: f64,
+    pub samples: u32,
+}
+
+impl StreamWindow {
+    pub fn new(name: &str, session: String, config: WindowConfig, tracks: Vec<(TrackInfo, Bytes)>) -> Self {
+        let mut video = 0;
+        let mut audio = 0;
+        let tracks = tracks
+            .into_iter()
+            .map(|(info, init)| {
+                let rendition = match info.kind() {
+                    TrackKind::Video => {
+                        video += 1;
+                        if video == 1 { "video".to_string() } else { format!("video{video}") }
+                    }
+                    TrackKind::Audio => {
+                        audio += 1;
+                        if audio == 1 { "audio".to_string() } else { format!("audio{audio}") }
+                    }
+                };
+                TrackWindow {
+                    info,
+                    rendition,
+                    init,
+                    segments: VecDeque::new(),
+                    peak_bitrate: 0,
+                    total_bytes: 0,
+                    total_secs: 0.0,
+                    total_samples: 0,
+                }
+            })
+            .collect();
+        let (version, _) = watch::channel(0);
+        StreamWindow {
+            name: name.to_string(),
+            session,
+            config,
+            started: SystemTime::now(),
+            state: Mutex::new(WindowState { tracks, ended: false, longest_segment: 0.0 }),
+            version,
+        }
+    }
+
+    /// Runs `f` with the state locked. Keep `f` short: no I/O, no awaiting.
+    pub fn read<R>(&self, f: impl FnOnce(&WindowState) -> R) -> R {
+        f(&self.state.lock().unwrap())
+    }
+
+    /// A receiver that changes whenever a part lands or the stream ends.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    pub fn push_part(&self, p: PartIn) {
+        {
+            let mut st = self.state.lock().unwrap();
+            let keep = self.config.segments.max(1);
+            let Some(track) = st.tracks.get_mut(p.track) else { return };
+            let open = track.segments.back().is_some_and(|s| !s.complete && s.msn == p.msn);
+            if !open {
+                let pdt = self.started + Duration::from_secs_f64(p.start.max(0.0));
+                track.segments.push_back(Segment {
+                    msn: p.msn,
+                    parts: Vec::new(),
+                    complete: false,
+                    discontinuity: p.discontinuity,
+                    program_date_time: pdt,
+                    duration: 0.0,
+                    samples: 0,
+                    bytes: 0,
+                });
+            }
+            let seg = track.segments.back_mut().expect("just ensured");
+            seg.duration += p.duration;
+            seg.samples += p.samples;
+            seg.bytes += p.data.len();
+            seg.parts.push(Part { data: p.data, duration: p.duration, independent: p.independent, gap: p.gap });
+            track.total_bytes += seg.parts.last().map(|x| x.data.len() as u64).unwrap_or(0);
+            track.total_secs += p.duration;
+            track.total_samples += p.samples as u64;
+            let mut longest = None;
+            if p.last_in_segment {
+                seg.complete = true;
+                let d = seg.duration;
+                if d > 0.0 {
+                    let rate = (seg.bytes as f64 * 8.0 / d) as u64;
+                    track.peak_bitrate = track.peak_bitrate.max(rate);
+                }
+                longest = Some(d);
+                while track.segments.iter().filter(|s| s.complete).count() > keep {
+                    track.segments.pop_front();
+                }
+            }
+            if let Some(d) = longest {
+                st.longest_segment = st.longest_segment.max(d);
+            }
+        }
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// No more parts will come; playlists end with EXT-X-ENDLIST.
+    pub fn end(&self) {
+        self.state.lock().unwrap().ended = true;
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.state.lock().unwrap().ended
+    }
+
+    /// EXT-X-TARGETDURATION: the configured target, or the longest segment if that is longer.
+    pub fn target_duration(&self, st: &WindowState) -> u64 {
+        let target = self.config.segment_target.as_secs_f64().max(st.longest_segment);
+        // RFC 8216bis §4.4.3.1: each EXTINF, rounded to the nearest integer, must not exceed it.
+        (target.round() as u64).max(1)
+    }
+}
+
+/// Every live (and recently ended) stream's window, by public name.
+#[derive(Clone, Default)]
+pub struct Windows {
+    map: Arc<Mutex<HashMap<String, Arc<StreamWindow>>>>,
+}
+
+impl Windows {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<StreamWindow>> {
+        self.map.lock().unwrap().get(name).cloned()
+    }
+
+    pub fn insert(&self, w: Arc<StreamWindow>) {
+        let old = self.map.lock().unwrap().insert(w.name.clone(), w);
+        if let Some(old) = old {
+            old.end();
+        }
+    }
+
+    /// Removes `w` if it is still the window registered under its name.
+    pub fn remove(&self, w: &Arc<StreamWindow>) {
+        let mut map = self.map.lock().unwrap();
+        if map.get(&w.name).is_some_and(|cur| Arc::ptr_eq(cur, w)) {
+            map.remove(&w.name);
+        }
+    }
+
+    pub fn all(&self) -> Vec<Arc<StreamWindow>> {
+        let mut v: Vec<_> = self.map.lock().unwrap().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use media::CodecConfig;
+
+    fn part(msn: u64, index: u32, last: bool) -> PartIn {
+        PartIn {
+            track: 0,
+            msn,
+            index,
+            data: Bytes::from(vec![0u8; 1000]),
+            duration: 0.5,
+            independent: index == 0,
+            gap: false,
+            last_in_segment: last,
+            discontinuity: false,
+            start: msn as f64 * 2.0 + index as f64 * 0.5,
+            samples: 15,
+        }
+    }
+
+    #[test]
+    fn bounded_and_404_after_eviction() {
+        let info = TrackInfo::video(CodecConfig::H264 { avcc: Bytes::new() });
+        let cfg = WindowConfig { segments: 3, ..Default::default() };
+        let w = StreamWindow::new("s", "x".into(), cfg, vec![(info, Bytes::new())]);
+        let mut rx = w.subscribe();
+        for msn in 0..20 {
+            for i in 0..4 {
+                w.push_part(part(msn, i, i == 3));
+            }
+        }
+        w.push_part(part(20, 0, false));
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        w.read(|st| {
+            let t = &st.tracks[0];
+            assert_eq!(t.segments.len(), 4, "3 complete + the open one");
+            assert!(t.segment(16).is_none());
+            assert_eq!(t.segment(17).unwrap().parts.len(), 4);
+            assert_eq!(t.last_part(), Some((20, 0)));
+            assert_eq!(t.next_part(), (20, 1));
+            assert_eq!(t.average_bitrate(), 16_000);
+            assert_eq!(w.target_duration(st), 2);
+        });
+    }
+}

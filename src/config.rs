@@ -1,0 +1,189 @@
+//! `estuary.toml`: every key, its default and its meaning are in `config/estuary.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub rtmp: RtmpSection,
+    #[serde(default)]
+    pub srt: SrtSection,
+    #[serde(default)]
+    pub hls: HlsSection,
+    #[serde(default)]
+    pub streams: Vec<StreamEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Where generated state (the first-start stream key) is kept.
+    pub data_dir: Option<PathBuf>,
+    /// Host name used in the URLs printed at start-up.
+    pub public_host: Option<String>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self { data_dir: None, public_host: None }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub cors_origin: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self { listen: ([0, 0, 0, 0], 8080).into(), max_connections: 16_384, cors_origin: "*".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpSection {
+    pub listen: SocketAddr,
+    pub app: String,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
+}
+
+impl Default for RtmpSection {
+    fn default() -> Self {
+        Self { listen: ([0, 0, 0, 0], 1935).into(), app: "live".into(), idle_timeout_secs: 30, max_connections: 1024 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SrtSection {
+    pub listen: SocketAddr,
+}
+
+impl Default for SrtSection {
+    fn default() -> Self {
+        Self { listen: ([0, 0, 0, 0], 9000).into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsSection {
+    /// Seconds. Segments start on a keyframe once this much has passed.
+    pub segment_target: f64,
+    /// Seconds. LL-HLS part (and LL-DASH chunk) target.
+    pub part_target: f64,
+    /// Complete segments kept in memory per track.
+    pub window_segments: usize,
+    /// Seconds the playlist stays live after the publisher leaves.
+    pub end_grace: f64,
+}
+
+impl Default for HlsSection {
+    fn default() -> Self {
+        Self { segment_target: 2.0, part_target: 0.334, window_segments: 10, end_grace: 2.0 }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct StreamEntry {
+    /// Public playback name: /live/{name}/index.m3u8
+    pub name: String,
+    /// Secret publish key.
+    pub key: String,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let h = &self.hls;
+        if !(0.5..=30.0).contains(&h.segment_target) {
+            bail!("[hls] segment_target must be between 0.5 and 30 seconds");
+        }
+        if !(0.05..=h.segment_target).contains(&h.part_target) {
+            bail!("[hls] part_target must be between 0.05 s and segment_target");
+        }
+        if h.window_segments < 3 {
+            bail!("[hls] window_segments must be at least 3");
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for s in &self.streams {
+            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || s.name.starts_with('.') {
+                bail!("stream name {:?}: use letters, digits, '-', '_' and '.'", s.name);
+            }
+            if s.key.len() < 8 {
+                bail!("stream {:?}: key must be at least 8 characters", s.name);
+            }
+            if s.key == s.name {
+                bail!("stream {:?}: the key must differ from the public name", s.name);
+            }
+            if !names.insert(&s.name) {
+                bail!("stream name {:?} appears twice", s.name);
+            }
+            if !keys.insert(&s.key) {
+                bail!("two streams share one key");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.server.data_dir {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("ESTUARY_DATA_DIR") {
+            return d.into();
+        }
+        match std::env::var_os("XDG_DATA_HOME").or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share").into())) {
+            Some(base) => PathBuf::from(base).join("estuary"),
+            None => PathBuf::from("estuary-data"),
+        }
+    }
+
+    pub fn secs(v: f64) -> Duration {
+        Duration::from_secs_f64(v.max(0.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_config_parses() {
+        let text = include_str!("../config/estuary.toml");
+        let cfg: Config = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.http.listen.port(), 8080);
+        assert_eq!(cfg.rtmp.listen.port(), 1935);
+        assert_eq!(cfg.srt.listen.port(), 9000);
+        assert!(!cfg.streams.is_empty());
+    }
+
+    #[test]
+    fn typos_are_errors() {
+        assert!(toml::from_str::<Config>("[http]\nlisten_on = \"0.0.0.0:1\"").is_err());
+    }
+}

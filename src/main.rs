@@ -1,0 +1,206 @@
+//! `estuary`: the server binary. Loads the config, starts RTMP ingest, the packager and the
+//! HTTP service around one [`media::Hub`], and shuts them down on Ctrl-C / SIGTERM.
+
+mod config;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use config::Config;
+use ingest::StreamKeys;
+use media::Hub;
+use packager::{PackagerConfig, WindowConfig, Windows};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+const USAGE: &str = "\
+estuary: live-streaming ingest server
+
+USAGE:
+    estuary serve [--config FILE]   run an origin (embedded defaults without --config)
+    estuary edge --config FILE      run an edge node
+    estuary --version
+
+Publish with OBS: Server rtmp://HOST/live, Stream Key = a key from [[streams]].
+Play: http://HOST:8080/live/NAME/index.m3u8
+Logs: RUST_LOG=debug for more detail.";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut config_path: Option<PathBuf> = None;
+    let mut command: Option<&str> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" | "help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            "-V" | "--version" => {
+                println!("estuary {}", env!("CARGO_PKG_VERSION"));
+                return Ok(());
+            }
+            "-c" | "--config" => config_path = Some(it.next().context("--config needs a file")?.into()),
+            "serve" | "edge" if command.is_none() => command = Some(a.as_str()),
+            other => bail!("unexpected argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match command {
+        Some("serve") => {}
+        Some("edge") => bail!("edge nodes need the Redis window, which is not built yet; run `estuary serve`"),
+        _ => bail!("no command given\n\n{USAGE}"),
+    }
+    let config = match &config_path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config, config_path))
+}
+
+async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    match &path {
+        Some(p) => info!(config = %p.display(), "starting"),
+        None => info!("starting with embedded defaults (no --config)"),
+    }
+    let streams = stream_entries(&config)?;
+    let keys = Arc::new(StreamKeys::new(streams.iter().map(|s| (s.key.clone(), s.name.clone()))));
+
+    let hub = Hub::new();
+    let windows = Windows::new();
+    let packager_config = PackagerConfig {
+        window: WindowConfig {
+            segments: config.hls.window_segments,
+            segment_target: Config::secs(config.hls.segment_target),
+            part_target: Config::secs(config.hls.part_target),
+        },
+        end_grace: Config::secs(config.hls.end_grace),
+        ..Default::default()
+    };
+    {
+        let windows = windows.clone();
+        hub.on_publish(move |a| {
+            tokio::spawn(packager::run(a.reader, windows.clone(), packager_config.clone()));
+        });
+    }
+
+    let cancel = CancellationToken::new();
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+    let rtmp_listener = tokio::net::TcpListener::bind(config.rtmp.listen)
+        .await
+        .with_context(|| format!("binding RTMP on {}", config.rtmp.listen))?;
+    let http_addr = http_listener.local_addr()?;
+    let rtmp_addr = rtmp_listener.local_addr()?;
+
+    let service = edge::Service::new(
+        windows.clone(),
+        edge::HttpConfig { max_connections: config.http.max_connections, cors_origin: config.http.cors_origin.clone() },
+    );
+    let http = tokio::spawn(edge::serve(http_listener, service, cancel.clone()));
+    let rtmp = tokio::spawn(ingest::rtmp::serve(
+        rtmp_listener,
+        ingest::rtmp::RtmpConfig {
+            keys,
+            hub,
+            app: config.rtmp.app.clone(),
+            idle_timeout: std::time::Duration::from_secs(config.rtmp.idle_timeout_secs.max(1)),
+            max_connections: config.rtmp.max_connections,
+        },
+        cancel.clone(),
+    ));
+    info!(%http_addr, "HTTP listening (LL-HLS under /live/NAME/index.m3u8)");
+    info!(%rtmp_addr, "RTMP listening");
+    info!(listen = %config.srt.listen, "SRT ingest is not built yet; the [srt] setting is reserved");
+
+    let host = config.server.public_host.clone().unwrap_or_else(|| "localhost".into());
+    for s in &streams {
+        info!(
+            "stream {:?}: OBS Server rtmp://{host}:{}/{}  Stream Key {}  |  play http://{host}:{}/live/{}/index.m3u8",
+            s.name,
+            rtmp_addr.port(),
+            config.rtmp.app,
+            if s.generated { s.key.as_str() } else { "(from the config)" },
+            http_addr.port(),
+            s.name
+        );
+    }
+
+    shutdown_signal().await;
+    info!("shutting down");
+    cancel.cancel();
+    let _ = tokio::join!(http, rtmp);
+    info!("stopped");
+    Ok(())
+}
+
+struct Stream {
+    name: String,
+    key: String,
+    generated: bool,
+}
+
+/// The configured streams, or with none configured, one stream whose key is created on first
+/// start and kept in the data directory, so publishing is never unauthenticated.
+fn stream_entries(config: &Config) -> anyhow::Result<Vec<Stream>> {
+    if !config.streams.is_empty() {
+        return Ok(config.streams.iter().map(|s| Stream { name: s.name.clone(), key: s.key.clone(), generated: false }).collect());
+    }
+    let dir = config.data_dir();
+    let path = dir.join("stream-key");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(k) if k.trim().len() >= 8 => {
+            info!(file = %path.display(), "no [[streams]] configured; using the stream key kept from an earlier start");
+            k.trim().to_string()
+        }
+        _ => {
+            use rand::Rng;
+            let key: String = rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(24).map(char::from).collect();
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+            warn!(file = %path.display(), "no [[streams]] configured; created a stream key (kept across restarts)");
+            key
+        }
+    };
+    Ok(vec![Stream { name: "stream".into(), key, generated: true }])
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    writeln!(f, "{contents}")
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -369,12 +369,15 @@ impl Connection {
 
 fn hints_from(m: &StreamMetadata) -> PublishHints {
     PublishHints {
-        has_video: match (m.video_codec_id, m.video_width) {
-            (None, None) => None,
+        // onMetaData lists videocodecid when there is video; metadata without it (but with
+        // audio) announces an audio-only stream.
+        has_video: match (m.video_codec_id, m.video_width, m.audio_codec_id) {
+            (None, None, None) => None,
+            (None, None, Some(_)) => Some(false),
             _ => Some(true),
         },
-        video_kbps: m.video_bitrate_kbps,
-        audio_kbps: m.audio_bitrate_kbps,
+        video_kbps: m.video_bitrate_kbps.filter(|k| *k > 0),
+        audio_kbps: m.audio_bitrate_kbps.filter(|k| *k > 0),
         frame_rate: m.video_frame_rate.map(|f| f as f64).filter(|f| *f > 0.0 && *f < 1000.0),
     }
 }

@@ -1,0 +1,265 @@
+//! Helpers for end-to-end tests: a real `estuary` process on free ports in a temporary
+//! directory, a real `ffmpeg` publisher, a tiny HTTP/1.1 client, and `ffprobe`.
+//! Everything started here is killed and removed on drop.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "estuary-test-{tag}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ rand_u64()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+fn rand_u64() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(1);
+    h.finish() as u128
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub http: u16,
+    pub rtmp: u16,
+    pub dir: TempDir,
+    pub log: PathBuf,
+}
+
+pub const KEY: &str = "test-key-0123";
+pub const NAME: &str = "demo";
+
+impl Server {
+    /// Starts `estuary serve` with `[[streams]] demo / test-key-0123` plus `extra` TOML.
+    pub fn start(extra: &str) -> Server {
+        Self::start_with(&format!("[[streams]]\nname = \"{NAME}\"\nkey = \"{KEY}\"\n{extra}"))
+    }
+
+    /// Starts `estuary serve` with the given streams/extra config (ports and data dir are added).
+    pub fn start_with(body: &str) -> Server {
+        let dir = TempDir::new("srv");
+        let http = free_port();
+        let rtmp = free_port();
+        let cfg = format!(
+            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n{body}",
+            dir.0.join("data").display()
+        );
+        // Sections must not repeat; callers put [hls] etc. in `body`.
+        let cfg_path = dir.0.join("estuary.toml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = dir.0.join("server.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_estuary"))
+            .args(["serve", "--config"])
+            .arg(&cfg_path)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
+            .spawn()
+            .expect("start estuary");
+        let s = Server { child, http, rtmp, dir, log };
+        wait_for("server healthy", Duration::from_secs(60), || {
+            get(s.http, "/healthz").ok().filter(|r| r.status == 200).map(|_| ())
+        });
+        s
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{key}", self.rtmp)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// An ffmpeg publisher; killed on drop.
+pub struct Publisher(pub Child);
+
+impl Publisher {
+    /// 1280x720 30 fps H.264 (keyframe every 2 s) + 48 kHz AAC, in real time, for `secs`.
+    pub fn rtmp(url: &str, secs: u32) -> Publisher {
+        Self::rtmp_args(url, secs, &[])
+    }
+
+    pub fn rtmp_args(url: &str, secs: u32, extra: &[&str]) -> Publisher {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-pix_fmt", "yuv420p"])
+            .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+            .args(extra)
+            .args(["-t", &secs.to_string(), "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Publisher(cmd.spawn().expect("ffmpeg must be installed (see README)"))
+    }
+
+    /// Waits for ffmpeg to exit; returns (success, stderr).
+    pub fn wait(mut self, timeout: Duration) -> (bool, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = self.0.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return (status.success(), err);
+            }
+            if Instant::now() > deadline {
+                panic!("ffmpeg did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn get(port: u16, path: &str) -> std::io::Result<Resp> {
+    get_with(port, path, &[])
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close), enough to see status, headers and body bytes.
+pub fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Ok(Resp { status, headers, body })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = b.windows(2).position(|w| w == b"\r\n") else { break };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[end + 2..end + 2 + size]);
+        b = &b[end + 2 + size + 2..];
+    }
+    out
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Decodes a file with ffprobe and returns (codec, width, height, decoded frames) per stream.
+pub fn ffprobe_frames(path: &Path) -> Vec<(String, u32, u32, u64)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe must be installed (see README)");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let n = |i: usize| f.get(i).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            (f[0].to_string(), n(1) as u32, n(2) as u32, n(f.len() - 1))
+        })
+        .collect()
+}
+
+/// Lines of a playlist that start with `tag`.
+pub fn tags<'a>(playlist: &'a str, tag: &str) -> Vec<&'a str> {
+    playlist.lines().filter(|l| l.starts_with(tag)).collect()
+}
+
+/// Value of `KEY=` in an attribute list line (quotes removed).
+pub fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    let rest = &line[start..];
+    if let Some(r) = rest.strip_prefix('"') {
+        return r.split('"').next();
+    }
+    rest.split(',').next()
+}

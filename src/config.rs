@@ -45,11 +45,20 @@ pub struct HttpSection {
     pub listen: SocketAddr,
     pub max_connections: usize,
     pub cors_origin: String,
+    /// PEM certificate chain; with `tls_key`, the listener speaks HTTPS (h2 + http/1.1 by ALPN).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
-        Self { listen: ([0, 0, 0, 0], 8080).into(), max_connections: 16_384, cors_origin: "*".into() }
+        Self {
+            listen: ([0, 0, 0, 0], 8080).into(),
+            max_connections: 16_384,
+            cors_origin: "*".into(),
+            tls_cert: None,
+            tls_key: None,
+        }
     }
 }
 
@@ -126,6 +135,9 @@ impl Config {
         }
         if h.window_segments < 3 {
             bail!("[hls] window_segments must be at least 3");
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            bail!("[http] tls_cert and tls_key go together");
         }
         let mut names = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();

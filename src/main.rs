@@ -105,7 +105,12 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         windows.clone(),
         edge::HttpConfig { max_connections: config.http.max_connections, cors_origin: config.http.cors_origin.clone() },
     );
-    let http = tokio::spawn(edge::serve(http_listener, service, cancel.clone()));
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(edge::tls::acceptor(cert, key).context("loading the TLS certificate")?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let http = tokio::spawn(edge::serve_tls(http_listener, tls, service, cancel.clone()));
     let rtmp = tokio::spawn(ingest::rtmp::serve(
         rtmp_listener,
         ingest::rtmp::RtmpConfig {
@@ -117,14 +122,14 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         },
         cancel.clone(),
     ));
-    info!(%http_addr, "HTTP listening (LL-HLS under /live/NAME/index.m3u8)");
+    info!(%http_addr, %scheme, "HTTP listening (LL-HLS under /live/NAME/index.m3u8; HTTP/1.1 and HTTP/2)");
     info!(%rtmp_addr, "RTMP listening");
     info!(listen = %config.srt.listen, "SRT ingest is not built yet; the [srt] setting is reserved");
 
     let host = config.server.public_host.clone().unwrap_or_else(|| "localhost".into());
     for s in &streams {
         info!(
-            "stream {:?}: OBS Server rtmp://{host}:{}/{}  Stream Key {}  |  play http://{host}:{}/live/{}/index.m3u8",
+            "stream {:?}: OBS Server rtmp://{host}:{}/{}  Stream Key {}  |  play {scheme}://{host}:{}/live/{}/index.m3u8",
             s.name,
             rtmp_addr.port(),
             config.rtmp.app,

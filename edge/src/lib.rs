@@ -8,6 +8,7 @@
 pub mod body;
 pub mod routes;
 pub mod server;
+pub mod tls;
 
 pub use routes::{HttpConfig, Service};
-pub use server::serve;
+pub use server::{serve, serve_tls};

@@ -1,10 +1,13 @@
-//! The HTTP listener: one task per connection, HTTP/1.1 or HTTP/2 (prior knowledge) chosen
-//! per connection, admission bounded by a semaphore, graceful shutdown on cancel.
+//! The HTTP listener: one task per connection, HTTP/1.1 or HTTP/2 chosen per connection (ALPN
+//! over TLS, the connection preface in cleartext), admission bounded by a semaphore, graceful
+//! shutdown on cancel.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -18,6 +21,11 @@ use crate::routes::Service;
 /// Serves HTTP on `listener` until `cancel` fires. Open connections get a few seconds to
 /// finish what they are sending.
 pub async fn serve(listener: TcpListener, service: Service, cancel: CancellationToken) {
+    serve_tls(listener, None, service, cancel).await
+}
+
+/// As [`serve`], over TLS when an acceptor is given.
+pub async fn serve_tls(listener: TcpListener, tls: Option<TlsAcceptor>, service: Service, cancel: CancellationToken) {
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(service.config().max_connections.max(1)));
     loop {
@@ -39,30 +47,45 @@ pub async fn serve(listener: TcpListener, service: Service, cancel: Cancellation
         let _ = socket.set_nodelay(true);
         let service = service.clone();
         let cancel = cancel.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
-            let svc = service_fn(move |req| {
-                let service = service.clone();
-                async move { Ok::<_, std::convert::Infallible>(service.handle(req).await) }
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(socket), svc);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    match tokio::time::timeout(Duration::from_secs(3), conn.as_mut()).await {
-                        Ok(r) => r,
-                        Err(_) => Ok(()),
-                    }
-                }
-            };
-            if let Err(e) = result {
-                debug!(%peer, error = %e, "http connection ended with an error");
+            match tls {
+                None => connection(socket, service, cancel, peer).await,
+                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(socket)).await {
+                    Ok(Ok(stream)) => connection(stream, service, cancel, peer).await,
+                    Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => debug!(%peer, "TLS handshake timed out"),
+                },
             }
             drop(permit);
         });
     }
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+}
+
+async fn connection<IO>(io: IO, service: Service, cancel: CancellationToken, peer: std::net::SocketAddr)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let service = service.clone();
+        async move { Ok::<_, std::convert::Infallible>(service.handle(req).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(Duration::from_secs(3), conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "http connection ended with an error");
+    }
 }

@@ -59,11 +59,20 @@ impl Server {
 
     /// Starts `estuary serve` with the given streams/extra config (ports and data dir are added).
     pub fn start_with(body: &str) -> Server {
+        Self::start_full(body, "", free_port(), true)
+    }
+
+    /// HTTPS on `port` with the given PEM files; health is checked by the caller.
+    pub fn start_tls(cert: &Path, key: &Path, port: u16) -> Server {
+        let http = format!("tls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display());
+        Self::start_full("", &http, port, false)
+    }
+
+    fn start_full(body: &str, http_extra: &str, http: u16, check_health: bool) -> Server {
         let dir = TempDir::new("srv");
-        let http = free_port();
         let rtmp = free_port();
         let cfg = format!(
-            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n{body}",
+            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n{body}",
             dir.0.join("data").display()
         );
         // Sections must not repeat; callers put [hls] etc. in `body`.
@@ -80,9 +89,15 @@ impl Server {
             .spawn()
             .expect("start estuary");
         let s = Server { child, http, rtmp, dir, log };
-        wait_for("server healthy", Duration::from_secs(60), || {
-            get(s.http, "/healthz").ok().filter(|r| r.status == 200).map(|_| ())
-        });
+        if check_health {
+            wait_for("server healthy", Duration::from_secs(60), || {
+                get(s.http, "/healthz").ok().filter(|r| r.status == 200).map(|_| ())
+            });
+        } else {
+            wait_for("server listening", Duration::from_secs(60), || {
+                TcpStream::connect(("127.0.0.1", s.http)).ok().map(|_| ())
+            });
+        }
         s
     }
 

@@ -16,6 +16,10 @@ use media::{Frame, Timescale, TrackInfo, TrackKind};
 
 use crate::cmaf::Sample;
 
+/// Frames a follower track may hold while waiting for the leader's next boundary (about
+/// 45 s of AAC); older ones are dropped and counted in `dropped`.
+const MAX_PENDING: usize = 2048;
+
 #[derive(Clone, Copy, Debug)]
 pub struct SegmenterConfig {
     pub segment_target: Duration,
@@ -135,6 +139,11 @@ impl Segmenter {
         }
         if frame.track != self.leader {
             let index = frame.track;
+            // Bounded: if the leader stalls, a follower's oldest frames go rather than memory.
+            if track.pending.len() >= MAX_PENDING {
+                track.pending.pop_front();
+                self.dropped += 1;
+            }
             track.pending.push_back(frame);
             self.close_follower(index, false);
             return;
@@ -368,6 +377,17 @@ mod tests {
             assert!((vs - as_).abs() < 0.03, "audio part starts within one AAC frame");
         }
         assert!(video.iter().filter(|p| p.index == 0).all(|p| p.independent));
+    }
+
+    #[test]
+    fn follower_backlog_is_bounded_when_the_leader_stalls() {
+        let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+        s.push(v(0, true));
+        for n in 0..5000 {
+            s.push(a(n * 1024));
+        }
+        assert!(s.tracks[1].pending.len() <= MAX_PENDING);
+        assert_eq!(s.dropped, 5000 - MAX_PENDING as u64);
     }
 
     proptest! {

@@ -117,7 +117,8 @@ impl Service {
 
     fn multivariant(&self, name: &str, gzip: bool) -> Response<Body> {
         let Some(w) = self.window(name) else { return error(StatusCode::NOT_FOUND, "no such live stream") };
-        let (body, td) = w.read(|st| (hls::multivariant(&w, st), w.target_duration(st)));
+        let td = w.read(|st| w.target_duration(st));
+        let body = w.rendered(cache_key(usize::MAX, Skip::No, gzip), |st| encode(hls::multivariant(&w, st), gzip));
         playlist(body, gzip, &format!("public, max-age={}", (td / 2).max(1)))
     }
 
@@ -144,7 +145,8 @@ impl Service {
                 return error(StatusCode::SERVICE_UNAVAILABLE, "the requested part did not appear in time");
             }
         }
-        let (body, ended) = w.read(|st| (hls::media_playlist(&w, st, track, q.skip), st.ended));
+        let ended = w.is_ended();
+        let body = w.rendered(cache_key(track, q.skip, gzip), |st| encode(hls::media_playlist(&w, st, track, q.skip), gzip));
         let cache = if ended {
             format!("public, max-age={}", 6 * td)
         } else if q.msn.is_some() {
@@ -348,16 +350,32 @@ fn set(r: &mut Response<Body>, name: header::HeaderName, value: &str) {
     }
 }
 
-fn playlist(body: String, gzip: bool, cache: &str) -> Response<Body> {
-    let mut r = if gzip {
-        let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 3), flate2::Compression::fast());
-        let _ = enc.write_all(body.as_bytes());
-        let mut r = Response::new(Body::from(Bytes::from(enc.finish().unwrap_or_default())));
-        set(&mut r, header::CONTENT_ENCODING, "gzip");
-        r
-    } else {
-        Response::new(Body::from(body))
+/// Key for a window's render cache: which playlist, which delta form, which encoding.
+fn cache_key(track: usize, skip: Skip, gzip: bool) -> u64 {
+    let skip = match skip {
+        Skip::No => 0,
+        Skip::Segments => 1,
+        Skip::SegmentsAndDateRanges => 2,
     };
+    ((track as u64) << 3) | (skip << 1) | gzip as u64
+}
+
+fn encode(text: String, gzip: bool) -> Bytes {
+    if !gzip {
+        return Bytes::from(text);
+    }
+    let mut enc = GzEncoder::new(Vec::with_capacity(text.len() / 3), flate2::Compression::fast());
+    let _ = enc.write_all(text.as_bytes());
+    Bytes::from(enc.finish().unwrap_or_default())
+}
+
+fn playlist(body: Bytes, gzip: bool, cache: &str) -> Response<Body> {
+    let len = body.len();
+    let mut r = Response::new(Body::from(body));
+    if gzip {
+        set(&mut r, header::CONTENT_ENCODING, "gzip");
+    }
+    set(&mut r, header::CONTENT_LENGTH, &len.to_string());
     set(&mut r, header::CONTENT_TYPE, "application/vnd.apple.mpegurl");
     set(&mut r, header::CACHE_CONTROL, cache);
     set(&mut r, header::VARY, "Accept-Encoding");

@@ -135,6 +135,8 @@ impl TrackWindow {
 
 #[derive(Debug)]
 pub struct WindowState {
+    /// Bumped on every change; rendered playlists are cached against it.
+    pub version: u64,
     pub tracks: Vec<TrackWindow>,
     /// The stream has ended: playlists carry EXT-X-ENDLIST and nothing more will come.
     pub ended: bool,
@@ -152,6 +154,8 @@ pub struct StreamWindow {
     pub started: SystemTime,
     state: Mutex<WindowState>,
     version: watch::Sender<u64>,
+    /// Rendered responses (playlists) by caller-chosen key, valid for one state version.
+    rendered: Mutex<HashMap<u64, (u64, Bytes)>>,
 }
 
 /// What a packager hands the window.
@@ -205,14 +209,30 @@ impl StreamWindow {
             session,
             config,
             started: SystemTime::now(),
-            state: Mutex::new(WindowState { tracks, ended: false, longest_segment: 0.0 }),
+            state: Mutex::new(WindowState { version: 0, tracks, ended: false, longest_segment: 0.0 }),
             version,
+            rendered: Mutex::new(HashMap::new()),
         }
     }
 
     /// Runs `f` with the state locked. Keep `f` short: no I/O, no awaiting.
     pub fn read<R>(&self, f: impl FnOnce(&WindowState) -> R) -> R {
         f(&self.state.lock().unwrap())
+    }
+
+    /// `render(state)` for the current state, computed once per state version and `key`:
+    /// every viewer woken by the same part gets the same bytes without re-rendering.
+    pub fn rendered(&self, key: u64, render: impl FnOnce(&WindowState) -> Bytes) -> Bytes {
+        let st = self.state.lock().unwrap();
+        let mut cache = self.rendered.lock().unwrap();
+        if let Some((v, b)) = cache.get(&key) {
+            if *v == st.version {
+                return b.clone();
+            }
+        }
+        let b = render(&st);
+        cache.insert(key, (st.version, b.clone()));
+        b
     }
 
     /// A receiver that changes whenever a part lands or the stream ends.
@@ -263,13 +283,18 @@ impl StreamWindow {
             if let Some(d) = longest {
                 st.longest_segment = st.longest_segment.max(d);
             }
+            st.version += 1;
         }
         self.version.send_modify(|v| *v += 1);
     }
 
     /// No more parts will come; playlists end with EXT-X-ENDLIST.
     pub fn end(&self) {
-        self.state.lock().unwrap().ended = true;
+        {
+            let mut st = self.state.lock().unwrap();
+            st.ended = true;
+            st.version += 1;
+        }
         self.version.send_modify(|v| *v += 1);
     }
 

@@ -81,8 +81,12 @@ pub async fn run(mut reader: BroadcastReader, windows: Windows, config: Packager
     windows.remove(&window);
 }
 
-fn drain(seg: &mut Segmenter, window: &StreamWindow, tracks: &[media::TrackInfo], sequence: &mut [u32]) {
+/// Moves every finished part out of the segmenter into the window as CMAF; returns how many.
+/// `sequence` holds each track's last `mfhd` sequence number.
+pub fn drain(seg: &mut Segmenter, window: &StreamWindow, tracks: &[media::TrackInfo], sequence: &mut [u32]) -> usize {
+    let mut n = 0;
     while let Some(p) = seg.pull() {
+        n += 1;
         let scale = tracks[p.track].timescale.0 as f64;
         let gap = p.samples.is_empty();
         let data = if gap {
@@ -111,4 +115,5 @@ fn drain(seg: &mut Segmenter, window: &StreamWindow, tracks: &[media::TrackInfo]
             samples: p.samples.len() as u32,
         });
     }
+    n
 }

@@ -143,7 +143,8 @@ fn roundtrip(fourcc: &[u8; 4], encoder_args: &[&str], expect_codec: &str, expect
         seg.push(f);
     }
     seg.finish();
-    while let Some(p) = seg.pull() {
+    while let Some(o) = seg.pull() {
+        let packager::segmenter::Output::Part(p) = o else { continue };
         seq += 1;
         out.extend_from_slice(&packager::cmaf::fragment(seq, p.base_dts as u64, &p.samples).unwrap());
     }

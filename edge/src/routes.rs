@@ -133,9 +133,9 @@ impl Service {
         };
         let td = w.read(|st| w.target_duration(st));
         if let Some(msn) = q.msn {
-            let (next_msn, next_part) = w.read(|st| st.tracks[track].next_part());
-            if msn > next_msn + ADVANCE_SEGMENT_LIMIT
-                || (msn == next_msn && q.part.is_some_and(|p| p > next_part + ADVANCE_PART_LIMIT))
+            let (open_msn, open_parts) = w.read(|st| live_edge(&st.tracks[track]));
+            if msn > open_msn + ADVANCE_SEGMENT_LIMIT
+                || (msn == open_msn && q.part.is_some_and(|p| p > open_parts + ADVANCE_PART_LIMIT))
             {
                 return error(StatusCode::BAD_REQUEST, "_HLS_msn/_HLS_part too far ahead of the live edge");
             }
@@ -191,16 +191,17 @@ impl Service {
         let td = w.read(|st| w.target_duration(st));
         // Something not produced yet but about to be (a preload hint, or a segment being
         // written) is waited for; the response then carries the whole thing.
-        let (next_msn, next_part) = w.read(|st| st.tracks[track].next_part());
+        let (open_msn, open_parts) = w.read(|st| live_edge(&st.tracks[track]));
         let soon = match part {
-            Some(p) => (msn == next_msn && p <= next_part + ADVANCE_PART_LIMIT) || (msn == next_msn + 1 && p == 0),
-            None => msn == next_msn,
+            Some(p) => (msn == open_msn && p <= open_parts + ADVANCE_PART_LIMIT) || (msn == open_msn + 1 && p <= ADVANCE_PART_LIMIT),
+            None => msn == open_msn,
         };
         if soon {
             let ready = move |st: &WindowState| {
                 let t = &st.tracks[track];
                 match part {
-                    Some(p) => t.part(msn, p).is_some() || t.segment(msn).is_some_and(|s| s.complete) || t.next_part().0 > msn,
+                    // A part index past the end of a completed segment will never exist.
+                    Some(p) => t.part(msn, p).is_some() || t.open_msn() > msn,
                     None => t.segment(msn).is_some_and(|s| s.complete),
                 }
             };
@@ -276,10 +277,15 @@ impl Service {
 /// Whether the playlist for `track` already holds what `_HLS_msn`/`_HLS_part` asked for.
 fn playlist_has(st: &WindowState, track: usize, msn: u64, part: Option<u32>) -> bool {
     let t = &st.tracks[track];
-    // The segment being written is `next_msn`; everything before it is complete. A part
-    // index past the end of a completed segment is satisfied by that segment's completion.
-    let (next_msn, _) = t.next_part();
-    next_msn > msn || part.is_some_and(|p| t.segment(msn).is_some_and(|s| s.parts.len() as u32 > p))
+    // Everything before the open segment is complete. A part index past the end of a
+    // completed segment is satisfied by that segment's completion.
+    t.open_msn() > msn || part.is_some_and(|p| t.segment(msn).is_some_and(|s| s.parts.len() as u32 > p))
+}
+
+/// (msn of the segment being written, parts it has so far).
+fn live_edge(t: &packager::window::TrackWindow) -> (u64, u32) {
+    let open = t.open_msn();
+    (open, t.segment(open).map(|s| s.parts.len() as u32).unwrap_or(0))
 }
 
 /// Waits until `ready` holds or the stream ends; false on timeout.

@@ -269,6 +269,7 @@ mod tests {
                         independent: i == 0 || track == 1,
                         gap: false,
                         last_in_segment: i == 5,
+                        end_expected: false,
                         discontinuity: false,
                         start: msn as f64 * 2.0 + i as f64 / 3.0,
                         samples: 10,

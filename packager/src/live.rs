@@ -9,7 +9,7 @@ use media::{BroadcastReader, ReadEvent};
 use tracing::{info, warn};
 
 use crate::cmaf;
-use crate::segmenter::{Segmenter, SegmenterConfig};
+use crate::segmenter::{Output, Segmenter, SegmenterConfig};
 use crate::window::{PartIn, StreamWindow, WindowConfig, Windows};
 
 #[derive(Clone, Debug)]
@@ -85,7 +85,14 @@ pub async fn run(mut reader: BroadcastReader, windows: Windows, config: Packager
 /// `sequence` holds each track's last `mfhd` sequence number.
 pub fn drain(seg: &mut Segmenter, window: &StreamWindow, tracks: &[media::TrackInfo], sequence: &mut [u32]) -> usize {
     let mut n = 0;
-    while let Some(p) = seg.pull() {
+    while let Some(out) = seg.pull() {
+        let p = match out {
+            Output::Part(p) => p,
+            Output::SegmentEnd { track, msn } => {
+                window.complete_segment(track, msn);
+                continue;
+            }
+        };
         n += 1;
         let scale = tracks[p.track].timescale.0 as f64;
         let gap = p.samples.is_empty();
@@ -110,6 +117,7 @@ pub fn drain(seg: &mut Segmenter, window: &StreamWindow, tracks: &[media::TrackI
             independent: p.independent,
             gap,
             last_in_segment: p.last_in_segment,
+            end_expected: p.end_expected,
             discontinuity: p.discontinuity,
             start: p.base_dts as f64 / scale,
             samples: p.samples.len() as u32,

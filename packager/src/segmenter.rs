@@ -2,23 +2,32 @@
 //!
 //! Push/pull contract: `push(frame)` (and `lagged()` / `finish()`), then `pull()` until
 //! `None`. The leading track (video, else the first track) decides the boundaries: a segment
-//! starts on a leader keyframe once at least the target duration has passed, and a part closes
-//! when one more frame would take it past the part target. A part of the leader closes when
-//! the first frame after it arrives, since that frame's timestamp gives the last sample its
-//! duration. Every other track closes its part `k` as soon as it holds a frame at or after
-//! boundary `k`, so segment N covers the same time in every track. A follower with nothing in
-//! a part's time range gets a gap part (no samples) so numbering stays aligned.
+//! starts on a leader keyframe once at least the target duration has passed, and a part holds
+//! as many frames as fit in the part target.
+//!
+//! Latency: a part is closed as soon as its last frame arrives, not when the next frame does.
+//! The last sample's duration is then predicted from the frame interval, and the next frame,
+//! when it lands within half an interval of the prediction, is placed at the predicted decode
+//! time (its presentation time is kept), so the timeline stays contiguous. Whether that next
+//! frame starts a new segment is only known when it arrives, so a segment's end can come as
+//! its own [`Output::SegmentEnd`] after its last part.
+//!
+//! Every other track closes its part `k` as soon as it holds a frame at or after boundary `k`,
+//! so segment N covers the same time in every track. A follower with nothing in a part's time
+//! range gets a gap part (no samples) so numbering stays aligned.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use media::{Frame, Timescale, TrackInfo, TrackKind};
+use media::{Frame, Timescale, Timestamp, TrackInfo, TrackKind};
 
 use crate::cmaf::Sample;
 
 /// Frames a follower track may hold while waiting for the leader's next boundary (about
 /// 45 s of AAC); older ones are dropped and counted in `dropped`.
 const MAX_PENDING: usize = 2048;
+/// Leader intervals averaged to predict the next frame's time.
+const INTERVAL_WINDOW: usize = 16;
 
 #[derive(Clone, Copy, Debug)]
 pub struct SegmenterConfig {
@@ -40,7 +49,11 @@ pub struct PartOut {
     pub index: u32,
     /// Starts with a keyframe (always true for audio).
     pub independent: bool,
+    /// Known, when the part closed, to be the segment's last.
     pub last_in_segment: bool,
+    /// The leader expects the segment to end after this part (the next part will likely be
+    /// `(msn + 1, 0)`); used for the preload hint.
+    pub end_expected: bool,
     /// The first part of a segment that follows a gap in the source.
     pub discontinuity: bool,
     /// Decode time of the part's start, in the track's timescale.
@@ -51,6 +64,13 @@ pub struct PartOut {
     pub samples: Vec<Sample>,
 }
 
+#[derive(Clone, Debug)]
+pub enum Output {
+    Part(PartOut),
+    /// Segment `msn` of `track` is complete; its last part came earlier.
+    SegmentEnd { track: usize, msn: u64 },
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Boundary {
     seq: u64,
@@ -59,6 +79,7 @@ struct Boundary {
     msn: u64,
     index: u32,
     ends_segment: bool,
+    end_expected: bool,
     discontinuity: bool,
 }
 
@@ -78,14 +99,22 @@ pub struct Segmenter {
     tracks: Vec<TrackState>,
     boundaries: VecDeque<Boundary>,
     next_seq: u64,
-    out: VecDeque<PartOut>,
+    out: VecDeque<Output>,
     msn: u64,
     index: u32,
     seg_start: Option<i64>,
     part_start: i64,
     last_dts: i64,
+    /// The open part was closed early at this predicted end; no leader frame since.
+    predicted_end: Option<i64>,
+    /// The leader already closed a part early expecting this segment to end.
+    anticipated: bool,
+    /// Recent leader frame intervals: their mean predicts the next frame. RTMP's millisecond
+    /// clock makes single intervals jitter (33/34 ms at 30 fps), which would cut parts short.
+    intervals: VecDeque<i64>,
     discontinuity: bool,
-    /// Leader frames dropped while waiting for a keyframe.
+    /// Frames dropped: leader frames before the first keyframe or out of decode order, and
+    /// follower frames beyond the backlog bound.
     pub dropped: u64,
 }
 
@@ -116,12 +145,15 @@ impl Segmenter {
             seg_start: None,
             part_start: 0,
             last_dts: 0,
+            predicted_end: None,
+            anticipated: false,
+            intervals: VecDeque::with_capacity(INTERVAL_WINDOW),
             discontinuity: false,
             dropped: 0,
         }
     }
 
-    pub fn pull(&mut self) -> Option<PartOut> {
+    pub fn pull(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
 
@@ -130,7 +162,7 @@ impl Segmenter {
         (self.msn, self.index)
     }
 
-    pub fn push(&mut self, frame: Frame) {
+    pub fn push(&mut self, mut frame: Frame) {
         let Some(track) = self.tracks.get_mut(frame.track) else { return };
         if frame.dts.scale != track.scale {
             // Adapters produce frames in their track's timescale; anything else is a bug upstream.
@@ -154,10 +186,11 @@ impl Segmenter {
                 self.dropped += 1;
                 return;
             }
-            self.seg_start = Some(t);
+            self.start_segment(t);
             self.part_start = t;
             self.last_dts = t;
             self.tracks[self.leader].pending.push_back(frame);
+            self.close_early_if_full(t);
             return;
         };
         if t < self.last_dts {
@@ -168,16 +201,73 @@ impl Segmenter {
         let interval = t - self.last_dts;
         if interval > 0 {
             self.tracks[self.leader].last_interval = interval;
+            if self.intervals.len() == INTERVAL_WINDOW {
+                self.intervals.pop_front();
+            }
+            self.intervals.push_back(interval);
         }
-        let est = self.tracks[self.leader].last_interval.max(1);
-        if frame.keyframe && t - seg_start >= self.segment_target - est / 2 {
-            self.close_leader(t, true);
-            self.seg_start = Some(t);
-        } else if t - self.part_start + est > self.part_target && t > self.part_start {
-            self.close_leader(t, false);
+        let est = self.interval();
+        let new_segment = frame.keyframe && t - seg_start >= self.segment_target - est / 2;
+        match self.predicted_end.take() {
+            Some(predicted) => {
+                // The open part already closed at `predicted`. Place this frame there if it is
+                // close, so parts stay contiguous; a real gap stays a gap.
+                let start = if (t - predicted).abs() <= est / 2 { predicted } else { t };
+                if start != t {
+                    frame.dts = Timestamp::new(start, frame.dts.scale);
+                }
+                if new_segment {
+                    self.end_segment_after_last_part();
+                    self.start_segment(start);
+                }
+                self.part_start = start;
+            }
+            None => {
+                if new_segment {
+                    self.close_leader(t, true, false);
+                    self.start_segment(t);
+                } else if t - self.part_start + est > self.part_target && t > self.part_start {
+                    self.close_leader(t, false, false);
+                }
+            }
         }
         self.last_dts = t;
         self.tracks[self.leader].pending.push_back(frame);
+        self.close_early_if_full(t);
+    }
+
+    /// Closes the open leader part now if one more frame would not fit in it, or if the next
+    /// frame is due where a new segment may start.
+    /// The expected leader frame interval.
+    fn interval(&self) -> i64 {
+        if self.intervals.is_empty() {
+            return self.tracks[self.leader].last_interval.max(1);
+        }
+        let sum: i64 = self.intervals.iter().sum();
+        (sum as f64 / self.intervals.len() as f64).round().max(1.0) as i64
+    }
+
+    fn close_early_if_full(&mut self, t: i64) {
+        let est = self.interval();
+        let n = self.tracks[self.leader].pending.len() as i64;
+        // Count frames rather than add up jittery timestamps: the part holds n frames of `est`
+        // each, and is full when one more would not fit.
+        let end = (self.part_start + n * est).max(t + est / 2).max(t + 1);
+        let Some(seg_start) = self.seg_start else { return };
+        let part_full = (n + 1) * est > self.part_target;
+        let segment_due = !self.anticipated && end - seg_start >= self.segment_target - est / 2;
+        if part_full || segment_due {
+            if segment_due {
+                self.anticipated = true;
+            }
+            self.close_leader(end, false, segment_due);
+            self.predicted_end = Some(end);
+        }
+    }
+
+    fn start_segment(&mut self, t: i64) {
+        self.seg_start = Some(t);
+        self.anticipated = false;
     }
 
     /// The source lost frames: end the segment here; the next one starts on a keyframe and is
@@ -196,9 +286,13 @@ impl Segmenter {
     }
 
     fn end_segment(&mut self) {
-        if self.seg_start.is_some() && !self.tracks[self.leader].pending.is_empty() {
-            let end = self.last_dts + self.tracks[self.leader].last_interval.max(1);
-            self.close_leader(end, true);
+        if self.seg_start.is_some() {
+            if !self.tracks[self.leader].pending.is_empty() {
+                let end = self.last_dts + self.interval();
+                self.close_leader(end, true, false);
+            } else if self.predicted_end.take().is_some() {
+                self.end_segment_after_last_part();
+            }
         }
         for i in 0..self.tracks.len() {
             if i != self.leader {
@@ -206,9 +300,32 @@ impl Segmenter {
             }
         }
         self.seg_start = None;
+        self.predicted_end = None;
     }
 
-    fn close_leader(&mut self, end: i64, ends_segment: bool) {
+    /// The segment whose last part already went out (closed early) is complete.
+    fn end_segment_after_last_part(&mut self) {
+        let msn = self.msn;
+        let last_seq = self.next_seq.wrapping_sub(1);
+        self.out.push_back(Output::SegmentEnd { track: self.leader, msn });
+        for i in 0..self.tracks.len() {
+            if i == self.leader {
+                continue;
+            }
+            if self.tracks[i].next_boundary > last_seq {
+                // This follower already closed that part: tell it now.
+                self.out.push_back(Output::SegmentEnd { track: i, msn });
+            }
+        }
+        if let Some(b) = self.boundaries.iter_mut().find(|b| b.seq == last_seq) {
+            b.ends_segment = true;
+        }
+        self.msn += 1;
+        self.index = 0;
+        self.discontinuity = false;
+    }
+
+    fn close_leader(&mut self, end: i64, ends_segment: bool, end_expected: bool) {
         let leader = self.leader;
         let frames: Vec<Frame> = self.tracks[leader].pending.drain(..).collect();
         let samples = samples_from(&frames, end);
@@ -219,20 +336,22 @@ impl Segmenter {
             msn: self.msn,
             index: self.index,
             ends_segment,
+            end_expected,
             discontinuity: self.discontinuity && self.index == 0,
         };
         self.next_seq += 1;
-        self.out.push_back(PartOut {
+        self.out.push_back(Output::Part(PartOut {
             track: leader,
             msn: self.msn,
             index: self.index,
             independent: frames.first().is_some_and(|f| f.keyframe),
             last_in_segment: ends_segment,
+            end_expected,
             discontinuity: boundary.discontinuity,
             base_dts: self.part_start,
             duration: end - self.part_start,
             samples,
-        });
+        }));
         self.tracks[leader].next_boundary = self.next_seq;
         if self.tracks.len() > 1 {
             self.boundaries.push_back(boundary);
@@ -289,17 +408,22 @@ impl Segmenter {
                 (base, last_end - base, samples_from(&frames, last_end))
             };
             st.next_boundary = b.seq + 1;
-            self.out.push_back(PartOut {
+            self.out.push_back(Output::Part(PartOut {
                 track,
                 msn: b.msn,
                 index: b.index,
                 independent: true,
                 last_in_segment: b.ends_segment,
+                end_expected: b.end_expected,
                 discontinuity: b.discontinuity,
                 base_dts: base,
                 duration,
                 samples,
-            });
+            }));
+        }
+        let min_next = self.tracks.iter().map(|t| t.next_boundary).min().unwrap_or(0);
+        while self.boundaries.front().is_some_and(|b| b.seq < min_next) {
+            self.boundaries.pop_front();
         }
     }
 }
@@ -359,16 +483,38 @@ mod tests {
         s.finish();
     }
 
+    /// Parts, and (track, msn) of every segment end, however it was reported.
+    fn collect(s: &mut Segmenter) -> (Vec<PartOut>, Vec<(usize, u64)>) {
+        let mut parts = vec![];
+        let mut ends = vec![];
+        while let Some(o) = s.pull() {
+            match o {
+                Output::Part(p) => {
+                    if p.last_in_segment {
+                        ends.push((p.track, p.msn));
+                    }
+                    parts.push(p);
+                }
+                Output::SegmentEnd { track, msn } => ends.push((track, msn)),
+            }
+        }
+        (parts, ends)
+    }
+
     #[test]
     fn parts_and_segments_line_up() {
         let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
         feed(&mut s, 10, 60);
-        let parts: Vec<PartOut> = std::iter::from_fn(|| s.pull()).collect();
+        let (parts, ends) = collect(&mut s);
         let video: Vec<&PartOut> = parts.iter().filter(|p| p.track == 0).collect();
         let audio: Vec<&PartOut> = parts.iter().filter(|p| p.track == 1).collect();
         assert_eq!(video.len(), audio.len());
-        // 2 s segments of six 1/3 s parts.
-        assert_eq!(video.iter().filter(|p| p.last_in_segment).count(), 5);
+        // 2 s segments of six 1/3 s parts; every track hears of every segment end once.
+        let video_ends: Vec<u64> = ends.iter().filter(|e| e.0 == 0).map(|e| e.1).collect();
+        let audio_ends: Vec<u64> = ends.iter().filter(|e| e.0 == 1).map(|e| e.1).collect();
+        assert_eq!(video_ends, vec![0, 1, 2, 3, 4]);
+        assert_eq!(audio_ends, video_ends);
+        assert_eq!(video.len(), 30);
         assert!(video.iter().all(|p| p.duration == 30_000));
         for (v, a) in video.iter().zip(&audio) {
             assert_eq!((v.msn, v.index), (a.msn, a.index));
@@ -377,6 +523,43 @@ mod tests {
             assert!((vs - as_).abs() < 0.03, "audio part starts within one AAC frame");
         }
         assert!(video.iter().filter(|p| p.index == 0).all(|p| p.independent));
+        assert!(video.iter().filter(|p| p.index == 5).all(|p| p.end_expected));
+    }
+
+    #[test]
+    fn a_part_is_out_when_its_last_frame_arrives() {
+        let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+        for n in 0..10 {
+            s.push(v(n * 3000, n == 0));
+        }
+        let Some(Output::Part(p)) = s.pull() else { panic!("part not closed on its last frame") };
+        assert_eq!((p.msn, p.index, p.samples.len(), p.duration), (0, 0, 10, 30_000));
+    }
+
+    #[test]
+    fn millisecond_jitter_keeps_parts_contiguous() {
+        // RTMP's 33/34 ms timestamps at 90 kHz, with B-frame composition offsets.
+        let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+        let mut ms = 0i64;
+        for n in 0..300 {
+            let dts = Timestamp::new(ms * 90, Timescale::VIDEO);
+            let pts = Timestamp::new((ms + 67) * 90, Timescale::VIDEO);
+            s.push(Frame { track: 0, dts, pts, keyframe: n % 60 == 0, data: Bytes::from_static(b"v") });
+            ms += if n % 3 == 2 { 34 } else { 33 };
+        }
+        s.finish();
+        let (parts, ends) = collect(&mut s);
+        assert_eq!(ends.len(), 5);
+        // Jitter must not cut parts short: six parts of ten frames per 2 s segment.
+        assert_eq!(parts.len(), 30, "{:?}", parts.iter().map(|p| p.samples.len()).collect::<Vec<_>>());
+        assert!(parts.iter().all(|p| p.samples.len() == 10));
+        let mut end = 0;
+        for p in &parts {
+            assert_eq!(p.base_dts, end, "contiguous");
+            end += p.duration;
+            // Presentation times are kept even where a decode time was moved by a millisecond.
+            assert!(p.samples.iter().all(|x| (x.cts_offset - 67 * 90).abs() <= 90));
+        }
     }
 
     #[test]
@@ -399,7 +582,7 @@ mod tests {
             };
             let mut s = Segmenter::new(&tracks(), cfg);
             feed(&mut s, secs, gop);
-            let parts: Vec<PartOut> = std::iter::from_fn(|| s.pull()).collect();
+            let (parts, ends) = collect(&mut s);
             let video: Vec<&PartOut> = parts.iter().filter(|p| p.track == 0).collect();
             let mut expected_start = 0;
             let mut last = (0u64, 0u32);
@@ -425,6 +608,15 @@ mod tests {
             prop_assert_eq!(expected_start, secs * 30 * 3000);
             let audio = parts.iter().filter(|p| p.track == 1).count();
             prop_assert_eq!(audio, video.len());
+            // Every segment ends exactly once per track, in order, and the next part after a
+            // segment end starts the next segment.
+            for track in 0..2 {
+                let e: Vec<u64> = ends.iter().filter(|e| e.0 == track).map(|e| e.1).collect();
+                let want: Vec<u64> = (0..e.len() as u64).collect();
+                prop_assert_eq!(e, want);
+            }
+            let segments = video.last().map(|p| p.msn + 1).unwrap_or(0);
+            prop_assert_eq!(ends.iter().filter(|e| e.0 == 0).count() as u64, segments);
         }
     }
 }

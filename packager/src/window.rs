@@ -46,6 +46,8 @@ pub struct Segment {
     pub msn: u64,
     pub parts: Vec<Part>,
     pub complete: bool,
+    /// The packager expects this segment to end after its last part so far.
+    pub end_expected: bool,
     pub discontinuity: bool,
     /// Wall-clock time of the segment's first sample.
     pub program_date_time: SystemTime,
@@ -86,12 +88,21 @@ impl TrackWindow {
         Some((seg.msn, seg.parts.len() as u32 - 1))
     }
 
-    /// The (msn, part) that the next part will have.
+    /// The (msn, part) that the next part will have: what the preload hint names.
     pub fn next_part(&self) -> (u64, u32) {
         match self.segments.back() {
             None => (0, 0),
-            Some(s) if s.complete => (s.msn + 1, 0),
+            Some(s) if s.complete || s.end_expected => (s.msn + 1, 0),
             Some(s) => (s.msn, s.parts.len() as u32),
+        }
+    }
+
+    /// The msn of the segment being written (or the next one if all are complete).
+    pub fn open_msn(&self) -> u64 {
+        match self.segments.back() {
+            None => 0,
+            Some(s) if s.complete => s.msn + 1,
+            Some(s) => s.msn,
         }
     }
 
@@ -168,6 +179,8 @@ pub struct PartIn {
     pub independent: bool,
     pub gap: bool,
     pub last_in_segment: bool,
+    /// The segment is expected to end after this part.
+    pub end_expected: bool,
     pub discontinuity: bool,
     /// Position of the part's start on the stream timeline, seconds.
     pub start: f64,
@@ -252,6 +265,7 @@ impl StreamWindow {
                     msn: p.msn,
                     parts: Vec::new(),
                     complete: false,
+                    end_expected: false,
                     discontinuity: p.discontinuity,
                     program_date_time: pdt,
                     duration: 0.0,
@@ -263,29 +277,41 @@ impl StreamWindow {
             seg.duration += p.duration;
             seg.samples += p.samples;
             seg.bytes += p.data.len();
+            seg.end_expected = p.end_expected;
+            track.total_bytes += p.data.len() as u64;
             seg.parts.push(Part { data: p.data, duration: p.duration, independent: p.independent, gap: p.gap });
-            track.total_bytes += seg.parts.last().map(|x| x.data.len() as u64).unwrap_or(0);
             track.total_secs += p.duration;
             track.total_samples += p.samples as u64;
-            let mut longest = None;
             if p.last_in_segment {
-                seg.complete = true;
-                let d = seg.duration;
-                if d > 0.0 {
-                    let rate = (seg.bytes as f64 * 8.0 / d) as u64;
-                    track.peak_bitrate = track.peak_bitrate.max(rate);
-                }
-                longest = Some(d);
-                while track.segments.iter().filter(|s| s.complete).count() > keep {
-                    track.segments.pop_front();
-                }
-            }
-            if let Some(d) = longest {
-                st.longest_segment = st.longest_segment.max(d);
+                Self::complete(&mut st, p.track, p.msn, keep);
             }
             st.version += 1;
         }
         self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Segment `msn` of `track` is complete (its last part came earlier).
+    pub fn complete_segment(&self, track: usize, msn: u64) {
+        {
+            let mut st = self.state.lock().unwrap();
+            Self::complete(&mut st, track, msn, self.config.segments.max(1));
+            st.version += 1;
+        }
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    fn complete(st: &mut WindowState, track: usize, msn: u64, keep: usize) {
+        let Some(t) = st.tracks.get_mut(track) else { return };
+        let Some(seg) = t.segments.back_mut().filter(|s| s.msn == msn && !s.complete) else { return };
+        seg.complete = true;
+        let d = seg.duration;
+        if d > 0.0 {
+            t.peak_bitrate = t.peak_bitrate.max((seg.bytes as f64 * 8.0 / d) as u64);
+        }
+        while t.segments.iter().filter(|s| s.complete).count() > keep {
+            t.segments.pop_front();
+        }
+        st.longest_segment = st.longest_segment.max(d);
     }
 
     /// No more parts will come; playlists end with EXT-X-ENDLIST.
@@ -362,6 +388,7 @@ mod tests {
             independent: index == 0,
             gap: false,
             last_in_segment: last,
+            end_expected: false,
             discontinuity: false,
             start: msn as f64 * 2.0 + index as f64 * 0.5,
             samples: 15,

@@ -72,7 +72,10 @@ where
         let service = service.clone();
         async move { Ok::<_, std::convert::Infallible>(service.handle(req).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Queue body chunks for vectored writes instead of flattening them into hyper's buffer:
+    // a part or segment goes from the window to the socket without being copied.
+    builder.http1().writev(true);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let result = tokio::select! {

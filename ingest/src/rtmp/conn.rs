@@ -41,6 +41,8 @@ pub enum RtmpError {
     Session(#[from] ServerSessionError),
     #[error("malformed media message on stream {stream:?}: {source}")]
     Media { stream: String, source: FlvError },
+    #[error("the RTMP session library panicked on malformed input (a bug; connection closed)")]
+    SessionPanic,
     #[error("refused: {0}")]
     Refused(String),
     #[error("no data for {0:?}")]
@@ -190,7 +192,11 @@ impl Connection {
         if bytes.is_empty() {
             return Ok(());
         }
-        let results = self.session.as_mut().expect("session after handshake").handle_input(bytes)?;
+        let session = self.session.as_mut().expect("session after handshake");
+        // rml_rtmp has panicked on malformed AMF0 before (see third_party/rml_rtmp): should it
+        // again, that is this connection's error, not the task's death.
+        let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
+            .map_err(|_| RtmpError::SessionPanic)??;
         self.pending = results;
         self.flush().await
     }

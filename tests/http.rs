@@ -57,3 +57,18 @@ fn cleartext_http2_cors_and_errors() {
     assert_eq!(api.header("content-type"), Some("application/json"));
     assert!(api.text().contains("\"streams\":[]"), "{}", api.text());
 }
+
+#[test]
+fn sigterm_shuts_down_cleanly_while_a_stream_is_live() {
+    let mut srv = Server::start("");
+    let _p = Publisher::rtmp(&srv.rtmp_url(KEY), 30);
+    wait_for("stream live", std::time::Duration::from_secs(60), || {
+        get(srv.http, "/live/demo/index.m3u8").ok().filter(|r| r.status == 200).map(|_| ())
+    });
+    let pid = srv.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = wait_for("exit after SIGTERM", std::time::Duration::from_secs(30), || srv.child.try_wait().unwrap());
+    assert!(status.success(), "exit status {status:?}");
+    let log = srv.log_text();
+    assert!(log.contains("shutting down") && log.contains("stopped"), "{log}");
+}

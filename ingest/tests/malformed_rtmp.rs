@@ -47,6 +47,17 @@ fn fuzz_crash_amf0_command_with_two_values() {
 }
 
 #[test]
+fn fuzz_crash_extended_timestamp_below_threshold() {
+    let input = include_bytes!("fixtures/extended-timestamp-below-threshold.bin");
+    let (mut session, _) = ServerSession::new(ServerSessionConfig::new()).unwrap();
+    for chunk in input.chunks(97) {
+        if session.handle_input(chunk).is_err() {
+            break;
+        }
+    }
+}
+
+#[test]
 fn publish_without_arguments_is_refused() {
     let (mut session, mut ser) = connected();
     let bytes = command(&mut ser, "publish", 3.0, Amf0Value::Null, vec![], 1);

@@ -355,7 +355,8 @@ impl ChunkDeserializer {
         } else if self.current_payload_data.len() == 0 {
             // Since we already added the MAX_INITIAL_TIMESTAMP to the timestamp, only add the delta difference
             self.current_header.timestamp =
-                self.current_header.timestamp + (timestamp - MAX_INITIAL_TIMESTAMP);
+                // Estuary: a peer can send an extended timestamp below 0xFFFFFF; RTMP time wraps.
+                self.current_header.timestamp + timestamp.wrapping_sub(MAX_INITIAL_TIMESTAMP);
         }
 
         self.current_stage = ParseStage::MessagePayload;
@@ -368,7 +369,8 @@ impl ChunkDeserializer {
     ) -> Result<ParseStageResult, ChunkDeserializationError> {
         let mut length = self.current_header.message_length as usize;
         let current_payload_length = self.current_payload_data.len();
-        let remaining_bytes = length - current_payload_length;
+        // Estuary: a later chunk header may shrink the message length below what has arrived.
+        let remaining_bytes = length.saturating_sub(current_payload_length);
         if length > self.max_chunk_size as usize {
             length = min(remaining_bytes, self.max_chunk_size as usize);
         }
@@ -392,7 +394,9 @@ impl ChunkDeserializer {
         self.current_payload_data.extend_from_slice(&bytes[..]);
 
         // Check if this completes the message
-        if self.current_payload_data.len() == self.current_header.message_length as usize {
+        // Estuary: `>=`, so a header that shrank the length cannot make a message that never
+        // completes and grows without bound.
+        if self.current_payload_data.len() >= self.current_header.message_length as usize {
             let data = mem::replace(&mut self.current_payload_data, BytesMut::new());
             self.current_payload.data = data.freeze();
 

@@ -4,8 +4,8 @@
 #
 #   cargo build --release && benches/http.sh [FILE.flv]
 #
-# The newest part at the start is measured; it stays in the window for ~20 s, so keep DUR
-# at 15 s or less. FILE.flv is published in a loop with `ffmpeg -c copy` (next to no CPU); without it the
+# Before each round the newest part and the live playlist are fetched again and copied for
+# nginx, so both serve the same bytes and the part is still in the 20 s window. FILE.flv is published in a loop with `ffmpeg -c copy` (next to no CPU); without it the
 # pipeline bench's 1080p30 6 Mbit/s file in $TMPDIR is used (run `cargo bench --bench pipeline`
 # once to make it). Needs ffmpeg, nginx (nginx-light) and wrk.
 set -euo pipefail
@@ -42,12 +42,15 @@ for _ in $(seq 100); do
 done
 # Let the window fill (10 segments of 2 s) so the live playlist's size is steady.
 sleep "${WARM:-22}"
-playlist=$(curl -sf "http://127.0.0.1:$HTTP/live/bench/video/index.m3u8")
-part=$(echo "$playlist" | grep '^#EXT-X-PART:' | tail -1 | sed 's/.*URI="\([^"]*\)".*/\1/')
-mkdir -p "$work/www/live/bench/video/$(dirname "$part")"
-curl -sf "http://127.0.0.1:$HTTP/live/bench/video/$part" -o "$work/www/live/bench/video/$part"
-echo "$playlist" > "$work/www/live/bench/video/index.m3u8"
-chmod 755 "$work"; chmod -R a+rX "$work/www"
+refresh() {
+  playlist=$(curl -sf "http://127.0.0.1:$HTTP/live/bench/video/index.m3u8")
+  part=$(echo "$playlist" | grep '^#EXT-X-PART:' | tail -1 | sed 's/.*URI="\([^"]*\)".*/\1/')
+  mkdir -p "$work/www/live/bench/video/$(dirname "$part")"
+  curl -sf "http://127.0.0.1:$HTTP/live/bench/video/$part" -o "$work/www/live/bench/video/$part"
+  echo "$playlist" > "$work/www/live/bench/video/index.m3u8"
+  chmod 755 "$work"; chmod -R a+rX "$work/www"
+}
+refresh
 echo "part: $part ($(stat -c %s "$work/www/live/bench/video/$part") bytes); playlist: $(echo "$playlist" | wc -c) bytes"
 
 cat > "$work/nginx.conf" <<NGINX
@@ -66,19 +69,35 @@ NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 sleep 0.5
 
-run() {
+# One wrk run; prints requests/s. Fails on any non-2xx answer.
+rps() {
   local out code
-  code=$(curl -s -o /dev/null -w '%{http_code}' "$2")
-  [ "$code" = 200 ] || { echo "$1: $2 answered $code" >&2; exit 1; }
-  out=$(wrk -t2 -c"$CONN" -d"${DUR}s" "$2")
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$1")
+  [ "$code" = 200 ] || { echo "$1 answered $code" >&2; exit 1; }
+  out=$(wrk -t2 -c"$CONN" -d"${DUR}s" "$1")
   if echo "$out" | grep -q 'Non-2xx'; then echo "$out" >&2; exit 1; fi
-  printf '%-26s %10s req/s %10s/s  latency avg %s\n' "$1" \
-    "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
-    "$(echo "$out" | awk '/Transfer\/sec/ {print $2}')" \
-    "$(echo "$out" | awk '/Latency/ {print $2; exit}')"
+  echo "$out" | awk '/Requests\/sec/ {print $2}'
 }
-echo "wrk -t2 -c$CONN -d${DUR}s, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-run "estuary hot part"      "http://127.0.0.1:$HTTP/live/bench/video/$part"
-run "nginx   same part"     "http://127.0.0.1:$NGX/live/bench/video/$part"
-run "estuary media playlist" "http://127.0.0.1:$HTTP/live/bench/video/index.m3u8"
-run "nginx   same playlist"  "http://127.0.0.1:$NGX/live/bench/video/index.m3u8"
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Runs alternate between the two servers, ROUNDS times each, so drift on a shared machine hits
+# both alike; the median is reported with every run.
+ROUNDS=${ROUNDS:-3}
+compare() {
+  local name=$1 what=$2 a=() b=()
+  for _ in $(seq "$ROUNDS"); do
+    refresh
+    local path="live/bench/video/index.m3u8"
+    [ "$what" = part ] && path="live/bench/video/$part"
+    a+=("$(rps "http://127.0.0.1:$HTTP/$path")")
+    b+=("$(rps "http://127.0.0.1:$NGX/$path")")
+  done
+  local ma mb
+  ma=$(printf '%s\n' "${a[@]}" | median)
+  mb=$(printf '%s\n' "${b[@]}" | median)
+  printf '%-16s estuary %10s req/s  nginx %10s req/s  ratio %s   (runs: estuary %s; nginx %s)\n' \
+    "$name" "$ma" "$mb" "$(awk -v x="$ma" -v y="$mb" 'BEGIN {printf "%.2f", x / y}')" "${a[*]}" "${b[*]}"
+}
+echo "wrk -t2 -c$CONN -d${DUR}s x $ROUNDS alternating, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+compare "hot part" part
+compare "media playlist" playlist

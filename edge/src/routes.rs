@@ -53,6 +53,7 @@ struct Inner {
     windows: Windows,
     config: HttpConfig,
     started: SystemTime,
+    cors_origin: Option<HeaderValue>,
 }
 
 /// RFC 8216bis §6.2.5.2: a request more than two segments ahead is answered at once.
@@ -65,7 +66,8 @@ const NO_STORE: &str = "no-store";
 
 impl Service {
     pub fn new(windows: Windows, config: HttpConfig) -> Self {
-        Service { inner: Arc::new(Inner { windows, config, started: SystemTime::now() }) }
+        let cors_origin = HeaderValue::from_str(&config.cors_origin).ok();
+        Service { inner: Arc::new(Inner { windows, config, started: SystemTime::now(), cors_origin }) }
     }
 
     pub fn config(&self) -> &HttpConfig {
@@ -84,8 +86,8 @@ impl Service {
             }
         };
         let h = resp.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&self.inner.config.cors_origin) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        if let Some(v) = &self.inner.cors_origin {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v.clone());
         }
         h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Content-Length, Date, Age"));
         if method == Method::HEAD {
@@ -128,10 +130,11 @@ impl Service {
             Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
         };
         let Some(w) = self.window(name) else { return error(StatusCode::NOT_FOUND, "no such live stream") };
-        let Some(track) = w.read(|st| st.tracks.iter().position(|t| t.rendition == rendition)) else {
+        let Some((track, td)) =
+            w.read(|st| st.tracks.iter().position(|t| t.rendition == rendition).map(|i| (i, w.target_duration(st))))
+        else {
             return error(StatusCode::NOT_FOUND, "no such rendition");
         };
-        let td = w.read(|st| w.target_duration(st));
         if let Some(msn) = q.msn {
             let (open_msn, open_parts) = w.read(|st| live_edge(&st.tracks[track]));
             if msn > open_msn + ADVANCE_SEGMENT_LIMIT
@@ -356,6 +359,10 @@ fn set(r: &mut Response<Body>, name: header::HeaderName, value: &str) {
     }
 }
 
+fn set_static(r: &mut Response<Body>, name: header::HeaderName, value: &'static str) {
+    r.headers_mut().insert(name, HeaderValue::from_static(value));
+}
+
 /// Key for a window's render cache: which playlist, which delta form, which encoding.
 fn cache_key(track: usize, skip: Skip, gzip: bool) -> u64 {
     let skip = match skip {
@@ -379,21 +386,21 @@ fn playlist(body: Bytes, gzip: bool, cache: &str) -> Response<Body> {
     let len = body.len();
     let mut r = Response::new(Body::from(body));
     if gzip {
-        set(&mut r, header::CONTENT_ENCODING, "gzip");
+        set_static(&mut r, header::CONTENT_ENCODING, "gzip");
     }
-    set(&mut r, header::CONTENT_LENGTH, &len.to_string());
-    set(&mut r, header::CONTENT_TYPE, "application/vnd.apple.mpegurl");
+    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    set_static(&mut r, header::CONTENT_TYPE, "application/vnd.apple.mpegurl");
     set(&mut r, header::CACHE_CONTROL, cache);
-    set(&mut r, header::VARY, "Accept-Encoding");
+    set_static(&mut r, header::VARY, "Accept-Encoding");
     r
 }
 
-fn bytes_response(body: Body, content_type: &str) -> Response<Body> {
+fn bytes_response(body: Body, content_type: &'static str) -> Response<Body> {
     let len = body.len();
     let mut r = Response::new(body);
-    set(&mut r, header::CONTENT_TYPE, content_type);
-    set(&mut r, header::CACHE_CONTROL, IMMUTABLE);
-    set(&mut r, header::CONTENT_LENGTH, &len.to_string());
+    set_static(&mut r, header::CONTENT_TYPE, content_type);
+    set_static(&mut r, header::CACHE_CONTROL, IMMUTABLE);
+    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     r
 }
 

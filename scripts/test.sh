@@ -10,6 +10,7 @@ command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
 [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || missing+=(chromium)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}" >&2

@@ -81,11 +81,16 @@ impl Default for RtmpSection {
 #[serde(deny_unknown_fields, default)]
 pub struct SrtSection {
     pub listen: SocketAddr,
+    /// Milliseconds of TSBPD latency (the receive buffer that absorbs retransmissions).
+    pub latency_ms: u64,
+    /// When set, callers must encrypt with it (10 to 79 characters).
+    pub passphrase: Option<String>,
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for SrtSection {
     fn default() -> Self {
-        Self { listen: ([0, 0, 0, 0], 9000).into() }
+        Self { listen: ([0, 0, 0, 0], 9000).into(), latency_ms: 120, passphrase: None, idle_timeout_secs: 10 }
     }
 }
 
@@ -135,6 +140,11 @@ impl Config {
         }
         if h.window_segments < 3 {
             bail!("[hls] window_segments must be at least 3");
+        }
+        if let Some(p) = &self.srt.passphrase {
+            if !(10..=79).contains(&p.len()) {
+                bail!("[srt] passphrase must be 10 to 79 characters (SRT's rule)");
+            }
         }
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
             bail!("[http] tls_cert and tls_key go together");

@@ -5,6 +5,7 @@ mod config;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use config::Config;
@@ -98,6 +99,9 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let rtmp_listener = tokio::net::TcpListener::bind(config.rtmp.listen)
         .await
         .with_context(|| format!("binding RTMP on {}", config.rtmp.listen))?;
+    let srt_bound = ingest::srt::conn::bind(config.srt.listen, Duration::from_millis(config.srt.latency_ms))
+        .await
+        .with_context(|| format!("binding SRT on {} (udp)", config.srt.listen))?;
     let http_addr = http_listener.local_addr()?;
     let rtmp_addr = rtmp_listener.local_addr()?;
 
@@ -111,29 +115,42 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let http = tokio::spawn(edge::serve_tls(http_listener, tls, service, cancel.clone()));
+    let srt = tokio::spawn(ingest::srt::serve(
+        srt_bound,
+        ingest::srt::SrtConfig {
+            keys: keys.clone(),
+            hub: hub.clone(),
+            latency: Duration::from_millis(config.srt.latency_ms),
+            passphrase: config.srt.passphrase.clone(),
+            idle_timeout: Duration::from_secs(config.srt.idle_timeout_secs.max(1)),
+        },
+        cancel.clone(),
+    ));
     let rtmp = tokio::spawn(ingest::rtmp::serve(
         rtmp_listener,
         ingest::rtmp::RtmpConfig {
             keys,
             hub,
             app: config.rtmp.app.clone(),
-            idle_timeout: std::time::Duration::from_secs(config.rtmp.idle_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(config.rtmp.idle_timeout_secs.max(1)),
             max_connections: config.rtmp.max_connections,
         },
         cancel.clone(),
     ));
     info!(%http_addr, %scheme, "HTTP listening (LL-HLS under /live/NAME/index.m3u8; HTTP/1.1 and HTTP/2)");
     info!(%rtmp_addr, "RTMP listening");
-    info!(listen = %config.srt.listen, "SRT ingest is not built yet; the [srt] setting is reserved");
+    info!(listen = %config.srt.listen, encrypted = config.srt.passphrase.is_some(), "SRT listening (udp)");
 
     let host = config.server.public_host.clone().unwrap_or_else(|| "localhost".into());
     for s in &streams {
+        let key = if s.generated { s.key.as_str() } else { "KEY" };
         info!(
-            "stream {:?}: OBS Server rtmp://{host}:{}/{}  Stream Key {}  |  play {scheme}://{host}:{}/live/{}/index.m3u8",
+            "stream {:?}: OBS Server rtmp://{host}:{}/{}  Stream Key {}  |  SRT srt://{host}:{}?streamid=publish:{key}  |  play {scheme}://{host}:{}/live/{}/index.m3u8",
             s.name,
             rtmp_addr.port(),
             config.rtmp.app,
             if s.generated { s.key.as_str() } else { "(from the config)" },
+            config.srt.listen.port(),
             http_addr.port(),
             s.name
         );
@@ -142,7 +159,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     shutdown_signal().await;
     info!("shutting down");
     cancel.cancel();
-    let _ = tokio::join!(http, rtmp);
+    let _ = tokio::join!(http, rtmp, srt);
     info!("stopped");
     Ok(())
 }

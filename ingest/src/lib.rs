@@ -5,6 +5,7 @@
 //! Publishers are authenticated with a stream key, looked up in [`StreamKeys`].
 
 pub mod rtmp;
+pub mod srt;
 
 use std::collections::HashMap;
 
@@ -29,4 +30,14 @@ impl StreamKeys {
 pub fn redact_key(key: &str) -> String {
     let shown: String = key.chars().take(3).collect();
     format!("{shown}…({} chars)", key.chars().count())
+}
+
+/// What a protocol adapter produces, in order.
+#[derive(Debug, PartialEq)]
+pub enum AdapterEvent {
+    /// The broadcast can start with these tracks; frames follow.
+    Start(Vec<media::TrackInfo>),
+    Frame(media::Frame),
+    /// Something worth one log line (a dropped frame, an ignored change).
+    Notice(String),
 }

@@ -59,6 +59,54 @@ pub fn unescape_rbsp(nal: &[u8]) -> Vec<u8> {
     out
 }
 
+/// NAL units of an Annex B byte stream (start codes 00 00 01 / 00 00 00 01 removed).
+pub fn annexb_nals(data: &[u8]) -> Vec<&[u8]> {
+    let mut nals = Vec::new();
+    let mut i = 0;
+    let mut start: Option<usize> = None;
+    while i + 2 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            if let Some(s) = start {
+                let mut end = i;
+                while end > s && data[end - 1] == 0 {
+                    end -= 1; // trailing zero of a 4-byte start code
+                }
+                if end > s {
+                    nals.push(&data[s..end]);
+                }
+            }
+            i += 3;
+            start = Some(i);
+        } else {
+            i += 1;
+        }
+    }
+    if let Some(s) = start {
+        if s < data.len() {
+            nals.push(&data[s..]);
+        }
+    }
+    nals
+}
+
+/// An `avcC` body for one SPS and one PPS, with 4-byte NAL lengths.
+pub fn avcc_from(sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
+    if sps.len() < 4 || sps.len() > u16::MAX as usize || pps.len() > u16::MAX as usize {
+        return None;
+    }
+    let mut v = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+    v.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+    v.extend_from_slice(sps);
+    v.push(1);
+    v.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+    v.extend_from_slice(pps);
+    // High profiles carry chroma format and bit depths (ISO 14496-15 §5.3.3.1.2).
+    if matches!(sps[1], 100 | 110 | 122 | 144) {
+        v.extend_from_slice(&[0xfc | 1, 0xf8, 0xf8, 0]);
+    }
+    Some(v)
+}
+
 /// AVCDecoderConfigurationRecord (ISO 14496-15 §5.3.3.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AvcConfig {
@@ -207,6 +255,17 @@ mod tests {
         ];
         let s = Sps::parse(&sps).unwrap();
         assert_eq!((s.width, s.height, s.profile, s.level), (1280, 720, 100, 31));
+    }
+
+    #[test]
+    fn annexb_split_and_avcc() {
+        let data = [0, 0, 0, 1, 0x67, 1, 2, 3, 0, 0, 1, 0x68, 4, 0, 0, 0, 1, 0x65, 9, 9];
+        let nals = annexb_nals(&data);
+        assert_eq!(nals, vec![&[0x67, 1, 2, 3][..], &[0x68, 4][..], &[0x65, 9, 9][..]]);
+        let avcc = avcc_from(nals[0], nals[1]).unwrap();
+        let parsed = AvcConfig::parse(&avcc).unwrap();
+        assert_eq!((parsed.sps[0].as_slice(), parsed.pps[0].as_slice(), parsed.length_size), (nals[0], nals[1], 4));
+        assert!(annexb_nals(&[1, 2, 3]).is_empty());
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
@@ -44,6 +48,7 @@ pub struct Server {
     pub child: Child,
     pub http: u16,
     pub rtmp: u16,
+    pub srt: u16,
     pub dir: TempDir,
     pub log: PathBuf,
 }
@@ -71,8 +76,13 @@ impl Server {
     fn start_full(body: &str, http_extra: &str, http: u16, check_health: bool) -> Server {
         let dir = TempDir::new("srv");
         let rtmp = free_port();
+        let srt = free_udp_port();
+        // [srt] keys other than `listen` come from the caller as `srt_extra = ...` lines.
+        let (srt_extra, body): (Vec<&str>, Vec<&str>) = body.lines().partition(|l| l.starts_with("srt."));
+        let srt_extra: String = srt_extra.iter().map(|l| format!("{}\n", &l[4..])).collect();
+        let body = body.join("\n");
         let cfg = format!(
-            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n{body}",
+            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[srt]\nlisten = \"127.0.0.1:{srt}\"\n{srt_extra}{body}\n",
             dir.0.join("data").display()
         );
         // Sections must not repeat; callers put [hls] etc. in `body`.
@@ -88,7 +98,7 @@ impl Server {
             .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
             .spawn()
             .expect("start estuary");
-        let s = Server { child, http, rtmp, dir, log };
+        let s = Server { child, http, rtmp, srt, dir, log };
         if check_health {
             wait_for("server healthy", Duration::from_secs(60), || {
                 get(s.http, "/healthz").ok().filter(|r| r.status == 200).map(|_| ())
@@ -107,6 +117,13 @@ impl Server {
 
     pub fn rtmp_url(&self, key: &str) -> String {
         format!("rtmp://127.0.0.1:{}/live/{key}", self.rtmp)
+    }
+
+    /// An ffmpeg SRT URL. ffmpeg 5.1 takes option values verbatim up to the next `&` (no
+    /// percent-decoding), so `streamid` goes in as it is.
+    pub fn srt_url(&self, streamid: &str, extra: &str) -> String {
+        assert!(!streamid.contains('&'));
+        format!("srt://127.0.0.1:{}?streamid={streamid}&latency=120000{extra}", self.srt)
     }
 }
 
@@ -129,6 +146,11 @@ impl Publisher {
         Self::rtmp_args(url, secs, &[])
     }
 
+    /// The same test source as MPEG-TS over SRT.
+    pub fn srt(url: &str, secs: u32) -> Publisher {
+        Self::rtmp_args(url, secs, &["-f", "mpegts"])
+    }
+
     pub fn rtmp_args(url: &str, secs: u32, extra: &[&str]) -> Publisher {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
@@ -136,8 +158,10 @@ impl Publisher {
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
             .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-pix_fmt", "yuv420p"])
             .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+            .args(["-t", &secs.to_string()])
+            .args(if extra.contains(&"-f") { &[][..] } else { &["-f", "flv"][..] })
             .args(extra)
-            .args(["-t", &secs.to_string(), "-f", "flv", url])
+            .arg(url)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -277,4 +301,27 @@ pub fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         return r.split('"').next();
     }
     rest.split(',').next()
+}
+
+/// Waits until `/live/{name}` has `segments` complete video segments, then checks that init +
+/// those segments decode with ffprobe at `width`x`height`. Returns the decoded frame count.
+pub fn assert_video_decodes(srv: &Server, name: &str, segments: usize, width: u32, height: u32) -> u64 {
+    let playlist = wait_for("complete segments", Duration::from_secs(90), || {
+        let r = get(srv.http, &format!("/live/{name}/video/index.m3u8")).ok()?;
+        (r.status == 200 && tags(&r.text(), "#EXTINF").len() >= segments).then(|| r.text())
+    });
+    let session = attr(tags(&playlist, "#EXT-X-MAP:")[0], "URI").unwrap().split('/').next().unwrap().to_string();
+    let mut file = get(srv.http, &format!("/live/{name}/video/{session}/init.mp4")).unwrap().body;
+    for seg in playlist.lines().filter(|l| l.ends_with(".m4s") && !l.starts_with('#')) {
+        let r = get(srv.http, &format!("/live/{name}/video/{seg}")).unwrap();
+        assert_eq!(r.status, 200, "{seg}");
+        file.extend_from_slice(&r.body);
+    }
+    let path = srv.dir.0.join(format!("{name}-video.mp4"));
+    std::fs::write(&path, &file).unwrap();
+    let probe = ffprobe_frames(&path);
+    assert_eq!(probe[0].0, "h264", "{probe:?}");
+    assert_eq!((probe[0].1, probe[0].2), (width, height), "{probe:?}");
+    assert!(probe[0].3 > 0, "{probe:?}");
+    probe[0].3
 }

@@ -24,14 +24,7 @@ pub struct PublishHints {
     pub frame_rate: Option<f64>,
 }
 
-#[derive(Debug, PartialEq)]
-pub enum AdapterEvent {
-    /// The broadcast can start with these tracks; frames follow.
-    Start(Vec<TrackInfo>),
-    Frame(Frame),
-    /// Something worth one log line (a dropped frame, an ignored change).
-    Notice(String),
-}
+pub use crate::AdapterEvent;
 
 /// Audio frames dropped while waiting for video before going audio-only (about 3 s of AAC).
 const AUDIO_ONLY_AFTER: u32 = 140;

@@ -1,0 +1,268 @@
+//! The SRT listener and one task per publisher.
+//!
+//! Admission happens in the handshake, before any media flows: the stream id must name a
+//! publish key from `[[streams]]` (`publish:KEY`, `#!::r=KEY,m=publish`, or a bare `KEY`), the
+//! stream must not already be live, and the caller's encryption must match the configured
+//! passphrase. A refused caller gets an SRT reject reason and a log line naming it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use media::{Hub, Published};
+use srt_protocol::settings::KeySettings;
+use srt_tokio::access::{RejectReason, ServerRejectReason};
+use srt_tokio::options::{KeySize, Passphrase};
+use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use super::adapter::{TsAdapter, TsAdapterError};
+use super::ts::TsDemuxer;
+use crate::{redact_key, AdapterEvent, StreamKeys};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SrtError {
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Ts(#[from] TsAdapterError),
+    #[error("no data for {0:?}")]
+    Idle(Duration),
+}
+
+#[derive(Clone)]
+pub struct SrtConfig {
+    pub keys: Arc<StreamKeys>,
+    pub hub: Hub,
+    /// TSBPD latency (receiver buffer) negotiated with callers.
+    pub latency: Duration,
+    /// When set, callers must encrypt with this passphrase (AES-128/192/256, their choice).
+    pub passphrase: Option<String>,
+    /// A publisher that sends nothing for this long is dropped (some callers leave without
+    /// closing).
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StreamIdError {
+    #[error("no stream id")]
+    Missing,
+    #[error("stream id asks to {0:?}; only publishing is offered over SRT")]
+    NotPublish(String),
+    #[error("stream id has no key")]
+    NoKey,
+}
+
+/// The publish key in an SRT stream id.
+pub fn parse_stream_id(id: Option<&str>) -> Result<String, StreamIdError> {
+    let id = id.map(str::trim).filter(|s| !s.is_empty()).ok_or(StreamIdError::Missing)?;
+    if let Some(acl) = id.strip_prefix("#!::") {
+        // SRT access control (github.com/Haivision/srt/blob/master/docs/features/access-control.md).
+        let mut key = None;
+        for pair in acl.split(',') {
+            match pair.split_once('=') {
+                Some(("r", v)) => key = Some(v.to_string()),
+                Some(("m", "publish")) => {}
+                Some(("m", other)) => return Err(StreamIdError::NotPublish(other.to_string())),
+                _ => {}
+            }
+        }
+        return key.filter(|k| !k.is_empty()).ok_or(StreamIdError::NoKey);
+    }
+    if let Some(rest) = id.strip_prefix("publish:") {
+        // MediaMTX-style `publish:KEY` (a path with further `:user:pass` is not ours).
+        let key = rest.split(':').next().unwrap_or_default();
+        return if key.is_empty() { Err(StreamIdError::NoKey) } else { Ok(key.to_string()) };
+    }
+    if let Some((mode, _)) = id.split_once(':') {
+        if matches!(mode, "read" | "request" | "play") {
+            return Err(StreamIdError::NotPublish(mode.to_string()));
+        }
+    }
+    Ok(id.to_string())
+}
+
+/// Binds the SRT listener (UDP).
+pub async fn bind(addr: SocketAddr, latency: Duration) -> std::io::Result<(SrtListener, SrtIncoming)> {
+    SrtListener::builder().latency(latency).bind(addr).await
+}
+
+/// Accepts SRT callers until `cancel` fires.
+pub async fn serve(bound: (SrtListener, SrtIncoming), config: SrtConfig, cancel: CancellationToken) {
+    let (mut listener, mut incoming) = bound;
+    let tracker = TaskTracker::new();
+    loop {
+        let request = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = incoming.incoming().next() => match r {
+                Some(r) => r,
+                None => break,
+            },
+        };
+        let peer = request.remote();
+        let config = config.clone();
+        let cancel = cancel.clone();
+        let span = tracing::info_span!("srt", %peer);
+        tracker.spawn(
+            async move {
+                let Some((socket, name, published)) = admit(request, &config).await else { return };
+                let result = tokio::select! {
+                    r = receive(socket, &name, published, &config) => r,
+                    _ = cancel.cancelled() => Ok(()),
+                };
+                match result {
+                    Ok(()) => info!(stream = %name, "publisher finished"),
+                    Err(e) => warn!(stream = %name, error = %e, "connection closed with error"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+    tracker.close();
+    tracker.wait().await;
+    listener.close().await;
+}
+
+/// What a publisher will become once its tracks are known.
+enum Pending {
+    Reserved(media::Reservation),
+    Live(Published),
+    Gone,
+}
+
+/// Why a caller is refused, and what SRT reject reason it gets.
+struct Refusal(String, ServerRejectReason);
+
+async fn admit(request: ConnectionRequest, config: &SrtConfig) -> Option<(SrtSocket, String, Pending)> {
+    let decision = decide(&request, config);
+    let (name, key_settings, reservation) = match decision {
+        Ok(d) => d,
+        Err(Refusal(why, reason)) => {
+            warn!(reason = ?reason, "refused: {why}");
+            if let Err(e) = request.reject(RejectReason::Server(reason)).await {
+                debug!(error = %e, "could not send the rejection");
+            }
+            return None;
+        }
+    };
+    match request.accept(key_settings).await {
+        Ok(socket) => {
+            info!(stream = %name, "publish accepted");
+            Some((socket, name, Pending::Reserved(reservation)))
+        }
+        Err(e) => {
+            // srt-tokio reports a wrong passphrase here.
+            warn!(stream = %name, error = %e, "handshake failed (wrong passphrase?)");
+            None
+        }
+    }
+}
+
+fn decide(
+    request: &ConnectionRequest,
+    config: &SrtConfig,
+) -> Result<(String, Option<KeySettings>, media::Reservation), Refusal> {
+    let key = parse_stream_id(request.stream_id().map(|s| s.as_str())).map_err(|e| {
+        let reason = match e {
+            StreamIdError::NotPublish(_) => ServerRejectReason::BadMode,
+            _ => ServerRejectReason::Unauthorized,
+        };
+        Refusal(e.to_string(), reason)
+    })?;
+    let name = config
+        .keys
+        .name_for(&key)
+        .map(str::to_string)
+        .ok_or_else(|| Refusal(format!("unknown stream key {}", redact_key(&key)), ServerRejectReason::Forbidden))?;
+    let key_settings = match (&config.passphrase, request.key_size()) {
+        (None, KeySize::Unspecified) => None,
+        (None, _) => {
+            return Err(Refusal(
+                format!("stream {name:?}: caller encrypts but no passphrase is configured"),
+                ServerRejectReason::BadRequest,
+            ))
+        }
+        (Some(_), KeySize::Unspecified) => {
+            return Err(Refusal(format!("stream {name:?}: a passphrase is required"), ServerRejectReason::Unauthorized))
+        }
+        (Some(p), size) => {
+            let passphrase = Passphrase::try_from(p.clone()).map_err(|e| {
+                Refusal(format!("configured passphrase unusable: {e}"), ServerRejectReason::InternalServerError)
+            })?;
+            Some(KeySettings { key_size: size, passphrase })
+        }
+    };
+    let reservation =
+        config.hub.reserve(&name).map_err(|e| Refusal(e.to_string(), ServerRejectReason::Conflict))?;
+    Ok((name, key_settings, reservation))
+}
+
+async fn receive(mut socket: SrtSocket, name: &str, mut pending: Pending, config: &SrtConfig) -> Result<(), SrtError> {
+    let mut demux = TsDemuxer::new();
+    let mut adapter = TsAdapter::new();
+    let mut reported_errors = 0;
+    loop {
+        let Ok(next) = tokio::time::timeout(config.idle_timeout, socket.next()).await else {
+            return Err(SrtError::Idle(config.idle_timeout));
+        };
+        let Some(item) = next else {
+            // The caller closed: pass on what is buffered, then end.
+            demux.finish();
+            drain(&mut demux, &mut adapter, &mut pending, name)?;
+            return Ok(());
+        };
+        let (_, payload) = item?;
+        demux.push(&payload);
+        drain(&mut demux, &mut adapter, &mut pending, name)?;
+        let errors = demux.stats.cc_errors + demux.stats.dropped_pes;
+        if errors > reported_errors {
+            debug!(stream = %name, cc_errors = demux.stats.cc_errors, dropped_pes = demux.stats.dropped_pes, resync_bytes = demux.stats.resync_bytes, "loss in the transport stream");
+            reported_errors = errors;
+        }
+    }
+}
+
+fn drain(demux: &mut TsDemuxer, adapter: &mut TsAdapter, pending: &mut Pending, name: &str) -> Result<(), SrtError> {
+    while let Some(ev) = demux.pull() {
+        adapter.push(ev)?;
+        while let Some(out) = adapter.pull() {
+            match out {
+                AdapterEvent::Start(tracks) => {
+                    let codecs: Vec<String> = tracks.iter().map(|t| t.codec.codec_string()).collect();
+                    info!(stream = %name, ?codecs, "live");
+                    *pending = match std::mem::replace(pending, Pending::Gone) {
+                        Pending::Reserved(r) => Pending::Live(r.publish(tracks)),
+                        other => other,
+                    };
+                }
+                AdapterEvent::Frame(f) => {
+                    if let Pending::Live(p) = pending {
+                        p.push(f);
+                    }
+                }
+                AdapterEvent::Notice(n) => info!(stream = %name, "{n}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_id_forms() {
+        assert_eq!(parse_stream_id(Some("publish:abc")), Ok("abc".into()));
+        assert_eq!(parse_stream_id(Some("#!::r=abc,m=publish")), Ok("abc".into()));
+        assert_eq!(parse_stream_id(Some("#!::m=publish,r=abc")), Ok("abc".into()));
+        assert_eq!(parse_stream_id(Some("abc")), Ok("abc".into()));
+        assert_eq!(parse_stream_id(Some("#!::r=abc,m=request")), Err(StreamIdError::NotPublish("request".into())));
+        assert_eq!(parse_stream_id(Some("read:abc")), Err(StreamIdError::NotPublish("read".into())));
+        assert_eq!(parse_stream_id(None), Err(StreamIdError::Missing));
+        assert_eq!(parse_stream_id(Some("#!::m=publish")), Err(StreamIdError::NoKey));
+    }
+}

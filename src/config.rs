@@ -24,19 +24,13 @@ pub struct Config {
     pub streams: Vec<StreamEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     /// Where generated state (the first-start stream key) is kept.
     pub data_dir: Option<PathBuf>,
     /// Host name used in the URLs printed at start-up.
     pub public_host: Option<String>,
-}
-
-impl Default for ServerSection {
-    fn default() -> Self {
-        Self { data_dir: None, public_host: None }
-    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,6 +30,26 @@ fn ffmpeg_publishes_over_srt_and_it_plays() {
 }
 
 #[test]
+fn hevc_over_srt_plays() {
+    let srv = Server::start("");
+    let url = srv.srt_url(&format!("publish:{KEY}"), "");
+    let mut ff = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "20", "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=50"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
+        .arg(&url)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    assert_codec_decodes(&srv, NAME, 2, 640, 360, "hevc");
+    let mv = get(srv.http, "/live/demo/index.m3u8").unwrap().text();
+    assert!(mv.contains("CODECS=\"hvc1.1.6.L") && mv.contains("RESOLUTION=640x360"), "{mv}");
+    let _ = ff.kill();
+    let _ = ff.wait();
+}
+
+#[test]
 fn access_control_stream_id_and_refusals() {
     let srv = Server::start("");
     let _good = Publisher::srt(&srv.srt_url(&format!("#!::r={KEY},m=publish"), ""), 30);

@@ -163,6 +163,7 @@ impl TrackInfo {
                 .and_then(|c| c.sps.first().and_then(|s| h264::Sps::parse(s)))
                 .map(|s| (s.width, s.height))
                 .unwrap_or((0, 0)),
+            CodecConfig::H265 { hvcc } => crate::h265::sps_from_hvcc(hvcc).map(|s| (s.width, s.height)).unwrap_or((0, 0)),
             _ => (0, 0),
         };
         TrackInfo {

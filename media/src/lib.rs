@@ -8,6 +8,7 @@
 pub mod broadcast;
 pub mod codec;
 pub mod h264;
+pub mod h265;
 pub mod hub;
 pub mod time;
 

@@ -305,6 +305,11 @@ pub fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 /// Waits until `/live/{name}` has `segments` complete video segments, then checks that init +
 /// those segments decode with ffprobe at `width`x`height`. Returns the decoded frame count.
 pub fn assert_video_decodes(srv: &Server, name: &str, segments: usize, width: u32, height: u32) -> u64 {
+    assert_codec_decodes(srv, name, segments, width, height, "h264")
+}
+
+/// As [`assert_video_decodes`], for a given ffprobe codec name.
+pub fn assert_codec_decodes(srv: &Server, name: &str, segments: usize, width: u32, height: u32, codec: &str) -> u64 {
     let playlist = wait_for("complete segments", Duration::from_secs(90), || {
         let r = get(srv.http, &format!("/live/{name}/video/index.m3u8")).ok()?;
         (r.status == 200 && tags(&r.text(), "#EXTINF").len() >= segments).then(|| r.text())
@@ -319,7 +324,7 @@ pub fn assert_video_decodes(srv: &Server, name: &str, segments: usize, width: u3
     let path = srv.dir.0.join(format!("{name}-video.mp4"));
     std::fs::write(&path, &file).unwrap();
     let probe = ffprobe_frames(&path);
-    assert_eq!(probe[0].0, "h264", "{probe:?}");
+    assert_eq!(probe[0].0, codec, "{probe:?}");
     assert_eq!((probe[0].1, probe[0].2), (width, height), "{probe:?}");
     assert!(probe[0].3 > 0, "{probe:?}");
     probe[0].3

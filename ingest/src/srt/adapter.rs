@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use media::codec::AacConfig;
-use media::{h264, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
+use media::{h264, h265, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
 
 use super::ts::{EsInfo, StreamKind, TsEvent};
 use crate::AdapterEvent;
@@ -30,6 +30,8 @@ const AAC_FRAME: i64 = 1024;
 
 struct Video {
     pid: u16,
+    hevc: bool,
+    vps: Option<Vec<u8>>,
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
     config: Option<CodecConfig>,
@@ -103,21 +105,30 @@ impl TsAdapter {
             }
             return Ok(());
         }
-        let video = es.iter().find(|e| e.kind == StreamKind::H264);
+        let video = es.iter().find(|e| matches!(e.kind, StreamKind::H264 | StreamKind::H265));
         let audio = es.iter().find(|e| e.kind == StreamKind::AacAdts);
         if video.is_none() && audio.is_none() {
             let found: Vec<String> = es.iter().map(|e| format!("{:?} on PID {}", e.kind, e.pid)).collect();
             return Err(TsAdapterError::NoSupportedStreams(if found.is_empty() { "nothing".into() } else { found.join(", ") }));
         }
         for e in es {
-            if !matches!(e.kind, StreamKind::H264 | StreamKind::AacAdts) {
+            if !matches!(e.kind, StreamKind::H264 | StreamKind::H265 | StreamKind::AacAdts) {
                 self.out.push_back(AdapterEvent::Notice(format!("ignoring {:?} on PID {} (not supported over SRT yet)", e.kind, e.pid)));
             }
         }
         if video.is_none() {
             self.out.push_back(AdapterEvent::Notice("no video in the program; publishing audio only".into()));
         }
-        self.video = video.map(|e| Video { pid: e.pid, sps: None, pps: None, config: None, need_key: false, track: None });
+        self.video = video.map(|e| Video {
+            pid: e.pid,
+            hevc: e.kind == StreamKind::H265,
+            vps: None,
+            sps: None,
+            pps: None,
+            config: None,
+            need_key: false,
+            track: None,
+        });
         self.audio = audio.map(|e| Audio { pid: e.pid, config: None, track: None, next: None });
         self.early.clear();
         Ok(())
@@ -133,23 +144,42 @@ impl TsAdapter {
         let mut keyframe = false;
         let mut out = BytesMut::with_capacity(data.len() + 16);
         for nal in h264::annexb_nals(&data) {
-            match nal[0] & 0x1f {
+            // Parameter sets go into the configuration record, delimiters nowhere.
+            let carried = if v.hevc {
+                match h265::nal_type(nal) {
+                    h265::NAL_VPS => v.vps = Some(nal.to_vec()),
+                    h265::NAL_SPS => v.sps = Some(nal.to_vec()),
+                    h265::NAL_PPS => v.pps = Some(nal.to_vec()),
+                    h265::NAL_AUD => {}
+                    t => {
+                        keyframe |= h265::is_irap(t);
+                        out.put_u32(nal.len() as u32);
+                        out.put_slice(nal);
+                    }
+                }
+                continue;
+            } else {
+                nal[0] & 0x1f
+            };
+            match carried {
                 7 => v.sps = Some(nal.to_vec()),
                 8 => v.pps = Some(nal.to_vec()),
-                9 => {} // access unit delimiter: not carried in MP4
+                9 => {}
                 t => {
-                    if t == 5 {
-                        keyframe = true;
-                    }
+                    keyframe |= t == 5;
                     out.put_u32(nal.len() as u32);
                     out.put_slice(nal);
                 }
             }
         }
         if v.config.is_none() {
-            if let (Some(sps), Some(pps)) = (&v.sps, &v.pps) {
-                v.config = h264::avcc_from(sps, pps).map(|a| CodecConfig::H264 { avcc: a.into() });
-            }
+            v.config = match (v.hevc, &v.vps, &v.sps, &v.pps) {
+                (false, _, Some(sps), Some(pps)) => h264::avcc_from(sps, pps).map(|a| CodecConfig::H264 { avcc: a.into() }),
+                (true, Some(vps), Some(sps), Some(pps)) => {
+                    h265::hvcc_from(vps, sps, pps).map(|h| CodecConfig::H265 { hvcc: h.into() })
+                }
+                _ => None,
+            };
         }
         if out.is_empty() {
             return;
@@ -368,6 +398,24 @@ mod tests {
         assert!(len + 4 <= first.len());
         let audio = frames.iter().filter(|f| f.track == 1).count();
         assert!((90..=95).contains(&audio), "{audio} AAC frames for 2 s at 48 kHz");
+    }
+
+    #[test]
+    fn hevc_fixture_gets_an_hvcc_and_its_picture_size() {
+        let data = include_bytes!("../../tests/fixtures/ffmpeg-5.1-hevc-aac-320x240.ts");
+        let mut demux = super::super::ts::TsDemuxer::new();
+        let mut a = TsAdapter::new();
+        demux.push(data);
+        demux.finish();
+        while let Some(ev) = demux.pull() {
+            a.push(ev).unwrap();
+        }
+        let events: Vec<AdapterEvent> = std::iter::from_fn(|| a.pull()).collect();
+        let AdapterEvent::Start(tracks) = &events[0] else { panic!("{:?}", events[0]) };
+        assert_eq!((tracks[0].width, tracks[0].height), (320, 240));
+        assert_eq!(tracks[0].codec.codec_string(), "hvc1.1.6.L60.90");
+        let video = events.iter().filter(|e| matches!(e, AdapterEvent::Frame(f) if f.track == 0)).count();
+        assert_eq!(video, 60);
     }
 
     #[test]

@@ -370,9 +370,8 @@ mod tests {
         assert!(Adts::parse(&[0xff, 0xf1, 0x7c, 0x80, 0x2e, 0x7f, 0xfc]).is_none(), "frequency index 15");
     }
 
-    #[test]
-    fn ffmpeg_fixture_becomes_tracks_and_frames() {
-        let data = include_bytes!("../../tests/fixtures/ffmpeg-5.1-h264-aac-160x120.ts");
+    /// Everything the adapter makes of a whole TS file.
+    fn adapt(data: &[u8]) -> Vec<AdapterEvent> {
         let mut demux = super::super::ts::TsDemuxer::new();
         let mut a = TsAdapter::new();
         demux.push(data);
@@ -380,7 +379,12 @@ mod tests {
         while let Some(ev) = demux.pull() {
             a.push(ev).unwrap();
         }
-        let events: Vec<AdapterEvent> = std::iter::from_fn(|| a.pull()).collect();
+        std::iter::from_fn(|| a.pull()).collect()
+    }
+
+    #[test]
+    fn ffmpeg_fixture_becomes_tracks_and_frames() {
+        let events = adapt(include_bytes!("../../tests/fixtures/ffmpeg-5.1-h264-aac-160x120.ts"));
         let AdapterEvent::Start(tracks) = &events[0] else { panic!("{:?}", events[0]) };
         assert_eq!(tracks.len(), 2);
         assert_eq!((tracks[0].width, tracks[0].height), (160, 120));
@@ -402,15 +406,7 @@ mod tests {
 
     #[test]
     fn hevc_fixture_gets_an_hvcc_and_its_picture_size() {
-        let data = include_bytes!("../../tests/fixtures/ffmpeg-5.1-hevc-aac-320x240.ts");
-        let mut demux = super::super::ts::TsDemuxer::new();
-        let mut a = TsAdapter::new();
-        demux.push(data);
-        demux.finish();
-        while let Some(ev) = demux.pull() {
-            a.push(ev).unwrap();
-        }
-        let events: Vec<AdapterEvent> = std::iter::from_fn(|| a.pull()).collect();
+        let events = adapt(include_bytes!("../../tests/fixtures/ffmpeg-5.1-hevc-aac-320x240.ts"));
         let AdapterEvent::Start(tracks) = &events[0] else { panic!("{:?}", events[0]) };
         assert_eq!((tracks[0].width, tracks[0].height), (320, 240));
         assert_eq!(tracks[0].codec.codec_string(), "hvc1.1.6.L60.90");

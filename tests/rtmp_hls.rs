@@ -201,3 +201,35 @@ fn without_streams_a_key_is_created_printed_and_kept() {
     let _p = Publisher::rtmp(&srv.rtmp_url(&key), 20);
     wait_for("stream plays with the generated key", LONG, || playlist(srv.http, "/live/stream/index.m3u8"));
 }
+
+#[test]
+fn stalled_blocking_reload_gets_503_and_abandoned_parts_404() {
+    let srv = Server::start("");
+    let publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 40);
+    let p = wait_for("a complete segment", LONG, || {
+        playlist(srv.http, "/live/demo/video/index.m3u8").filter(|p| tags(p, "#EXTINF").len() >= 1)
+    });
+    let session = attr(tags(&p, "#EXT-X-MAP:")[0], "URI").unwrap().split('/').next().unwrap().to_string();
+    // A part index past the end of a complete segment will never exist: 404 at once.
+    let parts_in_0 = p.lines().filter(|l| l.contains(&format!("\"{session}/0."))).count();
+    assert!(parts_in_0 > 0, "{p}");
+    let t = Instant::now();
+    let r = get(srv.http, &format!("/live/demo/video/{session}/0.{parts_in_0}.m4s")).unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(t.elapsed() < Duration::from_secs(2));
+
+    // Freeze the encoder: a blocking reload for the next segment waits three target durations
+    // (3 x 2 s), then answers 503.
+    let pid = publisher.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let now = playlist(srv.http, "/live/demo/video/index.m3u8").unwrap();
+    let next_msn = tags(&now, "#EXTINF").len() as u64 + 1;
+    let t = Instant::now();
+    let r = get(srv.http, &format!("/live/demo/video/index.m3u8?_HLS_msn={next_msn}")).unwrap();
+    let waited = t.elapsed();
+    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(waited >= Duration::from_millis(5500), "answered after {waited:?}");
+}

@@ -50,6 +50,37 @@ fn hevc_over_srt_plays() {
 }
 
 #[test]
+fn opus_over_srt_is_packaged_as_cmaf_opus() {
+    let srv = Server::start("");
+    let url = srv.srt_url(&format!("publish:{KEY}"), "");
+    let mut ff = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "libopus", "-b:a", "64k", "-ac", "2", "-f", "mpegts"])
+        .arg(&url)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    assert_video_decodes(&srv, NAME, 2, 320, 240);
+    let mv = get(srv.http, "/live/demo/index.m3u8").unwrap().text();
+    assert!(mv.contains(",opus\""), "{mv}");
+    let p = get(srv.http, "/live/demo/audio/index.m3u8").unwrap().text();
+    let session = attr(tags(&p, "#EXT-X-MAP:")[0], "URI").unwrap().split('/').next().unwrap().to_string();
+    let mut file = get(srv.http, &format!("/live/demo/audio/{session}/init.mp4")).unwrap().body;
+    for seg in p.lines().filter(|l| l.ends_with(".m4s") && !l.starts_with('#')) {
+        file.extend_from_slice(&get(srv.http, &format!("/live/demo/audio/{seg}")).unwrap().body);
+    }
+    let path = srv.dir.0.join("audio.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let probe = ffprobe_frames(&path);
+    assert_eq!(probe[0].0, "opus", "{probe:?}");
+    assert!(probe[0].3 >= 90, "{probe:?}");
+    let _ = ff.kill();
+    let _ = ff.wait();
+}
+
+#[test]
 fn access_control_stream_id_and_refusals() {
     let srv = Server::start("");
     let _good = Publisher::srt(&srv.srt_url(&format!("#!::r={KEY},m=publish"), ""), 30);

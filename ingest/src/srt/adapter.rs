@@ -1,6 +1,7 @@
-//! Turns demuxed MPEG-TS (PES packets) into the media model: H.264 from Annex B into
-//! length-prefixed NAL units with an `avcC` built from its SPS/PPS, AAC from ADTS into raw
-//! frames with an AudioSpecificConfig. Timestamps are rebased to the first frame.
+//! Turns demuxed MPEG-TS (PES packets) into the media model: H.264/HEVC from Annex B into
+//! length-prefixed NAL units with an `avcC`/`hvcC` built from the in-band parameter sets, AAC
+//! from ADTS into raw frames with an AudioSpecificConfig, Opus out of its control headers.
+//! Timestamps are rebased to the first frame.
 //!
 //! Push/pull contract: `push(event)` for each [`TsEvent`], then `pull()` until `None`. The
 //! broadcast starts on the first video keyframe once every supported stream of the program has
@@ -42,6 +43,7 @@ struct Video {
 
 struct Audio {
     pid: u16,
+    opus: bool,
     config: Option<(CodecConfig, AacConfig)>,
     track: Option<usize>,
     next: Option<i64>,
@@ -106,13 +108,13 @@ impl TsAdapter {
             return Ok(());
         }
         let video = es.iter().find(|e| matches!(e.kind, StreamKind::H264 | StreamKind::H265));
-        let audio = es.iter().find(|e| e.kind == StreamKind::AacAdts);
+        let audio = es.iter().find(|e| matches!(e.kind, StreamKind::AacAdts | StreamKind::Opus));
         if video.is_none() && audio.is_none() {
             let found: Vec<String> = es.iter().map(|e| format!("{:?} on PID {}", e.kind, e.pid)).collect();
             return Err(TsAdapterError::NoSupportedStreams(if found.is_empty() { "nothing".into() } else { found.join(", ") }));
         }
         for e in es {
-            if !matches!(e.kind, StreamKind::H264 | StreamKind::H265 | StreamKind::AacAdts) {
+            if !matches!(e.kind, StreamKind::H264 | StreamKind::H265 | StreamKind::AacAdts | StreamKind::Opus) {
                 self.out.push_back(AdapterEvent::Notice(format!("ignoring {:?} on PID {} (not supported over SRT yet)", e.kind, e.pid)));
             }
         }
@@ -129,7 +131,7 @@ impl TsAdapter {
             need_key: false,
             track: None,
         });
-        self.audio = audio.map(|e| Audio { pid: e.pid, config: None, track: None, next: None });
+        self.audio = audio.map(|e| Audio { pid: e.pid, opus: e.kind == StreamKind::Opus, config: None, track: None, next: None });
         self.early.clear();
         Ok(())
     }
@@ -221,6 +223,9 @@ impl TsAdapter {
 
     fn audio_pes(&mut self, pts: Option<i64>, data: Bytes) {
         let Some(pts) = pts else { return };
+        if self.audio.as_ref().is_some_and(|a| a.opus) {
+            return self.opus_pes(pts, data);
+        }
         let mut frames = Vec::new();
         let mut first = None;
         let mut rest = &data[..];
@@ -250,6 +255,59 @@ impl TsAdapter {
         self.emit_audio(pts, frames);
     }
 
+    /// Opus in MPEG-TS, as ffmpeg writes it: each access unit is preceded by an
+    /// `opus_control_header` (0x7FE0 prefix, size bytes, optional trims); the first start trim
+    /// is the encoder's pre-skip.
+    fn opus_pes(&mut self, pts: i64, data: Bytes) {
+        let mut frames = Vec::new();
+        let mut pre_skip = None;
+        let mut rest = &data[..];
+        while rest.len() >= 3 && rest[0] == 0x7f && rest[1] & 0xe0 == 0xe0 {
+            let flags = rest[1];
+            let mut pos = 2;
+            let mut size = 0usize;
+            loop {
+                let Some(&b) = rest.get(pos) else { return };
+                pos += 1;
+                size += b as usize;
+                if b != 0xff {
+                    break;
+                }
+            }
+            if flags & 0x10 != 0 {
+                let Some(t) = rest.get(pos..pos + 2) else { return };
+                pre_skip.get_or_insert(u16::from_be_bytes([t[0], t[1]]));
+                pos += 2;
+            }
+            if flags & 0x08 != 0 {
+                pos += 2;
+            }
+            if flags & 0x04 != 0 {
+                let Some(&len) = rest.get(pos) else { return };
+                pos += 1 + len as usize;
+            }
+            let Some(au) = rest.get(pos..pos + size) else { return };
+            if !au.is_empty() {
+                frames.push(data.slice_ref(au));
+            }
+            rest = &rest[pos + size..];
+        }
+        let Some(first) = frames.first() else { return };
+        let a = self.audio.as_mut().expect("checked by caller");
+        if a.config.is_none() {
+            let channels = if first[0] & 0x04 != 0 { 2 } else { 1 };
+            let cfg = CodecConfig::Opus { channels, pre_skip: pre_skip.unwrap_or(312), input_sample_rate: 48_000 };
+            a.config = Some((cfg, AacConfig { object_type: 0, sample_rate: 48_000, channels }));
+        }
+        if !self.started {
+            if self.video.is_none() || !self.early.is_empty() {
+                self.early.push(Early::Audio { pts, frames });
+            }
+            return;
+        }
+        self.emit_audio(pts, frames);
+    }
+
     fn emit_audio(&mut self, pts: i64, frames: Vec<Bytes>) {
         let base = self.base;
         let Some(a) = self.audio.as_mut() else { return };
@@ -263,12 +321,14 @@ impl TsAdapter {
                 ticks = expected;
             }
         }
+        let opus = a.opus;
         for raw in frames {
+            let duration = if opus { opus_samples(&raw).unwrap_or(960) } else { AAC_FRAME };
             if ticks >= 0 {
                 let ts = Timestamp::new(ticks, scale);
                 self.out.push_back(AdapterEvent::Frame(Frame { track, dts: ts, pts: ts, keyframe: true, data: raw }));
             }
-            ticks += AAC_FRAME;
+            ticks += duration;
         }
         a.next = Some(ticks);
     }
@@ -322,6 +382,23 @@ impl TsAdapter {
             }
         }
     }
+}
+
+/// Samples (at 48 kHz) in an Opus packet, from its TOC byte (RFC 6716 §3.1).
+fn opus_samples(packet: &[u8]) -> Option<i64> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    let per_frame = match config {
+        0..=11 => [480, 960, 1920, 2880][(config % 4) as usize],
+        12..=15 => [480, 960][(config % 2) as usize],
+        _ => [120, 240, 480, 960][(config % 4) as usize],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => (*packet.get(1)? & 0x3f) as i64,
+    };
+    Some(per_frame * frames)
 }
 
 /// An ADTS header (ISO 14496-3 §1.A.2.2).
@@ -412,6 +489,24 @@ mod tests {
         assert_eq!(tracks[0].codec.codec_string(), "hvc1.1.6.L60.90");
         let video = events.iter().filter(|e| matches!(e, AdapterEvent::Frame(f) if f.track == 0)).count();
         assert_eq!(video, 60);
+    }
+
+    #[test]
+    fn opus_in_ts_gets_its_pre_skip_and_sample_clock() {
+        let events = adapt(include_bytes!("../../tests/fixtures/ffmpeg-5.1-h264-opus-160x120.ts"));
+        let AdapterEvent::Start(tracks) = &events[0] else { panic!("{:?}", events[0]) };
+        assert_eq!(tracks.len(), 2);
+        assert_eq!(tracks[1].codec, CodecConfig::Opus { channels: 2, pre_skip: 312, input_sample_rate: 48_000 });
+        assert_eq!(tracks[1].codec.codec_string(), "opus");
+        let audio: Vec<i64> = events
+            .iter()
+            .filter_map(|e| match e {
+                AdapterEvent::Frame(f) if f.track == 1 => Some(f.dts.ticks),
+                _ => None,
+            })
+            .collect();
+        assert!(audio.len() >= 90, "{} Opus packets for ~2 s", audio.len());
+        assert!(audio.windows(2).all(|w| w[1] - w[0] == 960), "20 ms packets on an exact clock");
     }
 
     #[test]

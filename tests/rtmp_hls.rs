@@ -207,7 +207,7 @@ fn stalled_blocking_reload_gets_503_and_abandoned_parts_404() {
     let srv = Server::start("");
     let publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 40);
     let p = wait_for("a complete segment", LONG, || {
-        playlist(srv.http, "/live/demo/video/index.m3u8").filter(|p| tags(p, "#EXTINF").len() >= 1)
+        playlist(srv.http, "/live/demo/video/index.m3u8").filter(|p| !tags(p, "#EXTINF").is_empty())
     });
     let session = attr(tags(&p, "#EXT-X-MAP:")[0], "URI").unwrap().split('/').next().unwrap().to_string();
     // A part index past the end of a complete segment will never exist: 404 at once.

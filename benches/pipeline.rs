@@ -42,7 +42,11 @@ fn read_flv(path: &Path) -> Vec<Tag> {
             break;
         }
         if kind == 8 || kind == 9 {
-            tags.push(Tag { video: kind == 9, ts, body: Bytes::copy_from_slice(&data[body_start..body_start + size]) });
+            tags.push(Tag {
+                video: kind == 9,
+                ts,
+                body: Bytes::copy_from_slice(&data[body_start..body_start + size]),
+            });
         }
         pos = body_start + size + 4;
     }
@@ -54,12 +58,29 @@ fn make_flv(dir: &Path) -> PathBuf {
     if out.exists() {
         return out;
     }
-    eprintln!("making {} with ffmpeg (30 s 1080p30, 6 Mbit/s)...", out.display());
+    eprintln!(
+        "making {} with ffmpeg (30 s 1080p30, 6 Mbit/s)...",
+        out.display()
+    );
     let st = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "30", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "6M", "-maxrate", "6M", "-bufsize", "12M"])
-        .args(["-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ac", "2"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1920x1080:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args([
+            "-t", "30", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "6M", "-maxrate", "6M",
+            "-bufsize", "12M",
+        ])
+        .args([
+            "-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ac", "2",
+        ])
         .arg(&out)
         .status()
         .expect("ffmpeg");
@@ -72,7 +93,11 @@ fn frames_of(tags: &[Tag]) -> (Vec<TrackInfo>, Vec<(usize, Frame)>) {
     let mut tracks = Vec::new();
     let mut frames = Vec::new();
     for (i, t) in tags.iter().enumerate() {
-        let _ = if t.video { a.video(t.ts, &t.body) } else { a.audio(t.ts, &t.body) };
+        let _ = if t.video {
+            a.video(t.ts, &t.body)
+        } else {
+            a.audio(t.ts, &t.body)
+        };
         while let Some(ev) = a.pull() {
             match ev {
                 AdapterEvent::Start(t) => tracks = t,
@@ -93,7 +118,10 @@ fn throughput(tags: &[Tag]) {
     for _ in 0..rounds {
         let start = Instant::now();
         let (tracks, frames) = frames_of(tags);
-        let inits = tracks.iter().map(|t| (t.clone(), packager::cmaf::init_segment(t).unwrap())).collect();
+        let inits = tracks
+            .iter()
+            .map(|t| (t.clone(), packager::cmaf::init_segment(t).unwrap()))
+            .collect();
         let window = StreamWindow::new("bench", "s".into(), WindowConfig::default(), inits);
         let mut seg = Segmenter::new(&tracks, SegmenterConfig::default());
         let mut seq = vec![0u32; tracks.len()];
@@ -104,7 +132,10 @@ fn throughput(tags: &[Tag]) {
             let n = packager::live::drain(&mut seg, &window, &tracks, &mut seq);
             if n > 0 {
                 for track in 0..tracks.len() {
-                    playlist_bytes += window.read(|st| packager::hls::media_playlist(&window, st, track, packager::hls::Skip::No).len());
+                    playlist_bytes += window.read(|st| {
+                        packager::hls::media_playlist(&window, st, track, packager::hls::Skip::No)
+                            .len()
+                    });
                 }
                 parts_out += n;
             }
@@ -114,7 +145,11 @@ fn throughput(tags: &[Tag]) {
     }
     let n = tags.len();
     println!("## packaging throughput (best of {rounds}, one thread)");
-    println!("input: {n} FLV tags, {:.1} MB, {media_secs:.1} s of media ({:.2} Mbit/s)", bytes as f64 / 1e6, bytes as f64 * 8.0 / media_secs / 1e6);
+    println!(
+        "input: {n} FLV tags, {:.1} MB, {media_secs:.1} s of media ({:.2} Mbit/s)",
+        bytes as f64 / 1e6,
+        bytes as f64 * 8.0 / media_secs / 1e6
+    );
     println!("parts written: {parts_out} (every track's media playlist rendered after each batch)");
     println!(
         "time {:.3} s → {:.0} frames/s, {:.1} MB/s, {:.0}× real time",
@@ -128,7 +163,8 @@ fn throughput(tags: &[Tag]) {
 async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     s.set_nodelay(true)?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
     let mut out = Vec::new();
     s.read_to_end(&mut out).await?;
     Ok(String::from_utf8_lossy(&out).into_owned())
@@ -136,24 +172,36 @@ async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
 
 async fn latency(tags: Vec<Tag>) {
     use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-    use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType};
+    use rml_rtmp::sessions::{
+        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+        PublishRequestType,
+    };
     use rml_rtmp::time::RtmpTimestamp;
 
     // Where each part's frames are: the segmenter is deterministic, so run it offline on the
     // same frames to learn which tag closes each video part and which is its last.
     let (tracks, frames) = frames_of(&tags);
     let mut seg = Segmenter::new(&tracks, SegmenterConfig::default());
-    let video_tags: Vec<usize> = frames.iter().filter(|(_, f)| f.track == 0).map(|(i, _)| *i).collect();
+    let video_tags: Vec<usize> = frames
+        .iter()
+        .filter(|(_, f)| f.track == 0)
+        .map(|(i, _)| *i)
+        .collect();
     let mut part_frames: HashMap<(u64, u32), (usize, Option<usize>)> = HashMap::new(); // (last tag, next tag)
     let mut video_done = 0usize;
     for (_, f) in frames {
         seg.push(f);
         while let Some(out) = seg.pull() {
-            let packager::segmenter::Output::Part(p) = out else { continue };
+            let packager::segmenter::Output::Part(p) = out else {
+                continue;
+            };
             if p.track == 0 {
                 video_done += p.samples.len();
                 let last = video_tags[video_done - 1];
-                part_frames.insert((p.msn, p.index), (last, video_tags.get(video_done).copied()));
+                part_frames.insert(
+                    (p.msn, p.index),
+                    (last, video_tags.get(video_done).copied()),
+                );
             }
         }
     }
@@ -164,7 +212,11 @@ async fn latency(tags: Vec<Tag>) {
     {
         let windows = windows.clone();
         hub.on_publish(move |a| {
-            tokio::spawn(packager::run(a.reader, windows.clone(), packager::PackagerConfig::default()));
+            tokio::spawn(packager::run(
+                a.reader,
+                windows.clone(),
+                packager::PackagerConfig::default(),
+            ));
         });
     }
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -172,25 +224,47 @@ async fn latency(tags: Vec<Tag>) {
     let rtmp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_port = http.local_addr().unwrap().port();
     let rtmp_port = rtmp.local_addr().unwrap().port();
-    tokio::spawn(edge::serve(http, edge::Service::new(windows.clone(), Default::default()), cancel.clone()));
-    let keys = Arc::new(ingest::StreamKeys::new([("bench-key".to_string(), "bench".to_string())]));
+    tokio::spawn(edge::serve(
+        http,
+        edge::Service::new(windows.clone(), Default::default()),
+        cancel.clone(),
+    ));
+    let keys = Arc::new(ingest::StreamKeys::new([(
+        "bench-key".to_string(),
+        "bench".to_string(),
+    )]));
     tokio::spawn(ingest::rtmp::serve(
         rtmp,
-        ingest::rtmp::RtmpConfig { keys, hub, app: "live".into(), idle_timeout: Duration::from_secs(30), max_connections: 8 },
+        ingest::rtmp::RtmpConfig {
+            keys,
+            hub,
+            app: "live".into(),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 8,
+        },
         cancel.clone(),
     ));
 
     // An RTMP publisher on rml_rtmp's client session.
-    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", rtmp_port)).await.unwrap();
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", rtmp_port))
+        .await
+        .unwrap();
     sock.set_nodelay(true).unwrap();
     let mut hs = Handshake::new(PeerType::Client);
-    sock.write_all(&hs.generate_outbound_p0_and_p1().unwrap()).await.unwrap();
+    sock.write_all(&hs.generate_outbound_p0_and_p1().unwrap())
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 65536];
     let leftover = loop {
         let n = sock.read(&mut buf).await.unwrap();
         match hs.process_bytes(&buf[..n]).unwrap() {
-            HandshakeProcessResult::InProgress { response_bytes } => sock.write_all(&response_bytes).await.unwrap(),
-            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                sock.write_all(&response_bytes).await.unwrap()
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
                 sock.write_all(&response_bytes).await.unwrap();
                 break remaining_bytes;
             }
@@ -225,11 +299,15 @@ async fn latency(tags: Vec<Tag>) {
             match r {
                 ClientSessionResult::OutboundResponse(p) => out.extend(p.bytes),
                 ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted) => {
-                    let r = client.request_publishing("bench-key".into(), PublishRequestType::Live).unwrap();
+                    let r = client
+                        .request_publishing("bench-key".into(), PublishRequestType::Live)
+                        .unwrap();
                     out.extend(send(vec![r]));
                     state = 1;
                 }
-                ClientSessionResult::RaisedEvent(ClientSessionEvent::PublishRequestAccepted) => state = 2,
+                ClientSessionResult::RaisedEvent(ClientSessionEvent::PublishRequestAccepted) => {
+                    state = 2
+                }
                 _ => {}
             }
         }
@@ -252,7 +330,9 @@ async fn latency(tags: Vec<Tag>) {
         let (mut msn, mut part) = (0u64, 0u32);
         loop {
             let path = format!("/live/bench/video/index.m3u8?_HLS_msn={msn}&_HLS_part={part}");
-            let Ok(text) = http_get(http_port, &path).await else { break };
+            let Ok(text) = http_get(http_port, &path).await else {
+                break;
+            };
             let now = Instant::now();
             if !text.starts_with("HTTP/1.1 200") {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -272,8 +352,14 @@ async fn latency(tags: Vec<Tag>) {
             if text.contains("#EXT-X-ENDLIST") {
                 break;
             }
-            let Some(hint) = text.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")) else { break };
-            let stem = hint.split('/').nth(1).and_then(|r| r.split(".m4s").next()).unwrap_or("0.0");
+            let Some(hint) = text.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")) else {
+                break;
+            };
+            let stem = hint
+                .split('/')
+                .nth(1)
+                .and_then(|r| r.split(".m4s").next())
+                .unwrap_or("0.0");
             let (m, p) = stem.split_once('.').unwrap_or(("0", "0"));
             (msn, part) = (m.parse().unwrap_or(0), p.parse().unwrap_or(0));
         }
@@ -300,19 +386,27 @@ async fn latency(tags: Vec<Tag>) {
         sent_at[i] = Some(Instant::now());
     }
     drop(wr);
-    let seen = tokio::time::timeout(Duration::from_secs(30), watcher).await.expect("watcher finished").unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(30), watcher)
+        .await
+        .expect("watcher finished")
+        .unwrap();
     cancel.cancel();
 
     let mut lat = Vec::new();
     for ((msn, idx), at) in &seen {
-        let Some((last, _)) = part_frames.get(&(*msn, *idx)) else { continue };
+        let Some((last, _)) = part_frames.get(&(*msn, *idx)) else {
+            continue;
+        };
         if let Some(t) = sent_at[*last] {
             lat.push(at.saturating_duration_since(t).as_secs_f64() * 1000.0);
         }
     }
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
-    println!("## ingest-to-availability latency ({} video parts seen by a blocking reload)", lat.len());
+    println!(
+        "## ingest-to-availability latency ({} video parts seen by a blocking reload)",
+        lat.len()
+    );
     if !lat.is_empty() {
         println!(
             "last byte of a part's last frame → blocking reload listing it: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -332,6 +426,9 @@ fn main() {
     let tags = read_flv(&path);
     println!("# pipeline bench on {}", path.display());
     throughput(&tags);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(latency(tags));
 }

@@ -33,12 +33,30 @@ fn make_ts(dir: &Path) -> PathBuf {
     if out.exists() {
         return out;
     }
-    eprintln!("making {} with ffmpeg (30 s 1080p30, 6 Mbit/s)...", out.display());
+    eprintln!(
+        "making {} with ffmpeg (30 s 1080p30, 6 Mbit/s)...",
+        out.display()
+    );
     let st = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "30", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "6M", "-maxrate", "6M", "-bufsize", "12M"])
-        .args(["-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-f", "mpegts"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1920x1080:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args([
+            "-t", "30", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "6M", "-maxrate", "6M",
+            "-bufsize", "12M",
+        ])
+        .args([
+            "-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-f",
+            "mpegts",
+        ])
         .arg(&out)
         .status()
         .expect("ffmpeg");
@@ -61,7 +79,11 @@ fn layout(ts: &[u8]) -> (Vec<u64>, Vec<usize>) {
                 if let Some(prev) = last_video {
                     pes_ends.push(prev);
                 }
-                let start = if (p[3] >> 4) & 2 != 0 { 5 + p[4] as usize } else { 4 };
+                let start = if (p[3] >> 4) & 2 != 0 {
+                    5 + p[4] as usize
+                } else {
+                    4
+                };
                 let pes = &p[start..];
                 if pes.len() > 14 && pes[7] & 0x80 != 0 {
                     let b = &pes[9..14];
@@ -86,7 +108,8 @@ fn layout(ts: &[u8]) -> (Vec<u64>, Vec<usize>) {
 
 async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
     let mut out = Vec::new();
     s.read_to_end(&mut out).await?;
     Ok(String::from_utf8_lossy(&out).into_owned())
@@ -110,7 +133,11 @@ async fn run(ts: Vec<u8>) {
             }
         }
     }
-    assert_eq!(frames.iter().filter(|f| f.track == 0).count(), pes_ends.len(), "every video PES is a frame");
+    assert_eq!(
+        frames.iter().filter(|f| f.track == 0).count(),
+        pes_ends.len(),
+        "every video PES is a frame"
+    );
     let mut seg = Segmenter::new(&tracks, SegmenterConfig::default());
     let mut part_last: HashMap<(u64, u32), usize> = HashMap::new();
     let mut done = 0;
@@ -131,25 +158,45 @@ async fn run(ts: Vec<u8>) {
     {
         let windows = windows.clone();
         hub.on_publish(move |a| {
-            tokio::spawn(packager::run(a.reader, windows.clone(), packager::PackagerConfig::default()));
+            tokio::spawn(packager::run(
+                a.reader,
+                windows.clone(),
+                packager::PackagerConfig::default(),
+            ));
         });
     }
     let cancel = tokio_util::sync::CancellationToken::new();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_port = http.local_addr().unwrap().port();
-    tokio::spawn(edge::serve(http, edge::Service::new(windows.clone(), Default::default()), cancel.clone()));
+    tokio::spawn(edge::serve(
+        http,
+        edge::Service::new(windows.clone(), Default::default()),
+        cancel.clone(),
+    ));
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let srt_addr = udp.local_addr().unwrap();
     drop(udp);
     let bound = ingest::srt::conn::bind(srt_addr, LATENCY).await.unwrap();
-    let keys = Arc::new(ingest::StreamKeys::new([("bench-key".to_string(), "bench".to_string())]));
+    let keys = Arc::new(ingest::StreamKeys::new([(
+        "bench-key".to_string(),
+        "bench".to_string(),
+    )]));
     tokio::spawn(ingest::srt::serve(
         bound,
-        ingest::srt::SrtConfig { keys, hub, latency: LATENCY, passphrase: None, idle_timeout: Duration::from_secs(10) },
+        ingest::srt::SrtConfig {
+            keys,
+            hub,
+            latency: LATENCY,
+            passphrase: None,
+            idle_timeout: Duration::from_secs(10),
+        },
         cancel.clone(),
     ));
 
-    let url = format!("srt://{srt_addr}?streamid=publish:bench-key&latency={}", LATENCY.as_millis());
+    let url = format!(
+        "srt://{srt_addr}?streamid=publish:bench-key&latency={}",
+        LATENCY.as_millis()
+    );
     let mut caller = Command::new("srt-live-transmit")
         .args(["-q", "file://con", &url])
         .stdin(Stdio::piped())
@@ -164,7 +211,9 @@ async fn run(ts: Vec<u8>) {
         let (mut msn, mut part) = (0u64, 0u32);
         loop {
             let path = format!("/live/bench/video/index.m3u8?_HLS_msn={msn}&_HLS_part={part}");
-            let Ok(text) = http_get(http_port, &path).await else { break };
+            let Ok(text) = http_get(http_port, &path).await else {
+                break;
+            };
             let now = Instant::now();
             if !text.starts_with("HTTP/1.1 200") {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -174,15 +223,27 @@ async fn run(ts: Vec<u8>) {
                 break;
             }
             for line in text.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
-                if let Some((m, p)) = line.split('/').nth(1).and_then(|r| r.split(".m4s").next()).and_then(|s| s.split_once('.')) {
-                    seen.entry((m.parse().unwrap_or(0), p.parse().unwrap_or(0))).or_insert(now);
+                if let Some((m, p)) = line
+                    .split('/')
+                    .nth(1)
+                    .and_then(|r| r.split(".m4s").next())
+                    .and_then(|s| s.split_once('.'))
+                {
+                    seen.entry((m.parse().unwrap_or(0), p.parse().unwrap_or(0)))
+                        .or_insert(now);
                 }
             }
             if text.contains("#EXT-X-ENDLIST") {
                 break;
             }
-            let Some(hint) = text.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")) else { break };
-            let stem = hint.split('/').nth(1).and_then(|r| r.split(".m4s").next()).unwrap_or("0.0");
+            let Some(hint) = text.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")) else {
+                break;
+            };
+            let stem = hint
+                .split('/')
+                .nth(1)
+                .and_then(|r| r.split(".m4s").next())
+                .unwrap_or("0.0");
             let (m, p) = stem.split_once('.').unwrap_or(("0", "0"));
             (msn, part) = (m.parse().unwrap_or(0), p.parse().unwrap_or(0));
         }
@@ -204,7 +265,11 @@ async fn run(ts: Vec<u8>) {
             if due > elapsed {
                 std::thread::sleep(due - elapsed);
             }
-            if stdin.write_all(&ts[i * 188..end * 188]).and_then(|_| stdin.flush()).is_err() {
+            if stdin
+                .write_all(&ts[i * 188..end * 188])
+                .and_then(|_| stdin.flush())
+                .is_err()
+            {
                 break;
             }
             let now = Instant::now();
@@ -219,7 +284,10 @@ async fn run(ts: Vec<u8>) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = caller.kill();
     let _ = caller.wait();
-    let seen = tokio::time::timeout(Duration::from_secs(60), watcher).await.expect("watcher").unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(60), watcher)
+        .await
+        .expect("watcher")
+        .unwrap();
     cancel.cancel();
 
     // The stream's final part has no next frame to close it early and is published when the
@@ -231,14 +299,25 @@ async fn run(ts: Vec<u8>) {
         .filter_map(|(k, at)| {
             let frame = *part_last.get(k)?;
             let sent = sent_at[*pes_ends.get(frame)?]?;
-            Some((*k, at.saturating_duration_since(sent).as_secs_f64() * 1000.0))
+            Some((
+                *k,
+                at.saturating_duration_since(sent).as_secs_f64() * 1000.0,
+            ))
         })
         .collect();
     by_part.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
-    let slowest: Vec<String> = by_part.iter().take(3).map(|(k, ms)| format!("{}.{}: {ms:.1} ms", k.0, k.1)).collect();
+    let slowest: Vec<String> = by_part
+        .iter()
+        .take(3)
+        .map(|(k, ms)| format!("{}.{}: {ms:.1} ms", k.0, k.1))
+        .collect();
     let mut lat: Vec<f64> = by_part.iter().map(|x| x.1).collect();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("## SRT ingest-to-availability latency ({} video parts; SRT latency {:?})", lat.len(), LATENCY);
+    println!(
+        "## SRT ingest-to-availability latency ({} video parts; SRT latency {:?})",
+        lat.len(),
+        LATENCY
+    );
     if !lat.is_empty() {
         let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
         println!(
@@ -259,6 +338,9 @@ fn main() {
         .unwrap_or_else(|| make_ts(&std::env::temp_dir()));
     let ts = std::fs::read(&path).expect("read ts");
     println!("# SRT latency bench on {}", path.display());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run(ts));
 }

@@ -67,7 +67,12 @@ pub struct RtmpSection {
 
 impl Default for RtmpSection {
     fn default() -> Self {
-        Self { listen: ([0, 0, 0, 0], 1935).into(), app: "live".into(), idle_timeout_secs: 30, max_connections: 1024 }
+        Self {
+            listen: ([0, 0, 0, 0], 1935).into(),
+            app: "live".into(),
+            idle_timeout_secs: 30,
+            max_connections: 1024,
+        }
     }
 }
 
@@ -84,7 +89,12 @@ pub struct SrtSection {
 
 impl Default for SrtSection {
     fn default() -> Self {
-        Self { listen: ([0, 0, 0, 0], 9000).into(), latency_ms: 120, passphrase: None, idle_timeout_secs: 10 }
+        Self {
+            listen: ([0, 0, 0, 0], 9000).into(),
+            latency_ms: 120,
+            passphrase: None,
+            idle_timeout_secs: 10,
+        }
     }
 }
 
@@ -103,7 +113,12 @@ pub struct HlsSection {
 
 impl Default for HlsSection {
     fn default() -> Self {
-        Self { segment_target: 2.0, part_target: 0.334, window_segments: 10, end_grace: 2.0 }
+        Self {
+            segment_target: 2.0,
+            part_target: 0.334,
+            window_segments: 10,
+            end_grace: 2.0,
+        }
     }
 }
 
@@ -118,8 +133,10 @@ pub struct StreamEntry {
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let cfg: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg: Config =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -146,14 +163,26 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         for s in &self.streams {
-            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || s.name.starts_with('.') {
-                bail!("stream name {:?}: use letters, digits, '-', '_' and '.'", s.name);
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || s.name.starts_with('.')
+            {
+                bail!(
+                    "stream name {:?}: use letters, digits, '-', '_' and '.'",
+                    s.name
+                );
             }
             if s.key.len() < 8 {
                 bail!("stream {:?}: key must be at least 8 characters", s.name);
             }
             if s.key == s.name {
-                bail!("stream {:?}: the key must differ from the public name", s.name);
+                bail!(
+                    "stream {:?}: the key must differ from the public name",
+                    s.name
+                );
             }
             if !names.insert(&s.name) {
                 bail!("stream name {:?} appears twice", s.name);
@@ -172,7 +201,9 @@ impl Config {
         if let Some(d) = std::env::var_os("ESTUARY_DATA_DIR") {
             return d.into();
         }
-        match std::env::var_os("XDG_DATA_HOME").or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share").into())) {
+        match std::env::var_os("XDG_DATA_HOME")
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share").into()))
+        {
             Some(base) => PathBuf::from(base).join("estuary"),
             None => PathBuf::from("estuary-data"),
         }

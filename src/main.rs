@@ -42,7 +42,9 @@ fn main() -> anyhow::Result<()> {
                 println!("estuary {}", env!("CARGO_PKG_VERSION"));
                 return Ok(());
             }
-            "-c" | "--config" => config_path = Some(it.next().context("--config needs a file")?.into()),
+            "-c" | "--config" => {
+                config_path = Some(it.next().context("--config needs a file")?.into())
+            }
             "serve" | "edge" if command.is_none() => command = Some(a.as_str()),
             other => bail!("unexpected argument {other:?}\n\n{USAGE}"),
         }
@@ -55,14 +57,18 @@ fn main() -> anyhow::Result<()> {
         .init();
     match command {
         Some("serve") => {}
-        Some("edge") => bail!("edge nodes need the Redis window, which is not built yet; run `estuary serve`"),
+        Some("edge") => {
+            bail!("edge nodes need the Redis window, which is not built yet; run `estuary serve`")
+        }
         _ => bail!("no command given\n\n{USAGE}"),
     }
     let config = match &config_path {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(config, config_path))
 }
 
@@ -72,7 +78,9 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         None => info!("starting with embedded defaults (no --config)"),
     }
     let streams = stream_entries(&config)?;
-    let keys = Arc::new(StreamKeys::new(streams.iter().map(|s| (s.key.clone(), s.name.clone()))));
+    let keys = Arc::new(StreamKeys::new(
+        streams.iter().map(|s| (s.key.clone(), s.name.clone())),
+    ));
 
     let hub = Hub::new();
     let windows = Windows::new();
@@ -88,7 +96,11 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     {
         let windows = windows.clone();
         hub.on_publish(move |a| {
-            tokio::spawn(packager::run(a.reader, windows.clone(), packager_config.clone()));
+            tokio::spawn(packager::run(
+                a.reader,
+                windows.clone(),
+                packager_config.clone(),
+            ));
         });
     }
 
@@ -99,18 +111,26 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let rtmp_listener = tokio::net::TcpListener::bind(config.rtmp.listen)
         .await
         .with_context(|| format!("binding RTMP on {}", config.rtmp.listen))?;
-    let srt_bound = ingest::srt::conn::bind(config.srt.listen, Duration::from_millis(config.srt.latency_ms))
-        .await
-        .with_context(|| format!("binding SRT on {} (udp)", config.srt.listen))?;
+    let srt_bound = ingest::srt::conn::bind(
+        config.srt.listen,
+        Duration::from_millis(config.srt.latency_ms),
+    )
+    .await
+    .with_context(|| format!("binding SRT on {} (udp)", config.srt.listen))?;
     let http_addr = http_listener.local_addr()?;
     let rtmp_addr = rtmp_listener.local_addr()?;
 
     let service = edge::Service::new(
         windows.clone(),
-        edge::HttpConfig { max_connections: config.http.max_connections, cors_origin: config.http.cors_origin.clone() },
+        edge::HttpConfig {
+            max_connections: config.http.max_connections,
+            cors_origin: config.http.cors_origin.clone(),
+        },
     );
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
-        (Some(cert), Some(key)) => Some(edge::tls::acceptor(cert, key).context("loading the TLS certificate")?),
+        (Some(cert), Some(key)) => {
+            Some(edge::tls::acceptor(cert, key).context("loading the TLS certificate")?)
+        }
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -141,7 +161,11 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     info!(%rtmp_addr, "RTMP listening");
     info!(listen = %config.srt.listen, encrypted = config.srt.passphrase.is_some(), "SRT listening (udp)");
 
-    let host = config.server.public_host.clone().unwrap_or_else(|| "localhost".into());
+    let host = config
+        .server
+        .public_host
+        .clone()
+        .unwrap_or_else(|| "localhost".into());
     for s in &streams {
         let key = if s.generated { s.key.as_str() } else { "KEY" };
         info!(
@@ -174,7 +198,15 @@ struct Stream {
 /// start and kept in the data directory, so publishing is never unauthenticated.
 fn stream_entries(config: &Config) -> anyhow::Result<Vec<Stream>> {
     if !config.streams.is_empty() {
-        return Ok(config.streams.iter().map(|s| Stream { name: s.name.clone(), key: s.key.clone(), generated: false }).collect());
+        return Ok(config
+            .streams
+            .iter()
+            .map(|s| Stream {
+                name: s.name.clone(),
+                key: s.key.clone(),
+                generated: false,
+            })
+            .collect());
     }
     let dir = config.data_dir();
     let path = dir.join("stream-key");
@@ -185,14 +217,22 @@ fn stream_entries(config: &Config) -> anyhow::Result<Vec<Stream>> {
         }
         _ => {
             use rand::Rng;
-            let key: String = rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(24).map(char::from).collect();
+            let key: String = rand::thread_rng()
+                .sample_iter(&rand::distributions::Alphanumeric)
+                .take(24)
+                .map(char::from)
+                .collect();
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
             warn!(file = %path.display(), "no [[streams]] configured; created a stream key (kept across restarts)");
             key
         }
     };
-    Ok(vec![Stream { name: "stream".into(), key, generated: true }])
+    Ok(vec![Stream {
+        name: "stream".into(),
+        key,
+        generated: true,
+    }])
 }
 
 fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
@@ -211,13 +251,14 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

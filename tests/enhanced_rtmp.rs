@@ -54,7 +54,14 @@ fn read_mp4(path: &std::path::Path) -> (Vec<u8>, Vec<Sample>) {
     let mut offsets = Vec::new();
     for (ci, &chunk_off) in chunks.iter().enumerate() {
         let chunk_no = ci as u32 + 1;
-        let per = stbl.stsc.entries.iter().rev().find(|e| e.first_chunk <= chunk_no).unwrap().samples_per_chunk;
+        let per = stbl
+            .stsc
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.first_chunk <= chunk_no)
+            .unwrap()
+            .samples_per_chunk;
         let mut off = chunk_off as usize;
         for _ in 0..per {
             let i = offsets.len();
@@ -96,7 +103,18 @@ fn roundtrip(fourcc: &[u8; 4], encoder_args: &[&str], expect_codec: &str, expect
     let dir = TempDir::new("ertmp");
     let src = dir.0.join("src.mp4");
     let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "3"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-t",
+            "3",
+        ])
         .args(encoder_args)
         .args(["-pix_fmt", "yuv420p", "-an"])
         .arg(&src)
@@ -144,9 +162,13 @@ fn roundtrip(fourcc: &[u8; 4], encoder_args: &[&str], expect_codec: &str, expect
     }
     seg.finish();
     while let Some(o) = seg.pull() {
-        let packager::segmenter::Output::Part(p) = o else { continue };
+        let packager::segmenter::Output::Part(p) = o else {
+            continue;
+        };
         seq += 1;
-        out.extend_from_slice(&packager::cmaf::fragment(seq, p.base_dts as u64, &p.samples).unwrap());
+        out.extend_from_slice(
+            &packager::cmaf::fragment(seq, p.base_dts as u64, &p.samples).unwrap(),
+        );
     }
     let path = dir.0.join("out.mp4");
     std::fs::write(&path, out).unwrap();
@@ -158,10 +180,29 @@ fn roundtrip(fourcc: &[u8; 4], encoder_args: &[&str], expect_codec: &str, expect
 
 #[test]
 fn hevc_passes_through() {
-    roundtrip(b"hvc1", &["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=30", "-tag:v", "hvc1"], "hevc", "hvc1.1.6.L60.90");
+    roundtrip(
+        b"hvc1",
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=error:keyint=30",
+            "-tag:v",
+            "hvc1",
+        ],
+        "hevc",
+        "hvc1.1.6.L60.90",
+    );
 }
 
 #[test]
 fn av1_passes_through() {
-    roundtrip(b"av01", &["-c:v", "libsvtav1", "-preset", "12", "-g", "30"], "av1", "av01.0.00M.08");
+    roundtrip(
+        b"av01",
+        &["-c:v", "libsvtav1", "-preset", "12", "-g", "30"],
+        "av1",
+        "av01.0.00M.08",
+    );
 }

@@ -8,8 +8,16 @@ use std::process::Command;
 use common::*;
 
 fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl").args(["-s", "-S", "--max-time", "20"]).args(args).output().expect("curl must be installed");
-    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl must be installed");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -19,7 +27,19 @@ fn tls_offers_http2_by_alpn() {
     let cert = dir.0.join("cert.pem");
     let key = dir.0.join("key.pem");
     let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -29,9 +49,25 @@ fn tls_offers_http2_by_alpn() {
     assert!(st.status.success());
     let port = free_port();
     let srv = Server::start_tls(&cert, &key, port);
-    let out = curl(&["-k", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", &format!("https://127.0.0.1:{port}/healthz")]);
+    let out = curl(&[
+        "-k",
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &format!("https://127.0.0.1:{port}/healthz"),
+    ]);
     assert_eq!(out, "2 200");
-    let out = curl(&["-k", "--http1.1", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", &format!("https://127.0.0.1:{port}/healthz")]);
+    let out = curl(&[
+        "-k",
+        "--http1.1",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &format!("https://127.0.0.1:{port}/healthz"),
+    ]);
     assert_eq!(out, "1.1 200");
     drop(srv);
 }
@@ -40,19 +76,52 @@ fn tls_offers_http2_by_alpn() {
 fn cleartext_http2_cors_and_errors() {
     let srv = Server::start("");
     let base = format!("http://127.0.0.1:{}", srv.http);
-    let out = curl(&["--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", &format!("{base}/healthz")]);
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &format!("{base}/healthz"),
+    ]);
     assert_eq!(out, "2 200");
     // CORS preflight from a player page on another origin.
-    let head = curl(&["-i", "-X", "OPTIONS", "-H", "Origin: http://player.example", "-H", "Access-Control-Request-Method: GET", &format!("{base}/live/demo/index.m3u8")]);
+    let head = curl(&[
+        "-i",
+        "-X",
+        "OPTIONS",
+        "-H",
+        "Origin: http://player.example",
+        "-H",
+        "Access-Control-Request-Method: GET",
+        &format!("{base}/live/demo/index.m3u8"),
+    ]);
     assert!(head.starts_with("HTTP/1.1 204"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("access-control-allow-origin: *"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("access-control-allow-methods: get, head, options"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-methods: get, head, options"),
+        "{head}"
+    );
     let post = curl(&["-i", "-X", "POST", &format!("{base}/live/demo/index.m3u8")]);
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
     let missing = get(srv.http, "/live/nothing/index.m3u8").unwrap();
     assert_eq!(missing.status, 404);
-    assert_eq!(missing.header("cache-control"), Some("no-store"), "a 404 must not be cached by a CDN");
-    assert_eq!(get(srv.http, "/live/demo/video/abc/1.2.m4s").unwrap().status, 404);
+    assert_eq!(
+        missing.header("cache-control"),
+        Some("no-store"),
+        "a 404 must not be cached by a CDN"
+    );
+    assert_eq!(
+        get(srv.http, "/live/demo/video/abc/1.2.m4s")
+            .unwrap()
+            .status,
+        404
+    );
     let api = get(srv.http, "/api/v1/streams").unwrap();
     assert_eq!(api.header("content-type"), Some("application/json"));
     assert!(api.text().contains("\"streams\":[]"), "{}", api.text());
@@ -63,12 +132,26 @@ fn sigterm_shuts_down_cleanly_while_a_stream_is_live() {
     let mut srv = Server::start("");
     let _p = Publisher::rtmp(&srv.rtmp_url(KEY), 30);
     wait_for("stream live", std::time::Duration::from_secs(60), || {
-        get(srv.http, "/live/demo/index.m3u8").ok().filter(|r| r.status == 200).map(|_| ())
+        get(srv.http, "/live/demo/index.m3u8")
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|_| ())
     });
     let pid = srv.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = wait_for("exit after SIGTERM", std::time::Duration::from_secs(30), || srv.child.try_wait().unwrap());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = wait_for(
+        "exit after SIGTERM",
+        std::time::Duration::from_secs(30),
+        || srv.child.try_wait().unwrap(),
+    );
     assert!(status.success(), "exit status {status:?}");
     let log = srv.log_text();
-    assert!(log.contains("shutting down") && log.contains("stopped"), "{log}");
+    assert!(
+        log.contains("shutting down") && log.contains("stopped"),
+        "{log}"
+    );
 }

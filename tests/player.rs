@@ -58,7 +58,10 @@ fn hls_js_plays_low_latency_from_another_origin() {
     let srv = Server::start("");
     let _publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 60);
     wait_for("stream live", Duration::from_secs(60), || {
-        get(srv.http, "/live/demo/video/index.m3u8").ok().filter(|r| r.text().contains("#EXTINF")).map(|_| ())
+        get(srv.http, "/live/demo/video/index.m3u8")
+            .ok()
+            .filter(|r| r.text().contains("#EXTINF"))
+            .map(|_| ())
     });
     let page_port = serve_page();
     let url = format!(
@@ -74,22 +77,39 @@ fn hls_js_plays_low_latency_from_another_origin() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("node must be installed (scripts/test.sh installs it)");
-    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok).collect();
+    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect();
     let status = child.wait().unwrap();
     assert!(status.success(), "player script failed: {lines:?}");
-    assert!(lines.last().is_some_and(|l| l.contains("\"done\":true")), "{lines:?}");
+    assert!(
+        lines.last().is_some_and(|l| l.contains("\"done\":true")),
+        "{lines:?}"
+    );
     let stats: Vec<&String> = lines.iter().filter(|l| l.contains("currentTime")).collect();
     assert!(stats.len() >= 15, "{lines:?}");
     let last = stats.last().unwrap();
     eprintln!("player: {last}");
-    assert!(!last.contains("\"fatal\":true"), "fatal player error: {last}");
+    assert!(
+        !last.contains("\"fatal\":true"),
+        "fatal player error: {last}"
+    );
     assert_eq!(field(last, "levels"), Some(1.0), "{last}");
     assert_eq!(field(last, "audioTracks"), Some(1.0), "{last}");
-    assert_eq!((field(last, "width"), field(last, "height")), (Some(1280.0), Some(720.0)), "{last}");
+    assert_eq!(
+        (field(last, "width"), field(last, "height")),
+        (Some(1280.0), Some(720.0)),
+        "{last}"
+    );
     // Playback advances without stalling over the last ten seconds.
     let t_end = field(last, "currentTime").unwrap();
     let t_before = field(stats[stats.len() - 11], "currentTime").unwrap();
-    assert!(t_end - t_before > 9.0, "played {:.2} s in 10 s: {last}", t_end - t_before);
+    assert!(
+        t_end - t_before > 9.0,
+        "played {:.2} s in 10 s: {last}",
+        t_end - t_before
+    );
     // hls.js's own live-latency estimate: about a second behind, well within three.
     let latency = field(last, "latency").unwrap();
     assert!(latency > 0.3 && latency < 3.0, "latency {latency}: {last}");

@@ -9,7 +9,10 @@ use common::*;
 const LONG: Duration = Duration::from_secs(60);
 
 fn playlist(port: u16, path: &str) -> Option<String> {
-    get(port, path).ok().filter(|r| r.status == 200).map(|r| r.text())
+    get(port, path)
+        .ok()
+        .filter(|r| r.status == 200)
+        .map(|r| r.text())
 }
 
 #[test]
@@ -41,11 +44,17 @@ fn rtmp_publish_plays_as_ll_hls() {
     });
     assert!(p.starts_with("#EXTM3U\n"));
     assert!(tags(&p, "#EXT-X-VERSION:").len() == 1);
-    assert_eq!(tags(&p, "#EXT-X-TARGETDURATION:"), vec!["#EXT-X-TARGETDURATION:2"]);
+    assert_eq!(
+        tags(&p, "#EXT-X-TARGETDURATION:"),
+        vec!["#EXT-X-TARGETDURATION:2"]
+    );
     let sc = tags(&p, "#EXT-X-SERVER-CONTROL:")[0];
     assert_eq!(attr(sc, "CAN-BLOCK-RELOAD"), Some("YES"));
     let phb: f64 = attr(sc, "PART-HOLD-BACK").unwrap().parse().unwrap();
-    let pt: f64 = attr(tags(&p, "#EXT-X-PART-INF:")[0], "PART-TARGET").unwrap().parse().unwrap();
+    let pt: f64 = attr(tags(&p, "#EXT-X-PART-INF:")[0], "PART-TARGET")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(phb >= 3.0 * pt - 1e-9);
     assert!(attr(sc, "CAN-SKIP-UNTIL").is_some());
     assert_eq!(tags(&p, "#EXT-X-MAP:").len(), 1);
@@ -59,11 +68,18 @@ fn rtmp_publish_plays_as_ll_hls() {
     assert_eq!(tags(&p, "#EXT-X-PRELOAD-HINT:").len(), 1);
     let report = tags(&p, "#EXT-X-RENDITION-REPORT:")[0];
     assert_eq!(attr(report, "URI"), Some("../audio/index.m3u8"));
-    let session = attr(tags(&p, "#EXT-X-MAP:")[0], "URI").unwrap().split('/').next().unwrap().to_string();
+    let session = attr(tags(&p, "#EXT-X-MAP:")[0], "URI")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
 
     // Blocking reload: ask for the part after the preload hint; it must not come back before
     // that part exists, and must come back with it listed.
-    let hint = attr(tags(&p, "#EXT-X-PRELOAD-HINT:")[0], "URI").unwrap().to_string();
+    let hint = attr(tags(&p, "#EXT-X-PRELOAD-HINT:")[0], "URI")
+        .unwrap()
+        .to_string();
     let (msn, part): (u64, u32) = {
         let stem = hint.rsplit('/').next().unwrap().trim_end_matches(".m4s");
         let (m, p) = stem.split_once('.').unwrap();
@@ -71,28 +87,60 @@ fn rtmp_publish_plays_as_ll_hls() {
     };
     let want = format!("{session}/{msn}.{}.m4s", part + 1);
     let started = Instant::now();
-    let blocked = get(srv.http, &format!("/live/demo/video/index.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1)).unwrap();
+    let blocked = get(
+        srv.http,
+        &format!(
+            "/live/demo/video/index.m3u8?_HLS_msn={msn}&_HLS_part={}",
+            part + 1
+        ),
+    )
+    .unwrap();
     assert_eq!(blocked.status, 200);
     let text = blocked.text();
     assert!(
-        text.contains(&format!("URI=\"{want}\"")) || tags(&text, "#EXTINF").len() > tags(&p, "#EXTINF").len(),
+        text.contains(&format!("URI=\"{want}\""))
+            || tags(&text, "#EXTINF").len() > tags(&p, "#EXTINF").len(),
         "blocking reload returned before {want} existed:\n{text}"
     );
     assert!(blocked.header("cache-control").unwrap().contains("max-age"));
-    eprintln!("blocking reload for {want} answered in {:?}", started.elapsed());
+    eprintln!(
+        "blocking reload for {want} answered in {:?}",
+        started.elapsed()
+    );
 
     // The preload hint is served whole once complete.
-    let next_hint = attr(tags(&text, "#EXT-X-PRELOAD-HINT:")[0], "URI").unwrap().to_string();
+    let next_hint = attr(tags(&text, "#EXT-X-PRELOAD-HINT:")[0], "URI")
+        .unwrap()
+        .to_string();
     let r = get(srv.http, &format!("/live/demo/video/{next_hint}")).unwrap();
     assert_eq!(r.status, 200, "{next_hint}");
     assert_eq!(&r.body[4..8], b"moof");
-    assert_eq!(r.header("content-length").unwrap().parse::<usize>().unwrap(), r.body.len());
+    assert_eq!(
+        r.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        r.body.len()
+    );
     assert!(r.header("cache-control").unwrap().contains("immutable"));
 
     // Spec errors answer at once.
     let t = Instant::now();
-    assert_eq!(get(srv.http, "/live/demo/video/index.m3u8?_HLS_part=1").unwrap().status, 400);
-    assert_eq!(get(srv.http, &format!("/live/demo/video/index.m3u8?_HLS_msn={}", msn + 10)).unwrap().status, 400);
+    assert_eq!(
+        get(srv.http, "/live/demo/video/index.m3u8?_HLS_part=1")
+            .unwrap()
+            .status,
+        400
+    );
+    assert_eq!(
+        get(
+            srv.http,
+            &format!("/live/demo/video/index.m3u8?_HLS_msn={}", msn + 10)
+        )
+        .unwrap()
+        .status,
+        400
+    );
     assert!(t.elapsed() < Duration::from_secs(2));
 
     // Delta update.
@@ -100,15 +148,26 @@ fn rtmp_publish_plays_as_ll_hls() {
     assert_eq!(d.status, 200);
 
     // gzip when accepted.
-    let gz = get_with(srv.http, "/live/demo/video/index.m3u8", &[("Accept-Encoding", "gzip")]).unwrap();
+    let gz = get_with(
+        srv.http,
+        "/live/demo/video/index.m3u8",
+        &[("Accept-Encoding", "gzip")],
+    )
+    .unwrap();
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert_eq!(&gz.body[..2], &[0x1f, 0x8b]);
     assert_eq!(gz.header("access-control-allow-origin"), Some("*"));
 
     // The API lists the stream.
     let api = get(srv.http, "/api/v1/streams").unwrap().text();
-    assert!(api.contains("\"name\":\"demo\"") && api.contains("avc1.42c01f"), "{api}");
-    assert!(!api.contains(KEY), "a publish key never appears in playback data");
+    assert!(
+        api.contains("\"name\":\"demo\"") && api.contains("avc1.42c01f"),
+        "{api}"
+    );
+    assert!(
+        !api.contains(KEY),
+        "a publish key never appears in playback data"
+    );
 
     // The publisher finishes: the playlists end, and every frame decodes.
     let (ok, err) = publisher.wait(LONG);
@@ -116,11 +175,28 @@ fn rtmp_publish_plays_as_ll_hls() {
     let ended = wait_for("EXT-X-ENDLIST", LONG, || {
         playlist(srv.http, "/live/demo/video/index.m3u8").filter(|p| p.contains("#EXT-X-ENDLIST"))
     });
-    for (rendition, playlist_text) in [("video", ended.clone()), ("audio", playlist(srv.http, "/live/demo/audio/index.m3u8").unwrap())] {
+    for (rendition, playlist_text) in [
+        ("video", ended.clone()),
+        (
+            "audio",
+            playlist(srv.http, "/live/demo/audio/index.m3u8").unwrap(),
+        ),
+    ] {
         assert!(playlist_text.contains("#EXT-X-ENDLIST"));
-        let mut file = get(srv.http, &format!("/live/demo/{rendition}/{session}/init.mp4")).unwrap().body;
-        let segs: Vec<&str> = playlist_text.lines().filter(|l| l.ends_with(".m4s") && !l.starts_with('#')).collect();
-        assert!(tags(&playlist_text, "#EXT-X-MEDIA-SEQUENCE:0").len() == 1, "window holds the whole stream");
+        let mut file = get(
+            srv.http,
+            &format!("/live/demo/{rendition}/{session}/init.mp4"),
+        )
+        .unwrap()
+        .body;
+        let segs: Vec<&str> = playlist_text
+            .lines()
+            .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+            .collect();
+        assert!(
+            tags(&playlist_text, "#EXT-X-MEDIA-SEQUENCE:0").len() == 1,
+            "window holds the whole stream"
+        );
         for s in &segs {
             let r = get(srv.http, &format!("/live/demo/{rendition}/{s}")).unwrap();
             assert_eq!(r.status, 200, "{s}");
@@ -190,7 +266,11 @@ fn garbage_on_the_rtmp_port_is_closed_and_logged() {
 fn without_streams_a_key_is_created_printed_and_kept() {
     let srv = Server::start_with("");
     let key_file = srv.dir.0.join("data").join("stream-key");
-    let key = wait_for("generated key", LONG, || std::fs::read_to_string(&key_file).ok()).trim().to_string();
+    let key = wait_for("generated key", LONG, || {
+        std::fs::read_to_string(&key_file).ok()
+    })
+    .trim()
+    .to_string();
     assert!(key.len() >= 16);
     let log = srv.log_text();
     assert!(log.contains(&format!("Stream Key {key}")), "{log}");
@@ -199,7 +279,9 @@ fn without_streams_a_key_is_created_printed_and_kept() {
     let (ok, _) = Publisher::rtmp(&srv.rtmp_url("guess"), 3).wait(LONG);
     assert!(!ok);
     let _p = Publisher::rtmp(&srv.rtmp_url(&key), 20);
-    wait_for("stream plays with the generated key", LONG, || playlist(srv.http, "/live/stream/index.m3u8"));
+    wait_for("stream plays with the generated key", LONG, || {
+        playlist(srv.http, "/live/stream/index.m3u8")
+    });
 }
 
 #[test]
@@ -209,12 +291,24 @@ fn stalled_blocking_reload_gets_503_and_abandoned_parts_404() {
     let p = wait_for("a complete segment", LONG, || {
         playlist(srv.http, "/live/demo/video/index.m3u8").filter(|p| !tags(p, "#EXTINF").is_empty())
     });
-    let session = attr(tags(&p, "#EXT-X-MAP:")[0], "URI").unwrap().split('/').next().unwrap().to_string();
+    let session = attr(tags(&p, "#EXT-X-MAP:")[0], "URI")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     // A part index past the end of a complete segment will never exist: 404 at once.
-    let parts_in_0 = p.lines().filter(|l| l.contains(&format!("\"{session}/0."))).count();
+    let parts_in_0 = p
+        .lines()
+        .filter(|l| l.contains(&format!("\"{session}/0.")))
+        .count();
     assert!(parts_in_0 > 0, "{p}");
     let t = Instant::now();
-    let r = get(srv.http, &format!("/live/demo/video/{session}/0.{parts_in_0}.m4s")).unwrap();
+    let r = get(
+        srv.http,
+        &format!("/live/demo/video/{session}/0.{parts_in_0}.m4s"),
+    )
+    .unwrap();
     assert_eq!(r.status, 404);
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert!(t.elapsed() < Duration::from_secs(2));
@@ -222,14 +316,27 @@ fn stalled_blocking_reload_gets_503_and_abandoned_parts_404() {
     // Freeze the encoder: a blocking reload for the next segment waits three target durations
     // (3 x 2 s), then answers 503.
     let pid = publisher.0.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
     std::thread::sleep(Duration::from_millis(500));
     let now = playlist(srv.http, "/live/demo/video/index.m3u8").unwrap();
     let next_msn = tags(&now, "#EXTINF").len() as u64 + 1;
     let t = Instant::now();
-    let r = get(srv.http, &format!("/live/demo/video/index.m3u8?_HLS_msn={next_msn}")).unwrap();
+    let r = get(
+        srv.http,
+        &format!("/live/demo/video/index.m3u8?_HLS_msn={next_msn}"),
+    )
+    .unwrap();
     let waited = t.elapsed();
-    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
     assert_eq!(r.status, 503, "{}", r.text());
-    assert!(waited >= Duration::from_millis(5500), "answered after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(5500),
+        "answered after {waited:?}"
+    );
 }

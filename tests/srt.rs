@@ -23,10 +23,16 @@ fn ffmpeg_publishes_over_srt_and_it_plays() {
     assert!(ok, "{err}");
     // The caller closing ends the stream.
     wait_for("EXT-X-ENDLIST", LONG, || {
-        get(srv.http, "/live/demo/video/index.m3u8").ok().filter(|r| r.text().contains("#EXT-X-ENDLIST")).map(|_| ())
+        get(srv.http, "/live/demo/video/index.m3u8")
+            .ok()
+            .filter(|r| r.text().contains("#EXT-X-ENDLIST"))
+            .map(|_| ())
     });
     let log = srv.log_text();
-    assert!(log.contains("srt{peer=127.0.0.1") && log.contains("publish accepted"), "{log}");
+    assert!(
+        log.contains("srt{peer=127.0.0.1") && log.contains("publish accepted"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -35,8 +41,26 @@ fn hevc_over_srt_plays() {
     let url = srv.srt_url(&format!("publish:{KEY}"), "");
     let mut ff = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "20", "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=50"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args([
+            "-t",
+            "20",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=error:keyint=50",
+        ])
         .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
         .arg(&url)
         .stdin(Stdio::null())
@@ -44,7 +68,10 @@ fn hevc_over_srt_plays() {
         .expect("ffmpeg");
     assert_codec_decodes(&srv, NAME, 2, 640, 360, "hevc");
     let mv = get(srv.http, "/live/demo/index.m3u8").unwrap().text();
-    assert!(mv.contains("CODECS=\"hvc1.1.6.L") && mv.contains("RESOLUTION=640x360"), "{mv}");
+    assert!(
+        mv.contains("CODECS=\"hvc1.1.6.L") && mv.contains("RESOLUTION=640x360"),
+        "{mv}"
+    );
     let _ = ff.kill();
     let _ = ff.wait();
 }
@@ -55,8 +82,28 @@ fn opus_over_srt_is_packaged_as_cmaf_opus() {
     let url = srv.srt_url(&format!("publish:{KEY}"), "");
     let mut ff = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args([
+            "-t",
+            "20",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .args(["-c:a", "libopus", "-b:a", "64k", "-ac", "2", "-f", "mpegts"])
         .arg(&url)
         .stdin(Stdio::null())
@@ -66,10 +113,24 @@ fn opus_over_srt_is_packaged_as_cmaf_opus() {
     let mv = get(srv.http, "/live/demo/index.m3u8").unwrap().text();
     assert!(mv.contains(",opus\""), "{mv}");
     let p = get(srv.http, "/live/demo/audio/index.m3u8").unwrap().text();
-    let session = attr(tags(&p, "#EXT-X-MAP:")[0], "URI").unwrap().split('/').next().unwrap().to_string();
-    let mut file = get(srv.http, &format!("/live/demo/audio/{session}/init.mp4")).unwrap().body;
-    for seg in p.lines().filter(|l| l.ends_with(".m4s") && !l.starts_with('#')) {
-        file.extend_from_slice(&get(srv.http, &format!("/live/demo/audio/{seg}")).unwrap().body);
+    let session = attr(tags(&p, "#EXT-X-MAP:")[0], "URI")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut file = get(srv.http, &format!("/live/demo/audio/{session}/init.mp4"))
+        .unwrap()
+        .body;
+    for seg in p
+        .lines()
+        .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+    {
+        file.extend_from_slice(
+            &get(srv.http, &format!("/live/demo/audio/{seg}"))
+                .unwrap()
+                .body,
+        );
     }
     let path = srv.dir.0.join("audio.mp4");
     std::fs::write(&path, &file).unwrap();
@@ -109,10 +170,23 @@ fn passphrase_is_required_and_checked() {
     let srv = Server::start(&format!("srt.passphrase = \"{pass}\""));
     let (ok, _) = Publisher::srt(&srv.srt_url(&format!("publish:{KEY}"), ""), 3).wait(LONG);
     assert!(!ok, "an unencrypted caller must be refused");
-    let (ok, _) = Publisher::srt(&srv.srt_url(&format!("publish:{KEY}"), "&passphrase=not-the-right-one&pbkeylen=16"), 3).wait(LONG);
+    let (ok, _) = Publisher::srt(
+        &srv.srt_url(
+            &format!("publish:{KEY}"),
+            "&passphrase=not-the-right-one&pbkeylen=16",
+        ),
+        3,
+    )
+    .wait(LONG);
     assert!(!ok, "a wrong passphrase must be refused");
     assert!(get(srv.http, "/live/demo/index.m3u8").unwrap().status == 404);
-    let _p = Publisher::srt(&srv.srt_url(&format!("publish:{KEY}"), "&passphrase=correct-horse-battery&pbkeylen=16"), 20);
+    let _p = Publisher::srt(
+        &srv.srt_url(
+            &format!("publish:{KEY}"),
+            "&passphrase=correct-horse-battery&pbkeylen=16",
+        ),
+        20,
+    );
     assert_video_decodes(&srv, NAME, 1, 1280, 720);
 }
 
@@ -123,16 +197,55 @@ fn srt_live_transmit_relays_a_file() {
     // payloads that do not line up with TS packets.
     let ts = srv.dir.0.join("in.ts");
     let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=44100", "-t", "6"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300:sample_rate=44100",
+            "-t",
+            "6",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-f",
+            "mpegts",
+        ])
         .arg(&ts)
         .status()
         .unwrap();
     assert!(st.success());
-    let url = format!("srt://127.0.0.1:{}?streamid=publish:{KEY}&latency=120", srv.srt);
+    let url = format!(
+        "srt://127.0.0.1:{}?streamid=publish:{KEY}&latency=120",
+        srv.srt
+    );
     let mut pacer = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-i",
+        ])
         .arg(&ts)
         .args(["-c", "copy", "-f", "mpegts", "-"])
         .stdout(Stdio::piped())
@@ -153,7 +266,10 @@ fn srt_live_transmit_relays_a_file() {
     let _ = relay.kill();
     let _ = relay.wait();
     wait_for("ENDLIST after the caller went silent", LONG, || {
-        get(srv.http, "/live/demo/video/index.m3u8").ok().filter(|r| r.text().contains("#EXT-X-ENDLIST")).map(|_| ())
+        get(srv.http, "/live/demo/video/index.m3u8")
+            .ok()
+            .filter(|r| r.text().contains("#EXT-X-ENDLIST"))
+            .map(|_| ())
     });
 }
 
@@ -183,6 +299,9 @@ fn garbage_datagrams_do_not_disturb_a_stream() {
     let before = msn(&p);
     wait_for("the stream to keep advancing", LONG, || {
         let now = get(srv.http, "/live/demo/video/index.m3u8").ok()?.text();
-        (msn(&now) > before || now.lines().filter(|l| l.starts_with("#EXT-X-PART")).count() > 0 && !now.contains("ENDLIST")).then_some(())
+        (msn(&now) > before
+            || now.lines().filter(|l| l.starts_with("#EXT-X-PART")).count() > 0
+                && !now.contains("ENDLIST"))
+        .then_some(())
     });
 }

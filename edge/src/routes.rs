@@ -40,7 +40,10 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_connections: 16_384, cors_origin: "*".into() }
+        Self {
+            max_connections: 16_384,
+            cors_origin: "*".into(),
+        }
     }
 }
 
@@ -67,7 +70,14 @@ const NO_STORE: &str = "no-store";
 impl Service {
     pub fn new(windows: Windows, config: HttpConfig) -> Self {
         let cors_origin = HeaderValue::from_str(&config.cors_origin).ok();
-        Service { inner: Arc::new(Inner { windows, config, started: SystemTime::now(), cors_origin }) }
+        Service {
+            inner: Arc::new(Inner {
+                windows,
+                config,
+                started: SystemTime::now(),
+                cors_origin,
+            }),
+        }
     }
 
     pub fn config(&self) -> &HttpConfig {
@@ -81,7 +91,10 @@ impl Service {
             Method::GET | Method::HEAD => self.get(&req).await,
             _ => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "only GET, HEAD and OPTIONS");
-                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                r.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
+                );
                 r
             }
         };
@@ -89,7 +102,10 @@ impl Service {
         if let Some(v) = &self.inner.cors_origin {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v.clone());
         }
-        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Content-Length, Date, Age"));
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Content-Length, Date, Age"),
+        );
         if method == Method::HEAD {
             *resp.body_mut() = Body::empty();
         }
@@ -106,9 +122,12 @@ impl Service {
             ["api", "v1", "streams"] => self.streams_json(),
             ["live", name, "index.m3u8"] => self.multivariant(name, gzip),
             ["live", name, rendition, "index.m3u8"] => {
-                self.media_playlist(name, rendition, req.uri().query().unwrap_or(""), gzip).await
+                self.media_playlist(name, rendition, req.uri().query().unwrap_or(""), gzip)
+                    .await
             }
-            ["live", name, rendition, session, file] => self.media(name, rendition, session, file).await,
+            ["live", name, rendition, session, file] => {
+                self.media(name, rendition, session, file).await
+            }
             _ => error(StatusCode::NOT_FOUND, "not found"),
         }
     }
@@ -118,21 +137,36 @@ impl Service {
     }
 
     fn multivariant(&self, name: &str, gzip: bool) -> Response<Body> {
-        let Some(w) = self.window(name) else { return error(StatusCode::NOT_FOUND, "no such live stream") };
+        let Some(w) = self.window(name) else {
+            return error(StatusCode::NOT_FOUND, "no such live stream");
+        };
         let td = w.read(|st| w.target_duration(st));
-        let body = w.rendered(cache_key(usize::MAX, Skip::No, gzip), |st| encode(hls::multivariant(&w, st), gzip));
+        let body = w.rendered(cache_key(usize::MAX, Skip::No, gzip), |st| {
+            encode(hls::multivariant(&w, st), gzip)
+        });
         playlist(body, gzip, &format!("public, max-age={}", (td / 2).max(1)))
     }
 
-    async fn media_playlist(&self, name: &str, rendition: &str, query: &str, gzip: bool) -> Response<Body> {
+    async fn media_playlist(
+        &self,
+        name: &str,
+        rendition: &str,
+        query: &str,
+        gzip: bool,
+    ) -> Response<Body> {
         let q = match PlaylistQuery::parse(query) {
             Ok(q) => q,
             Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
         };
-        let Some(w) = self.window(name) else { return error(StatusCode::NOT_FOUND, "no such live stream") };
-        let Some((track, td)) =
-            w.read(|st| st.tracks.iter().position(|t| t.rendition == rendition).map(|i| (i, w.target_duration(st))))
-        else {
+        let Some(w) = self.window(name) else {
+            return error(StatusCode::NOT_FOUND, "no such live stream");
+        };
+        let Some((track, td)) = w.read(|st| {
+            st.tracks
+                .iter()
+                .position(|t| t.rendition == rendition)
+                .map(|i| (i, w.target_duration(st)))
+        }) else {
             return error(StatusCode::NOT_FOUND, "no such rendition");
         };
         if let Some(msn) = q.msn {
@@ -140,16 +174,24 @@ impl Service {
             if msn > open_msn + ADVANCE_SEGMENT_LIMIT
                 || (msn == open_msn && q.part.is_some_and(|p| p > open_parts + ADVANCE_PART_LIMIT))
             {
-                return error(StatusCode::BAD_REQUEST, "_HLS_msn/_HLS_part too far ahead of the live edge");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "_HLS_msn/_HLS_part too far ahead of the live edge",
+                );
             }
             let part = q.part;
             let ready = move |st: &WindowState| playlist_has(st, track, msn, part);
             if !wait_until(&w, Duration::from_secs(3 * td), ready).await {
-                return error(StatusCode::SERVICE_UNAVAILABLE, "the requested part did not appear in time");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the requested part did not appear in time",
+                );
             }
         }
         let ended = w.is_ended();
-        let body = w.rendered(cache_key(track, q.skip, gzip), |st| encode(hls::media_playlist(&w, st, track, q.skip), gzip));
+        let body = w.rendered(cache_key(track, q.skip, gzip), |st| {
+            encode(hls::media_playlist(&w, st, track, q.skip), gzip)
+        });
         let cache = if ended {
             format!("public, max-age={}", 6 * td)
         } else if q.msn.is_some() {
@@ -162,14 +204,25 @@ impl Service {
         playlist(body, gzip, &cache)
     }
 
-    async fn media(&self, name: &str, rendition: &str, session: &str, file: &str) -> Response<Body> {
-        let Some(w) = self.window(name) else { return error(StatusCode::NOT_FOUND, "no such live stream") };
+    async fn media(
+        &self,
+        name: &str,
+        rendition: &str,
+        session: &str,
+        file: &str,
+    ) -> Response<Body> {
+        let Some(w) = self.window(name) else {
+            return error(StatusCode::NOT_FOUND, "no such live stream");
+        };
         if w.session != session {
             return error(StatusCode::NOT_FOUND, "that publish session is over");
         }
-        let Some((track, kind)) =
-            w.read(|st| st.tracks.iter().position(|t| t.rendition == rendition).map(|i| (i, st.tracks[i].info.kind())))
-        else {
+        let Some((track, kind)) = w.read(|st| {
+            st.tracks
+                .iter()
+                .position(|t| t.rendition == rendition)
+                .map(|i| (i, st.tracks[i].info.kind()))
+        }) else {
             return error(StatusCode::NOT_FOUND, "no such rendition");
         };
         let content_type = match kind {
@@ -180,7 +233,9 @@ impl Service {
             let init = w.read(|st| st.tracks[track].init.clone());
             return bytes_response(Body::from(init), content_type);
         }
-        let Some(stem) = file.strip_suffix(".m4s") else { return error(StatusCode::NOT_FOUND, "not found") };
+        let Some(stem) = file.strip_suffix(".m4s") else {
+            return error(StatusCode::NOT_FOUND, "not found");
+        };
         let (msn, part) = match stem.split_once('.') {
             Some((m, p)) => match (m.parse::<u64>(), p.parse::<u32>()) {
                 (Ok(m), Ok(p)) => (m, Some(p)),
@@ -196,7 +251,10 @@ impl Service {
         // written) is waited for; the response then carries the whole thing.
         let (open_msn, open_parts) = w.read(|st| live_edge(&st.tracks[track]));
         let soon = match part {
-            Some(p) => (msn == open_msn && p <= open_parts + ADVANCE_PART_LIMIT) || (msn == open_msn + 1 && p <= ADVANCE_PART_LIMIT),
+            Some(p) => {
+                (msn == open_msn && p <= open_parts + ADVANCE_PART_LIMIT)
+                    || (msn == open_msn + 1 && p <= ADVANCE_PART_LIMIT)
+            }
             None => msn == open_msn,
         };
         if soon {
@@ -215,8 +273,14 @@ impl Service {
         let body = w.read(|st| {
             let t = &st.tracks[track];
             match part {
-                Some(p) => t.part(msn, p).filter(|p| !p.gap).map(|p| Body::from(p.data.clone())),
-                None => t.segment(msn).filter(|s| s.complete).map(|s| Body::chunks(s.chunks())),
+                Some(p) => t
+                    .part(msn, p)
+                    .filter(|p| !p.gap)
+                    .map(|p| Body::from(p.data.clone())),
+                None => t
+                    .segment(msn)
+                    .filter(|s| s.complete)
+                    .map(|s| Body::chunks(s.chunks())),
             }
         });
         match body {
@@ -282,17 +346,25 @@ fn playlist_has(st: &WindowState, track: usize, msn: u64, part: Option<u32>) -> 
     let t = &st.tracks[track];
     // Everything before the open segment is complete. A part index past the end of a
     // completed segment is satisfied by that segment's completion.
-    t.open_msn() > msn || part.is_some_and(|p| t.segment(msn).is_some_and(|s| s.parts.len() as u32 > p))
+    t.open_msn() > msn
+        || part.is_some_and(|p| t.segment(msn).is_some_and(|s| s.parts.len() as u32 > p))
 }
 
 /// (msn of the segment being written, parts it has so far).
 fn live_edge(t: &packager::window::TrackWindow) -> (u64, u32) {
     let open = t.open_msn();
-    (open, t.segment(open).map(|s| s.parts.len() as u32).unwrap_or(0))
+    (
+        open,
+        t.segment(open).map(|s| s.parts.len() as u32).unwrap_or(0),
+    )
 }
 
 /// Waits until `ready` holds or the stream ends; false on timeout.
-async fn wait_until(w: &StreamWindow, timeout: Duration, mut ready: impl FnMut(&WindowState) -> bool) -> bool {
+async fn wait_until(
+    w: &StreamWindow,
+    timeout: Duration,
+    mut ready: impl FnMut(&WindowState) -> bool,
+) -> bool {
     let mut rx = w.subscribe();
     let wait = async {
         loop {
@@ -321,7 +393,9 @@ impl PlaylistQuery {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
                 "_HLS_msn" => out.msn = Some(v.parse().map_err(|_| "_HLS_msn must be a number")?),
-                "_HLS_part" => out.part = Some(v.parse().map_err(|_| "_HLS_part must be a number")?),
+                "_HLS_part" => {
+                    out.part = Some(v.parse().map_err(|_| "_HLS_part must be a number")?)
+                }
                 "_HLS_skip" => {
                     out.skip = match v {
                         "YES" => Skip::Segments,
@@ -360,7 +434,8 @@ fn set(r: &mut Response<Body>, name: header::HeaderName, value: &str) {
 }
 
 fn set_static(r: &mut Response<Body>, name: header::HeaderName, value: &'static str) {
-    r.headers_mut().insert(name, HeaderValue::from_static(value));
+    r.headers_mut()
+        .insert(name, HeaderValue::from_static(value));
 }
 
 /// Key for a window's render cache: which playlist, which delta form, which encoding.
@@ -377,7 +452,10 @@ fn encode(text: String, gzip: bool) -> Bytes {
     if !gzip {
         return Bytes::from(text);
     }
-    let mut enc = GzEncoder::new(Vec::with_capacity(text.len() / 3), flate2::Compression::fast());
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(text.len() / 3),
+        flate2::Compression::fast(),
+    );
     let _ = enc.write_all(text.as_bytes());
     Bytes::from(enc.finish().unwrap_or_default())
 }
@@ -388,8 +466,13 @@ fn playlist(body: Bytes, gzip: bool, cache: &str) -> Response<Body> {
     if gzip {
         set_static(&mut r, header::CONTENT_ENCODING, "gzip");
     }
-    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    set_static(&mut r, header::CONTENT_TYPE, "application/vnd.apple.mpegurl");
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    set_static(
+        &mut r,
+        header::CONTENT_TYPE,
+        "application/vnd.apple.mpegurl",
+    );
     set(&mut r, header::CACHE_CONTROL, cache);
     set_static(&mut r, header::VARY, "Accept-Encoding");
     r
@@ -400,7 +483,8 @@ fn bytes_response(body: Body, content_type: &'static str) -> Response<Body> {
     let mut r = Response::new(body);
     set_static(&mut r, header::CONTENT_TYPE, content_type);
     set_static(&mut r, header::CACHE_CONTROL, IMMUTABLE);
-    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     r
 }
 
@@ -423,7 +507,11 @@ fn error(status: StatusCode, msg: &str) -> Response<Body> {
 fn preflight() -> Response<Body> {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
-    set(&mut r, header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS");
+    set(
+        &mut r,
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        "GET, HEAD, OPTIONS",
+    );
     set(&mut r, header::ACCESS_CONTROL_ALLOW_HEADERS, "*");
     set(&mut r, header::ACCESS_CONTROL_MAX_AGE, "86400");
     r
@@ -444,7 +532,12 @@ mod tests {
 
     #[test]
     fn gzip_negotiation() {
-        let r = |v: &str| Request::builder().header("accept-encoding", v).body(()).unwrap();
+        let r = |v: &str| {
+            Request::builder()
+                .header("accept-encoding", v)
+                .body(())
+                .unwrap()
+        };
         assert!(accepts_gzip(&r("gzip, deflate, br")));
         assert!(!accepts_gzip(&r("gzip;q=0, br")));
         assert!(!accepts_gzip(&r("br")));

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::TlsAcceptor;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -25,7 +25,12 @@ pub async fn serve(listener: TcpListener, service: Service, cancel: Cancellation
 }
 
 /// As [`serve`], over TLS when an acceptor is given.
-pub async fn serve_tls(listener: TcpListener, tls: Option<TlsAcceptor>, service: Service, cancel: CancellationToken) {
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: Service,
+    cancel: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(service.config().max_connections.max(1)));
     loop {
@@ -51,11 +56,15 @@ pub async fn serve_tls(listener: TcpListener, tls: Option<TlsAcceptor>, service:
         tracker.spawn(async move {
             match tls {
                 None => connection(socket, service, cancel, peer).await,
-                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(socket)).await {
-                    Ok(Ok(stream)) => connection(stream, service, cancel, peer).await,
-                    Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => debug!(%peer, "TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(socket))
+                        .await
+                    {
+                        Ok(Ok(stream)) => connection(stream, service, cancel, peer).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });
@@ -64,8 +73,12 @@ pub async fn serve_tls(listener: TcpListener, tls: Option<TlsAcceptor>, service:
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
 }
 
-async fn connection<IO>(io: IO, service: Service, cancel: CancellationToken, peer: std::net::SocketAddr)
-where
+async fn connection<IO>(
+    io: IO,
+    service: Service,
+    cancel: CancellationToken,
+    peer: std::net::SocketAddr,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req| {

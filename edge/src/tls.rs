@@ -11,9 +11,15 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("reading certificate chain {path}: {source}")]
-    Certs { path: String, source: rustls::pki_types::pem::Error },
+    Certs {
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("reading private key {path}: {source}")]
-    Key { path: String, source: rustls::pki_types::pem::Error },
+    Key {
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("certificate file {0} holds no certificate")]
     NoCerts(String),
     #[error("TLS configuration: {0}")]
@@ -24,11 +30,17 @@ pub enum TlsError {
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect())
-        .map_err(|source| TlsError::Certs { path: cert.display().to_string(), source })?;
+        .map_err(|source| TlsError::Certs {
+            path: cert.display().to_string(),
+            source,
+        })?;
     if certs.is_empty() {
         return Err(TlsError::NoCerts(cert.display().to_string()));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key { path: key.display().to_string(), source })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.display().to_string(),
+        source,
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

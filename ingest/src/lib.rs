@@ -17,7 +17,9 @@ pub struct StreamKeys {
 
 impl StreamKeys {
     pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { by_key: pairs.into_iter().collect() }
+        Self {
+            by_key: pairs.into_iter().collect(),
+        }
     }
 
     /// The stream name for a publish key, if the key is known.

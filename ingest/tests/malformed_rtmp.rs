@@ -4,17 +4,28 @@
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::rml_amf0::Amf0Value;
-use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+};
 use rml_rtmp::time::RtmpTimestamp;
 
-fn command(ser: &mut ChunkSerializer, name: &str, txn: f64, object: Amf0Value, args: Vec<Amf0Value>, stream: u32) -> Vec<u8> {
+fn command(
+    ser: &mut ChunkSerializer,
+    name: &str,
+    txn: f64,
+    object: Amf0Value,
+    args: Vec<Amf0Value>,
+    stream: u32,
+) -> Vec<u8> {
     let msg = RtmpMessage::Amf0Command {
         command_name: name.into(),
         transaction_id: txn,
         command_object: object,
         additional_arguments: args,
     };
-    let payload = msg.into_message_payload(RtmpTimestamp::new(0), stream).unwrap();
+    let payload = msg
+        .into_message_payload(RtmpTimestamp::new(0), stream)
+        .unwrap();
     ser.serialize(&payload, false, false).unwrap().bytes
 }
 
@@ -24,12 +35,22 @@ fn connected() -> (ServerSession, ChunkSerializer) {
     let mut ser = ChunkSerializer::new();
     let mut props = std::collections::HashMap::new();
     props.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
-    let bytes = command(&mut ser, "connect", 1.0, Amf0Value::Object(props), vec![], 0);
+    let bytes = command(
+        &mut ser,
+        "connect",
+        1.0,
+        Amf0Value::Object(props),
+        vec![],
+        0,
+    );
     let results = session.handle_input(&bytes).unwrap();
     let request_id = results
         .iter()
         .find_map(|r| match r {
-            ServerSessionResult::RaisedEvent(ServerSessionEvent::ConnectionRequested { request_id, .. }) => Some(*request_id),
+            ServerSessionResult::RaisedEvent(ServerSessionEvent::ConnectionRequested {
+                request_id,
+                ..
+            }) => Some(*request_id),
             _ => None,
         })
         .expect("connect raises a request");
@@ -62,9 +83,21 @@ fn publish_without_arguments_is_refused() {
     let (mut session, mut ser) = connected();
     let bytes = command(&mut ser, "publish", 3.0, Amf0Value::Null, vec![], 1);
     let results = session.handle_input(&bytes).unwrap();
-    assert!(results.iter().any(|r| matches!(r, ServerSessionResult::OutboundResponse(_))), "an error status goes back");
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, ServerSessionResult::OutboundResponse(_))),
+        "an error status goes back"
+    );
     let (mut session, mut ser) = connected();
-    let bytes = command(&mut ser, "publish", 3.0, Amf0Value::Null, vec![Amf0Value::Utf8String("key".into())], 1);
+    let bytes = command(
+        &mut ser,
+        "publish",
+        3.0,
+        Amf0Value::Null,
+        vec![Amf0Value::Utf8String("key".into())],
+        1,
+    );
     assert!(session.handle_input(&bytes).is_ok());
 }
 

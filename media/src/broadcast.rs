@@ -41,7 +41,9 @@ pub enum ReadEvent {
     Frame(Frame),
     /// The reader fell behind and `skipped` frames were dropped; the next frame of the
     /// leading track is a keyframe.
-    Lagged { skipped: u64 },
+    Lagged {
+        skipped: u64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -96,7 +98,10 @@ pub struct BroadcastReader {
 
 impl Broadcast {
     pub fn new(name: impl Into<String>, tracks: Vec<TrackInfo>) -> Broadcast {
-        let leader = tracks.iter().position(|t| t.kind() == TrackKind::Video).unwrap_or(0);
+        let leader = tracks
+            .iter()
+            .position(|t| t.kind() == TrackKind::Video)
+            .unwrap_or(0);
         Broadcast {
             shared: Arc::new(Shared {
                 name: name.into(),
@@ -153,14 +158,20 @@ impl Broadcast {
             notify: Notify::new(),
         });
         state.readers.push(Arc::downgrade(&slot));
-        BroadcastReader { shared: self.shared.clone(), slot }
+        BroadcastReader {
+            shared: self.shared.clone(),
+            slot,
+        }
     }
 
     /// Hands a frame to every reader. Never blocks on a reader; O(readers).
     pub fn push(&self, frame: Frame) {
         let shared = &self.shared;
         shared.stats.frames.fetch_add(1, Ordering::Relaxed);
-        shared.stats.bytes.fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+        shared
+            .stats
+            .bytes
+            .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
         let leads = frame.track == shared.leader && frame.keyframe;
         let mut state = shared.state.lock().unwrap();
         if leads {
@@ -179,7 +190,9 @@ impl Broadcast {
         }
         let mut skipped_now = 0u64;
         state.readers.retain(|weak| {
-            let Some(slot) = weak.upgrade() else { return false };
+            let Some(slot) = weak.upgrade() else {
+                return false;
+            };
             let mut q = slot.queue.lock().unwrap();
             if q.skipping && !leads {
                 q.unreported += 1;
@@ -209,7 +222,10 @@ impl Broadcast {
         });
         drop(state);
         if skipped_now > 0 {
-            shared.stats.skipped.fetch_add(skipped_now, Ordering::Relaxed);
+            shared
+                .stats
+                .skipped
+                .fetch_add(skipped_now, Ordering::Relaxed);
         }
     }
 
@@ -285,13 +301,25 @@ mod tests {
     fn tracks() -> Vec<TrackInfo> {
         vec![
             TrackInfo::video(CodecConfig::H264 { avcc: Bytes::new() }),
-            TrackInfo::audio(CodecConfig::Aac { asc: Bytes::from_static(&[0x12, 0x10]) }, 44100, 2),
+            TrackInfo::audio(
+                CodecConfig::Aac {
+                    asc: Bytes::from_static(&[0x12, 0x10]),
+                },
+                44100,
+                2,
+            ),
         ]
     }
 
     fn frame(track: usize, t: i64, key: bool) -> Frame {
         let ts = Timestamp::new(t, Timescale::VIDEO);
-        Frame { track, dts: ts, pts: ts, keyframe: key, data: Bytes::from_static(b"x") }
+        Frame {
+            track,
+            dts: ts,
+            pts: ts,
+            keyframe: key,
+            data: Bytes::from_static(b"x"),
+        }
     }
 
     #[tokio::test]

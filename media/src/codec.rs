@@ -31,12 +31,24 @@ pub enum AudioCodec {
 /// units (or low-overhead OBUs for AV1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CodecConfig {
-    H264 { avcc: Bytes },
-    H265 { hvcc: Bytes },
-    Av1 { av1c: Bytes },
+    H264 {
+        avcc: Bytes,
+    },
+    H265 {
+        hvcc: Bytes,
+    },
+    Av1 {
+        av1c: Bytes,
+    },
     /// AudioSpecificConfig (ISO 14496-3).
-    Aac { asc: Bytes },
-    Opus { channels: u8, pre_skip: u16, input_sample_rate: u32 },
+    Aac {
+        asc: Bytes,
+    },
+    Opus {
+        channels: u8,
+        pre_skip: u16,
+        input_sample_rate: u32,
+    },
 }
 
 impl CodecConfig {
@@ -127,9 +139,17 @@ impl AacConfig {
             object_type = 32 + r.bits(6)? as u8;
         }
         let idx = r.bits(4)? as usize;
-        let sample_rate = if idx == 15 { r.bits(24)? } else { *AAC_RATES.get(idx)? };
+        let sample_rate = if idx == 15 {
+            r.bits(24)?
+        } else {
+            *AAC_RATES.get(idx)?
+        };
         let channels = r.bits(4)? as u8;
-        Some(AacConfig { object_type, sample_rate, channels })
+        Some(AacConfig {
+            object_type,
+            sample_rate,
+            channels,
+        })
     }
 }
 
@@ -163,7 +183,9 @@ impl TrackInfo {
                 .and_then(|c| c.sps.first().and_then(|s| h264::Sps::parse(s)))
                 .map(|s| (s.width, s.height))
                 .unwrap_or((0, 0)),
-            CodecConfig::H265 { hvcc } => crate::h265::sps_from_hvcc(hvcc).map(|s| (s.width, s.height)).unwrap_or((0, 0)),
+            CodecConfig::H265 { hvcc } => crate::h265::sps_from_hvcc(hvcc)
+                .map(|s| (s.width, s.height))
+                .unwrap_or((0, 0)),
             _ => (0, 0),
         };
         TrackInfo {
@@ -202,7 +224,10 @@ mod tests {
         let avcc = Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff]);
         assert_eq!(CodecConfig::H264 { avcc }.codec_string(), "avc1.64001f");
         let asc = Bytes::from_static(&[0x12, 0x10]);
-        assert_eq!(CodecConfig::Aac { asc: asc.clone() }.codec_string(), "mp4a.40.2");
+        assert_eq!(
+            CodecConfig::Aac { asc: asc.clone() }.codec_string(),
+            "mp4a.40.2"
+        );
         let c = AacConfig::parse(&asc).unwrap();
         assert_eq!((c.sample_rate, c.channels), (44100, 2));
         // Main profile, level 3.1, from a typical x265 hvcC.

@@ -139,7 +139,14 @@ impl AvcConfig {
         };
         let sps = read_sets(0x1f, &mut pos)?;
         let pps = read_sets(0xff, &mut pos)?;
-        Some(AvcConfig { profile: b[1], compatibility: b[2], level: b[3], length_size, sps, pps })
+        Some(AvcConfig {
+            profile: b[1],
+            compatibility: b[2],
+            level: b[3],
+            length_size,
+            sps,
+            pps,
+        })
     }
 }
 
@@ -166,8 +173,10 @@ impl Sps {
         r.ue()?;
         let mut chroma_format = 1;
         let mut separate_planes = false;
-        if matches!(profile, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135)
-        {
+        if matches!(
+            profile,
+            100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+        ) {
             chroma_format = r.ue()?;
             if chroma_format == 3 {
                 separate_planes = r.bit()? == 1;
@@ -238,7 +247,12 @@ impl Sps {
         let crop_y = (if chroma == 0 { 1 } else { sub_h }) * (2 - frame_mbs_only);
         let width = (width_mbs * 16).checked_sub(crop_x * (cl + cr))?;
         let height = ((2 - frame_mbs_only) * height_units * 16).checked_sub(crop_y * (ct + cb))?;
-        Some(Sps { profile, level, width: width as u32, height: height as u32 })
+        Some(Sps {
+            profile,
+            level,
+            width: width as u32,
+            height: height as u32,
+        })
     }
 }
 
@@ -254,17 +268,32 @@ mod tests {
             0, 30, 7, 140, 24, 205,
         ];
         let s = Sps::parse(&sps).unwrap();
-        assert_eq!((s.width, s.height, s.profile, s.level), (1280, 720, 100, 31));
+        assert_eq!(
+            (s.width, s.height, s.profile, s.level),
+            (1280, 720, 100, 31)
+        );
     }
 
     #[test]
     fn annexb_split_and_avcc() {
-        let data = [0, 0, 0, 1, 0x67, 1, 2, 3, 0, 0, 1, 0x68, 4, 0, 0, 0, 1, 0x65, 9, 9];
+        let data = [
+            0, 0, 0, 1, 0x67, 1, 2, 3, 0, 0, 1, 0x68, 4, 0, 0, 0, 1, 0x65, 9, 9,
+        ];
         let nals = annexb_nals(&data);
-        assert_eq!(nals, vec![&[0x67, 1, 2, 3][..], &[0x68, 4][..], &[0x65, 9, 9][..]]);
+        assert_eq!(
+            nals,
+            vec![&[0x67, 1, 2, 3][..], &[0x68, 4][..], &[0x65, 9, 9][..]]
+        );
         let avcc = avcc_from(nals[0], nals[1]).unwrap();
         let parsed = AvcConfig::parse(&avcc).unwrap();
-        assert_eq!((parsed.sps[0].as_slice(), parsed.pps[0].as_slice(), parsed.length_size), (nals[0], nals[1], 4));
+        assert_eq!(
+            (
+                parsed.sps[0].as_slice(),
+                parsed.pps[0].as_slice(),
+                parsed.length_size
+            ),
+            (nals[0], nals[1], 4)
+        );
         assert!(annexb_nals(&[1, 2, 3]).is_empty());
     }
 

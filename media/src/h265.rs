@@ -122,7 +122,10 @@ impl Sps {
 /// An `hvcC` body (ISO 14496-15 §8.3.3.1) for one VPS, SPS and PPS, with 4-byte NAL lengths.
 pub fn hvcc_from(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
     let s = Sps::parse(sps)?;
-    let mut v = vec![1, s.profile_space << 6 | (s.tier as u8) << 5 | s.profile_idc];
+    let mut v = vec![
+        1,
+        s.profile_space << 6 | (s.tier as u8) << 5 | s.profile_idc,
+    ];
     v.extend_from_slice(&s.compatibility);
     v.extend_from_slice(&s.constraints);
     v.push(s.level_idc);

@@ -74,13 +74,21 @@ impl Hub {
     /// Claims `name` before its tracks are known (an RTMP publisher is accepted before its
     /// first sequence header arrives), so a second publisher is refused at once.
     pub fn reserve(&self, name: &str) -> Result<Reservation, HubError> {
-        let id = self.inner.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .inner
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut live = self.inner.live.lock().unwrap();
         if live.contains_key(name) {
             return Err(HubError::AlreadyLive(name.to_string()));
         }
         live.insert(name.to_string(), id);
-        Ok(Reservation { hub: self.clone(), name: name.to_string(), id, used: false })
+        Ok(Reservation {
+            hub: self.clone(),
+            name: name.to_string(),
+            id,
+            used: false,
+        })
     }
 
     /// Claims `name` and announces the broadcast to every consumer.
@@ -114,9 +122,16 @@ impl Reservation {
         self.used = true;
         let broadcast = Broadcast::new(self.name.clone(), tracks);
         for consumer in self.hub.inner.consumers.lock().unwrap().iter() {
-            consumer(Announcement { name: self.name.clone(), reader: broadcast.reader() });
+            consumer(Announcement {
+                name: self.name.clone(),
+                reader: broadcast.reader(),
+            });
         }
-        Published { broadcast, hub: self.hub.clone(), id: self.id }
+        Published {
+            broadcast,
+            hub: self.hub.clone(),
+            id: self.id,
+        }
     }
 }
 
@@ -139,13 +154,19 @@ mod tests {
         let s = seen.clone();
         hub.on_publish(move |a| s.lock().unwrap().push(a.name));
         let p = hub.publish("a", vec![]).unwrap();
-        assert_eq!(hub.publish("a", vec![]).err(), Some(HubError::AlreadyLive("a".into())));
+        assert_eq!(
+            hub.publish("a", vec![]).err(),
+            Some(HubError::AlreadyLive("a".into()))
+        );
         drop(p);
         assert!(!hub.is_live("a"));
         let r = hub.reserve("a").unwrap();
         assert!(hub.reserve("a").is_err());
         drop(r);
         let _p = hub.publish("a", vec![]).unwrap();
-        assert_eq!(*seen.lock().unwrap(), vec!["a".to_string(), "a".to_string()]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec!["a".to_string(), "a".to_string()]
+        );
     }
 }

@@ -4,11 +4,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use media::{CodecConfig, TrackInfo};
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum CmafError {
     #[error("writing {what}: {source}")]
-    Encode { what: &'static str, source: mp4_atom::Error },
+    Encode {
+        what: &'static str,
+        source: mp4_atom::Error,
+    },
     #[error("bad {0} decoder configuration: {1}")]
     Config(&'static str, mp4_atom::Error),
 }
@@ -37,18 +39,36 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, CmafError> {
     let timescale = track.timescale.0;
     let (handler, codec, vmhd, smhd) = match &track.codec {
         CodecConfig::H264 { avcc } => {
-            let avcc = Avcc::decode_body(&mut avcc.as_ref()).map_err(|e| CmafError::Config("avcC", e))?;
-            let c: Codec = Avc1 { visual: visual(track), avcc, ..Default::default() }.into();
+            let avcc =
+                Avcc::decode_body(&mut avcc.as_ref()).map_err(|e| CmafError::Config("avcC", e))?;
+            let c: Codec = Avc1 {
+                visual: visual(track),
+                avcc,
+                ..Default::default()
+            }
+            .into();
             (b"vide", c, Some(Vmhd::default()), None)
         }
         CodecConfig::H265 { hvcc } => {
-            let hvcc = Hvcc::decode_body(&mut hvcc.as_ref()).map_err(|e| CmafError::Config("hvcC", e))?;
-            let c: Codec = Hvc1 { visual: visual(track), hvcc, ..Default::default() }.into();
+            let hvcc =
+                Hvcc::decode_body(&mut hvcc.as_ref()).map_err(|e| CmafError::Config("hvcC", e))?;
+            let c: Codec = Hvc1 {
+                visual: visual(track),
+                hvcc,
+                ..Default::default()
+            }
+            .into();
             (b"vide", c, Some(Vmhd::default()), None)
         }
         CodecConfig::Av1 { av1c } => {
-            let av1c = Av1c::decode_body(&mut av1c.as_ref()).map_err(|e| CmafError::Config("av1C", e))?;
-            let c: Codec = Av01 { visual: visual(track), av1c, ..Default::default() }.into();
+            let av1c =
+                Av1c::decode_body(&mut av1c.as_ref()).map_err(|e| CmafError::Config("av1C", e))?;
+            let c: Codec = Av01 {
+                visual: visual(track),
+                av1c,
+                ..Default::default()
+            }
+            .into();
             (b"vide", c, Some(Vmhd::default()), None)
         }
         CodecConfig::Aac { asc } => {
@@ -84,7 +104,11 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, CmafError> {
             .into();
             (b"soun", c, None, Some(Smhd::default()))
         }
-        CodecConfig::Opus { channels, pre_skip, input_sample_rate } => {
+        CodecConfig::Opus {
+            channels,
+            pre_skip,
+            input_sample_rate,
+        } => {
             let c: Codec = Opus {
                 audio: audio(track),
                 dops: Dops {
@@ -102,7 +126,11 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, CmafError> {
     };
     let is_video = vmhd.is_some();
     let moov = Moov {
-        mvhd: Mvhd { timescale: 1000, next_track_id: track_id + 1, ..Default::default() },
+        mvhd: Mvhd {
+            timescale: 1000,
+            next_track_id: track_id + 1,
+            ..Default::default()
+        },
         mvex: Some(Mvex {
             mehd: None,
             trex: vec![Trex {
@@ -124,17 +152,32 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, CmafError> {
                 ..Default::default()
             },
             mdia: Mdia {
-                mdhd: Mdhd { timescale, language: "und".into(), ..Default::default() },
+                mdhd: Mdhd {
+                    timescale,
+                    language: "und".into(),
+                    ..Default::default()
+                },
                 hdlr: Hdlr {
                     handler: handler.into(),
-                    name: if is_video { "Estuary video" } else { "Estuary audio" }.into(),
+                    name: if is_video {
+                        "Estuary video"
+                    } else {
+                        "Estuary audio"
+                    }
+                    .into(),
                 },
                 minf: Minf {
                     vmhd,
                     smhd,
-                    dinf: Dinf { dref: Dref { entries: vec![Url::default().into()] } },
+                    dinf: Dinf {
+                        dref: Dref {
+                            entries: vec![Url::default().into()],
+                        },
+                    },
                     stbl: Stbl {
-                        stsd: Stsd { codecs: vec![codec] },
+                        stsd: Stsd {
+                            codecs: vec![codec],
+                        },
                         stco: Some(Stco::default()),
                         ..Default::default()
                     },
@@ -148,7 +191,12 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, CmafError> {
     let ftyp = Ftyp {
         major_brand: b"iso6".into(),
         minor_version: 0,
-        compatible_brands: vec![b"iso6".into(), b"cmfc".into(), b"mp41".into(), b"dash".into()],
+        compatible_brands: vec![
+            b"iso6".into(),
+            b"cmfc".into(),
+            b"mp41".into(),
+            b"dash".into(),
+        ],
     };
     let mut buf = Vec::with_capacity(1024);
     ftyp.encode(&mut buf).map_err(enc("ftyp"))?;
@@ -174,8 +222,9 @@ fn audio(track: &TrackInfo) -> mp4_atom::Audio {
 }
 
 fn freq_index(rate: u32) -> u8 {
-    const RATES: [u32; 13] =
-        [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
     RATES.iter().position(|r| *r == rate).unwrap_or(15) as u8
 }
 
@@ -188,16 +237,31 @@ pub fn fragment(sequence: u32, base_dts: u64, samples: &[Sample]) -> Result<Byte
         .map(|s| TrunEntry {
             duration: Some(s.duration),
             size: Some(s.data.len() as u32),
-            flags: Some(if s.keyframe { SYNC_FLAGS } else { NON_SYNC_FLAGS }),
+            flags: Some(if s.keyframe {
+                SYNC_FLAGS
+            } else {
+                NON_SYNC_FLAGS
+            }),
             cts: Some(s.cts_offset as i64),
         })
         .collect();
     let mut moof = Moof {
-        mfhd: Mfhd { sequence_number: sequence },
+        mfhd: Mfhd {
+            sequence_number: sequence,
+        },
         traf: vec![Traf {
-            tfhd: Tfhd { track_id: 1, default_base_is_moof: true, ..Default::default() },
-            tfdt: Some(Tfdt { base_media_decode_time: base_dts }),
-            trun: vec![Trun { data_offset: Some(0), samples: TrunSamples::Explicit(entries) }],
+            tfhd: Tfhd {
+                track_id: 1,
+                default_base_is_moof: true,
+                ..Default::default()
+            },
+            tfdt: Some(Tfdt {
+                base_media_decode_time: base_dts,
+            }),
+            trun: vec![Trun {
+                data_offset: Some(0),
+                samples: TrunSamples::Explicit(entries),
+            }],
             ..Default::default()
         }],
     };
@@ -230,37 +294,66 @@ mod tests {
 
     #[test]
     fn init_roundtrips() {
-        let t = TrackInfo::video(CodecConfig::H264 { avcc: Bytes::from_static(AVCC) });
+        let t = TrackInfo::video(CodecConfig::H264 {
+            avcc: Bytes::from_static(AVCC),
+        });
         let init = init_segment(&t).unwrap();
         let mut cur = std::io::Cursor::new(init.as_ref());
         assert!(matches!(Any::decode(&mut cur).unwrap(), Any::Ftyp(_)));
-        let Any::Moov(moov) = Any::decode(&mut cur).unwrap() else { panic!("no moov") };
+        let Any::Moov(moov) = Any::decode(&mut cur).unwrap() else {
+            panic!("no moov")
+        };
         assert_eq!(moov.mvex.unwrap().trex.len(), 1);
         assert_eq!(moov.trak[0].mdia.mdhd.timescale, 90_000);
         assert_eq!(moov.trak[0].tkhd.width, 1280.into());
 
-        let a = TrackInfo::audio(CodecConfig::Aac { asc: Bytes::from_static(&[0x12, 0x10]) }, 44100, 2);
+        let a = TrackInfo::audio(
+            CodecConfig::Aac {
+                asc: Bytes::from_static(&[0x12, 0x10]),
+            },
+            44100,
+            2,
+        );
         let init = init_segment(&a).unwrap();
         let mut cur = std::io::Cursor::new(init.as_ref());
         Any::decode(&mut cur).unwrap();
-        let Any::Moov(moov) = Any::decode(&mut cur).unwrap() else { panic!("no moov") };
+        let Any::Moov(moov) = Any::decode(&mut cur).unwrap() else {
+            panic!("no moov")
+        };
         assert_eq!(moov.trak[0].mdia.mdhd.timescale, 44100);
     }
 
     #[test]
     fn fragment_offsets_point_at_payload() {
         let samples = vec![
-            Sample { duration: 3000, cts_offset: 6000, keyframe: true, data: Bytes::from_static(b"abc") },
-            Sample { duration: 3000, cts_offset: -3000, keyframe: false, data: Bytes::from_static(b"de") },
+            Sample {
+                duration: 3000,
+                cts_offset: 6000,
+                keyframe: true,
+                data: Bytes::from_static(b"abc"),
+            },
+            Sample {
+                duration: 3000,
+                cts_offset: -3000,
+                keyframe: false,
+                data: Bytes::from_static(b"de"),
+            },
         ];
         let f = fragment(7, 90_000, &samples).unwrap();
         let mut cur = std::io::Cursor::new(f.as_ref());
-        let Any::Moof(moof) = Any::decode(&mut cur).unwrap() else { panic!("no moof") };
+        let Any::Moof(moof) = Any::decode(&mut cur).unwrap() else {
+            panic!("no moof")
+        };
         let off = moof.traf[0].trun[0].data_offset.unwrap() as usize;
         assert_eq!(&f[off..], b"abcde");
         assert_eq!(moof.mfhd.sequence_number, 7);
-        assert_eq!(moof.traf[0].tfdt.as_ref().unwrap().base_media_decode_time, 90_000);
-        let Any::Mdat(mdat) = Any::decode(&mut cur).unwrap() else { panic!("no mdat") };
+        assert_eq!(
+            moof.traf[0].tfdt.as_ref().unwrap().base_media_decode_time,
+            90_000
+        );
+        let Any::Mdat(mdat) = Any::decode(&mut cur).unwrap() else {
+            panic!("no mdat")
+        };
         assert_eq!(mdat.data, b"abcde");
     }
 }

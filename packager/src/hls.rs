@@ -34,7 +34,11 @@ pub const SKIP_UNTIL_TARGETS: u64 = 6;
 /// boundary, so their parts can run over by up to one frame, which their PART-TARGET allows.
 pub fn part_target(w: &StreamWindow, st: &WindowState, track: usize) -> f64 {
     let base = w.config.part_target.as_secs_f64();
-    let leader = st.tracks.iter().position(|t| t.info.kind() == TrackKind::Video).unwrap_or(0);
+    let leader = st
+        .tracks
+        .iter()
+        .position(|t| t.info.kind() == TrackKind::Video)
+        .unwrap_or(0);
     if track == leader {
         return base;
     }
@@ -50,8 +54,16 @@ pub fn part_target(w: &StreamWindow, st: &WindowState, track: usize) -> f64 {
 /// The multivariant playlist: one variant per video rendition, an audio group shared by all.
 pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    let audio: Vec<&TrackWindow> = st.tracks.iter().filter(|t| t.info.kind() == TrackKind::Audio).collect();
-    let video: Vec<&TrackWindow> = st.tracks.iter().filter(|t| t.info.kind() == TrackKind::Video).collect();
+    let audio: Vec<&TrackWindow> = st
+        .tracks
+        .iter()
+        .filter(|t| t.info.kind() == TrackKind::Audio)
+        .collect();
+    let video: Vec<&TrackWindow> = st
+        .tracks
+        .iter()
+        .filter(|t| t.info.kind() == TrackKind::Video)
+        .collect();
     let audio_peak = audio.iter().map(|t| bandwidth(t).0).max().unwrap_or(0);
     let audio_avg = audio.iter().map(|t| bandwidth(t).1).max().unwrap_or(0);
     for (i, a) in audio.iter().enumerate() {
@@ -112,10 +124,14 @@ fn bandwidth(t: &TrackWindow) -> (u64, u64) {
     if peak > 0 {
         return (peak, avg.max(1));
     }
-    let guess = t.info.bitrate_hint.map(u64::from).unwrap_or(match t.info.kind() {
-        TrackKind::Video => 2_500_000,
-        TrackKind::Audio => 128_000,
-    });
+    let guess = t
+        .info
+        .bitrate_hint
+        .map(u64::from)
+        .unwrap_or(match t.info.kind() {
+            TrackKind::Video => 2_500_000,
+            TrackKind::Audio => 128_000,
+        });
     (guess, guess)
 }
 
@@ -124,7 +140,11 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
     let t = &st.tracks[track];
     let td = w.target_duration(st);
     let pt = part_target(w, st, track);
-    let version = if skip == Skip::SegmentsAndDateRanges { 10 } else { 9 };
+    let version = if skip == Skip::SegmentsAndDateRanges {
+        10
+    } else {
+        9
+    };
     let mut out = String::with_capacity(4096);
     let _ = write!(
         out,
@@ -170,10 +190,15 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
             pdt_written = false;
         }
         if !pdt_written {
-            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339(s.program_date_time));
+            let _ = writeln!(
+                out,
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                rfc3339(s.program_date_time)
+            );
             pdt_written = true;
         }
-        let list_parts = !s.complete || starts_before_edge <= PART_LISTING_TARGETS * td as f64 + s.duration;
+        let list_parts =
+            !s.complete || starts_before_edge <= PART_LISTING_TARGETS * td as f64 + s.duration;
         if list_parts {
             for (p_idx, p) in s.parts.iter().enumerate() {
                 let _ = write!(
@@ -191,7 +216,11 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
             }
         }
         if s.complete {
-            let _ = writeln!(out, "#EXTINF:{:.5},\n{}/{}.m4s", s.duration, w.session, s.msn);
+            let _ = writeln!(
+                out,
+                "#EXTINF:{:.5},\n{}/{}.m4s",
+                s.duration, w.session, s.msn
+            );
         }
     }
     if st.ended {
@@ -200,13 +229,21 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
     }
     if !t.segments.is_empty() {
         let (msn, part) = t.next_part();
-        let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}/{}.{}.m4s\"", w.session, msn, part);
+        let _ = writeln!(
+            out,
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}/{}.{}.m4s\"",
+            w.session, msn, part
+        );
     }
     for (j, other) in st.tracks.iter().enumerate() {
         if j == track {
             continue;
         }
-        let _ = write!(out, "#EXT-X-RENDITION-REPORT:URI=\"../{}/index.m3u8\"", other.rendition);
+        let _ = write!(
+            out,
+            "#EXT-X-RENDITION-REPORT:URI=\"../{}/index.m3u8\"",
+            other.rendition
+        );
         if let Some((msn, part)) = other.last_part() {
             let _ = write!(out, ",LAST-MSN={msn},LAST-PART={part}");
         }
@@ -253,10 +290,26 @@ mod tests {
     ];
 
     fn window(segments: u64) -> StreamWindow {
-        let v = TrackInfo::video(CodecConfig::H264 { avcc: Bytes::from_static(AVCC) });
-        let a = TrackInfo::audio(CodecConfig::Aac { asc: Bytes::from_static(&[0x12, 0x10]) }, 44100, 2);
-        let cfg = WindowConfig { segments: 20, ..Default::default() };
-        let w = StreamWindow::new("s", "abc".into(), cfg, vec![(v, Bytes::new()), (a, Bytes::new())]);
+        let v = TrackInfo::video(CodecConfig::H264 {
+            avcc: Bytes::from_static(AVCC),
+        });
+        let a = TrackInfo::audio(
+            CodecConfig::Aac {
+                asc: Bytes::from_static(&[0x12, 0x10]),
+            },
+            44100,
+            2,
+        );
+        let cfg = WindowConfig {
+            segments: 20,
+            ..Default::default()
+        };
+        let w = StreamWindow::new(
+            "s",
+            "abc".into(),
+            cfg,
+            vec![(v, Bytes::new()), (a, Bytes::new())],
+        );
         for msn in 0..segments {
             for i in 0..6u32 {
                 for track in 0..2 {
@@ -285,15 +338,21 @@ mod tests {
         let w = window(8);
         let p = w.read(|st| media_playlist(&w, st, 0, Skip::No));
         assert!(p.starts_with("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n"));
-        assert!(p.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,PART-HOLD-BACK=1.002\n"));
+        assert!(p.contains(
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,PART-HOLD-BACK=1.002\n"
+        ));
         assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.334\n"));
-        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-MAP:URI=\"abc/init.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"));
+        assert!(p.contains(
+            "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-MAP:URI=\"abc/init.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"
+        ));
         assert!(p.contains("#EXT-X-PART:DURATION=0.33333,URI=\"abc/7.0.m4s\",INDEPENDENT=YES\n"));
         assert!(p.contains("#EXT-X-PART:DURATION=0.33333,URI=\"abc/7.1.m4s\"\n"));
         assert!(!p.contains("abc/0.0.m4s"), "old parts are not listed");
         assert!(p.contains("#EXTINF:2.00000,\nabc/7.m4s\n"));
         assert!(p.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"abc/8.0.m4s\"\n"));
-        assert!(p.contains("#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=7,LAST-PART=5\n"));
+        assert!(p.contains(
+            "#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=7,LAST-PART=5\n"
+        ));
         assert!(!p.contains("ENDLIST"));
     }
 
@@ -315,7 +374,10 @@ mod tests {
         let m = w.read(|st| multivariant(&w, st));
         assert!(m.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",LANGUAGE=\"und\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/index.m3u8\"\n"), "{m}");
         assert!(m.contains("CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO=\"audio\"\nvideo/index.m3u8\n"), "{m}");
-        assert!(m.contains("BANDWIDTH=48000,AVERAGE-BANDWIDTH=48000,"), "{m}");
+        assert!(
+            m.contains("BANDWIDTH=48000,AVERAGE-BANDWIDTH=48000,"),
+            "{m}"
+        );
     }
 
     #[test]
@@ -323,7 +385,10 @@ mod tests {
         let w = window(2);
         w.end();
         let p = w.read(|st| media_playlist(&w, st, 1, Skip::No));
-        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.358\n"), "audio may run one AAC frame over");
+        assert!(
+            p.contains("#EXT-X-PART-INF:PART-TARGET=0.358\n"),
+            "audio may run one AAC frame over"
+        );
         assert!(p.ends_with("#EXTINF:2.00000,\nabc/1.m4s\n#EXT-X-ENDLIST\n"));
         assert!(!p.contains("PRELOAD-HINT"));
     }

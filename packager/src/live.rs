@@ -23,13 +23,20 @@ pub struct PackagerConfig {
 
 impl Default for PackagerConfig {
     fn default() -> Self {
-        Self { window: WindowConfig::default(), end_grace: Duration::from_secs(2), linger: Duration::from_secs(30) }
+        Self {
+            window: WindowConfig::default(),
+            end_grace: Duration::from_secs(2),
+            linger: Duration::from_secs(30),
+        }
     }
 }
 
 fn session_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:x}", (nanos ^ (n << 48)) & 0xffff_ffff_ffff)
 }
@@ -48,7 +55,12 @@ pub async fn run(mut reader: BroadcastReader, windows: Windows, config: Packager
             }
         }
     }
-    let window = Arc::new(StreamWindow::new(&name, session_id(), config.window.clone(), inits));
+    let window = Arc::new(StreamWindow::new(
+        &name,
+        session_id(),
+        config.window.clone(),
+        inits,
+    ));
     windows.insert(window.clone());
     let seg_cfg = SegmenterConfig {
         segment_target: config.window.segment_target,
@@ -83,7 +95,12 @@ pub async fn run(mut reader: BroadcastReader, windows: Windows, config: Packager
 
 /// Moves every finished part out of the segmenter into the window as CMAF; returns how many.
 /// `sequence` holds each track's last `mfhd` sequence number.
-pub fn drain(seg: &mut Segmenter, window: &StreamWindow, tracks: &[media::TrackInfo], sequence: &mut [u32]) -> usize {
+pub fn drain(
+    seg: &mut Segmenter,
+    window: &StreamWindow,
+    tracks: &[media::TrackInfo],
+    sequence: &mut [u32],
+) -> usize {
     let mut n = 0;
     while let Some(out) = seg.pull() {
         let p = match out {

@@ -37,7 +37,10 @@ pub struct SegmenterConfig {
 
 impl Default for SegmenterConfig {
     fn default() -> Self {
-        Self { segment_target: Duration::from_secs(2), part_target: Duration::from_millis(334) }
+        Self {
+            segment_target: Duration::from_secs(2),
+            part_target: Duration::from_millis(334),
+        }
     }
 }
 
@@ -68,7 +71,10 @@ pub struct PartOut {
 pub enum Output {
     Part(PartOut),
     /// Segment `msn` of `track` is complete; its last part came earlier.
-    SegmentEnd { track: usize, msn: u64 },
+    SegmentEnd {
+        track: usize,
+        msn: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -120,8 +126,14 @@ pub struct Segmenter {
 
 impl Segmenter {
     pub fn new(tracks: &[TrackInfo], cfg: SegmenterConfig) -> Segmenter {
-        let leader = tracks.iter().position(|t| t.kind() == TrackKind::Video).unwrap_or(0);
-        let leader_scale = tracks.get(leader).map(|t| t.timescale).unwrap_or(Timescale::VIDEO);
+        let leader = tracks
+            .iter()
+            .position(|t| t.kind() == TrackKind::Video)
+            .unwrap_or(0);
+        let leader_scale = tracks
+            .get(leader)
+            .map(|t| t.timescale)
+            .unwrap_or(Timescale::VIDEO);
         let ticks = |d: Duration| (d.as_secs_f64() * leader_scale.0 as f64).round() as i64;
         Segmenter {
             segment_target: ticks(cfg.segment_target),
@@ -134,7 +146,11 @@ impl Segmenter {
                     scale: t.timescale,
                     pending: VecDeque::new(),
                     next_boundary: 0,
-                    last_interval: if t.kind() == TrackKind::Audio { 1024 } else { t.timescale.0 as i64 / 30 },
+                    last_interval: if t.kind() == TrackKind::Audio {
+                        1024
+                    } else {
+                        t.timescale.0 as i64 / 30
+                    },
                 })
                 .collect(),
             boundaries: VecDeque::new(),
@@ -163,7 +179,9 @@ impl Segmenter {
     }
 
     pub fn push(&mut self, mut frame: Frame) {
-        let Some(track) = self.tracks.get_mut(frame.track) else { return };
+        let Some(track) = self.tracks.get_mut(frame.track) else {
+            return;
+        };
         if frame.dts.scale != track.scale {
             // Adapters produce frames in their track's timescale; anything else is a bug upstream.
             debug_assert!(false, "frame timescale does not match its track");
@@ -212,7 +230,11 @@ impl Segmenter {
             Some(predicted) => {
                 // The open part already closed at `predicted`. Place this frame there if it is
                 // close, so parts stay contiguous; a real gap stays a gap.
-                let start = if (t - predicted).abs() <= est / 2 { predicted } else { t };
+                let start = if (t - predicted).abs() <= est / 2 {
+                    predicted
+                } else {
+                    t
+                };
                 if start != t {
                     frame.dts = Timestamp::new(start, frame.dts.scale);
                 }
@@ -253,7 +275,9 @@ impl Segmenter {
         // Count frames rather than add up jittery timestamps: the part holds n frames of `est`
         // each, and is full when one more would not fit.
         let end = (self.part_start + n * est).max(t + est / 2).max(t + 1);
-        let Some(seg_start) = self.seg_start else { return };
+        let Some(seg_start) = self.seg_start else {
+            return;
+        };
         let part_full = (n + 1) * est > self.part_target;
         let segment_due = !self.anticipated && end - seg_start >= self.segment_target - est / 2;
         if part_full || segment_due {
@@ -307,7 +331,10 @@ impl Segmenter {
     fn end_segment_after_last_part(&mut self) {
         let msn = self.msn;
         let last_seq = self.next_seq.wrapping_sub(1);
-        self.out.push_back(Output::SegmentEnd { track: self.leader, msn });
+        self.out.push_back(Output::SegmentEnd {
+            track: self.leader,
+            msn,
+        });
         for i in 0..self.tracks.len() {
             if i == self.leader {
                 continue;
@@ -369,7 +396,12 @@ impl Segmenter {
                 self.close_follower(i, false);
             }
         }
-        let min_next = self.tracks.iter().map(|t| t.next_boundary).min().unwrap_or(0);
+        let min_next = self
+            .tracks
+            .iter()
+            .map(|t| t.next_boundary)
+            .min()
+            .unwrap_or(0);
         while self.boundaries.front().is_some_and(|b| b.seq < min_next) {
             self.boundaries.pop_front();
         }
@@ -380,7 +412,12 @@ impl Segmenter {
         let leader_scale = self.leader_scale;
         loop {
             let st = &self.tracks[track];
-            let Some(b) = self.boundaries.iter().find(|b| b.seq == st.next_boundary).copied() else {
+            let Some(b) = self
+                .boundaries
+                .iter()
+                .find(|b| b.seq == st.next_boundary)
+                .copied()
+            else {
                 break;
             };
             let end = st.scale.convert(b.end, leader_scale);
@@ -396,10 +433,14 @@ impl Segmenter {
             }
             let last_end = match st.pending.front() {
                 Some(next) => next.dts.ticks,
-                None => frames.last().map(|f| f.dts.ticks + st.last_interval).unwrap_or(end),
+                None => frames
+                    .last()
+                    .map(|f| f.dts.ticks + st.last_interval)
+                    .unwrap_or(end),
             };
             if frames.len() >= 2 {
-                st.last_interval = frames[frames.len() - 1].dts.ticks - frames[frames.len() - 2].dts.ticks;
+                st.last_interval =
+                    frames[frames.len() - 1].dts.ticks - frames[frames.len() - 2].dts.ticks;
             }
             let (base, duration, samples) = if frames.is_empty() {
                 (start, end - start, vec![])
@@ -421,7 +462,12 @@ impl Segmenter {
                 samples,
             }));
         }
-        let min_next = self.tracks.iter().map(|t| t.next_boundary).min().unwrap_or(0);
+        let min_next = self
+            .tracks
+            .iter()
+            .map(|t| t.next_boundary)
+            .min()
+            .unwrap_or(0);
         while self.boundaries.front().is_some_and(|b| b.seq < min_next) {
             self.boundaries.pop_front();
         }
@@ -437,7 +483,8 @@ fn samples_from(frames: &[Frame], end: i64) -> Vec<Sample> {
             let next = frames.get(i + 1).map(|n| n.dts.ticks).unwrap_or(end);
             Sample {
                 duration: (next - f.dts.ticks).clamp(0, u32::MAX as i64) as u32,
-                cts_offset: (f.pts.ticks - f.dts.ticks).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+                cts_offset: (f.pts.ticks - f.dts.ticks).clamp(i32::MIN as i64, i32::MAX as i64)
+                    as i32,
                 keyframe: f.keyframe,
                 data: f.data.clone(),
             }
@@ -455,18 +502,36 @@ mod tests {
     fn tracks() -> Vec<TrackInfo> {
         vec![
             TrackInfo::video(CodecConfig::H264 { avcc: Bytes::new() }),
-            TrackInfo::audio(CodecConfig::Aac { asc: Bytes::from_static(&[0x11, 0x90]) }, 48000, 2),
+            TrackInfo::audio(
+                CodecConfig::Aac {
+                    asc: Bytes::from_static(&[0x11, 0x90]),
+                },
+                48000,
+                2,
+            ),
         ]
     }
 
     fn v(t: i64, key: bool) -> Frame {
         let ts = Timestamp::new(t, Timescale::VIDEO);
-        Frame { track: 0, dts: ts, pts: ts, keyframe: key, data: Bytes::from_static(b"v") }
+        Frame {
+            track: 0,
+            dts: ts,
+            pts: ts,
+            keyframe: key,
+            data: Bytes::from_static(b"v"),
+        }
     }
 
     fn a(t: i64) -> Frame {
         let ts = Timestamp::new(t, Timescale(48000));
-        Frame { track: 1, dts: ts, pts: ts, keyframe: true, data: Bytes::from_static(b"a") }
+        Frame {
+            track: 1,
+            dts: ts,
+            pts: ts,
+            keyframe: true,
+            data: Bytes::from_static(b"a"),
+        }
     }
 
     /// Feeds `secs` of 30 fps video with a keyframe every `gop` frames, and 48 kHz AAC.
@@ -520,10 +585,16 @@ mod tests {
             assert_eq!((v.msn, v.index), (a.msn, a.index));
             let vs = v.base_dts as f64 / 90_000.0;
             let as_ = a.base_dts as f64 / 48_000.0;
-            assert!((vs - as_).abs() < 0.03, "audio part starts within one AAC frame");
+            assert!(
+                (vs - as_).abs() < 0.03,
+                "audio part starts within one AAC frame"
+            );
         }
         assert!(video.iter().filter(|p| p.index == 0).all(|p| p.independent));
-        assert!(video.iter().filter(|p| p.index == 5).all(|p| p.end_expected));
+        assert!(video
+            .iter()
+            .filter(|p| p.index == 5)
+            .all(|p| p.end_expected));
     }
 
     #[test]
@@ -532,8 +603,13 @@ mod tests {
         for n in 0..10 {
             s.push(v(n * 3000, n == 0));
         }
-        let Some(Output::Part(p)) = s.pull() else { panic!("part not closed on its last frame") };
-        assert_eq!((p.msn, p.index, p.samples.len(), p.duration), (0, 0, 10, 30_000));
+        let Some(Output::Part(p)) = s.pull() else {
+            panic!("part not closed on its last frame")
+        };
+        assert_eq!(
+            (p.msn, p.index, p.samples.len(), p.duration),
+            (0, 0, 10, 30_000)
+        );
     }
 
     #[test]
@@ -544,21 +620,35 @@ mod tests {
         for n in 0..300 {
             let dts = Timestamp::new(ms * 90, Timescale::VIDEO);
             let pts = Timestamp::new((ms + 67) * 90, Timescale::VIDEO);
-            s.push(Frame { track: 0, dts, pts, keyframe: n % 60 == 0, data: Bytes::from_static(b"v") });
+            s.push(Frame {
+                track: 0,
+                dts,
+                pts,
+                keyframe: n % 60 == 0,
+                data: Bytes::from_static(b"v"),
+            });
             ms += if n % 3 == 2 { 34 } else { 33 };
         }
         s.finish();
         let (parts, ends) = collect(&mut s);
         assert_eq!(ends.len(), 5);
         // Jitter must not cut parts short: six parts of ten frames per 2 s segment.
-        assert_eq!(parts.len(), 30, "{:?}", parts.iter().map(|p| p.samples.len()).collect::<Vec<_>>());
+        assert_eq!(
+            parts.len(),
+            30,
+            "{:?}",
+            parts.iter().map(|p| p.samples.len()).collect::<Vec<_>>()
+        );
         assert!(parts.iter().all(|p| p.samples.len() == 10));
         let mut end = 0;
         for p in &parts {
             assert_eq!(p.base_dts, end, "contiguous");
             end += p.duration;
             // Presentation times are kept even where a decode time was moved by a millisecond.
-            assert!(p.samples.iter().all(|x| (x.cts_offset - 67 * 90).abs() <= 90));
+            assert!(p
+                .samples
+                .iter()
+                .all(|x| (x.cts_offset - 67 * 90).abs() <= 90));
         }
     }
 

@@ -60,7 +60,11 @@ pub struct Segment {
 impl Segment {
     /// The segment's bytes as the chunks they were produced in (served without copying).
     pub fn chunks(&self) -> Vec<Bytes> {
-        self.parts.iter().filter(|p| !p.gap).map(|p| p.data.clone()).collect()
+        self.parts
+            .iter()
+            .filter(|p| !p.gap)
+            .map(|p| p.data.clone())
+            .collect()
     }
 }
 
@@ -188,7 +192,12 @@ pub struct PartIn {
 }
 
 impl StreamWindow {
-    pub fn new(name: &str, session: String, config: WindowConfig, tracks: Vec<(TrackInfo, Bytes)>) -> Self {
+    pub fn new(
+        name: &str,
+        session: String,
+        config: WindowConfig,
+        tracks: Vec<(TrackInfo, Bytes)>,
+    ) -> Self {
         let mut video = 0;
         let mut audio = 0;
         let tracks = tracks
@@ -197,11 +206,19 @@ impl StreamWindow {
                 let rendition = match info.kind() {
                     TrackKind::Video => {
                         video += 1;
-                        if video == 1 { "video".to_string() } else { format!("video{video}") }
+                        if video == 1 {
+                            "video".to_string()
+                        } else {
+                            format!("video{video}")
+                        }
                     }
                     TrackKind::Audio => {
                         audio += 1;
-                        if audio == 1 { "audio".to_string() } else { format!("audio{audio}") }
+                        if audio == 1 {
+                            "audio".to_string()
+                        } else {
+                            format!("audio{audio}")
+                        }
                     }
                 };
                 TrackWindow {
@@ -222,7 +239,12 @@ impl StreamWindow {
             session,
             config,
             started: SystemTime::now(),
-            state: Mutex::new(WindowState { version: 0, tracks, ended: false, longest_segment: 0.0 }),
+            state: Mutex::new(WindowState {
+                version: 0,
+                tracks,
+                ended: false,
+                longest_segment: 0.0,
+            }),
             version,
             rendered: Mutex::new(HashMap::new()),
         }
@@ -257,8 +279,13 @@ impl StreamWindow {
         {
             let mut st = self.state.lock().unwrap();
             let keep = self.config.segments.max(1);
-            let Some(track) = st.tracks.get_mut(p.track) else { return };
-            let open = track.segments.back().is_some_and(|s| !s.complete && s.msn == p.msn);
+            let Some(track) = st.tracks.get_mut(p.track) else {
+                return;
+            };
+            let open = track
+                .segments
+                .back()
+                .is_some_and(|s| !s.complete && s.msn == p.msn);
             if !open {
                 let pdt = self.started + Duration::from_secs_f64(p.start.max(0.0));
                 track.segments.push_back(Segment {
@@ -279,7 +306,12 @@ impl StreamWindow {
             seg.bytes += p.data.len();
             seg.end_expected = p.end_expected;
             track.total_bytes += p.data.len() as u64;
-            seg.parts.push(Part { data: p.data, duration: p.duration, independent: p.independent, gap: p.gap });
+            seg.parts.push(Part {
+                data: p.data,
+                duration: p.duration,
+                independent: p.independent,
+                gap: p.gap,
+            });
             track.total_secs += p.duration;
             track.total_samples += p.samples as u64;
             if p.last_in_segment {
@@ -301,8 +333,16 @@ impl StreamWindow {
     }
 
     fn complete(st: &mut WindowState, track: usize, msn: u64, keep: usize) {
-        let Some(t) = st.tracks.get_mut(track) else { return };
-        let Some(seg) = t.segments.back_mut().filter(|s| s.msn == msn && !s.complete) else { return };
+        let Some(t) = st.tracks.get_mut(track) else {
+            return;
+        };
+        let Some(seg) = t
+            .segments
+            .back_mut()
+            .filter(|s| s.msn == msn && !s.complete)
+        else {
+            return;
+        };
         seg.complete = true;
         let d = seg.duration;
         if d > 0.0 {
@@ -330,7 +370,11 @@ impl StreamWindow {
 
     /// EXT-X-TARGETDURATION: the configured target, or the longest segment if that is longer.
     pub fn target_duration(&self, st: &WindowState) -> u64 {
-        let target = self.config.segment_target.as_secs_f64().max(st.longest_segment);
+        let target = self
+            .config
+            .segment_target
+            .as_secs_f64()
+            .max(st.longest_segment);
         // RFC 8216bis §4.4.3.1: each EXTINF, rounded to the nearest integer, must not exceed it.
         (target.round() as u64).max(1)
     }
@@ -398,7 +442,10 @@ mod tests {
     #[test]
     fn bounded_and_404_after_eviction() {
         let info = TrackInfo::video(CodecConfig::H264 { avcc: Bytes::new() });
-        let cfg = WindowConfig { segments: 3, ..Default::default() };
+        let cfg = WindowConfig {
+            segments: 3,
+            ..Default::default()
+        };
         let w = StreamWindow::new("s", "x".into(), cfg, vec![(info, Bytes::new())]);
         let mut rx = w.subscribe();
         for msn in 0..20 {

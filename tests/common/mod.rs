@@ -10,11 +10,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct TempDir(pub PathBuf);
@@ -59,7 +67,9 @@ pub const NAME: &str = "demo";
 impl Server {
     /// Starts `estuary serve` with `[[streams]] demo / test-key-0123` plus `extra` TOML.
     pub fn start(extra: &str) -> Server {
-        Self::start_with(&format!("[[streams]]\nname = \"{NAME}\"\nkey = \"{KEY}\"\n{extra}"))
+        Self::start_with(&format!(
+            "[[streams]]\nname = \"{NAME}\"\nkey = \"{KEY}\"\n{extra}"
+        ))
     }
 
     /// Starts `estuary serve` with the given streams/extra config (ports and data dir are added).
@@ -69,7 +79,11 @@ impl Server {
 
     /// HTTPS on `port` with the given PEM files; health is checked by the caller.
     pub fn start_tls(cert: &Path, key: &Path, port: u16) -> Server {
-        let http = format!("tls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display());
+        let http = format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
         Self::start_full("", &http, port, false)
     }
 
@@ -78,7 +92,8 @@ impl Server {
         let rtmp = free_port();
         let srt = free_udp_port();
         // [srt] keys other than `listen` come from the caller as `srt_extra = ...` lines.
-        let (srt_extra, body): (Vec<&str>, Vec<&str>) = body.lines().partition(|l| l.starts_with("srt."));
+        let (srt_extra, body): (Vec<&str>, Vec<&str>) =
+            body.lines().partition(|l| l.starts_with("srt."));
         let srt_extra: String = srt_extra.iter().map(|l| format!("{}\n", &l[4..])).collect();
         let body = body.join("\n");
         let cfg = format!(
@@ -95,13 +110,25 @@ impl Server {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::options().append(true).open(&log).unwrap(),
+            ))
             .spawn()
             .expect("start estuary");
-        let s = Server { child, http, rtmp, srt, dir, log };
+        let s = Server {
+            child,
+            http,
+            rtmp,
+            srt,
+            dir,
+            log,
+        };
         if check_health {
             wait_for("server healthy", Duration::from_secs(60), || {
-                get(s.http, "/healthz").ok().filter(|r| r.status == 200).map(|_| ())
+                get(s.http, "/healthz")
+                    .ok()
+                    .filter(|r| r.status == 200)
+                    .map(|_| ())
             });
         } else {
             wait_for("server listening", Duration::from_secs(60), || {
@@ -123,7 +150,10 @@ impl Server {
     /// percent-decoding), so `streamid` goes in as it is.
     pub fn srt_url(&self, streamid: &str, extra: &str) -> String {
         assert!(!streamid.contains('&'));
-        format!("srt://127.0.0.1:{}?streamid={streamid}&latency=120000{extra}", self.srt)
+        format!(
+            "srt://127.0.0.1:{}?streamid={streamid}&latency=120000{extra}",
+            self.srt
+        )
     }
 }
 
@@ -156,10 +186,25 @@ impl Publisher {
         cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
             .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-pix_fmt", "yuv420p"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                "60",
+                "-pix_fmt",
+                "yuv420p",
+            ])
             .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
             .args(["-t", &secs.to_string()])
-            .args(if extra.contains(&"-f") { &[][..] } else { &["-f", "flv"][..] })
+            .args(if extra.contains(&"-f") {
+                &[][..]
+            } else {
+                &["-f", "flv"][..]
+            })
             .args(extra)
             .arg(url)
             .stdin(Stdio::null())
@@ -203,7 +248,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -227,24 +275,42 @@ pub fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Res
     s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
         body = dechunk(&body);
     }
-    Ok(Resp { status, headers, body })
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(end) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..end]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..end]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -271,11 +337,23 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 /// Decodes a file with ffprobe and returns (codec, width, height, decoded frames) per stream.
 pub fn ffprobe_frames(path: &Path) -> Vec<(String, u32, u32, u64)> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe must be installed (see README)");
-    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -304,19 +382,42 @@ pub fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 /// Waits until `/live/{name}` has `segments` complete video segments, then checks that init +
 /// those segments decode with ffprobe at `width`x`height`. Returns the decoded frame count.
-pub fn assert_video_decodes(srv: &Server, name: &str, segments: usize, width: u32, height: u32) -> u64 {
+pub fn assert_video_decodes(
+    srv: &Server,
+    name: &str,
+    segments: usize,
+    width: u32,
+    height: u32,
+) -> u64 {
     assert_codec_decodes(srv, name, segments, width, height, "h264")
 }
 
 /// As [`assert_video_decodes`], for a given ffprobe codec name.
-pub fn assert_codec_decodes(srv: &Server, name: &str, segments: usize, width: u32, height: u32, codec: &str) -> u64 {
+pub fn assert_codec_decodes(
+    srv: &Server,
+    name: &str,
+    segments: usize,
+    width: u32,
+    height: u32,
+    codec: &str,
+) -> u64 {
     let playlist = wait_for("complete segments", Duration::from_secs(90), || {
         let r = get(srv.http, &format!("/live/{name}/video/index.m3u8")).ok()?;
         (r.status == 200 && tags(&r.text(), "#EXTINF").len() >= segments).then(|| r.text())
     });
-    let session = attr(tags(&playlist, "#EXT-X-MAP:")[0], "URI").unwrap().split('/').next().unwrap().to_string();
-    let mut file = get(srv.http, &format!("/live/{name}/video/{session}/init.mp4")).unwrap().body;
-    for seg in playlist.lines().filter(|l| l.ends_with(".m4s") && !l.starts_with('#')) {
+    let session = attr(tags(&playlist, "#EXT-X-MAP:")[0], "URI")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut file = get(srv.http, &format!("/live/{name}/video/{session}/init.mp4"))
+        .unwrap()
+        .body;
+    for seg in playlist
+        .lines()
+        .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+    {
         let r = get(srv.http, &format!("/live/{name}/video/{seg}")).unwrap();
         assert_eq!(r.status, 200, "{seg}");
         file.extend_from_slice(&r.body);

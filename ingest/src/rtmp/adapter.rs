@@ -65,7 +65,8 @@ impl Adapter {
             VideoMessage::SequenceHeader { codec, config } => {
                 let cfg = match codec {
                     FlvVideoCodec::H264 => {
-                        media::h264::AvcConfig::parse(&config).ok_or(FlvError::BadConfig("avcC"))?;
+                        media::h264::AvcConfig::parse(&config)
+                            .ok_or(FlvError::BadConfig("avcC"))?;
                         CodecConfig::H264 { avcc: config }
                     }
                     FlvVideoCodec::H265 => {
@@ -89,7 +90,12 @@ impl Adapter {
                 }
                 self.video_config = Some(cfg);
             }
-            VideoMessage::Frame { keyframe, cts, data, .. } => {
+            VideoMessage::Frame {
+                keyframe,
+                cts,
+                data,
+                ..
+            } => {
                 if self.video_config.is_none() {
                     if !self.noticed_no_config {
                         self.noticed_no_config = true;
@@ -106,14 +112,22 @@ impl Adapter {
                     }
                     self.start(ms);
                 }
-                let Some(track) = self.video_track else { return Ok(()) };
+                let Some(track) = self.video_track else {
+                    return Ok(());
+                };
                 let dts_ms = ms - self.base_ms;
                 if dts_ms < 0 {
                     return Ok(());
                 }
                 let dts = Timestamp::new(dts_ms * 90, Timescale::VIDEO);
                 let pts = Timestamp::new((dts_ms + cts as i64) * 90, Timescale::VIDEO);
-                self.out.push_back(AdapterEvent::Frame(Frame { track, dts, pts, keyframe, data }));
+                self.out.push_back(AdapterEvent::Frame(Frame {
+                    track,
+                    dts,
+                    pts,
+                    keyframe,
+                    data,
+                }));
             }
             VideoMessage::EndOfSequence | VideoMessage::Ignored => {}
         }
@@ -123,7 +137,8 @@ impl Adapter {
     pub fn audio(&mut self, timestamp_ms: u32, body: &Bytes) -> Result<(), FlvError> {
         match flv::parse_audio(body)? {
             AudioMessage::AacConfig(asc) => {
-                let parsed = AacConfig::parse(&asc).ok_or(FlvError::BadConfig("AudioSpecificConfig"))?;
+                let parsed =
+                    AacConfig::parse(&asc).ok_or(FlvError::BadConfig("AudioSpecificConfig"))?;
                 if parsed.sample_rate == 0 {
                     return Err(FlvError::BadConfig("AudioSpecificConfig"));
                 }
@@ -131,7 +146,8 @@ impl Adapter {
                 if self.started {
                     if self.audio_config.as_ref().map(|c| &c.0) != Some(&cfg) {
                         self.out.push_back(AdapterEvent::Notice(
-                            "audio configuration changed or arrived after the start; ignored".into(),
+                            "audio configuration changed or arrived after the start; ignored"
+                                .into(),
                         ));
                     }
                     return Ok(());
@@ -139,7 +155,9 @@ impl Adapter {
                 self.audio_config = Some((cfg, parsed));
             }
             AudioMessage::AacFrame(data) => {
-                let Some((_, aac)) = self.audio_config else { return Ok(()) };
+                let Some((_, aac)) = self.audio_config else {
+                    return Ok(());
+                };
                 let ms = self.audio_clock.unwrap(timestamp_ms);
                 if !self.started {
                     let video_expected = self.hints.has_video != Some(false);
@@ -155,7 +173,9 @@ impl Adapter {
                     }
                     self.start(ms);
                 }
-                let Some(track) = self.audio_track else { return Ok(()) };
+                let Some(track) = self.audio_track else {
+                    return Ok(());
+                };
                 let ms = ms - self.base_ms;
                 if ms < 0 {
                     return Ok(());
@@ -223,32 +243,59 @@ mod tests {
     #[test]
     fn starts_on_keyframe_with_audio() {
         let mut a = Adapter::new();
-        a.audio(0, &Bytes::from_static(&[0xaf, 0, 0x12, 0x10])).unwrap();
+        a.audio(0, &Bytes::from_static(&[0xaf, 0, 0x12, 0x10]))
+            .unwrap();
         a.video(0, &video_header()).unwrap();
-        a.video(0, &Bytes::from_static(&[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41])).unwrap();
+        a.video(
+            0,
+            &Bytes::from_static(&[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]),
+        )
+        .unwrap();
         assert_eq!(a.pull(), None, "waits for a keyframe");
-        a.video(40, &Bytes::from_static(&[0x17, 1, 0, 0, 40, 0, 0, 0, 1, 0x65])).unwrap();
+        a.video(
+            40,
+            &Bytes::from_static(&[0x17, 1, 0, 0, 40, 0, 0, 0, 1, 0x65]),
+        )
+        .unwrap();
         a.audio(63, &Bytes::from_static(&[0xaf, 1, 0x21])).unwrap();
         a.audio(86, &Bytes::from_static(&[0xaf, 1, 0x21])).unwrap();
-        let Some(AdapterEvent::Start(tracks)) = a.pull() else { panic!() };
+        let Some(AdapterEvent::Start(tracks)) = a.pull() else {
+            panic!()
+        };
         assert_eq!(tracks.len(), 2);
         assert_eq!((tracks[0].width, tracks[0].height), (1280, 720));
         assert_eq!(tracks[1].timescale, Timescale(44100));
-        let Some(AdapterEvent::Frame(v)) = a.pull() else { panic!() };
+        let Some(AdapterEvent::Frame(v)) = a.pull() else {
+            panic!()
+        };
         assert_eq!((v.dts.ticks, v.pts.ticks, v.keyframe), (0, 3600, true));
-        let Some(AdapterEvent::Frame(a1)) = a.pull() else { panic!() };
-        let Some(AdapterEvent::Frame(a2)) = a.pull() else { panic!() };
+        let Some(AdapterEvent::Frame(a1)) = a.pull() else {
+            panic!()
+        };
+        let Some(AdapterEvent::Frame(a2)) = a.pull() else {
+            panic!()
+        };
         assert_eq!(a1.dts.ticks, 1014);
-        assert_eq!(a2.dts.ticks - a1.dts.ticks, 1024, "sample clock, not rounded ms");
+        assert_eq!(
+            a2.dts.ticks - a1.dts.ticks,
+            1024,
+            "sample clock, not rounded ms"
+        );
     }
 
     #[test]
     fn audio_only_when_announced() {
         let mut a = Adapter::new();
-        a.hints(PublishHints { has_video: Some(false), ..Default::default() });
-        a.audio(0, &Bytes::from_static(&[0xaf, 0, 0x11, 0x90])).unwrap();
+        a.hints(PublishHints {
+            has_video: Some(false),
+            ..Default::default()
+        });
+        a.audio(0, &Bytes::from_static(&[0xaf, 0, 0x11, 0x90]))
+            .unwrap();
         a.audio(0, &Bytes::from_static(&[0xaf, 1, 0x21])).unwrap();
-        let Some(AdapterEvent::Start(tracks)) = a.pull() else { panic!() };
+        let Some(AdapterEvent::Start(tracks)) = a.pull() else {
+            panic!()
+        };
         assert_eq!(tracks.len(), 1);
         assert!(matches!(a.pull(), Some(AdapterEvent::Frame(_))));
     }
@@ -256,7 +303,9 @@ mod tests {
     #[test]
     fn bad_config_is_an_error() {
         let mut a = Adapter::new();
-        assert!(a.video(0, &Bytes::from_static(&[0x17, 0, 0, 0, 0, 9])).is_err());
+        assert!(a
+            .video(0, &Bytes::from_static(&[0x17, 0, 0, 0, 0, 9]))
+            .is_err());
         assert!(a.audio(0, &Bytes::from_static(&[0xaf, 0])).is_err());
     }
 }

@@ -111,8 +111,14 @@ pub async fn serve(listener: TcpListener, config: RtmpConfig, cancel: Cancellati
 
 enum Publishing {
     None,
-    Reserved { reservation: Reservation, adapter: Adapter },
-    Live { published: Published, adapter: Adapter },
+    Reserved {
+        reservation: Reservation,
+        adapter: Adapter,
+    },
+    Live {
+        published: Published,
+        adapter: Adapter,
+    },
 }
 
 struct Connection {
@@ -164,7 +170,10 @@ impl Connection {
                 HandshakeProcessResult::InProgress { response_bytes } => {
                     self.socket.write_all(&response_bytes).await?;
                 }
-                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
                     self.socket.write_all(&response_bytes).await?;
                     break remaining_bytes;
                 }
@@ -195,8 +204,9 @@ impl Connection {
         let session = self.session.as_mut().expect("session after handshake");
         // rml_rtmp has panicked on malformed AMF0 before (see third_party/rml_rtmp): should it
         // again, that is this connection's error, not the task's death.
-        let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
-            .map_err(|_| RtmpError::SessionPanic)??;
+        let results =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
+                .map_err(|_| RtmpError::SessionPanic)??;
         self.pending = results;
         self.flush().await
     }
@@ -227,35 +237,63 @@ impl Connection {
 
     fn event(&mut self, event: ServerSessionEvent) -> Result<Vec<ServerSessionResult>, RtmpError> {
         match event {
-            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
                 let app = app_name.trim_matches('/');
                 if app != self.config.app {
-                    let msg = format!("unknown application {app:?}; publish to rtmp://HOST/{}", self.config.app);
-                    let r = self.session().reject_request(request_id, "NetConnection.Connect.Rejected", &msg)?;
+                    let msg = format!(
+                        "unknown application {app:?}; publish to rtmp://HOST/{}",
+                        self.config.app
+                    );
+                    let r = self.session().reject_request(
+                        request_id,
+                        "NetConnection.Connect.Rejected",
+                        &msg,
+                    )?;
                     self.write_now(r);
                     return Err(RtmpError::Refused(msg));
                 }
                 Ok(self.session().accept_request(request_id)?)
             }
-            ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                stream_key,
+                ..
+            } => {
                 // OBS and ffmpeg may append a query string to the key.
                 let key = stream_key.split('?').next().unwrap_or_default().to_string();
                 let Some(name) = self.config.keys.name_for(&key).map(str::to_string) else {
-                    let r = self.session().reject_request(request_id, "NetStream.Publish.BadName", "unknown stream key")?;
+                    let r = self.session().reject_request(
+                        request_id,
+                        "NetStream.Publish.BadName",
+                        "unknown stream key",
+                    )?;
                     self.write_now(r);
-                    return Err(RtmpError::Refused(format!("unknown stream key {}", redact_key(&key))));
+                    return Err(RtmpError::Refused(format!(
+                        "unknown stream key {}",
+                        redact_key(&key)
+                    )));
                 };
                 self.stream_name = Some(name.clone());
                 let reservation = match self.config.hub.reserve(&name) {
                     Ok(r) => r,
                     Err(e) => {
-                        let r = self.session().reject_request(request_id, "NetStream.Publish.BadName", "stream is already being published")?;
+                        let r = self.session().reject_request(
+                            request_id,
+                            "NetStream.Publish.BadName",
+                            "stream is already being published",
+                        )?;
                         self.write_now(r);
                         return Err(RtmpError::Refused(e.to_string()));
                     }
                 };
                 info!(stream = %name, peer = %self.peer, "publish accepted");
-                self.state = Publishing::Reserved { reservation, adapter: Adapter::new() };
+                self.state = Publishing::Reserved {
+                    reservation,
+                    adapter: Adapter::new(),
+                };
                 Ok(self.session().accept_request(request_id)?)
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
@@ -269,11 +307,15 @@ impl Connection {
                 }
                 Ok(vec![])
             }
-            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => {
                 self.media(true, timestamp, data)?;
                 Ok(vec![])
             }
-            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => {
                 self.media(false, timestamp, data)?;
                 Ok(vec![])
             }
@@ -283,7 +325,11 @@ impl Connection {
                 Ok(vec![])
             }
             ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-                let r = self.session().reject_request(request_id, "NetStream.Play.Failed", "playback over RTMP is not offered; use HLS")?;
+                let r = self.session().reject_request(
+                    request_id,
+                    "NetStream.Play.Failed",
+                    "playback over RTMP is not offered; use HLS",
+                )?;
                 Ok(r)
             }
             _ => Ok(vec![]),
@@ -313,10 +359,17 @@ impl Connection {
         let state = std::mem::replace(&mut self.state, Publishing::None);
         let (mut adapter, reservation, mut published) = match state {
             Publishing::None => return Ok(()),
-            Publishing::Reserved { reservation, adapter } => (adapter, Some(reservation), None),
+            Publishing::Reserved {
+                reservation,
+                adapter,
+            } => (adapter, Some(reservation), None),
             Publishing::Live { published, adapter } => (adapter, None, Some(published)),
         };
-        let r = if video { adapter.video(ts.value, &data) } else { adapter.audio(ts.value, &data) };
+        let r = if video {
+            adapter.video(ts.value, &data)
+        } else {
+            adapter.audio(ts.value, &data)
+        };
         if let Err(source) = r {
             return Err(RtmpError::Media { stream, source });
         }
@@ -325,7 +378,8 @@ impl Connection {
             match ev {
                 AdapterEvent::Start(tracks) => {
                     if let Some(res) = reservation.take() {
-                        let codecs: Vec<String> = tracks.iter().map(|t| t.codec.codec_string()).collect();
+                        let codecs: Vec<String> =
+                            tracks.iter().map(|t| t.codec.codec_string()).collect();
                         info!(stream = %stream, ?codecs, "live");
                         published = Some(res.publish(tracks));
                     }
@@ -340,7 +394,10 @@ impl Connection {
         }
         self.state = match (published, reservation) {
             (Some(published), _) => Publishing::Live { published, adapter },
-            (None, Some(reservation)) => Publishing::Reserved { reservation, adapter },
+            (None, Some(reservation)) => Publishing::Reserved {
+                reservation,
+                adapter,
+            },
             (None, None) => Publishing::None,
         };
         Ok(())
@@ -355,7 +412,10 @@ impl Connection {
         let mut props = std::collections::HashMap::new();
         props.insert("level".to_string(), Amf0Value::Utf8String("error".into()));
         props.insert("code".to_string(), Amf0Value::Utf8String(code.into()));
-        props.insert("description".to_string(), Amf0Value::Utf8String(description));
+        props.insert(
+            "description".to_string(),
+            Amf0Value::Utf8String(description),
+        );
         let msg = RtmpMessage::Amf0Command {
             command_name: "onStatus".into(),
             transaction_id: 0.0,
@@ -364,11 +424,14 @@ impl Connection {
         };
         // A fresh serializer writes a self-contained (type 0) chunk; the session's own
         // serializer is mid-stream and we are closing anyway.
-        let Ok(payload) = msg.into_message_payload(RtmpTimestamp::new(0), self.publish_stream_id) else {
+        let Ok(payload) = msg.into_message_payload(RtmpTimestamp::new(0), self.publish_stream_id)
+        else {
             return;
         };
         if let Ok(packet) = ChunkSerializer::new().serialize(&payload, true, false) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.write_all(&packet.bytes)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), self.socket.write_all(&packet.bytes))
+                    .await;
         }
     }
 }
@@ -384,6 +447,9 @@ fn hints_from(m: &StreamMetadata) -> PublishHints {
         },
         video_kbps: m.video_bitrate_kbps.filter(|k| *k > 0),
         audio_kbps: m.audio_bitrate_kbps.filter(|k| *k > 0),
-        frame_rate: m.video_frame_rate.map(|f| f as f64).filter(|f| *f > 0.0 && *f < 1000.0),
+        frame_rate: m
+            .video_frame_rate
+            .map(|f| f as f64)
+            .filter(|f| *f > 0.0 && *f < 1000.0),
     }
 }

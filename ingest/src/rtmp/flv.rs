@@ -31,9 +31,17 @@ pub enum FlvVideoCodec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VideoMessage {
     /// A decoder configuration record (avcC / hvcC / av1C body).
-    SequenceHeader { codec: FlvVideoCodec, config: Bytes },
+    SequenceHeader {
+        codec: FlvVideoCodec,
+        config: Bytes,
+    },
     /// One access unit. `cts` is the composition time offset in milliseconds.
-    Frame { codec: FlvVideoCodec, keyframe: bool, cts: i32, data: Bytes },
+    Frame {
+        codec: FlvVideoCodec,
+        keyframe: bool,
+        cts: i32,
+        data: Bytes,
+    },
     EndOfSequence,
     /// Something valid that carries no media for us (command frames, metadata packets).
     Ignored,
@@ -61,26 +69,47 @@ pub fn parse_video(body: &Bytes) -> Result<VideoMessage, FlvError> {
             return Ok(VideoMessage::Ignored);
         }
         if body.len() < 5 {
-            return Err(FlvError::Truncated { what: "video", len: body.len() });
+            return Err(FlvError::Truncated {
+                what: "video",
+                len: body.len(),
+            });
         }
         let codec = match &body[1..5] {
             b"avc1" => FlvVideoCodec::H264,
             b"hvc1" => FlvVideoCodec::H265,
             b"av01" => FlvVideoCodec::Av1,
             other => {
-                return Err(FlvError::UnsupportedFourCc(String::from_utf8_lossy(other).into()))
+                return Err(FlvError::UnsupportedFourCc(
+                    String::from_utf8_lossy(other).into(),
+                ))
             }
         };
         let keyframe = frame_type == 1;
         return match packet_type {
-            0 => Ok(VideoMessage::SequenceHeader { codec, config: body.slice(5..) }),
+            0 => Ok(VideoMessage::SequenceHeader {
+                codec,
+                config: body.slice(5..),
+            }),
             1 if codec != FlvVideoCodec::Av1 => {
                 if body.len() < 8 {
-                    return Err(FlvError::Truncated { what: "video", len: body.len() });
+                    return Err(FlvError::Truncated {
+                        what: "video",
+                        len: body.len(),
+                    });
                 }
-                Ok(VideoMessage::Frame { codec, keyframe, cts: si24(&body[5..8]), data: body.slice(8..) })
+                Ok(VideoMessage::Frame {
+                    codec,
+                    keyframe,
+                    cts: si24(&body[5..8]),
+                    data: body.slice(8..),
+                })
             }
-            1 | 3 => Ok(VideoMessage::Frame { codec, keyframe, cts: 0, data: body.slice(5..) }),
+            1 | 3 => Ok(VideoMessage::Frame {
+                codec,
+                keyframe,
+                cts: 0,
+                data: body.slice(5..),
+            }),
             2 => Ok(VideoMessage::EndOfSequence),
             4 | 5 => Ok(VideoMessage::Ignored),
             other => Err(FlvError::UnsupportedPacketType(other)),
@@ -96,10 +125,16 @@ pub fn parse_video(body: &Bytes) -> Result<VideoMessage, FlvError> {
         return Ok(VideoMessage::Ignored);
     }
     if body.len() < 5 {
-        return Err(FlvError::Truncated { what: "video", len: body.len() });
+        return Err(FlvError::Truncated {
+            what: "video",
+            len: body.len(),
+        });
     }
     match body[1] {
-        0 => Ok(VideoMessage::SequenceHeader { codec, config: body.slice(5..) }),
+        0 => Ok(VideoMessage::SequenceHeader {
+            codec,
+            config: body.slice(5..),
+        }),
         1 => Ok(VideoMessage::Frame {
             codec,
             keyframe: frame_type == 1,
@@ -118,7 +153,10 @@ pub fn parse_audio(body: &Bytes) -> Result<AudioMessage, FlvError> {
         return Err(FlvError::UnsupportedAudio(format));
     }
     if body.len() < 2 {
-        return Err(FlvError::Truncated { what: "audio", len: body.len() });
+        return Err(FlvError::Truncated {
+            what: "audio",
+            len: body.len(),
+        });
     }
     Ok(match body[1] {
         0 => AudioMessage::AacConfig(body.slice(2..)),
@@ -143,7 +181,10 @@ mod tests {
             }
         );
         let h = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64]);
-        assert!(matches!(parse_video(&h).unwrap(), VideoMessage::SequenceHeader { .. }));
+        assert!(matches!(
+            parse_video(&h).unwrap(),
+            VideoMessage::SequenceHeader { .. }
+        ));
     }
 
     #[test]
@@ -151,17 +192,30 @@ mod tests {
         let b = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2, 3]);
         assert!(matches!(
             parse_video(&b).unwrap(),
-            VideoMessage::SequenceHeader { codec: FlvVideoCodec::H265, .. }
+            VideoMessage::SequenceHeader {
+                codec: FlvVideoCodec::H265,
+                ..
+            }
         ));
         let f = Bytes::from_static(&[0x91, b'h', b'v', b'c', b'1', 0, 0, 40, 9]);
         assert!(matches!(
             parse_video(&f).unwrap(),
-            VideoMessage::Frame { codec: FlvVideoCodec::H265, keyframe: true, cts: 40, .. }
+            VideoMessage::Frame {
+                codec: FlvVideoCodec::H265,
+                keyframe: true,
+                cts: 40,
+                ..
+            }
         ));
         let a = Bytes::from_static(&[0xa3, b'a', b'v', b'0', b'1', 0x12, 0]);
         assert!(matches!(
             parse_video(&a).unwrap(),
-            VideoMessage::Frame { codec: FlvVideoCodec::Av1, keyframe: false, cts: 0, .. }
+            VideoMessage::Frame {
+                codec: FlvVideoCodec::Av1,
+                keyframe: false,
+                cts: 0,
+                ..
+            }
         ));
     }
 

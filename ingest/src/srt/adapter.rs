@@ -51,8 +51,16 @@ struct Audio {
 
 /// Media that arrived before the broadcast could start, from the latest video keyframe on.
 enum Early {
-    Video { pts: i64, dts: i64, keyframe: bool, data: Bytes },
-    Audio { pts: i64, frames: Vec<Bytes> },
+    Video {
+        pts: i64,
+        dts: i64,
+        keyframe: bool,
+        data: Bytes,
+    },
+    Audio {
+        pts: i64,
+        frames: Vec<Bytes>,
+    },
 }
 
 #[derive(Default)]
@@ -80,7 +88,14 @@ impl TsAdapter {
     pub fn push(&mut self, ev: TsEvent) -> Result<(), TsAdapterError> {
         match ev {
             TsEvent::Program(es) => self.program(&es),
-            TsEvent::Pes { pid, pts, dts, data, after_loss, .. } => {
+            TsEvent::Pes {
+                pid,
+                pts,
+                dts,
+                data,
+                after_loss,
+                ..
+            } => {
                 if self.video.as_ref().is_some_and(|v| v.pid == pid) {
                     self.video_pes(pts, dts, data, after_loss);
                 } else if self.audio.as_ref().is_some_and(|a| a.pid == pid) {
@@ -103,23 +118,44 @@ impl TsAdapter {
             // A new PMT mid-stream (an encoder restart): keep the streams we already carry.
             if !self.noticed_change {
                 self.noticed_change = true;
-                self.out.push_back(AdapterEvent::Notice("program changed mid-stream; keeping the first one".into()));
+                self.out.push_back(AdapterEvent::Notice(
+                    "program changed mid-stream; keeping the first one".into(),
+                ));
             }
             return Ok(());
         }
-        let video = es.iter().find(|e| matches!(e.kind, StreamKind::H264 | StreamKind::H265));
-        let audio = es.iter().find(|e| matches!(e.kind, StreamKind::AacAdts | StreamKind::Opus));
+        let video = es
+            .iter()
+            .find(|e| matches!(e.kind, StreamKind::H264 | StreamKind::H265));
+        let audio = es
+            .iter()
+            .find(|e| matches!(e.kind, StreamKind::AacAdts | StreamKind::Opus));
         if video.is_none() && audio.is_none() {
-            let found: Vec<String> = es.iter().map(|e| format!("{:?} on PID {}", e.kind, e.pid)).collect();
-            return Err(TsAdapterError::NoSupportedStreams(if found.is_empty() { "nothing".into() } else { found.join(", ") }));
+            let found: Vec<String> = es
+                .iter()
+                .map(|e| format!("{:?} on PID {}", e.kind, e.pid))
+                .collect();
+            return Err(TsAdapterError::NoSupportedStreams(if found.is_empty() {
+                "nothing".into()
+            } else {
+                found.join(", ")
+            }));
         }
         for e in es {
-            if !matches!(e.kind, StreamKind::H264 | StreamKind::H265 | StreamKind::AacAdts | StreamKind::Opus) {
-                self.out.push_back(AdapterEvent::Notice(format!("ignoring {:?} on PID {} (not supported over SRT yet)", e.kind, e.pid)));
+            if !matches!(
+                e.kind,
+                StreamKind::H264 | StreamKind::H265 | StreamKind::AacAdts | StreamKind::Opus
+            ) {
+                self.out.push_back(AdapterEvent::Notice(format!(
+                    "ignoring {:?} on PID {} (not supported over SRT yet)",
+                    e.kind, e.pid
+                )));
             }
         }
         if video.is_none() {
-            self.out.push_back(AdapterEvent::Notice("no video in the program; publishing audio only".into()));
+            self.out.push_back(AdapterEvent::Notice(
+                "no video in the program; publishing audio only".into(),
+            ));
         }
         self.video = video.map(|e| Video {
             pid: e.pid,
@@ -131,7 +167,13 @@ impl TsAdapter {
             need_key: false,
             track: None,
         });
-        self.audio = audio.map(|e| Audio { pid: e.pid, opus: e.kind == StreamKind::Opus, config: None, track: None, next: None });
+        self.audio = audio.map(|e| Audio {
+            pid: e.pid,
+            opus: e.kind == StreamKind::Opus,
+            config: None,
+            track: None,
+            next: None,
+        });
         self.early.clear();
         Ok(())
     }
@@ -176,7 +218,9 @@ impl TsAdapter {
         }
         if v.config.is_none() {
             v.config = match (v.hevc, &v.vps, &v.sps, &v.pps) {
-                (false, _, Some(sps), Some(pps)) => h264::avcc_from(sps, pps).map(|a| CodecConfig::H264 { avcc: a.into() }),
+                (false, _, Some(sps), Some(pps)) => {
+                    h264::avcc_from(sps, pps).map(|a| CodecConfig::H264 { avcc: a.into() })
+                }
                 (true, Some(vps), Some(sps), Some(pps)) => {
                     h265::hvcc_from(vps, sps, pps).map(|h| CodecConfig::H265 { hvcc: h.into() })
                 }
@@ -199,7 +243,12 @@ impl TsAdapter {
                 self.early.clear();
             }
             if keyframe || !self.early.is_empty() {
-                self.early.push(Early::Video { pts, dts, keyframe, data });
+                self.early.push(Early::Video {
+                    pts,
+                    dts,
+                    keyframe,
+                    data,
+                });
             }
             return;
         }
@@ -207,7 +256,9 @@ impl TsAdapter {
     }
 
     fn emit_video(&mut self, pts: i64, dts: i64, keyframe: bool, data: Bytes) {
-        let Some(track) = self.video.as_ref().and_then(|v| v.track) else { return };
+        let Some(track) = self.video.as_ref().and_then(|v| v.track) else {
+            return;
+        };
         let (dts, pts) = (dts - self.base, pts - self.base);
         if dts < 0 {
             return;
@@ -243,7 +294,12 @@ impl TsAdapter {
         if a.config.is_none() {
             let asc = first.audio_specific_config();
             if let Some(parsed) = AacConfig::parse(&asc).filter(|c| c.sample_rate > 0) {
-                a.config = Some((CodecConfig::Aac { asc: asc.to_vec().into() }, parsed));
+                a.config = Some((
+                    CodecConfig::Aac {
+                        asc: asc.to_vec().into(),
+                    },
+                    parsed,
+                ));
             }
         }
         if !self.started {
@@ -275,7 +331,9 @@ impl TsAdapter {
                 }
             }
             if flags & 0x10 != 0 {
-                let Some(t) = rest.get(pos..pos + 2) else { return };
+                let Some(t) = rest.get(pos..pos + 2) else {
+                    return;
+                };
                 pre_skip.get_or_insert(u16::from_be_bytes([t[0], t[1]]));
                 pos += 2;
             }
@@ -286,7 +344,9 @@ impl TsAdapter {
                 let Some(&len) = rest.get(pos) else { return };
                 pos += 1 + len as usize;
             }
-            let Some(au) = rest.get(pos..pos + size) else { return };
+            let Some(au) = rest.get(pos..pos + size) else {
+                return;
+            };
             if !au.is_empty() {
                 frames.push(data.slice_ref(au));
             }
@@ -296,8 +356,19 @@ impl TsAdapter {
         let a = self.audio.as_mut().expect("checked by caller");
         if a.config.is_none() {
             let channels = if first[0] & 0x04 != 0 { 2 } else { 1 };
-            let cfg = CodecConfig::Opus { channels, pre_skip: pre_skip.unwrap_or(312), input_sample_rate: 48_000 };
-            a.config = Some((cfg, AacConfig { object_type: 0, sample_rate: 48_000, channels }));
+            let cfg = CodecConfig::Opus {
+                channels,
+                pre_skip: pre_skip.unwrap_or(312),
+                input_sample_rate: 48_000,
+            };
+            a.config = Some((
+                cfg,
+                AacConfig {
+                    object_type: 0,
+                    sample_rate: 48_000,
+                    channels,
+                },
+            ));
         }
         if !self.started {
             if self.video.is_none() || !self.early.is_empty() {
@@ -311,7 +382,9 @@ impl TsAdapter {
     fn emit_audio(&mut self, pts: i64, frames: Vec<Bytes>) {
         let base = self.base;
         let Some(a) = self.audio.as_mut() else { return };
-        let (Some(track), Some((_, cfg))) = (a.track, a.config.as_ref()) else { return };
+        let (Some(track), Some((_, cfg))) = (a.track, a.config.as_ref()) else {
+            return;
+        };
         let rate = cfg.sample_rate as i64;
         let scale = Timescale(cfg.sample_rate);
         let mut ticks = scale.convert(pts - base, Timescale::VIDEO);
@@ -323,10 +396,20 @@ impl TsAdapter {
         }
         let opus = a.opus;
         for raw in frames {
-            let duration = if opus { opus_samples(&raw).unwrap_or(960) } else { AAC_FRAME };
+            let duration = if opus {
+                opus_samples(&raw).unwrap_or(960)
+            } else {
+                AAC_FRAME
+            };
             if ticks >= 0 {
                 let ts = Timestamp::new(ticks, scale);
-                self.out.push_back(AdapterEvent::Frame(Frame { track, dts: ts, pts: ts, keyframe: true, data: raw }));
+                self.out.push_back(AdapterEvent::Frame(Frame {
+                    track,
+                    dts: ts,
+                    pts: ts,
+                    keyframe: true,
+                    data: raw,
+                }));
             }
             ticks += duration;
         }
@@ -338,18 +421,26 @@ impl TsAdapter {
     /// for ever, nor audio the video.
     fn try_start(&mut self) {
         let video_ready = self.video.as_ref().is_none_or(|v| v.config.is_some())
-            && (self.video.is_none() || matches!(self.early.first(), Some(Early::Video { keyframe: true, .. })));
+            && (self.video.is_none()
+                || matches!(
+                    self.early.first(),
+                    Some(Early::Video { keyframe: true, .. })
+                ));
         let audio_ready = self.audio.as_ref().is_none_or(|a| a.config.is_some());
         let waited_out = self.waited >= MAX_WAIT_PES;
         match (video_ready, audio_ready) {
             (true, true) => {}
             (true, false) if waited_out => {
-                self.out.push_back(AdapterEvent::Notice("no audio configuration yet; publishing video only".into()));
+                self.out.push_back(AdapterEvent::Notice(
+                    "no audio configuration yet; publishing video only".into(),
+                ));
                 self.audio = None;
                 self.early.retain(|e| matches!(e, Early::Video { .. }));
             }
             (false, true) if waited_out && self.audio.is_some() => {
-                self.out.push_back(AdapterEvent::Notice("no decodable video yet; publishing audio only".into()));
+                self.out.push_back(AdapterEvent::Notice(
+                    "no decodable video yet; publishing audio only".into(),
+                ));
                 self.video = None;
                 self.early.retain(|e| matches!(e, Early::Audio { .. }));
             }
@@ -372,12 +463,21 @@ impl TsAdapter {
         if let Some(a) = self.audio.as_mut() {
             let (cfg, aac) = a.config.clone().expect("ready");
             a.track = Some(tracks.len());
-            tracks.push(TrackInfo::audio(cfg, aac.sample_rate, aac.channels.max(1) as u16));
+            tracks.push(TrackInfo::audio(
+                cfg,
+                aac.sample_rate,
+                aac.channels.max(1) as u16,
+            ));
         }
         self.out.push_back(AdapterEvent::Start(tracks));
         for e in std::mem::take(&mut self.early) {
             match e {
-                Early::Video { pts, dts, keyframe, data } => self.emit_video(pts, dts, keyframe, data),
+                Early::Video {
+                    pts,
+                    dts,
+                    keyframe,
+                    data,
+                } => self.emit_video(pts, dts, keyframe, data),
                 Early::Audio { pts, frames } => self.emit_audio(pts, frames),
             }
         }
@@ -420,15 +520,24 @@ impl Adts {
         let object_type = ((b[2] >> 6) & 3) + 1;
         let freq_index = (b[2] >> 2) & 0x0f;
         let channels = ((b[2] & 1) << 2) | (b[3] >> 6);
-        let frame_len = (((b[3] & 3) as usize) << 11) | ((b[4] as usize) << 3) | ((b[5] >> 5) as usize);
+        let frame_len =
+            (((b[3] & 3) as usize) << 11) | ((b[4] as usize) << 3) | ((b[5] >> 5) as usize);
         if freq_index > 12 {
             return None;
         }
-        Some(Adts { object_type, freq_index, channels, header_len: if protection_absent { 7 } else { 9 }, frame_len })
+        Some(Adts {
+            object_type,
+            freq_index,
+            channels,
+            header_len: if protection_absent { 7 } else { 9 },
+            frame_len,
+        })
     }
 
     fn audio_specific_config(&self) -> [u8; 2] {
-        let v: u16 = (self.object_type as u16) << 11 | (self.freq_index as u16) << 7 | (self.channels as u16) << 3;
+        let v: u16 = (self.object_type as u16) << 11
+            | (self.freq_index as u16) << 7
+            | (self.channels as u16) << 3;
         v.to_be_bytes()
     }
 }
@@ -442,9 +551,21 @@ mod tests {
         // AAC-LC, 48 kHz (index 3), stereo, 371-byte frame, no CRC.
         let h = [0xff, 0xf1, 0x4c, 0x80, 0x2e, 0x7f, 0xfc];
         let a = Adts::parse(&h).unwrap();
-        assert_eq!((a.object_type, a.freq_index, a.channels, a.header_len, a.frame_len), (2, 3, 2, 7, 371));
+        assert_eq!(
+            (
+                a.object_type,
+                a.freq_index,
+                a.channels,
+                a.header_len,
+                a.frame_len
+            ),
+            (2, 3, 2, 7, 371)
+        );
         assert_eq!(a.audio_specific_config(), [0x11, 0x90]);
-        assert!(Adts::parse(&[0xff, 0xf1, 0x7c, 0x80, 0x2e, 0x7f, 0xfc]).is_none(), "frequency index 15");
+        assert!(
+            Adts::parse(&[0xff, 0xf1, 0x7c, 0x80, 0x2e, 0x7f, 0xfc]).is_none(),
+            "frequency index 15"
+        );
     }
 
     /// Everything the adapter makes of a whole TS file.
@@ -461,14 +582,24 @@ mod tests {
 
     #[test]
     fn ffmpeg_fixture_becomes_tracks_and_frames() {
-        let events = adapt(include_bytes!("../../tests/fixtures/ffmpeg-5.1-h264-aac-160x120.ts"));
-        let AdapterEvent::Start(tracks) = &events[0] else { panic!("{:?}", events[0]) };
+        let events = adapt(include_bytes!(
+            "../../tests/fixtures/ffmpeg-5.1-h264-aac-160x120.ts"
+        ));
+        let AdapterEvent::Start(tracks) = &events[0] else {
+            panic!("{:?}", events[0])
+        };
         assert_eq!(tracks.len(), 2);
         assert_eq!((tracks[0].width, tracks[0].height), (160, 120));
         assert!(tracks[0].codec.codec_string().starts_with("avc1.42"));
         assert_eq!(tracks[1].codec.codec_string(), "mp4a.40.2");
         assert_eq!((tracks[1].sample_rate, tracks[1].channels), (48000, 2));
-        let frames: Vec<&Frame> = events.iter().filter_map(|e| match e { AdapterEvent::Frame(f) => Some(f), _ => None }).collect();
+        let frames: Vec<&Frame> = events
+            .iter()
+            .filter_map(|e| match e {
+                AdapterEvent::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect();
         let video: Vec<&&Frame> = frames.iter().filter(|f| f.track == 0).collect();
         assert_eq!(video.len(), 60);
         assert!(video[0].keyframe && video[0].dts.ticks == 0);
@@ -478,25 +609,46 @@ mod tests {
         let len = u32::from_be_bytes([first[0], first[1], first[2], first[3]]) as usize;
         assert!(len + 4 <= first.len());
         let audio = frames.iter().filter(|f| f.track == 1).count();
-        assert!((90..=95).contains(&audio), "{audio} AAC frames for 2 s at 48 kHz");
+        assert!(
+            (90..=95).contains(&audio),
+            "{audio} AAC frames for 2 s at 48 kHz"
+        );
     }
 
     #[test]
     fn hevc_fixture_gets_an_hvcc_and_its_picture_size() {
-        let events = adapt(include_bytes!("../../tests/fixtures/ffmpeg-5.1-hevc-aac-320x240.ts"));
-        let AdapterEvent::Start(tracks) = &events[0] else { panic!("{:?}", events[0]) };
+        let events = adapt(include_bytes!(
+            "../../tests/fixtures/ffmpeg-5.1-hevc-aac-320x240.ts"
+        ));
+        let AdapterEvent::Start(tracks) = &events[0] else {
+            panic!("{:?}", events[0])
+        };
         assert_eq!((tracks[0].width, tracks[0].height), (320, 240));
         assert_eq!(tracks[0].codec.codec_string(), "hvc1.1.6.L60.90");
-        let video = events.iter().filter(|e| matches!(e, AdapterEvent::Frame(f) if f.track == 0)).count();
+        let video = events
+            .iter()
+            .filter(|e| matches!(e, AdapterEvent::Frame(f) if f.track == 0))
+            .count();
         assert_eq!(video, 60);
     }
 
     #[test]
     fn opus_in_ts_gets_its_pre_skip_and_sample_clock() {
-        let events = adapt(include_bytes!("../../tests/fixtures/ffmpeg-5.1-h264-opus-160x120.ts"));
-        let AdapterEvent::Start(tracks) = &events[0] else { panic!("{:?}", events[0]) };
+        let events = adapt(include_bytes!(
+            "../../tests/fixtures/ffmpeg-5.1-h264-opus-160x120.ts"
+        ));
+        let AdapterEvent::Start(tracks) = &events[0] else {
+            panic!("{:?}", events[0])
+        };
         assert_eq!(tracks.len(), 2);
-        assert_eq!(tracks[1].codec, CodecConfig::Opus { channels: 2, pre_skip: 312, input_sample_rate: 48_000 });
+        assert_eq!(
+            tracks[1].codec,
+            CodecConfig::Opus {
+                channels: 2,
+                pre_skip: 312,
+                input_sample_rate: 48_000
+            }
+        );
         assert_eq!(tracks[1].codec.codec_string(), "opus");
         let audio: Vec<i64> = events
             .iter()
@@ -506,13 +658,19 @@ mod tests {
             })
             .collect();
         assert!(audio.len() >= 90, "{} Opus packets for ~2 s", audio.len());
-        assert!(audio.windows(2).all(|w| w[1] - w[0] == 960), "20 ms packets on an exact clock");
+        assert!(
+            audio.windows(2).all(|w| w[1] - w[0] == 960),
+            "20 ms packets on an exact clock"
+        );
     }
 
     #[test]
     fn program_without_supported_streams_is_an_error() {
         let mut a = TsAdapter::new();
-        let e = a.push(TsEvent::Program(vec![EsInfo { pid: 256, kind: StreamKind::Other(0x02) }]));
+        let e = a.push(TsEvent::Program(vec![EsInfo {
+            pid: 256,
+            kind: StreamKind::Other(0x02),
+        }]));
         assert!(matches!(e, Err(TsAdapterError::NoSupportedStreams(s)) if s.contains("PID 256")));
     }
 }

@@ -58,7 +58,10 @@ pub enum StreamIdError {
 
 /// The publish key in an SRT stream id.
 pub fn parse_stream_id(id: Option<&str>) -> Result<String, StreamIdError> {
-    let id = id.map(str::trim).filter(|s| !s.is_empty()).ok_or(StreamIdError::Missing)?;
+    let id = id
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or(StreamIdError::Missing)?;
     if let Some(acl) = id.strip_prefix("#!::") {
         // SRT access control (github.com/Haivision/srt/blob/master/docs/features/access-control.md).
         let mut key = None;
@@ -75,7 +78,11 @@ pub fn parse_stream_id(id: Option<&str>) -> Result<String, StreamIdError> {
     if let Some(rest) = id.strip_prefix("publish:") {
         // MediaMTX-style `publish:KEY` (a path with further `:user:pass` is not ours).
         let key = rest.split(':').next().unwrap_or_default();
-        return if key.is_empty() { Err(StreamIdError::NoKey) } else { Ok(key.to_string()) };
+        return if key.is_empty() {
+            Err(StreamIdError::NoKey)
+        } else {
+            Ok(key.to_string())
+        };
     }
     if let Some((mode, _)) = id.split_once(':') {
         if matches!(mode, "read" | "request" | "play") {
@@ -86,12 +93,19 @@ pub fn parse_stream_id(id: Option<&str>) -> Result<String, StreamIdError> {
 }
 
 /// Binds the SRT listener (UDP).
-pub async fn bind(addr: SocketAddr, latency: Duration) -> std::io::Result<(SrtListener, SrtIncoming)> {
+pub async fn bind(
+    addr: SocketAddr,
+    latency: Duration,
+) -> std::io::Result<(SrtListener, SrtIncoming)> {
     SrtListener::builder().latency(latency).bind(addr).await
 }
 
 /// Accepts SRT callers until `cancel` fires.
-pub async fn serve(bound: (SrtListener, SrtIncoming), config: SrtConfig, cancel: CancellationToken) {
+pub async fn serve(
+    bound: (SrtListener, SrtIncoming),
+    config: SrtConfig,
+    cancel: CancellationToken,
+) {
     let (mut listener, mut incoming) = bound;
     let tracker = TaskTracker::new();
     loop {
@@ -108,7 +122,9 @@ pub async fn serve(bound: (SrtListener, SrtIncoming), config: SrtConfig, cancel:
         let span = tracing::info_span!("srt", %peer);
         tracker.spawn(
             async move {
-                let Some((socket, name, published)) = admit(request, &config).await else { return };
+                let Some((socket, name, published)) = admit(request, &config).await else {
+                    return;
+                };
                 let result = tokio::select! {
                     r = receive(socket, &name, published, &config) => r,
                     _ = cancel.cancelled() => Ok(()),
@@ -136,7 +152,10 @@ enum Pending {
 /// Why a caller is refused, and what SRT reject reason it gets.
 struct Refusal(String, ServerRejectReason);
 
-async fn admit(request: ConnectionRequest, config: &SrtConfig) -> Option<(SrtSocket, String, Pending)> {
+async fn admit(
+    request: ConnectionRequest,
+    config: &SrtConfig,
+) -> Option<(SrtSocket, String, Pending)> {
     let decision = decide(&request, config);
     let (name, key_settings, reservation) = match decision {
         Ok(d) => d,
@@ -176,7 +195,12 @@ fn decide(
         .keys
         .name_for(&key)
         .map(str::to_string)
-        .ok_or_else(|| Refusal(format!("unknown stream key {}", redact_key(&key)), ServerRejectReason::Forbidden))?;
+        .ok_or_else(|| {
+            Refusal(
+                format!("unknown stream key {}", redact_key(&key)),
+                ServerRejectReason::Forbidden,
+            )
+        })?;
     let key_settings = match (&config.passphrase, request.key_size()) {
         (None, KeySize::Unspecified) => None,
         (None, _) => {
@@ -186,21 +210,37 @@ fn decide(
             ))
         }
         (Some(_), KeySize::Unspecified) => {
-            return Err(Refusal(format!("stream {name:?}: a passphrase is required"), ServerRejectReason::Unauthorized))
+            return Err(Refusal(
+                format!("stream {name:?}: a passphrase is required"),
+                ServerRejectReason::Unauthorized,
+            ))
         }
         (Some(p), size) => {
             let passphrase = Passphrase::try_from(p.clone()).map_err(|e| {
-                Refusal(format!("configured passphrase unusable: {e}"), ServerRejectReason::InternalServerError)
+                Refusal(
+                    format!("configured passphrase unusable: {e}"),
+                    ServerRejectReason::InternalServerError,
+                )
             })?;
-            Some(KeySettings { key_size: size, passphrase })
+            Some(KeySettings {
+                key_size: size,
+                passphrase,
+            })
         }
     };
-    let reservation =
-        config.hub.reserve(&name).map_err(|e| Refusal(e.to_string(), ServerRejectReason::Conflict))?;
+    let reservation = config
+        .hub
+        .reserve(&name)
+        .map_err(|e| Refusal(e.to_string(), ServerRejectReason::Conflict))?;
     Ok((name, key_settings, reservation))
 }
 
-async fn receive(mut socket: SrtSocket, name: &str, mut pending: Pending, config: &SrtConfig) -> Result<(), SrtError> {
+async fn receive(
+    mut socket: SrtSocket,
+    name: &str,
+    mut pending: Pending,
+    config: &SrtConfig,
+) -> Result<(), SrtError> {
     let mut demux = TsDemuxer::new();
     let mut adapter = TsAdapter::new();
     let mut reported_errors = 0;
@@ -225,13 +265,19 @@ async fn receive(mut socket: SrtSocket, name: &str, mut pending: Pending, config
     }
 }
 
-fn drain(demux: &mut TsDemuxer, adapter: &mut TsAdapter, pending: &mut Pending, name: &str) -> Result<(), SrtError> {
+fn drain(
+    demux: &mut TsDemuxer,
+    adapter: &mut TsAdapter,
+    pending: &mut Pending,
+    name: &str,
+) -> Result<(), SrtError> {
     while let Some(ev) = demux.pull() {
         adapter.push(ev)?;
         while let Some(out) = adapter.pull() {
             match out {
                 AdapterEvent::Start(tracks) => {
-                    let codecs: Vec<String> = tracks.iter().map(|t| t.codec.codec_string()).collect();
+                    let codecs: Vec<String> =
+                        tracks.iter().map(|t| t.codec.codec_string()).collect();
                     info!(stream = %name, ?codecs, "live");
                     *pending = match std::mem::replace(pending, Pending::Gone) {
                         Pending::Reserved(r) => Pending::Live(r.publish(tracks)),
@@ -257,12 +303,27 @@ mod tests {
     #[test]
     fn stream_id_forms() {
         assert_eq!(parse_stream_id(Some("publish:abc")), Ok("abc".into()));
-        assert_eq!(parse_stream_id(Some("#!::r=abc,m=publish")), Ok("abc".into()));
-        assert_eq!(parse_stream_id(Some("#!::m=publish,r=abc")), Ok("abc".into()));
+        assert_eq!(
+            parse_stream_id(Some("#!::r=abc,m=publish")),
+            Ok("abc".into())
+        );
+        assert_eq!(
+            parse_stream_id(Some("#!::m=publish,r=abc")),
+            Ok("abc".into())
+        );
         assert_eq!(parse_stream_id(Some("abc")), Ok("abc".into()));
-        assert_eq!(parse_stream_id(Some("#!::r=abc,m=request")), Err(StreamIdError::NotPublish("request".into())));
-        assert_eq!(parse_stream_id(Some("read:abc")), Err(StreamIdError::NotPublish("read".into())));
+        assert_eq!(
+            parse_stream_id(Some("#!::r=abc,m=request")),
+            Err(StreamIdError::NotPublish("request".into()))
+        );
+        assert_eq!(
+            parse_stream_id(Some("read:abc")),
+            Err(StreamIdError::NotPublish("read".into()))
+        );
         assert_eq!(parse_stream_id(None), Err(StreamIdError::Missing));
-        assert_eq!(parse_stream_id(Some("#!::m=publish")), Err(StreamIdError::NoKey));
+        assert_eq!(
+            parse_stream_id(Some("#!::m=publish")),
+            Err(StreamIdError::NoKey)
+        );
     }
 }

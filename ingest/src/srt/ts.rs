@@ -208,7 +208,10 @@ impl TsDemuxer {
         self.stats.packets += 1;
         if p[1] & 0x80 != 0 {
             // transport_error_indicator: the sender already knows this packet is bad.
-            if let Some(st) = self.pes.get_mut(&(u16::from_be_bytes([p[1], p[2]]) & 0x1fff)) {
+            if let Some(st) = self
+                .pes
+                .get_mut(&(u16::from_be_bytes([p[1], p[2]]) & 0x1fff))
+            {
                 st.broken = true;
                 st.lost = true;
             }
@@ -240,7 +243,9 @@ impl TsDemuxer {
             }
             return;
         }
-        let Some(st) = self.pes.get_mut(&pid) else { return };
+        let Some(st) = self.pes.get_mut(&pid) else {
+            return;
+        };
         if !has_payload {
             return;
         }
@@ -257,7 +262,9 @@ impl TsDemuxer {
         st.cc = Some(cc);
         if pusi {
             self.flush_pes(pid);
-            let Some(st) = self.pes.get_mut(&pid) else { return };
+            let Some(st) = self.pes.get_mut(&pid) else {
+                return;
+            };
             st.buf.clear();
             st.broken = false;
             st.expected = None;
@@ -286,7 +293,9 @@ impl TsDemuxer {
     }
 
     fn flush_pes(&mut self, pid: u16) {
-        let Some(st) = self.pes.get_mut(&pid) else { return };
+        let Some(st) = self.pes.get_mut(&pid) else {
+            return;
+        };
         if st.buf.is_empty() {
             return;
         }
@@ -305,7 +314,14 @@ impl TsDemuxer {
             Some((pts, dts, data)) => {
                 let pts = pts.map(|v| self.clock.unwrap(v));
                 let dts = dts.map(|v| self.clock.unwrap(v));
-                self.out.push_back(TsEvent::Pes { pid, kind, pts, dts, data, after_loss });
+                self.out.push_back(TsEvent::Pes {
+                    pid,
+                    kind,
+                    pts,
+                    dts,
+                    data,
+                    after_loss,
+                });
             }
             None => {
                 self.stats.dropped_pes += 1;
@@ -317,7 +333,9 @@ impl TsDemuxer {
     }
 
     fn pat(&mut self, payload: &[u8]) {
-        let Some(section) = psi_section(payload, 0x00) else { return };
+        let Some(section) = psi_section(payload, 0x00) else {
+            return;
+        };
         // program_number(16) reserved(3) pid(13), after the 8-byte long-form section header.
         for entry in section[8..].chunks_exact(4) {
             let program = u16::from_be_bytes([entry[0], entry[1]]);
@@ -329,7 +347,9 @@ impl TsDemuxer {
     }
 
     fn pmt(&mut self, payload: &[u8]) {
-        let Some(section) = psi_section(payload, 0x02) else { return };
+        let Some(section) = psi_section(payload, 0x02) else {
+            return;
+        };
         // 8-byte section header, PCR_PID (2), program_info_length (2), then the streams.
         if section.len() < 12 {
             return;
@@ -341,12 +361,18 @@ impl TsDemuxer {
             let stream_type = rest[0];
             let pid = u16::from_be_bytes([rest[1] & 0x1f, rest[2]]);
             let es_len = u16::from_be_bytes([rest[3] & 0x0f, rest[4]]) as usize;
-            let Some(desc) = rest.get(5..5 + es_len) else { break };
-            program.push(EsInfo { pid, kind: StreamKind::from_pmt(stream_type, desc) });
+            let Some(desc) = rest.get(5..5 + es_len) else {
+                break;
+            };
+            program.push(EsInfo {
+                pid,
+                kind: StreamKind::from_pmt(stream_type, desc),
+            });
             rest = &rest[5 + es_len..];
         }
         if program != self.program {
-            self.pes.retain(|pid, _| program.iter().any(|e| e.pid == *pid));
+            self.pes
+                .retain(|pid, _| program.iter().any(|e| e.pid == *pid));
             for es in &program {
                 self.pes.entry(es.pid).or_insert(PesState {
                     kind: es.kind,
@@ -384,7 +410,11 @@ fn crc32_mpeg2(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= (b as u32) << 24;
         for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 { (crc << 1) ^ 0x04c1_1db7 } else { crc << 1 };
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -452,11 +482,30 @@ mod tests {
         assert_eq!(stats.cc_errors, 0);
         assert_eq!(
             reference[0],
-            TsEvent::Program(vec![EsInfo { pid: 256, kind: StreamKind::H264 }, EsInfo { pid: 257, kind: StreamKind::AacAdts }])
+            TsEvent::Program(vec![
+                EsInfo {
+                    pid: 256,
+                    kind: StreamKind::H264
+                },
+                EsInfo {
+                    pid: 257,
+                    kind: StreamKind::AacAdts
+                }
+            ])
         );
-        let video = reference.iter().filter(|e| matches!(e, TsEvent::Pes { pid: 256, .. })).count();
+        let video = reference
+            .iter()
+            .filter(|e| matches!(e, TsEvent::Pes { pid: 256, .. }))
+            .count();
         assert_eq!(video, 60, "2 s of 30 fps, one PES per frame");
-        assert!(reference.iter().any(|e| matches!(e, TsEvent::Pes { pid: 257, pts: Some(_), .. })));
+        assert!(reference.iter().any(|e| matches!(
+            e,
+            TsEvent::Pes {
+                pid: 257,
+                pts: Some(_),
+                ..
+            }
+        )));
         for size in [1316, 1456, 1, 7] {
             assert_eq!(demux_all(size).0, reference, "slicing {size}");
         }
@@ -484,15 +533,33 @@ mod tests {
         let events: Vec<TsEvent> = std::iter::from_fn(|| d.pull()).collect();
         assert_eq!(d.stats.cc_errors, 1);
         assert_eq!(d.stats.dropped_pes, 1);
-        let video = events.iter().filter(|e| matches!(e, TsEvent::Pes { pid: 256, .. })).count();
+        let video = events
+            .iter()
+            .filter(|e| matches!(e, TsEvent::Pes { pid: 256, .. }))
+            .count();
         assert_eq!(video, 59);
-        assert_eq!(events.iter().filter(|e| matches!(e, TsEvent::Pes { after_loss: true, .. })).count(), 1);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(
+                    e,
+                    TsEvent::Pes {
+                        after_loss: true,
+                        ..
+                    }
+                ))
+                .count(),
+            1
+        );
     }
 
     #[test]
     fn garbage_between_packets_is_skipped() {
         let mut data = FIXTURE[..188 * 30].to_vec();
-        data.splice(188 * 10..188 * 10, [0x47u8, 1, 2, 3, 4, 0x47, 9].iter().copied());
+        data.splice(
+            188 * 10..188 * 10,
+            [0x47u8, 1, 2, 3, 4, 0x47, 9].iter().copied(),
+        );
         let mut d = TsDemuxer::new();
         d.push(&data);
         assert!(d.stats.resync_bytes >= 7);
@@ -502,7 +569,10 @@ mod tests {
     #[test]
     fn crc_of_a_known_pat() {
         // PAT from ffmpeg: program 1 → PMT PID 0x1000.
-        let pat = [0x00, 0xb0, 0x0d, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01, 0xf0, 0x00, 0x2a, 0xb1, 0x04, 0xb2];
+        let pat = [
+            0x00, 0xb0, 0x0d, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01, 0xf0, 0x00, 0x2a, 0xb1,
+            0x04, 0xb2,
+        ];
         assert_eq!(crc32_mpeg2(&pat), 0);
     }
 

@@ -43,3 +43,45 @@ pub enum AdapterEvent {
     /// Something worth one log line (a dropped frame, an ignored change).
     Notice(String),
 }
+
+/// Keeps an audio track on an exact sample clock. Publishers stamp audio coarsely (RTMP in
+/// milliseconds, MPEG-TS once per PES); frames that continue the previous one are placed right
+/// after it, and only a real jump (more than 100 ms, a gap or drift) resets the clock.
+#[derive(Debug, Default)]
+pub struct SampleClock {
+    next: Option<i64>,
+}
+
+impl SampleClock {
+    /// Where audio that the source stamped at `ticks` (in `rate` ticks per second) and that
+    /// lasts `samples` goes on the track's timeline.
+    pub fn place(&mut self, ticks: i64, rate: u32, samples: i64) -> i64 {
+        let start = match self.next {
+            Some(expected) if (ticks - expected).abs() <= rate as i64 / 10 => expected,
+            _ => ticks,
+        };
+        self.next = Some(start + samples);
+        start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_clock_smooths_jitter_and_follows_jumps() {
+        let mut c = SampleClock::default();
+        assert_eq!(c.place(1000, 48_000, 1024), 1000);
+        assert_eq!(
+            c.place(2030, 48_000, 1024),
+            2024,
+            "47 ticks of rounding is not a jump"
+        );
+        assert_eq!(
+            c.place(60_000, 48_000, 1024),
+            60_000,
+            "a gap resets the clock"
+        );
+    }
+}

@@ -48,8 +48,6 @@ pub enum ReadEvent {
 
 #[derive(Debug, Default)]
 pub struct BroadcastStats {
-    pub frames: AtomicU64,
-    pub bytes: AtomicU64,
     /// Frames dropped across all readers because a reader was too slow.
     pub skipped: AtomicU64,
 }
@@ -167,11 +165,6 @@ impl Broadcast {
     /// Hands a frame to every reader. Never blocks on a reader; O(readers).
     pub fn push(&self, frame: Frame) {
         let shared = &self.shared;
-        shared.stats.frames.fetch_add(1, Ordering::Relaxed);
-        shared
-            .stats
-            .bytes
-            .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
         let leads = frame.track == shared.leader && frame.keyframe;
         let mut state = shared.state.lock().unwrap();
         if leads {

@@ -132,6 +132,11 @@ const AAC_RATES: [u32; 13] = [
 ];
 
 impl AacConfig {
+    /// The samplingFrequencyIndex for a rate, or 15 (rate written out) for any other.
+    pub fn freq_index(rate: u32) -> u8 {
+        AAC_RATES.iter().position(|r| *r == rate).unwrap_or(15) as u8
+    }
+
     pub fn parse(asc: &[u8]) -> Option<AacConfig> {
         let mut r = h264::BitReader::new(asc);
         let mut object_type = r.bits(5)? as u8;

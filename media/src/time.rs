@@ -34,10 +34,6 @@ impl Timestamp {
         Self { ticks, scale }
     }
 
-    pub fn rescale(self, to: Timescale) -> Timestamp {
-        Timestamp::new(to.convert(self.ticks, self.scale), to)
-    }
-
     pub fn as_secs_f64(self) -> f64 {
         self.ticks as f64 / self.scale.0 as f64
     }

@@ -73,7 +73,13 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, CmafError> {
         }
         CodecConfig::Aac { asc } => {
             let (profile, freq_index, chan_conf) = media::codec::AacConfig::parse(asc)
-                .map(|c| (c.object_type, freq_index(c.sample_rate), c.channels))
+                .map(|c| {
+                    (
+                        c.object_type,
+                        media::codec::AacConfig::freq_index(c.sample_rate),
+                        c.channels,
+                    )
+                })
                 .unwrap_or((2, 4, 2));
             let bitrate = track.bitrate_hint.unwrap_or(128_000);
             let c: Codec = Mp4a {
@@ -221,13 +227,6 @@ fn audio(track: &TrackInfo) -> mp4_atom::Audio {
     }
 }
 
-fn freq_index(rate: u32) -> u8 {
-    const RATES: [u32; 13] = [
-        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-    ];
-    RATES.iter().position(|r| *r == rate).unwrap_or(15) as u8
-}
-
 /// One CMAF chunk: `moof` (`mfhd`, `traf` with `tfhd`, `tfdt`, `trun`) then `mdat`.
 /// The payload is copied once, here, into the chunk that HTTP later serves without copying.
 pub fn fragment(sequence: u32, base_dts: u64, samples: &[Sample]) -> Result<Bytes, CmafError> {
@@ -271,9 +270,8 @@ pub fn fragment(sequence: u32, base_dts: u64, samples: &[Sample]) -> Result<Byte
     moof.traf[0].trun[0].data_offset = Some(probe.len() as i32 + 8);
     let payload: usize = samples.iter().map(|s| s.data.len()).sum();
     let mut out = BytesMut::with_capacity(probe.len() + 8 + payload);
-    let mut head = Vec::with_capacity(probe.len());
-    moof.encode(&mut head).map_err(enc("moof"))?;
-    out.put_slice(&head);
+    // Encoded twice, since data_offset depends on the moof's own size; both are small.
+    moof.encode(&mut out).map_err(enc("moof"))?;
     out.put_u32((8 + payload) as u32);
     out.put_slice(b"mdat");
     for s in samples {

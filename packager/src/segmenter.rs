@@ -173,11 +173,6 @@ impl Segmenter {
         self.out.pop_front()
     }
 
-    /// The (msn, part index) the next leader part will have.
-    pub fn position(&self) -> (u64, u32) {
-        (self.msn, self.index)
-    }
-
     pub fn push(&mut self, mut frame: Frame) {
         let Some(track) = self.tracks.get_mut(frame.track) else {
             return;

@@ -14,6 +14,7 @@ use media::time::Unwrapper32;
 use media::{CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
 
 use super::flv::{self, AudioMessage, FlvError, FlvVideoCodec, VideoMessage};
+use crate::SampleClock;
 
 /// What the publisher announced in `@setDataFrame`/`onMetaData`.
 #[derive(Clone, Debug, Default)]
@@ -41,7 +42,7 @@ pub struct Adapter {
     base_ms: i64,
     video_clock: Unwrapper32,
     audio_clock: Unwrapper32,
-    next_audio: Option<i64>,
+    audio_samples: SampleClock,
     audio_waiting: u32,
     noticed_no_config: bool,
     out: VecDeque<AdapterEvent>,
@@ -180,16 +181,11 @@ impl Adapter {
                 if ms < 0 {
                     return Ok(());
                 }
-                let rate = aac.sample_rate as i64;
-                let mut ticks = Timescale(aac.sample_rate).convert(ms, Timescale::MILLIS);
-                // RTMP rounds to milliseconds; keep the exact sample clock unless the publisher
-                // really jumped (a gap or a drift beyond 100 ms).
-                if let Some(expected) = self.next_audio {
-                    if (ticks - expected).abs() <= rate / 10 {
-                        ticks = expected;
-                    }
-                }
-                self.next_audio = Some(ticks + AAC_FRAME_SAMPLES);
+                // RTMP rounds to milliseconds: keep the exact sample clock.
+                let stamped = Timescale(aac.sample_rate).convert(ms, Timescale::MILLIS);
+                let ticks = self
+                    .audio_samples
+                    .place(stamped, aac.sample_rate, AAC_FRAME_SAMPLES);
                 let ts = Timestamp::new(ticks, Timescale(aac.sample_rate));
                 self.out.push_back(AdapterEvent::Frame(Frame {
                     track,

@@ -109,17 +109,17 @@ pub async fn serve(listener: TcpListener, config: RtmpConfig, cancel: Cancellati
     tracker.wait().await;
 }
 
+/// Where this connection's media goes.
 enum Publishing {
     None,
-    Reserved {
-        reservation: Reservation,
-        adapter: Adapter,
-    },
-    Live {
-        published: Published,
-        adapter: Adapter,
-    },
+    /// Accepted, waiting for the adapter to know the tracks.
+    Reserved(Reservation),
+    Live(Published),
 }
+
+/// The message stream id rml_rtmp's server session gives the first `createStream`, which is the
+/// one every publisher uses.
+const PUBLISH_STREAM_ID: u32 = 1;
 
 struct Connection {
     socket: TcpStream,
@@ -127,8 +127,8 @@ struct Connection {
     config: RtmpConfig,
     session: Option<ServerSession>,
     stream_name: Option<String>,
-    publish_stream_id: u32,
     state: Publishing,
+    adapter: Adapter,
     pending: Vec<ServerSessionResult>,
 }
 
@@ -140,8 +140,8 @@ impl Connection {
             config,
             session: None,
             stream_name: None,
-            publish_stream_id: 1,
             state: Publishing::None,
+            adapter: Adapter::new(),
             pending: Vec::new(),
         }
     }
@@ -290,21 +290,14 @@ impl Connection {
                     }
                 };
                 info!(stream = %name, peer = %self.peer, "publish accepted");
-                self.state = Publishing::Reserved {
-                    reservation,
-                    adapter: Adapter::new(),
-                };
+                self.state = Publishing::Reserved(reservation);
+                self.adapter = Adapter::new();
                 Ok(self.session().accept_request(request_id)?)
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
                 let hints = hints_from(&metadata);
                 debug!(?metadata, "metadata");
-                match &mut self.state {
-                    Publishing::Reserved { adapter, .. } | Publishing::Live { adapter, .. } => {
-                        adapter.hints(hints)
-                    }
-                    Publishing::None => {}
-                }
+                self.adapter.hints(hints);
                 Ok(vec![])
             }
             ServerSessionEvent::VideoDataReceived {
@@ -355,51 +348,40 @@ impl Connection {
     }
 
     fn media(&mut self, video: bool, ts: RtmpTimestamp, data: Bytes) -> Result<(), RtmpError> {
-        let stream = self.stream_name().to_string();
-        let state = std::mem::replace(&mut self.state, Publishing::None);
-        let (mut adapter, reservation, mut published) = match state {
-            Publishing::None => return Ok(()),
-            Publishing::Reserved {
-                reservation,
-                adapter,
-            } => (adapter, Some(reservation), None),
-            Publishing::Live { published, adapter } => (adapter, None, Some(published)),
-        };
+        if matches!(self.state, Publishing::None) {
+            return Ok(());
+        }
         let r = if video {
-            adapter.video(ts.value, &data)
+            self.adapter.video(ts.value, &data)
         } else {
-            adapter.audio(ts.value, &data)
+            self.adapter.audio(ts.value, &data)
         };
         if let Err(source) = r {
+            let stream = self.stream_name().to_string();
             return Err(RtmpError::Media { stream, source });
         }
-        let mut reservation = reservation;
-        while let Some(ev) = adapter.pull() {
+        while let Some(ev) = self.adapter.pull() {
             match ev {
-                AdapterEvent::Start(tracks) => {
-                    if let Some(res) = reservation.take() {
-                        let codecs: Vec<String> =
-                            tracks.iter().map(|t| t.codec.codec_string()).collect();
-                        info!(stream = %stream, ?codecs, "live");
-                        published = Some(res.publish(tracks));
-                    }
-                }
                 AdapterEvent::Frame(frame) => {
-                    if let Some(p) = &published {
+                    if let Publishing::Live(p) = &self.state {
                         p.push(frame);
                     }
                 }
-                AdapterEvent::Notice(n) => info!(stream = %stream, "{n}"),
+                AdapterEvent::Start(tracks) => {
+                    let stream = self.stream_name.as_deref().unwrap_or("-");
+                    let codecs: Vec<String> =
+                        tracks.iter().map(|t| t.codec.codec_string()).collect();
+                    info!(stream, ?codecs, "live");
+                    self.state = match std::mem::replace(&mut self.state, Publishing::None) {
+                        Publishing::Reserved(r) => Publishing::Live(r.publish(tracks)),
+                        other => other,
+                    };
+                }
+                AdapterEvent::Notice(n) => {
+                    info!(stream = self.stream_name.as_deref().unwrap_or("-"), "{n}")
+                }
             }
         }
-        self.state = match (published, reservation) {
-            (Some(published), _) => Publishing::Live { published, adapter },
-            (None, Some(reservation)) => Publishing::Reserved {
-                reservation,
-                adapter,
-            },
-            (None, None) => Publishing::None,
-        };
         Ok(())
     }
 
@@ -424,8 +406,7 @@ impl Connection {
         };
         // A fresh serializer writes a self-contained (type 0) chunk; the session's own
         // serializer is mid-stream and we are closing anyway.
-        let Ok(payload) = msg.into_message_payload(RtmpTimestamp::new(0), self.publish_stream_id)
-        else {
+        let Ok(payload) = msg.into_message_payload(RtmpTimestamp::new(0), PUBLISH_STREAM_ID) else {
             return;
         };
         if let Ok(packet) = ChunkSerializer::new().serialize(&payload, true, false) {

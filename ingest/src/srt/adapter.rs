@@ -15,7 +15,7 @@ use media::codec::AacConfig;
 use media::{h264, h265, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
 
 use super::ts::{EsInfo, StreamKind, TsEvent};
-use crate::AdapterEvent;
+use crate::{AdapterEvent, SampleClock};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TsAdapterError {
@@ -46,7 +46,7 @@ struct Audio {
     opus: bool,
     config: Option<(CodecConfig, AacConfig)>,
     track: Option<usize>,
-    next: Option<i64>,
+    clock: SampleClock,
 }
 
 /// Media that arrived before the broadcast could start, from the latest video keyframe on.
@@ -172,7 +172,7 @@ impl TsAdapter {
             opus: e.kind == StreamKind::Opus,
             config: None,
             track: None,
-            next: None,
+            clock: SampleClock::default(),
         });
         self.early.clear();
         Ok(())
@@ -191,9 +191,9 @@ impl TsAdapter {
             // Parameter sets go into the configuration record, delimiters nowhere.
             let carried = if v.hevc {
                 match h265::nal_type(nal) {
-                    h265::NAL_VPS => v.vps = Some(nal.to_vec()),
-                    h265::NAL_SPS => v.sps = Some(nal.to_vec()),
-                    h265::NAL_PPS => v.pps = Some(nal.to_vec()),
+                    h265::NAL_VPS => keep(&mut v.vps, nal),
+                    h265::NAL_SPS => keep(&mut v.sps, nal),
+                    h265::NAL_PPS => keep(&mut v.pps, nal),
                     h265::NAL_AUD => {}
                     t => {
                         keyframe |= h265::is_irap(t);
@@ -206,8 +206,8 @@ impl TsAdapter {
                 nal[0] & 0x1f
             };
             match carried {
-                7 => v.sps = Some(nal.to_vec()),
-                8 => v.pps = Some(nal.to_vec()),
+                7 => keep(&mut v.sps, nal),
+                8 => keep(&mut v.pps, nal),
                 9 => {}
                 t => {
                     keyframe |= t == 5;
@@ -385,22 +385,20 @@ impl TsAdapter {
         let (Some(track), Some((_, cfg))) = (a.track, a.config.as_ref()) else {
             return;
         };
-        let rate = cfg.sample_rate as i64;
         let scale = Timescale(cfg.sample_rate);
-        let mut ticks = scale.convert(pts - base, Timescale::VIDEO);
-        if let Some(expected) = a.next {
-            // Keep the sample clock exact across PES packets unless the source jumped.
-            if (ticks - expected).abs() <= rate / 10 {
-                ticks = expected;
-            }
-        }
-        let opus = a.opus;
-        for raw in frames {
-            let duration = if opus {
-                opus_samples(&raw).unwrap_or(960)
-            } else {
-                AAC_FRAME
-            };
+        let durations: Vec<i64> = if a.opus {
+            frames
+                .iter()
+                .map(|f| opus_samples(f).unwrap_or(960))
+                .collect()
+        } else {
+            vec![AAC_FRAME; frames.len()]
+        };
+        let stamped = scale.convert(pts - base, Timescale::VIDEO);
+        let mut ticks = a
+            .clock
+            .place(stamped, cfg.sample_rate, durations.iter().sum());
+        for (raw, duration) in frames.into_iter().zip(durations) {
             if ticks >= 0 {
                 let ts = Timestamp::new(ticks, scale);
                 self.out.push_back(AdapterEvent::Frame(Frame {
@@ -413,7 +411,6 @@ impl TsAdapter {
             }
             ticks += duration;
         }
-        a.next = Some(ticks);
     }
 
     /// Starts the broadcast once every stream that will be in it has its configuration and
@@ -481,6 +478,13 @@ impl TsAdapter {
                 Early::Audio { pts, frames } => self.emit_audio(pts, frames),
             }
         }
+    }
+}
+
+/// Stores a parameter set; encoders repeat them before every keyframe, so copy only a change.
+fn keep(slot: &mut Option<Vec<u8>>, nal: &[u8]) {
+    if slot.as_deref() != Some(nal) {
+        *slot = Some(nal.to_vec());
     }
 }
 

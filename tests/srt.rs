@@ -113,27 +113,7 @@ fn opus_over_srt_is_packaged_as_cmaf_opus() {
     let mv = get(srv.http, "/live/demo/index.m3u8").unwrap().text();
     assert!(mv.contains(",opus\""), "{mv}");
     let p = get(srv.http, "/live/demo/audio/index.m3u8").unwrap().text();
-    let session = attr(tags(&p, "#EXT-X-MAP:")[0], "URI")
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let mut file = get(srv.http, &format!("/live/demo/audio/{session}/init.mp4"))
-        .unwrap()
-        .body;
-    for seg in p
-        .lines()
-        .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
-    {
-        file.extend_from_slice(
-            &get(srv.http, &format!("/live/demo/audio/{seg}"))
-                .unwrap()
-                .body,
-        );
-    }
-    let path = srv.dir.0.join("audio.mp4");
-    std::fs::write(&path, &file).unwrap();
+    let path = download_rendition(&srv, NAME, "audio", &p);
     let probe = ffprobe_frames(&path);
     assert_eq!(probe[0].0, "opus", "{probe:?}");
     assert!(probe[0].3 >= 90, "{probe:?}");
@@ -158,16 +138,13 @@ fn access_control_stream_id_and_refusals() {
     assert!(log.contains("already has a publisher"), "{log}");
     assert!(!log.contains("wrong-key-000"), "keys are not logged");
     // The good stream is still live and advancing.
-    let before = get(srv.http, "/api/v1/streams").unwrap().text();
-    std::thread::sleep(Duration::from_secs(2));
-    let after = get(srv.http, "/live/demo/video/index.m3u8").unwrap().text();
-    assert!(!after.contains("ENDLIST"), "{before}\n{after}");
+    assert_advances(&srv, NAME);
 }
 
 #[test]
 fn passphrase_is_required_and_checked() {
     let pass = "correct-horse-battery";
-    let srv = Server::start(&format!("srt.passphrase = \"{pass}\""));
+    let srv = Server::start_srt(&format!("passphrase = \"{pass}\""));
     let (ok, _) = Publisher::srt(&srv.srt_url(&format!("publish:{KEY}"), ""), 3).wait(LONG);
     assert!(!ok, "an unencrypted caller must be refused");
     let (ok, _) = Publisher::srt(
@@ -294,14 +271,5 @@ fn garbage_datagrams_do_not_disturb_a_stream() {
     }
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(get(srv.http, "/healthz").unwrap().status, 200);
-    let p = get(srv.http, "/live/demo/video/index.m3u8").unwrap().text();
-    let msn = |p: &str| tags(p, "#EXTINF").len();
-    let before = msn(&p);
-    wait_for("the stream to keep advancing", LONG, || {
-        let now = get(srv.http, "/live/demo/video/index.m3u8").ok()?.text();
-        (msn(&now) > before
-            || now.lines().filter(|l| l.starts_with("#EXT-X-PART")).count() > 0
-                && !now.contains("ENDLIST"))
-        .then_some(())
-    });
+    assert_advances(&srv, NAME);
 }

@@ -105,5 +105,11 @@ fn publish_without_arguments_is_refused() {
 fn play_without_arguments_is_refused() {
     let (mut session, mut ser) = connected();
     let bytes = command(&mut ser, "play", 3.0, Amf0Value::Null, vec![], 1);
-    assert!(session.handle_input(&bytes).is_ok());
+    let results = session.handle_input(&bytes).unwrap();
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, ServerSessionResult::OutboundResponse(_))),
+        "an error status goes back"
+    );
 }

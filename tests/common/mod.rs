@@ -74,7 +74,13 @@ impl Server {
 
     /// Starts `estuary serve` with the given streams/extra config (ports and data dir are added).
     pub fn start_with(body: &str) -> Server {
-        Self::start_full(body, "", free_port(), true)
+        Self::start_full(body, "", "", free_port(), true)
+    }
+
+    /// As [`Server::start`], with extra keys in `[srt]` (e.g. a passphrase).
+    pub fn start_srt(srt_extra: &str) -> Server {
+        let streams = format!("[[streams]]\nname = \"{NAME}\"\nkey = \"{KEY}\"\n");
+        Self::start_full(&streams, "", &format!("{srt_extra}\n"), free_port(), true)
     }
 
     /// HTTPS on `port` with the given PEM files; health is checked by the caller.
@@ -84,18 +90,19 @@ impl Server {
             cert.display(),
             key.display()
         );
-        Self::start_full("", &http, port, false)
+        Self::start_full("", &http, "", port, false)
     }
 
-    fn start_full(body: &str, http_extra: &str, http: u16, check_health: bool) -> Server {
+    fn start_full(
+        body: &str,
+        http_extra: &str,
+        srt_extra: &str,
+        http: u16,
+        check_health: bool,
+    ) -> Server {
         let dir = TempDir::new("srv");
         let rtmp = free_port();
         let srt = free_udp_port();
-        // [srt] keys other than `listen` come from the caller as `srt_extra = ...` lines.
-        let (srt_extra, body): (Vec<&str>, Vec<&str>) =
-            body.lines().partition(|l| l.starts_with("srt."));
-        let srt_extra: String = srt_extra.iter().map(|l| format!("{}\n", &l[4..])).collect();
-        let body = body.join("\n");
         let cfg = format!(
             "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[srt]\nlisten = \"127.0.0.1:{srt}\"\n{srt_extra}{body}\n",
             dir.0.join("data").display()
@@ -405,28 +412,48 @@ pub fn assert_codec_decodes(
         let r = get(srv.http, &format!("/live/{name}/video/index.m3u8")).ok()?;
         (r.status == 200 && tags(&r.text(), "#EXTINF").len() >= segments).then(|| r.text())
     });
-    let session = attr(tags(&playlist, "#EXT-X-MAP:")[0], "URI")
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let mut file = get(srv.http, &format!("/live/{name}/video/{session}/init.mp4"))
-        .unwrap()
-        .body;
-    for seg in playlist
-        .lines()
-        .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
-    {
-        let r = get(srv.http, &format!("/live/{name}/video/{seg}")).unwrap();
-        assert_eq!(r.status, 200, "{seg}");
-        file.extend_from_slice(&r.body);
-    }
-    let path = srv.dir.0.join(format!("{name}-video.mp4"));
-    std::fs::write(&path, &file).unwrap();
+    let path = download_rendition(srv, name, "video", &playlist);
     let probe = ffprobe_frames(&path);
     assert_eq!(probe[0].0, codec, "{probe:?}");
     assert_eq!((probe[0].1, probe[0].2), (width, height), "{probe:?}");
     assert!(probe[0].3 > 0, "{probe:?}");
     probe[0].3
+}
+
+/// Fetches the init segment and every segment `playlist` lists for one rendition, checking each
+/// answers 200, and writes them into one file for ffprobe.
+pub fn download_rendition(srv: &Server, name: &str, rendition: &str, playlist: &str) -> PathBuf {
+    let map = attr(tags(playlist, "#EXT-X-MAP:")[0], "URI").expect("EXT-X-MAP URI");
+    let init = get(srv.http, &format!("/live/{name}/{rendition}/{map}")).unwrap();
+    assert_eq!(init.status, 200, "{map}");
+    let mut file = init.body;
+    for seg in playlist
+        .lines()
+        .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+    {
+        let r = get(srv.http, &format!("/live/{name}/{rendition}/{seg}")).unwrap();
+        assert_eq!(r.status, 200, "{seg}");
+        file.extend_from_slice(&r.body);
+    }
+    let path = srv.dir.0.join(format!("{name}-{rendition}.mp4"));
+    std::fs::write(&path, &file).unwrap();
+    path
+}
+
+/// Waits until the video playlist of `name` lists a part it did not list before, and is not
+/// ended: the stream is live and advancing.
+pub fn assert_advances(srv: &Server, name: &str) {
+    let path = format!("/live/{name}/video/index.m3u8");
+    let last_part = |p: &str| {
+        tags(p, "#EXT-X-PART:")
+            .last()
+            .and_then(|l| attr(l, "URI"))
+            .map(str::to_string)
+    };
+    let before = last_part(&get(srv.http, &path).unwrap().text());
+    wait_for("the stream to advance", Duration::from_secs(60), || {
+        let now = get(srv.http, &path).ok()?.text();
+        assert!(!now.contains("#EXT-X-ENDLIST"), "the stream ended:\n{now}");
+        (last_part(&now).is_some() && last_part(&now) != before).then_some(())
+    });
 }

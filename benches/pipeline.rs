@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ingest::rtmp::adapter::{Adapter, AdapterEvent};
-use media::{Frame, Hub, TrackInfo};
+use media::{Frame, TrackInfo};
 use packager::segmenter::{Segmenter, SegmenterConfig};
-use packager::window::{StreamWindow, WindowConfig, Windows};
+use packager::window::{StreamWindow, WindowConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
 
 struct Tag {
     video: bool,
@@ -160,16 +162,6 @@ fn throughput(tags: &[Tag]) {
     );
 }
 
-async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.set_nodelay(true)?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
 async fn latency(tags: Vec<Tag>) {
     use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
     use rml_rtmp::sessions::{
@@ -207,28 +199,10 @@ async fn latency(tags: Vec<Tag>) {
     }
 
     // The server, wired as the binary wires it.
-    let hub = Hub::new();
-    let windows = Windows::new();
-    {
-        let windows = windows.clone();
-        hub.on_publish(move |a| {
-            tokio::spawn(packager::run(
-                a.reader,
-                windows.clone(),
-                packager::PackagerConfig::default(),
-            ));
-        });
-    }
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = common::origin().await;
+    let (hub, http_port, cancel) = (origin.hub, origin.http_port, origin.cancel);
     let rtmp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_port = http.local_addr().unwrap().port();
     let rtmp_port = rtmp.local_addr().unwrap().port();
-    tokio::spawn(edge::serve(
-        http,
-        edge::Service::new(windows.clone(), Default::default()),
-        cancel.clone(),
-    ));
     let keys = Arc::new(ingest::StreamKeys::new([(
         "bench-key".to_string(),
         "bench".to_string(),
@@ -325,46 +299,7 @@ async fn latency(tags: Vec<Tag>) {
     });
 
     // The viewer: a blocking reload for each next part, in order.
-    let watcher = tokio::spawn(async move {
-        let mut seen: HashMap<(u64, u32), Instant> = HashMap::new();
-        let (mut msn, mut part) = (0u64, 0u32);
-        loop {
-            let path = format!("/live/bench/video/index.m3u8?_HLS_msn={msn}&_HLS_part={part}");
-            let Ok(text) = http_get(http_port, &path).await else {
-                break;
-            };
-            let now = Instant::now();
-            if !text.starts_with("HTTP/1.1 200") {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                if text.starts_with("HTTP/1.1 404") {
-                    continue;
-                }
-                break;
-            }
-            for line in text.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
-                if let Some(stem) = line.split('/').nth(1).and_then(|r| r.split(".m4s").next()) {
-                    if let Some((m, p)) = stem.split_once('.') {
-                        let key = (m.parse().unwrap_or(0), p.parse().unwrap_or(0));
-                        seen.entry(key).or_insert(now);
-                    }
-                }
-            }
-            if text.contains("#EXT-X-ENDLIST") {
-                break;
-            }
-            let Some(hint) = text.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")) else {
-                break;
-            };
-            let stem = hint
-                .split('/')
-                .nth(1)
-                .and_then(|r| r.split(".m4s").next())
-                .unwrap_or("0.0");
-            let (m, p) = stem.split_once('.').unwrap_or(("0", "0"));
-            (msn, part) = (m.parse().unwrap_or(0), p.parse().unwrap_or(0));
-        }
-        seen
-    });
+    let watcher = common::watch_parts(http_port, "bench");
 
     // Publish in real time, noting when each tag's last byte went to the socket.
     let mut sent_at = vec![None; tags.len()];
@@ -401,18 +336,13 @@ async fn latency(tags: Vec<Tag>) {
             lat.push(at.saturating_duration_since(t).as_secs_f64() * 1000.0);
         }
     }
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
     println!(
         "## ingest-to-availability latency ({} video parts seen by a blocking reload)",
         lat.len()
     );
-    if !lat.is_empty() {
+    if let Some((p50, p99, max)) = common::percentiles(&mut lat) {
         println!(
-            "last byte of a part's last frame → blocking reload listing it: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            pct(0.5),
-            pct(0.99),
-            pct(1.0)
+            "last byte of a part's last frame → blocking reload listing it: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"
         );
     }
 }

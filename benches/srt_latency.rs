@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 use ingest::srt::adapter::TsAdapter;
 use ingest::srt::ts::TsDemuxer;
 use ingest::AdapterEvent;
-use media::Hub;
 use packager::segmenter::{Output, Segmenter, SegmenterConfig};
-use packager::window::Windows;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
 
 const LATENCY: Duration = Duration::from_millis(20);
 
@@ -106,15 +105,6 @@ fn layout(ts: &[u8]) -> (Vec<u64>, Vec<usize>) {
     (times, pes_ends)
 }
 
-async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
 async fn run(ts: Vec<u8>) {
     let (times, pes_ends) = layout(&ts);
     // Which video PES ends each part: the same demuxer, adapter and segmenter, offline.
@@ -153,26 +143,8 @@ async fn run(ts: Vec<u8>) {
         }
     }
 
-    let hub = Hub::new();
-    let windows = Windows::new();
-    {
-        let windows = windows.clone();
-        hub.on_publish(move |a| {
-            tokio::spawn(packager::run(
-                a.reader,
-                windows.clone(),
-                packager::PackagerConfig::default(),
-            ));
-        });
-    }
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_port = http.local_addr().unwrap().port();
-    tokio::spawn(edge::serve(
-        http,
-        edge::Service::new(windows.clone(), Default::default()),
-        cancel.clone(),
-    ));
+    let origin = common::origin().await;
+    let (hub, http_port, cancel) = (origin.hub, origin.http_port, origin.cancel);
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let srt_addr = udp.local_addr().unwrap();
     drop(udp);
@@ -206,49 +178,7 @@ async fn run(ts: Vec<u8>) {
         .expect("srt-live-transmit (Debian package srt-tools)");
     let mut stdin = caller.stdin.take().unwrap();
 
-    let watcher = tokio::spawn(async move {
-        let mut seen: HashMap<(u64, u32), Instant> = HashMap::new();
-        let (mut msn, mut part) = (0u64, 0u32);
-        loop {
-            let path = format!("/live/bench/video/index.m3u8?_HLS_msn={msn}&_HLS_part={part}");
-            let Ok(text) = http_get(http_port, &path).await else {
-                break;
-            };
-            let now = Instant::now();
-            if !text.starts_with("HTTP/1.1 200") {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                if text.starts_with("HTTP/1.1 404") {
-                    continue;
-                }
-                break;
-            }
-            for line in text.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
-                if let Some((m, p)) = line
-                    .split('/')
-                    .nth(1)
-                    .and_then(|r| r.split(".m4s").next())
-                    .and_then(|s| s.split_once('.'))
-                {
-                    seen.entry((m.parse().unwrap_or(0), p.parse().unwrap_or(0)))
-                        .or_insert(now);
-                }
-            }
-            if text.contains("#EXT-X-ENDLIST") {
-                break;
-            }
-            let Some(hint) = text.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")) else {
-                break;
-            };
-            let stem = hint
-                .split('/')
-                .nth(1)
-                .and_then(|r| r.split(".m4s").next())
-                .unwrap_or("0.0");
-            let (m, p) = stem.split_once('.').unwrap_or(("0", "0"));
-            (msn, part) = (m.parse().unwrap_or(0), p.parse().unwrap_or(0));
-        }
-        seen
-    });
+    let watcher = common::watch_parts(http_port, "bench");
 
     // Feed the caller from a blocking thread, 7 packets per write, each at its pacing time.
     let packets = ts.len() / 188;
@@ -312,19 +242,14 @@ async fn run(ts: Vec<u8>) {
         .map(|(k, ms)| format!("{}.{}: {ms:.1} ms", k.0, k.1))
         .collect();
     let mut lat: Vec<f64> = by_part.iter().map(|x| x.1).collect();
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
         "## SRT ingest-to-availability latency ({} video parts; SRT latency {:?})",
         lat.len(),
         LATENCY
     );
-    if !lat.is_empty() {
-        let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    if let Some((p50, p99, max)) = common::percentiles(&mut lat) {
         println!(
-            "write holding a part's last frame → blocking reload listing it: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            pct(0.5),
-            pct(0.99),
-            pct(1.0)
+            "write holding a part's last frame → blocking reload listing it: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
         );
         println!("slowest parts: {}", slowest.join(", "));
     }

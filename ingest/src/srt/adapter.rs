@@ -44,7 +44,8 @@ struct Video {
 struct Audio {
     pid: u16,
     opus: bool,
-    config: Option<(CodecConfig, AacConfig)>,
+    /// The track, once the first frame told us its configuration.
+    config: Option<TrackInfo>,
     track: Option<usize>,
     clock: SampleClock,
 }
@@ -294,14 +295,21 @@ impl TsAdapter {
         if a.config.is_none() {
             let asc = first.audio_specific_config();
             if let Some(parsed) = AacConfig::parse(&asc).filter(|c| c.sample_rate > 0) {
-                a.config = Some((
-                    CodecConfig::Aac {
-                        asc: asc.to_vec().into(),
-                    },
-                    parsed,
+                let codec = CodecConfig::Aac {
+                    asc: asc.to_vec().into(),
+                };
+                a.config = Some(TrackInfo::audio(
+                    codec,
+                    parsed.sample_rate,
+                    parsed.channels.max(1) as u16,
                 ));
             }
         }
+        self.audio_frames(pts, frames);
+    }
+
+    /// Audio frames: emitted once started, kept for the start before that.
+    fn audio_frames(&mut self, pts: i64, frames: Vec<Bytes>) {
         if !self.started {
             if self.video.is_none() || !self.early.is_empty() {
                 self.early.push(Early::Audio { pts, frames });
@@ -361,28 +369,15 @@ impl TsAdapter {
                 pre_skip: pre_skip.unwrap_or(312),
                 input_sample_rate: 48_000,
             };
-            a.config = Some((
-                cfg,
-                AacConfig {
-                    object_type: 0,
-                    sample_rate: 48_000,
-                    channels,
-                },
-            ));
+            a.config = Some(TrackInfo::audio(cfg, 48_000, channels as u16));
         }
-        if !self.started {
-            if self.video.is_none() || !self.early.is_empty() {
-                self.early.push(Early::Audio { pts, frames });
-            }
-            return;
-        }
-        self.emit_audio(pts, frames);
+        self.audio_frames(pts, frames);
     }
 
     fn emit_audio(&mut self, pts: i64, frames: Vec<Bytes>) {
         let base = self.base;
         let Some(a) = self.audio.as_mut() else { return };
-        let (Some(track), Some((_, cfg))) = (a.track, a.config.as_ref()) else {
+        let (Some(track), Some(cfg)) = (a.track, a.config.as_ref()) else {
             return;
         };
         let scale = Timescale(cfg.sample_rate);
@@ -458,13 +453,9 @@ impl TsAdapter {
             tracks.push(TrackInfo::video(cfg));
         }
         if let Some(a) = self.audio.as_mut() {
-            let (cfg, aac) = a.config.clone().expect("ready");
+            let info = a.config.clone().expect("ready");
             a.track = Some(tracks.len());
-            tracks.push(TrackInfo::audio(
-                cfg,
-                aac.sample_rate,
-                aac.channels.max(1) as u16,
-            ));
+            tracks.push(info);
         }
         self.out.push_back(AdapterEvent::Start(tracks));
         for e in std::mem::take(&mut self.early) {

@@ -9,20 +9,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A free port below Linux's ephemeral range (32768+), so no client socket of a parallel test
+/// (ffmpeg, curl, the tests' own HTTP) can take it between our check and the server's bind;
+/// a process-wide counter keeps the tests of one binary apart.
+fn pick_port(free: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = (std::process::id() % 60) * 200;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (20_000 + (base + n) % 12_000) as u16;
+        if free(port) {
+            return port;
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    pick_port(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
 }
 
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    pick_port(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok())
 }
 
 pub struct TempDir(pub PathBuf);

@@ -19,6 +19,8 @@ pub struct Config {
     #[serde(default)]
     pub srt: SrtSection,
     #[serde(default)]
+    pub whip: WhipSection,
+    #[serde(default)]
     pub hls: HlsSection,
     #[serde(default)]
     pub streams: Vec<StreamEntry>,
@@ -94,6 +96,32 @@ impl Default for SrtSection {
             latency_ms: 120,
             passphrase: None,
             idle_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhipSection {
+    pub enabled: bool,
+    /// UDP address for WebRTC media (one port for every session).
+    pub listen: SocketAddr,
+    /// ICE candidate addresses to announce (public IPs behind NAT); empty: local interfaces.
+    pub announce: Vec<std::net::IpAddr>,
+    pub connect_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_sessions: usize,
+}
+
+impl Default for WhipSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: ([0, 0, 0, 0], 8189).into(),
+            announce: Vec::new(),
+            connect_timeout_secs: 15,
+            idle_timeout_secs: 10,
+            max_sessions: 256,
         }
     }
 }

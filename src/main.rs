@@ -120,13 +120,31 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let http_addr = http_listener.local_addr()?;
     let rtmp_addr = rtmp_listener.local_addr()?;
 
-    let service = edge::Service::new(
+    let mut service = edge::Service::new(
         windows.clone(),
         edge::HttpConfig {
             max_connections: config.http.max_connections,
             cors_origin: config.http.cors_origin.clone(),
         },
     );
+    if config.whip.enabled {
+        let whip = ingest::whip::Whip::start(
+            ingest::whip::WhipConfig {
+                keys: keys.clone(),
+                hub: hub.clone(),
+                listen: config.whip.listen,
+                announce: config.whip.announce.clone(),
+                connect_timeout: Duration::from_secs(config.whip.connect_timeout_secs.max(1)),
+                idle_timeout: Duration::from_secs(config.whip.idle_timeout_secs.max(1)),
+                max_sessions: config.whip.max_sessions,
+                keyframe_interval: Config::secs(config.hls.segment_target),
+            },
+            cancel.clone(),
+        )
+        .await
+        .with_context(|| format!("binding WHIP media on {} (udp)", config.whip.listen))?;
+        service = service.with_whip(whip);
+    }
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => {
             Some(edge::tls::acceptor(cert, key).context("loading the TLS certificate")?)
@@ -169,12 +187,13 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     for s in &streams {
         let key = if s.generated { s.key.as_str() } else { "KEY" };
         info!(
-            "stream {:?}: OBS Server rtmp://{host}:{}/{}  Stream Key {}  |  SRT srt://{host}:{}?streamid=publish:{key}  |  play {scheme}://{host}:{}/live/{}/index.m3u8",
+            "stream {:?}: OBS Server rtmp://{host}:{}/{}  Stream Key {}  |  SRT srt://{host}:{}?streamid=publish:{key}  |  WHIP {scheme}://{host}:{}/whip (Bearer {key})  |  play {scheme}://{host}:{}/live/{}/index.m3u8",
             s.name,
             rtmp_addr.port(),
             config.rtmp.app,
             if s.generated { s.key.as_str() } else { "(from the config)" },
             config.srt.listen.port(),
+            http_addr.port(),
             http_addr.port(),
             s.name
         );

@@ -9,6 +9,7 @@ pub mod body;
 pub mod routes;
 pub mod server;
 pub mod tls;
+pub mod whip;
 
 pub use routes::{HttpConfig, Service};
 pub use server::{serve, serve_tls};

@@ -9,6 +9,7 @@
 //! | `/live/{name}/{rendition}/{session}/init.mp4` | CMAF header |
 //! | `/live/{name}/{rendition}/{session}/{msn}.m4s` | segment |
 //! | `/live/{name}/{rendition}/{session}/{msn}.{part}.m4s` | part (preload hints wait for it) |
+//! | `/whip`, `/whip/{key}`, `/whip/session/{id}` | WebRTC ingest ([`crate::whip`]) |
 //!
 //! Caching follows the low-latency server profile of RFC 8216bis (Appendix B): media bytes
 //! are immutable (a publish session has its own path segment, so a URL never changes
@@ -17,6 +18,7 @@
 //! anything not yet produced are never cached.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -57,6 +59,7 @@ struct Inner {
     config: HttpConfig,
     started: SystemTime,
     cors_origin: Option<HeaderValue>,
+    whip: Option<ingest::whip::Whip>,
 }
 
 /// RFC 8216bis §6.2.5.2: a request more than two segments ahead is answered at once.
@@ -76,19 +79,36 @@ impl Service {
                 config,
                 started: SystemTime::now(),
                 cors_origin,
+                whip: None,
             }),
         }
+    }
+
+    /// Serves WHIP publishers at `/whip` too.
+    pub fn with_whip(mut self, whip: ingest::whip::Whip) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_whip is called before the service is shared")
+            .whip = Some(whip);
+        self
     }
 
     pub fn config(&self) -> &HttpConfig {
         &self.inner.config
     }
 
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body + Send,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let whip_path = path == "/whip" || path.starts_with("/whip/");
         let mut resp = match method {
-            Method::OPTIONS => preflight(),
-            Method::GET | Method::HEAD => self.get(&req).await,
+            Method::OPTIONS => preflight(&req, whip_path),
+            Method::GET | Method::HEAD if !whip_path => self.get(&req).await,
+            _ if whip_path => self.whip(req, &path, peer).await,
             _ => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "only GET, HEAD and OPTIONS");
                 r.headers_mut().insert(
@@ -104,13 +124,46 @@ impl Service {
         }
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Content-Length, Date, Age"),
+            HeaderValue::from_static("Content-Length, Date, Age, Location, Link, ETag"),
         );
         if method == Method::HEAD {
             *resp.body_mut() = Body::empty();
         }
-        debug!(%method, path = req.uri().path(), status = resp.status().as_u16(), "request");
+        debug!(%method, path, status = resp.status().as_u16(), "request");
         resp
+    }
+
+    async fn whip<B>(&self, req: Request<B>, path: &str, peer: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body + Send,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let Some(whip) = &self.inner.whip else {
+            return error(StatusCode::NOT_FOUND, "WHIP ingest is not enabled here");
+        };
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (req.method().clone(), segs.as_slice()) {
+            (Method::POST, ["whip"]) => crate::whip::post(whip, req, None, peer).await,
+            (Method::POST, ["whip", key]) if *key != "session" => {
+                crate::whip::post(whip, req, Some(key), peer).await
+            }
+            (Method::DELETE, ["whip", "session", id]) => crate::whip::delete(whip, id).await,
+            (Method::PATCH, ["whip", "session", _]) => crate::whip::patch(),
+            (_, ["whip", "session", _]) => {
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "only DELETE and OPTIONS");
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
+                r
+            }
+            (_, ["whip"] | ["whip", _]) => {
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "publish with POST");
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+                r
+            }
+            _ => error(StatusCode::NOT_FOUND, "not found"),
+        }
     }
 
     async fn get<B>(&self, req: &Request<B>) -> Response<Body> {
@@ -496,7 +549,7 @@ fn text(status: StatusCode, body: &'static str, cache: &str) -> Response<Body> {
     r
 }
 
-fn error(status: StatusCode, msg: &str) -> Response<Body> {
+pub(crate) fn error(status: StatusCode, msg: &str) -> Response<Body> {
     let mut r = Response::new(Body::from(format!("{msg}\n")));
     *r.status_mut() = status;
     set(&mut r, header::CONTENT_TYPE, "text/plain; charset=utf-8");
@@ -504,15 +557,27 @@ fn error(status: StatusCode, msg: &str) -> Response<Body> {
     r
 }
 
-fn preflight() -> Response<Body> {
+fn preflight<B>(req: &Request<B>, whip: bool) -> Response<Body> {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
-    set(
-        &mut r,
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        "GET, HEAD, OPTIONS",
-    );
-    set(&mut r, header::ACCESS_CONTROL_ALLOW_HEADERS, "*");
+    let methods = if whip {
+        set(
+            &mut r,
+            header::HeaderName::from_static("accept-post"),
+            "application/sdp",
+        );
+        "POST, DELETE, PATCH, OPTIONS"
+    } else {
+        "GET, HEAD, OPTIONS"
+    };
+    set(&mut r, header::ACCESS_CONTROL_ALLOW_METHODS, methods);
+    // `*` does not cover Authorization (which WHIP publishers send): echo what was asked.
+    let asked = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*");
+    set(&mut r, header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
     set(&mut r, header::ACCESS_CONTROL_MAX_AGE, "86400");
     r
 }

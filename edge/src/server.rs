@@ -83,7 +83,7 @@ async fn connection<IO>(
 {
     let svc = service_fn(move |req| {
         let service = service.clone();
-        async move { Ok::<_, std::convert::Infallible>(service.handle(req).await) }
+        async move { Ok::<_, std::convert::Infallible>(service.handle(req, peer).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Queue body chunks for vectored writes instead of flattening them into hyper's buffer:

@@ -6,6 +6,7 @@
 
 pub mod rtmp;
 pub mod srt;
+pub mod whip;
 
 use std::collections::HashMap;
 

@@ -65,6 +65,8 @@ pub struct Server {
     pub http: u16,
     pub rtmp: u16,
     pub srt: u16,
+    /// WHIP media (UDP).
+    pub whip: u16,
     pub dir: TempDir,
     pub log: PathBuf,
 }
@@ -111,8 +113,9 @@ impl Server {
         let dir = TempDir::new("srv");
         let rtmp = free_port();
         let srt = free_udp_port();
+        let whip = free_udp_port();
         let cfg = format!(
-            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[srt]\nlisten = \"127.0.0.1:{srt}\"\n{srt_extra}{body}\n",
+            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[srt]\nlisten = \"127.0.0.1:{srt}\"\n{srt_extra}[whip]\nlisten = \"127.0.0.1:{whip}\"\n{body}\n",
             dir.0.join("data").display()
         );
         // Sections must not repeat; callers put [hls] etc. in `body`.
@@ -135,6 +138,7 @@ impl Server {
             http,
             rtmp,
             srt,
+            whip,
             dir,
             log,
         };
@@ -280,14 +284,30 @@ pub fn get(port: u16, path: &str) -> std::io::Result<Resp> {
 
 /// A minimal HTTP/1.1 GET (Connection: close), enough to see status, headers and body bytes.
 pub fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
+    request(port, "GET", path, headers, b"")
+}
+
+/// One HTTP/1.1 request with any method and body.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
+    // A server may answer (413) before reading all of a large body.
+    let _ = s.write_all(body);
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let split = raw

@@ -1,0 +1,551 @@
+//! Turns depacketized WebRTC frames into the media model.
+//!
+//! str0m reorders RTP packets and reassembles access units (on the marker bit) and Opus packets;
+//! this adapter takes those frames with their RTP times and:
+//!
+//! - H.264 (Annex B from the depacketizer): parameter sets go into an `avcC`, the rest become
+//!   length-prefixed NAL units; a changed SPS (a browser lowering its resolution) is kept in-band
+//!   in that keyframe so decoders can follow it.
+//! - Opus: each packet is one frame; the channel count comes from the first packet's TOC byte.
+//! - Time: every track's RTP clock is mapped to one wall clock, from the RTCP sender reports
+//!   (NTP ↔ RTP pairs) when every track has one by the time the broadcast starts, otherwise from
+//!   the arrival time of each track's first frame. The mapping is fixed from then on, so
+//!   timestamps advance exactly with the RTP clocks and audio and video stay in sync.
+//! - Loss: a video frame that does not continue the previous one (or arrives without its
+//!   parameter sets) drops video until the next keyframe and asks for one ([`wants_keyframe`]).
+//!
+//! Push/pull contract like the other adapters: [`WhipAdapter::push`] each frame, then
+//! [`WhipAdapter::pull`] until `None`.
+//!
+//! [`wants_keyframe`]: WhipAdapter::wants_keyframe
+
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use media::{h264, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
+
+use crate::AdapterEvent;
+
+/// How long to wait for every track's first sender report before mapping clocks by arrival.
+const SR_WAIT_US: i64 = 2_500_000;
+/// Media kept while waiting to start (a keyframe that never comes must not grow memory).
+const MAX_EARLY: usize = 2048;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WhipCodec {
+    H264,
+    Opus,
+}
+
+/// A sender report's clock pair: NTP wall time (µs since the Unix epoch) and extended RTP time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SenderClock {
+    pub ntp_us: i64,
+    pub rtp: u64,
+}
+
+/// One reassembled frame as it comes out of the depacketizer.
+#[derive(Clone, Debug)]
+pub struct RtpFrame {
+    pub codec: WhipCodec,
+    /// Extended (unwrapped) RTP timestamp.
+    pub rtp_time: u64,
+    /// RTP clock rate.
+    pub clock: u32,
+    /// Arrival of the frame's first packet, µs on any monotonic clock (the same for all frames).
+    pub arrival_us: i64,
+    /// False when packets were lost between the previous frame and this one.
+    pub contiguous: bool,
+    pub data: Bytes,
+    /// The latest sender report for this frame's stream, if any has arrived.
+    pub sender: Option<SenderClock>,
+}
+
+#[derive(Debug, Default)]
+struct Track {
+    codec: Option<WhipCodec>,
+    clock: u32,
+    sender: Option<SenderClock>,
+    first: Option<(u64, i64)>,
+    info: Option<TrackInfo>,
+    /// Index in the broadcast.
+    index: Option<usize>,
+    /// RTP time + offset = track time; fixed at start.
+    offset: Option<i64>,
+    last_ts: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct Video {
+    sps: Option<Vec<u8>>,
+    pps: Option<Vec<u8>>,
+    config_sps: Option<Vec<u8>>,
+    need_key: bool,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Video,
+    Audio,
+}
+
+#[derive(Debug)]
+struct Early {
+    slot: Slot,
+    rtp_time: u64,
+    keyframe: bool,
+    data: Bytes,
+}
+
+/// The frames of one WHIP session, turned into one broadcast.
+#[derive(Debug)]
+pub struct WhipAdapter {
+    expect_video: bool,
+    expect_audio: bool,
+    video: Track,
+    audio: Track,
+    h264: Video,
+    started: bool,
+    first_arrival: Option<i64>,
+    early: Vec<Early>,
+    keyframe_wanted: bool,
+    noticed: u32,
+    out: VecDeque<AdapterEvent>,
+}
+
+/// A track's clock pair: from its sender report, or its first frame's arrival.
+fn anchor(t: &Track, by_reports: bool) -> (u64, i64) {
+    match (by_reports, t.sender, t.first) {
+        (true, Some(s), _) => (s.rtp, s.ntp_us),
+        (_, _, Some(first)) => first,
+        _ => (0, 0),
+    }
+}
+
+/// Where RTP time `rtp` of track `t` falls on the common wall clock, in µs.
+fn wall(t: &Track, rtp: u64, by_reports: bool) -> i64 {
+    let (r, us) = anchor(t, by_reports);
+    us + (rtp as i64 - r as i64) * 1_000_000 / t.clock.max(1) as i64
+}
+
+impl WhipAdapter {
+    /// An adapter for a session that negotiated a video track, an audio track, or both.
+    pub fn new(expect_video: bool, expect_audio: bool) -> Self {
+        WhipAdapter {
+            expect_video,
+            expect_audio,
+            video: Track::default(),
+            audio: Track::default(),
+            h264: Video {
+                need_key: true,
+                ..Default::default()
+            },
+            started: false,
+            first_arrival: None,
+            early: Vec::new(),
+            keyframe_wanted: expect_video,
+            noticed: 0,
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn pull(&mut self) -> Option<AdapterEvent> {
+        self.out.pop_front()
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// Video is waiting for a keyframe (after joining or after loss).
+    pub fn waits_for_keyframe(&self) -> bool {
+        self.expect_video && self.h264.need_key
+    }
+
+    /// True once after video lost its picture (or on join): the session should send a PLI.
+    pub fn wants_keyframe(&mut self) -> bool {
+        std::mem::take(&mut self.keyframe_wanted)
+    }
+
+    /// A periodic tick (arrival clock, µs): starts a broadcast that has waited long enough for
+    /// sender reports.
+    pub fn tick(&mut self, now_us: i64) {
+        if !self.started {
+            self.try_start(now_us);
+        }
+    }
+
+    pub fn push(&mut self, f: RtpFrame) {
+        self.first_arrival.get_or_insert(f.arrival_us);
+        match f.codec {
+            WhipCodec::H264 => self.video_frame(f),
+            WhipCodec::Opus => self.audio_frame(f),
+        }
+    }
+
+    fn notice(&mut self, msg: String) {
+        // A broken publisher would otherwise log once per frame.
+        if self.noticed < 20 {
+            self.noticed += 1;
+            self.out.push_back(AdapterEvent::Notice(msg));
+        }
+    }
+
+    fn track_for(&mut self, slot: &Slot, f: &RtpFrame) -> bool {
+        let t = match slot {
+            Slot::Video => &mut self.video,
+            Slot::Audio => &mut self.audio,
+        };
+        if t.codec.is_some_and(|c| c != f.codec) || (t.clock != 0 && t.clock != f.clock) {
+            return false;
+        }
+        t.codec = Some(f.codec);
+        t.clock = f.clock.max(1);
+        t.first.get_or_insert((f.rtp_time, f.arrival_us));
+        if f.sender.is_some() {
+            t.sender = f.sender;
+        }
+        true
+    }
+
+    fn video_frame(&mut self, f: RtpFrame) {
+        if !self.track_for(&Slot::Video, &f) {
+            self.notice("the video codec changed mid-session; ignoring the new one".into());
+            return;
+        }
+        if !f.contiguous && !self.h264.need_key {
+            self.h264.need_key = true;
+            self.keyframe_wanted = true;
+            self.notice("video packets were lost; waiting for the next keyframe".into());
+        }
+        let mut keyframe = false;
+        let mut sps_changed = false;
+        let mut params: Vec<&[u8]> = Vec::new();
+        let mut out = BytesMut::with_capacity(f.data.len() + 16);
+        for nal in h264::annexb_nals(&f.data) {
+            match nal[0] & 0x1f {
+                7 => {
+                    if self.h264.sps.as_deref() != Some(nal) {
+                        self.h264.sps = Some(nal.to_vec());
+                    }
+                    params.push(nal);
+                }
+                8 => {
+                    if self.h264.pps.as_deref() != Some(nal) {
+                        self.h264.pps = Some(nal.to_vec());
+                    }
+                    params.push(nal);
+                }
+                9 => {}
+                t => {
+                    keyframe |= t == 5;
+                    out.put_u32(nal.len() as u32);
+                    out.put_slice(nal);
+                }
+            }
+        }
+        if self.video.info.is_none() {
+            if let (Some(sps), Some(pps)) = (&self.h264.sps, &self.h264.pps) {
+                if let Some(avcc) = h264::avcc_from(sps, pps) {
+                    self.h264.config_sps = Some(sps.clone());
+                    self.video.info =
+                        Some(TrackInfo::video(CodecConfig::H264 { avcc: avcc.into() }));
+                }
+            }
+        } else if keyframe && self.h264.sps.is_some() && self.h264.sps != self.h264.config_sps {
+            sps_changed = true;
+        }
+        if out.is_empty() {
+            return;
+        }
+        if self.h264.need_key {
+            if !keyframe || self.video.info.is_none() {
+                return;
+            }
+            self.h264.need_key = false;
+        }
+        let data = if sps_changed {
+            // The stream's picture changed (browsers adapt resolution): carry the new
+            // parameter sets in-band in this keyframe.
+            let mut with = BytesMut::with_capacity(out.len() + 64);
+            for p in params {
+                with.put_u32(p.len() as u32);
+                with.put_slice(p);
+            }
+            with.put_slice(&out);
+            with.freeze()
+        } else {
+            out.freeze()
+        };
+        self.media(Slot::Video, f.rtp_time, keyframe, data, f.arrival_us);
+    }
+
+    fn audio_frame(&mut self, f: RtpFrame) {
+        if !self.track_for(&Slot::Audio, &f) {
+            self.notice("the audio codec changed mid-session; ignoring the new one".into());
+            return;
+        }
+        let Some(&toc) = f.data.first() else {
+            return; // DTX / padding
+        };
+        if self.audio.info.is_none() {
+            let channels = if toc & 0x04 != 0 { 2 } else { 1 };
+            self.audio.info = Some(TrackInfo::audio(
+                CodecConfig::Opus {
+                    channels,
+                    pre_skip: 0,
+                    input_sample_rate: 48_000,
+                },
+                48_000,
+                channels as u16,
+            ));
+        }
+        self.media(Slot::Audio, f.rtp_time, true, f.data, f.arrival_us);
+    }
+
+    fn media(&mut self, slot: Slot, rtp_time: u64, keyframe: bool, data: Bytes, now_us: i64) {
+        if self.started {
+            self.emit(&slot, rtp_time, keyframe, data);
+            return;
+        }
+        if matches!(slot, Slot::Video) && keyframe {
+            // Start from the newest keyframe: older media cannot be decoded from here.
+            self.early.clear();
+        }
+        if self.early.len() < MAX_EARLY {
+            self.early.push(Early {
+                slot,
+                rtp_time,
+                keyframe,
+                data,
+            });
+        }
+        self.try_start(now_us);
+    }
+
+    fn try_start(&mut self, now_us: i64) {
+        let has_key = self
+            .early
+            .iter()
+            .any(|e| matches!(e.slot, Slot::Video) && e.keyframe);
+        let video_ready = !self.expect_video || (has_key && self.video.info.is_some());
+        let audio_ready = !self.expect_audio || self.audio.info.is_some();
+        if !video_ready || !audio_ready || self.early.is_empty() {
+            return;
+        }
+        let active: Vec<&Track> = [&self.video, &self.audio]
+            .into_iter()
+            .filter(|t| t.info.is_some())
+            .collect();
+        let all_reports = active.iter().all(|t| t.sender.is_some());
+        let waited = now_us - self.first_arrival.unwrap_or(now_us);
+        if !all_reports && waited < SR_WAIT_US {
+            return;
+        }
+        // The broadcast's zero: the first media kept (the video keyframe when there is video).
+        let zero = self
+            .early
+            .iter()
+            .find(|e| !self.expect_video || matches!(e.slot, Slot::Video))
+            .map(|e| match e.slot {
+                Slot::Video => wall(&self.video, e.rtp_time, all_reports),
+                Slot::Audio => wall(&self.audio, e.rtp_time, all_reports),
+            })
+            .unwrap_or(0);
+        let mut tracks = Vec::new();
+        for t in [&mut self.video, &mut self.audio] {
+            let Some(info) = t.info.clone() else { continue };
+            let (rtp, us) = anchor(t, all_reports);
+            // track ticks = (wall - zero) in the track's clock = rtp - anchor rtp + (anchor wall - zero)
+            t.offset = Some((us - zero) * t.clock as i64 / 1_000_000 - rtp as i64);
+            t.index = Some(tracks.len());
+            let mut info = info;
+            info.timescale = Timescale(t.clock);
+            tracks.push(info);
+        }
+        self.started = true;
+        self.out.push_back(AdapterEvent::Start(tracks));
+        if !all_reports {
+            self.notice(
+                "no RTCP sender report for every track yet; audio/video aligned by arrival time"
+                    .into(),
+            );
+        }
+        for e in std::mem::take(&mut self.early) {
+            self.emit(&e.slot, e.rtp_time, e.keyframe, e.data);
+        }
+    }
+
+    fn emit(&mut self, slot: &Slot, rtp_time: u64, keyframe: bool, data: Bytes) {
+        let t = match slot {
+            Slot::Video => &mut self.video,
+            Slot::Audio => &mut self.audio,
+        };
+        let (Some(index), Some(offset)) = (t.index, t.offset) else {
+            return; // a track that appeared after the start
+        };
+        let ts = rtp_time as i64 + offset;
+        if ts < 0 || t.last_ts.is_some_and(|l| ts <= l) {
+            return; // before the broadcast's zero, or out of order
+        }
+        t.last_ts = Some(ts);
+        let at = Timestamp::new(ts, Timescale(t.clock));
+        self.out.push_back(AdapterEvent::Frame(Frame {
+            track: index,
+            dts: at,
+            pts: at,
+            keyframe,
+            data,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A baseline SPS and its PPS.
+    const SPS: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x0a, 0xd9, 0x07, 0x3c, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00,
+        0x00, 0x0c, 0x83, 0xc4, 0x89, 0x65, 0x80,
+    ];
+    const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
+
+    fn annexb(nals: &[&[u8]]) -> Bytes {
+        let mut b = Vec::new();
+        for n in nals {
+            b.extend_from_slice(&[0, 0, 0, 1]);
+            b.extend_from_slice(n);
+        }
+        b.into()
+    }
+
+    fn video(rtp: u64, arrival_ms: i64, key: bool, contiguous: bool) -> RtpFrame {
+        let data = if key {
+            annexb(&[SPS, PPS, &[0x65, 0x88, 0x84]])
+        } else {
+            annexb(&[&[0x41, 0x9a, 0x02]])
+        };
+        RtpFrame {
+            codec: WhipCodec::H264,
+            rtp_time: rtp,
+            clock: 90_000,
+            arrival_us: arrival_ms * 1000,
+            contiguous,
+            data,
+            sender: None,
+        }
+    }
+
+    fn opus(rtp: u64, arrival_ms: i64) -> RtpFrame {
+        RtpFrame {
+            codec: WhipCodec::Opus,
+            rtp_time: rtp,
+            clock: 48_000,
+            arrival_us: arrival_ms * 1000,
+            contiguous: true,
+            data: Bytes::from_static(&[0xfc, 1, 2, 3]),
+            sender: None,
+        }
+    }
+
+    fn drain(a: &mut WhipAdapter) -> Vec<AdapterEvent> {
+        std::iter::from_fn(|| a.pull()).collect()
+    }
+
+    fn frames(ev: &[AdapterEvent]) -> Vec<(usize, i64, bool)> {
+        ev.iter()
+            .filter_map(|e| match e {
+                AdapterEvent::Frame(f) => Some((f.track, f.pts.ticks, f.keyframe)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sender_reports_align_tracks_and_video_starts_on_a_keyframe() {
+        let mut a = WhipAdapter::new(true, true);
+        assert!(a.wants_keyframe(), "a PLI on join");
+        // Video's RTP clock starts at 1_000_000 and audio's at 7; the reports say video time
+        // 1_000_000 and audio time 7 + 4800 (100 ms later) are the same instant.
+        let vs = SenderClock {
+            ntp_us: 10_000_000,
+            rtp: 1_000_000,
+        };
+        let au = SenderClock {
+            ntp_us: 10_000_000,
+            rtp: 7 + 4800,
+        };
+        let mut f = video(1_000_000 - 3000, 0, false, true);
+        f.sender = Some(vs);
+        a.push(f); // a delta frame before any keyframe: dropped
+        let mut f = video(1_000_000, 33, true, true);
+        f.sender = Some(vs);
+        a.push(f);
+        let mut o = opus(7 + 4800 + 960, 40);
+        o.sender = Some(au);
+        a.push(o);
+        let ev = drain(&mut a);
+        let AdapterEvent::Start(tracks) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(tracks.len(), 2);
+        assert!(tracks[0].width > 0 && tracks[0].height > 0);
+        assert!(tracks[0].codec.codec_string().starts_with("avc1.42"));
+        assert_eq!(tracks[1].codec.codec_string(), "opus");
+        // The keyframe is zero; the Opus packet 20 ms after the matched instant is at 960.
+        assert_eq!(frames(&ev), vec![(0, 0, true), (1, 960, true)]);
+        let mut f = video(1_000_000 + 3000, 66, false, true);
+        f.sender = Some(vs);
+        a.push(f);
+        assert_eq!(frames(&drain(&mut a)), vec![(0, 3000, false)]);
+    }
+
+    #[test]
+    fn without_reports_tracks_align_by_arrival_after_a_wait() {
+        let mut a = WhipAdapter::new(true, true);
+        a.push(video(90_000, 1000, true, true));
+        a.push(opus(48_000, 1010));
+        assert!(drain(&mut a).is_empty(), "waits for sender reports");
+        a.tick(1_000_000 + SR_WAIT_US);
+        let ev = drain(&mut a);
+        assert!(matches!(ev[0], AdapterEvent::Start(_)));
+        // Audio arrived 10 ms after the keyframe: 480 ticks at 48 kHz.
+        assert_eq!(frames(&ev), vec![(0, 0, true), (1, 480, true)]);
+    }
+
+    #[test]
+    fn loss_drops_video_until_the_next_keyframe_and_asks_for_one() {
+        let mut a = WhipAdapter::new(true, false);
+        a.wants_keyframe();
+        a.push(video(0, 0, true, true));
+        a.tick(SR_WAIT_US);
+        drain(&mut a);
+        a.push(video(3000, 33, false, false));
+        a.push(video(6000, 66, false, true));
+        assert!(a.wants_keyframe());
+        assert!(frames(&drain(&mut a)).is_empty());
+        a.push(video(9000, 99, true, true));
+        assert_eq!(frames(&drain(&mut a)), vec![(0, 9000, true)]);
+    }
+
+    #[test]
+    fn garbage_frames_do_not_start_or_panic() {
+        let mut a = WhipAdapter::new(true, true);
+        for data in [
+            &[][..],
+            &[0, 0, 1][..],
+            &[0, 0, 0, 1, 0x67][..],
+            &[0xff; 9][..],
+        ] {
+            let mut f = video(0, 0, true, true);
+            f.data = Bytes::copy_from_slice(data);
+            a.push(f);
+            let mut o = opus(0, 0);
+            o.data = Bytes::copy_from_slice(data);
+            a.push(o);
+        }
+        a.tick(i64::MAX / 2);
+        assert!(!a.is_started());
+    }
+}

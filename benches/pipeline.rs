@@ -104,7 +104,7 @@ fn frames_of(tags: &[Tag]) -> (Vec<TrackInfo>, Vec<(usize, Frame)>) {
             match ev {
                 AdapterEvent::Start(t) => tracks = t,
                 AdapterEvent::Frame(f) => frames.push((i, f)),
-                AdapterEvent::Notice(_) => {}
+                AdapterEvent::Notice(_) | AdapterEvent::Discontinuity => {}
             }
         }
     }

@@ -119,7 +119,7 @@ async fn run(ts: Vec<u8>) {
             match o {
                 AdapterEvent::Start(t) => tracks = t,
                 AdapterEvent::Frame(f) => frames.push(f),
-                AdapterEvent::Notice(_) => {}
+                AdapterEvent::Notice(_) | AdapterEvent::Discontinuity => {}
             }
         }
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs what the tests drive (ffmpeg/ffprobe) on Debian/Ubuntu
-# when it is missing. Usage: scripts/test.sh [extra cargo test args]
+# Runs the whole test suite. Installs what the tests drive (ffmpeg/ffprobe, srt-tools, Chromium,
+# GStreamer's RTSP server) on Debian/Ubuntu when it is missing. Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,14 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
 [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || missing+=(chromium)
+# The RTSP camera of tests/rtsp.rs: GStreamer's RTSP server from Python, x264/x265, AAC.
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' >/dev/null 2>&1 ||
+  missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base)
+command -v gst-inspect-1.0 >/dev/null 2>&1 || missing+=(gstreamer1.0-tools)
+for plugin in x264enc:gstreamer1.0-plugins-ugly x265enc:gstreamer1.0-plugins-bad \
+  rtph264pay:gstreamer1.0-plugins-good avenc_aac:gstreamer1.0-libav; do
+  gst-inspect-1.0 "${plugin%%:*}" >/dev/null 2>&1 || missing+=("${plugin##*:}")
+done
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}" >&2
   SUDO=""

@@ -24,6 +24,8 @@ pub struct Config {
     pub hls: HlsSection,
     #[serde(default)]
     pub streams: Vec<StreamEntry>,
+    #[serde(default)]
+    pub pull: Vec<PullEntry>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -159,6 +161,32 @@ pub struct StreamEntry {
     pub key: String,
 }
 
+/// An RTSP camera pulled as a live stream.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PullEntry {
+    /// Public playback name: /live/{name}/index.m3u8
+    pub name: String,
+    /// rtsp://host[:port]/path (credentials may be in the URL).
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// "tcp" (RTP interleaved on the RTSP connection, the default) or "udp".
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// Seconds the stream stays live while the camera is away and being reconnected.
+    #[serde(default = "default_reconnect_grace")]
+    pub reconnect_grace_secs: u64,
+}
+
+fn default_transport() -> String {
+    "tcp".into()
+}
+
+fn default_reconnect_grace() -> u64 {
+    30
+}
+
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text =
@@ -190,14 +218,25 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
+        for p in &self.pull {
+            if !valid_name(&p.name) {
+                bail!(
+                    "[[pull]] name {:?}: use letters, digits, '-', '_' and '.'",
+                    p.name
+                );
+            }
+            if !p.url.starts_with("rtsp://") {
+                bail!("[[pull]] {:?}: url must be rtsp://...", p.name);
+            }
+            if !matches!(p.transport.as_str(), "tcp" | "udp") {
+                bail!("[[pull]] {:?}: transport is \"tcp\" or \"udp\"", p.name);
+            }
+            if !names.insert(&p.name) {
+                bail!("[[pull]] name {:?} appears twice", p.name);
+            }
+        }
         for s in &self.streams {
-            if s.name.is_empty()
-                || !s
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                || s.name.starts_with('.')
-            {
+            if !valid_name(&s.name) {
                 bail!(
                     "stream name {:?}: use letters, digits, '-', '_' and '.'",
                     s.name
@@ -240,6 +279,15 @@ impl Config {
     pub fn secs(v: f64) -> Duration {
         Duration::from_secs_f64(v.max(0.0))
     }
+}
+
+/// A public stream name: one URL path segment.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 #[cfg(test)]

@@ -168,13 +168,33 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         rtmp_listener,
         ingest::rtmp::RtmpConfig {
             keys,
-            hub,
+            hub: hub.clone(),
             app: config.rtmp.app.clone(),
             idle_timeout: Duration::from_secs(config.rtmp.idle_timeout_secs.max(1)),
             max_connections: config.rtmp.max_connections,
         },
         cancel.clone(),
     ));
+    let mut pulls = Vec::new();
+    for p in &config.pull {
+        info!(stream = %p.name, "pulling an RTSP camera; play {scheme}://{}:{}/live/{}/index.m3u8", config.server.public_host.as_deref().unwrap_or("localhost"), http_addr.port(), p.name);
+        pulls.push(tokio::spawn(ingest::rtsp::run(
+            ingest::rtsp::PullConfig {
+                name: p.name.clone(),
+                url: p.url.clone(),
+                username: p.username.clone(),
+                password: p.password.clone(),
+                transport: if p.transport == "udp" {
+                    ingest::rtsp::RtspTransport::Udp
+                } else {
+                    ingest::rtsp::RtspTransport::Tcp
+                },
+                reconnect_grace: Duration::from_secs(p.reconnect_grace_secs),
+            },
+            hub.clone(),
+            cancel.clone(),
+        )));
+    }
     info!(%http_addr, %scheme, "HTTP listening (LL-HLS under /live/NAME/index.m3u8; HTTP/1.1 and HTTP/2)");
     info!(%rtmp_addr, "RTMP listening");
     info!(listen = %config.srt.listen, encrypted = config.srt.passphrase.is_some(), "SRT listening (udp)");
@@ -203,6 +223,9 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     info!("shutting down");
     cancel.cancel();
     let _ = tokio::join!(http, rtmp, srt);
+    for p in pulls {
+        let _ = p.await;
+    }
     info!("stopped");
     Ok(())
 }

@@ -148,7 +148,7 @@ fn roundtrip(fourcc: &[u8; 4], encoder_args: &[&str], expect_codec: &str, expect
         match ev {
             AdapterEvent::Start(t) => tracks = t,
             AdapterEvent::Frame(f) => frames.push(f),
-            AdapterEvent::Notice(n) => panic!("unexpected notice: {n}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(tracks.len(), 1);

@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
                     tracks = t.len();
                 }
                 AdapterEvent::Frame(f) => assert!(f.track < tracks),
-                AdapterEvent::Notice(_) => {}
+                AdapterEvent::Notice(_) | AdapterEvent::Discontinuity => {}
             }
         }
     }

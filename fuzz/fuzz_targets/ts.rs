@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
                 match out {
                     AdapterEvent::Start(t) => tracks = t.len(),
                     AdapterEvent::Frame(f) => assert!(f.track < tracks),
-                    AdapterEvent::Notice(_) => {}
+                    AdapterEvent::Notice(_) | AdapterEvent::Discontinuity => {}
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! Publishers are authenticated with a stream key, looked up in [`StreamKeys`].
 
 pub mod rtmp;
+pub mod rtsp;
 pub mod srt;
 pub mod whip;
 
@@ -41,6 +42,8 @@ pub enum AdapterEvent {
     /// The broadcast can start with these tracks; frames follow.
     Start(Vec<media::TrackInfo>),
     Frame(media::Frame),
+    /// The source restarted (a camera reconnected) and the timeline continues after a gap.
+    Discontinuity,
     /// Something worth one log line (a dropped frame, an ignored change).
     Notice(String),
 }

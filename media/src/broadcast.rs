@@ -44,6 +44,9 @@ pub enum ReadEvent {
     Lagged {
         skipped: u64,
     },
+    /// The source restarted (a camera reconnected): frames after this one continue the
+    /// timeline after a gap, from a keyframe.
+    Discontinuity,
 }
 
 #[derive(Debug, Default)]
@@ -52,8 +55,14 @@ pub struct BroadcastStats {
     pub skipped: AtomicU64,
 }
 
+/// What a reader's queue holds: frames, and markers between them.
+enum Entry {
+    Frame(Frame),
+    Discontinuity,
+}
+
 struct ReaderQueue {
-    frames: VecDeque<Frame>,
+    frames: VecDeque<Entry>,
     capacity: usize,
     skipping: bool,
     /// Skipped since the reader last heard about it.
@@ -137,13 +146,13 @@ impl Broadcast {
     pub fn reader_with_capacity(&self, capacity: usize) -> BroadcastReader {
         let capacity = capacity.max(2);
         let mut state = self.shared.state.lock().unwrap();
-        let mut frames: VecDeque<Frame> = VecDeque::with_capacity(capacity.min(256));
+        let mut frames: VecDeque<Entry> = VecDeque::with_capacity(capacity.min(256));
         let start = state.gop.len().saturating_sub(capacity);
         // Starting mid-GOP would hand the reader frames it cannot decode; if the cache does
         // not fit, the reader waits for the next keyframe instead.
         let skipping = start > 0 || state.gop_overflow;
         if !skipping {
-            frames.extend(state.gop.iter().cloned());
+            frames.extend(state.gop.iter().cloned().map(Entry::Frame));
         }
         let slot = Arc::new(ReaderSlot {
             queue: Mutex::new(ReaderQueue {
@@ -208,7 +217,7 @@ impl Broadcast {
                 }
             }
             q.skipping = false;
-            q.frames.push_back(frame.clone());
+            q.frames.push_back(Entry::Frame(frame.clone()));
             drop(q);
             slot.notify.notify_one();
             true
@@ -220,6 +229,27 @@ impl Broadcast {
                 .skipped
                 .fetch_add(skipped_now, Ordering::Relaxed);
         }
+    }
+
+    /// Tells every reader that the source restarted; the next frames start at a keyframe
+    /// after a gap. The GOP cache starts over.
+    pub fn discontinuity(&self) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.gop.clear();
+        state.gop_bytes = 0;
+        state.gop_overflow = false;
+        state.readers.retain(|weak| {
+            let Some(slot) = weak.upgrade() else {
+                return false;
+            };
+            let mut q = slot.queue.lock().unwrap();
+            if !q.skipping {
+                q.frames.push_back(Entry::Discontinuity);
+                drop(q);
+                slot.notify.notify_one();
+            }
+            true
+        });
     }
 
     /// Ends the broadcast for every reader (they drain their queues first).
@@ -275,8 +305,10 @@ impl BroadcastReader {
             let skipped = std::mem::take(&mut q.unreported);
             return Some(Some(ReadEvent::Lagged { skipped }));
         }
-        if let Some(f) = q.frames.pop_front() {
-            return Some(Some(ReadEvent::Frame(f)));
+        match q.frames.pop_front() {
+            Some(Entry::Frame(f)) => return Some(Some(ReadEvent::Frame(f))),
+            Some(Entry::Discontinuity) => return Some(Some(ReadEvent::Discontinuity)),
+            None => {}
         }
         if q.closed {
             return Some(None);
@@ -349,11 +381,30 @@ mod tests {
         while let Some(ev) = r.recv().await {
             match ev {
                 ReadEvent::Frame(f) => got.push(f.dts.ticks),
-                ReadEvent::Lagged { .. } => panic!("lagged twice"),
+                other => panic!("unexpected {other:?}"),
             }
         }
         assert_eq!(got, vec![10, 11]);
         assert_eq!(b.stats().skipped.load(Ordering::Relaxed), 10);
+    }
+
+    #[tokio::test]
+    async fn a_discontinuity_arrives_between_the_frames_around_it() {
+        let b = Broadcast::new("s", tracks());
+        let mut r = b.reader();
+        b.push(frame(0, 0, true));
+        b.discontinuity();
+        b.push(frame(0, 90, true));
+        b.close();
+        let mut got = vec![];
+        while let Some(ev) = r.recv().await {
+            got.push(match ev {
+                ReadEvent::Frame(f) => f.dts.ticks,
+                ReadEvent::Discontinuity => -1,
+                ReadEvent::Lagged { .. } => -2,
+            });
+        }
+        assert_eq!(got, vec![0, -1, 90]);
     }
 
     #[tokio::test]

@@ -156,6 +156,13 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
     );
     let first_msn = t.segments.front().map(|s| s.msn).unwrap_or(0);
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_msn}");
+    if t.discontinuity_sequence > 0 {
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            t.discontinuity_sequence
+        );
+    }
     let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}/init.mp4\"", w.session);
 
     // Time from each segment's start to the live edge decides skipping and part listing.

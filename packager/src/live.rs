@@ -78,6 +78,10 @@ pub async fn run(mut reader: BroadcastReader, windows: Windows, config: Packager
                 warn!(stream = %name, skipped, total = lagged_total, "packager too slow, skipped to the next keyframe");
                 segmenter.lagged();
             }
+            Some(ReadEvent::Discontinuity) => {
+                info!(stream = %name, "source restarted; the playlist continues after a discontinuity");
+                segmenter.lagged();
+            }
             None => {
                 segmenter.finish();
                 drain(&mut segmenter, &window, &tracks, &mut sequence);

@@ -289,8 +289,8 @@ impl Segmenter {
         self.anticipated = false;
     }
 
-    /// The source lost frames: end the segment here; the next one starts on a keyframe and is
-    /// marked as a discontinuity.
+    /// The source lost frames or restarted: end the segment here; the next one starts on a
+    /// keyframe and is marked as a discontinuity.
     pub fn lagged(&mut self) {
         self.end_segment();
         for t in &mut self.tracks {

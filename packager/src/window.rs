@@ -80,6 +80,8 @@ pub struct TrackWindow {
     pub total_bytes: u64,
     pub total_secs: f64,
     pub total_samples: u64,
+    /// EXT-X-DISCONTINUITY-SEQUENCE: discontinuities that slid out of the playlist.
+    pub discontinuity_sequence: u64,
 }
 
 impl TrackWindow {
@@ -230,6 +232,7 @@ impl StreamWindow {
                     total_bytes: 0,
                     total_secs: 0.0,
                     total_samples: 0,
+                    discontinuity_sequence: 0,
                 }
             })
             .collect();
@@ -350,6 +353,10 @@ impl StreamWindow {
         }
         while t.segments.iter().filter(|s| s.complete).count() > keep {
             t.segments.pop_front();
+            // The new first segment's tag is no longer written: count it instead.
+            if t.segments.front().is_some_and(|s| s.discontinuity) {
+                t.discontinuity_sequence += 1;
+            }
         }
         st.longest_segment = st.longest_segment.max(d);
     }

@@ -377,6 +377,7 @@ impl Connection {
                         other => other,
                     };
                 }
+                AdapterEvent::Discontinuity => {}
                 AdapterEvent::Notice(n) => {
                     info!(stream = self.stream_name.as_deref().unwrap_or("-"), "{n}")
                 }

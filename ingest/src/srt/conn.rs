@@ -289,6 +289,7 @@ fn drain(
                         p.push(f);
                     }
                 }
+                AdapterEvent::Discontinuity => {}
                 AdapterEvent::Notice(n) => info!(stream = %name, "{n}"),
             }
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use media::{Published, Reservation};
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -139,13 +139,7 @@ impl Engine {
             return Err(WhipError::Busy);
         }
         let now = Instant::now();
-        let mut rtc = RtcConfig::new()
-            .set_crypto_provider(self.crypto.clone())
-            .set_ice_lite(true)
-            .clear_codecs()
-            .enable_h264(true)
-            .enable_opus(true, false)
-            .build(now);
+        let mut rtc = super::rtc_config(self.crypto.clone()).build(now);
         for addr in &self.candidates {
             match Candidate::host(*addr, "udp") {
                 Ok(c) => {
@@ -433,6 +427,7 @@ impl Session {
                         p.push(f);
                     }
                 }
+                AdapterEvent::Discontinuity => {}
                 AdapterEvent::Notice(msg) => {
                     warn!(session = %self.id, stream = %self.name, "{msg}")
                 }

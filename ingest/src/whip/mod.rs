@@ -173,6 +173,17 @@ impl Whip {
     }
 }
 
+/// How every WHIP session's WebRTC stack is set up: an ICE-lite endpoint that receives the
+/// codecs of [`sdp::VIDEO_CODECS`] and [`sdp::AUDIO_CODECS`].
+pub fn rtc_config(crypto: Arc<str0m::crypto::CryptoProvider>) -> str0m::RtcConfig {
+    str0m::RtcConfig::new()
+        .set_crypto_provider(crypto)
+        .set_ice_lite(true)
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false)
+}
+
 fn candidate_addrs(config: &WhipConfig, local: SocketAddr) -> Vec<SocketAddr> {
     if !config.announce.is_empty() {
         return config

@@ -131,6 +131,17 @@ mod tests {
     }
 
     #[test]
+    fn a_real_chrome_offer_sends_opus_and_h264() {
+        let offer = include_str!("../../tests/fixtures/chrome-whip-offer.sdp");
+        let s = check_offer(offer).unwrap();
+        let kinds: Vec<&str> = s.iter().map(|s| s.kind.as_str()).collect();
+        assert_eq!(kinds, ["audio", "video"]);
+        assert!(s.iter().all(|s| s.sends));
+        assert_eq!(s[0].codecs[0], "opus");
+        assert!(s[1].codecs.iter().all(|c| c == "H264"), "{:?}", s[1].codecs);
+    }
+
+    #[test]
     fn an_offer_without_a_codec_we_take_names_what_it_offered() {
         let vp8_only = CHROME.replace("a=rtpmap:102 H264/90000\r\n", "");
         let e = check_offer(&vp8_only).unwrap_err();

@@ -1,0 +1,43 @@
+//! RTP packets through the depacketizers WHIP uses (str0m's H.264 / Opus / ... reorder buffer and
+//! depacketizers, through its fuzz entry point), then arbitrary depacketized frames through our
+//! WHIP adapter. Nothing may panic, and frames only reference announced tracks.
+#![no_main]
+
+use bytes::Bytes;
+use ingest::whip::adapter::{RtpFrame, SenderClock, WhipAdapter, WhipCodec};
+use ingest::AdapterEvent;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = str0m::_internal_test_exports::fuzz::depack(data);
+
+    // Frames: [flags, len, bytes...]*; flags pick codec, keyframe-ish content, loss, a report.
+    let mut a = WhipAdapter::new(data.first().is_some_and(|b| b & 1 == 0), true);
+    let (mut rest, mut rtp, mut now, mut tracks) = (data, 0u64, 0i64, 0usize);
+    while rest.len() >= 2 {
+        let (flags, len) = (rest[0], rest[1] as usize);
+        let body = &rest[2..(2 + len).min(rest.len())];
+        rest = &rest[(2 + len).min(rest.len())..];
+        rtp += (flags as u64) * 97;
+        now += (flags as i64) * 1000;
+        let codec = if flags & 1 == 0 { WhipCodec::H264 } else { WhipCodec::Opus };
+        a.push(RtpFrame {
+            codec,
+            rtp_time: rtp,
+            clock: if codec == WhipCodec::H264 { 90_000 } else { 48_000 },
+            arrival_us: now,
+            contiguous: flags & 2 == 0,
+            data: Bytes::copy_from_slice(body),
+            sender: (flags & 4 != 0).then_some(SenderClock { ntp_us: now * 3, rtp: rtp / 2 }),
+        });
+        a.tick(now);
+        let _ = a.wants_keyframe();
+        while let Some(ev) = a.pull() {
+            match ev {
+                AdapterEvent::Start(t) => tracks = t.len(),
+                AdapterEvent::Frame(f) => assert!(f.track < tracks && f.pts.ticks >= 0),
+                AdapterEvent::Notice(_) | AdapterEvent::Discontinuity => {}
+            }
+        }
+    }
+});

@@ -21,6 +21,7 @@ fn chromium_publisher(
     srv: &Server,
     key: &str,
     secs: u32,
+    mode: &str,
 ) -> (std::process::Child, mpsc::Receiver<serde_json::Value>) {
     let mut child = Command::new("node")
         .arg("whip.mjs")
@@ -29,6 +30,7 @@ fn chromium_publisher(
         .arg(format!("http://127.0.0.1:{}/whip", srv.http))
         .arg(key)
         .arg(secs.to_string())
+        .arg(mode)
         .current_dir(player_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -55,7 +57,7 @@ fn next(rx: &mpsc::Receiver<serde_json::Value>) -> serde_json::Value {
 #[test]
 fn chromium_publishes_h264_and_opus_over_whip_and_it_plays_as_ll_hls() {
     let srv = Server::start("[hls]\nend_grace = 1.0\n");
-    let (mut child, rx) = chromium_publisher(&srv, KEY, 16);
+    let (mut child, rx) = chromium_publisher(&srv, KEY, 16, "");
     let created = next(&rx);
     let created = &created["created"];
     assert_eq!(created["status"], 201, "{created}");
@@ -206,4 +208,88 @@ fn whip_refusals_are_clear_and_leave_live_streams_alone() {
     assert_advances(&srv, NAME);
     assert!(srv.log_text().contains("WHIP offer refused"));
     drop(rtmp);
+}
+
+#[test]
+fn chromium_publishes_av1_over_whip() {
+    let srv = Server::start("[hls]\nend_grace = 1.0\n");
+    let (mut child, rx) = chromium_publisher(&srv, KEY, 12, "av1");
+    let created = next(&rx);
+    assert_eq!(created["created"]["status"], 201, "{created}");
+    assert!(created["created"]["offer"]
+        .as_str()
+        .unwrap()
+        .contains("AV1"));
+    let mv = wait_for("the multivariant playlist", Duration::from_secs(60), || {
+        get(srv.http, "/live/demo/index.m3u8")
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|r| r.text())
+    });
+    assert!(mv.contains("CODECS=\"av01.0."), "{mv}");
+    assert!(mv.contains("RESOLUTION=1280x720"), "{mv}");
+    assert_codec_decodes(&srv, NAME, 2, 1280, 720, "av1");
+    while next(&rx)["done"] != true {}
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_publisher_that_goes_silent_is_ended_after_the_idle_timeout() {
+    let srv = Server::start_whip("idle_timeout_secs = 3");
+    let (mut child, rx) = chromium_publisher(&srv, KEY, 5, "silent");
+    assert_eq!(next(&rx)["created"]["status"], 201);
+    assert_advances(&srv, NAME);
+    wait_for("the idle session to end", Duration::from_secs(60), || {
+        srv.log_text()
+            .contains("reason=\"no media (idle timeout)\"")
+            .then_some(())
+    });
+    wait_for("EXT-X-ENDLIST", Duration::from_secs(30), || {
+        get(srv.http, "/live/demo/video/index.m3u8")
+            .ok()
+            .filter(|r| r.text().contains("#EXT-X-ENDLIST"))
+            .map(|_| ())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_session_that_never_connects_is_dropped_and_frees_the_name() {
+    let srv = Server::start_whip("connect_timeout_secs = 2");
+    // A real browser offer, answered, but nobody ever does ICE.
+    let offer = include_str!("../ingest/tests/fixtures/chrome-whip-offer.sdp");
+    let post = || {
+        request(
+            srv.http,
+            "POST",
+            "/whip",
+            &[
+                ("Content-Type", "application/sdp"),
+                ("Authorization", &format!("Bearer {KEY}")),
+            ],
+            offer.as_bytes(),
+        )
+        .unwrap()
+    };
+    let r = post();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let answer = r.text();
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(
+        answer.contains(&format!("127.0.0.1 {} typ host", srv.whip)),
+        "{answer}"
+    );
+    assert!(answer.contains("H264"), "{answer}");
+    assert_eq!(
+        post().status,
+        409,
+        "the name is held while ICE may still complete"
+    );
+    wait_for("the session to time out", Duration::from_secs(30), || {
+        srv.log_text()
+            .contains("ICE/DTLS did not complete in time")
+            .then_some(())
+    });
+    assert_eq!(post().status, 201, "the name is free again");
 }

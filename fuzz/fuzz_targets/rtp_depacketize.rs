@@ -20,13 +20,18 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[(2 + len).min(rest.len())..];
         rtp += (flags as u64) * 97;
         now += (flags as i64) * 1000;
-        let codec = if flags & 1 == 0 { WhipCodec::H264 } else { WhipCodec::Opus };
+        let codec = match flags % 3 {
+            0 => WhipCodec::H264,
+            1 => WhipCodec::Av1,
+            _ => WhipCodec::Opus,
+        };
         a.push(RtpFrame {
             codec,
             rtp_time: rtp,
-            clock: if codec == WhipCodec::H264 { 90_000 } else { 48_000 },
+            clock: if codec == WhipCodec::Opus { 48_000 } else { 90_000 },
             arrival_us: now,
             contiguous: flags & 2 == 0,
+            keyframe: flags & 8 != 0,
             data: Bytes::copy_from_slice(body),
             sender: (flags & 4 != 0).then_some(SenderClock { ntp_us: now * 3, rtp: rtp / 2 }),
         });

@@ -191,6 +191,9 @@ impl TrackInfo {
             CodecConfig::H265 { hvcc } => crate::h265::sps_from_hvcc(hvcc)
                 .map(|s| (s.width, s.height))
                 .unwrap_or((0, 0)),
+            CodecConfig::Av1 { av1c } => crate::av1::sequence_header_from_av1c(av1c)
+                .map(|s| (s.width, s.height))
+                .unwrap_or((0, 0)),
             _ => (0, 0),
         };
         TrackInfo {

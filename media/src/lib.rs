@@ -5,6 +5,7 @@
 //! [`BroadcastReader`]s to consumers (packager, later transcoder and recorder). Nothing here
 //! does I/O or knows which protocol a stream came in on.
 
+pub mod av1;
 pub mod broadcast;
 pub mod codec;
 pub mod h264;

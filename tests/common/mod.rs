@@ -87,6 +87,19 @@ impl Server {
         Self::start_full(body, "", "", free_port(), true)
     }
 
+    /// As [`Server::start`], with extra keys in `[whip]` (timeouts).
+    pub fn start_whip(whip_extra: &str) -> Server {
+        let streams =
+            format!("[[streams]]\nname = \"{NAME}\"\nkey = \"{KEY}\"\n[hls]\nend_grace = 1.0\n");
+        Self::start_full(
+            &format!("{whip_extra}\n{streams}"),
+            "",
+            "",
+            free_port(),
+            true,
+        )
+    }
+
     /// As [`Server::start`], with extra keys in `[srt]` (e.g. a passphrase).
     pub fn start_srt(srt_extra: &str) -> Server {
         let streams = format!("[[streams]]\nname = \"{NAME}\"\nkey = \"{KEY}\"\n");

@@ -1,11 +1,14 @@
-// Usage: node whip.mjs PAGE_URL WHIP_URL KEY SECONDS
+// Usage: node whip.mjs PAGE_URL WHIP_URL KEY SECONDS [silent,av1]
 // Publishes Chromium's fake camera (1280x720, H.264) and microphone (Opus) over WHIP from a page
 // at PAGE_URL (another origin than WHIP_URL, so CORS is exercised), prints one JSON line per
 // second with the connection state and what the encoder sent, then ends the session with
-// DELETE and prints {"done": true, "delete": STATUS}.
+// DELETE and prints {"done": true, "delete": STATUS}. With `silent`, it instead stops sending
+// media (the connection stays up) and watches for 12 s without DELETE. With `av1`, the video
+// is AV1 instead of H.264.
 import { chromium } from 'playwright-core';
 
-const [page_url, whip_url, key, secs_arg] = process.argv.slice(2);
+const [page_url, whip_url, key, secs_arg, opts_arg] = process.argv.slice(2);
+const opts = (opts_arg || '').split(',');
 const secs = Number(secs_arg || 15);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -17,7 +20,7 @@ try {
   const page = await browser.newPage();
   page.on('pageerror', (e) => console.log(JSON.stringify({ pageerror: String(e) })));
   await page.goto(page_url);
-  const created = await page.evaluate(async ([url, key]) => {
+  const created = await page.evaluate(async ([url, key, av1]) => {
     const media = await navigator.mediaDevices.getUserMedia({
       video: { width: 1280, height: 720, frameRate: 30 }, audio: true,
     });
@@ -26,9 +29,10 @@ try {
     for (const track of media.getTracks()) {
       const t = pc.addTransceiver(track, { direction: 'sendonly' });
       if (track.kind === 'video') {
-        const h264 = RTCRtpSender.getCapabilities('video').codecs
-          .filter((c) => c.mimeType === 'video/H264' && /packetization-mode=1/.test(c.sdpFmtpLine || ''));
-        t.setCodecPreferences(h264);
+        const wanted = RTCRtpSender.getCapabilities('video').codecs.filter((c) => av1
+          ? c.mimeType === 'video/AV1'
+          : c.mimeType === 'video/H264' && /packetization-mode=1/.test(c.sdpFmtpLine || ''));
+        t.setCodecPreferences(wanted);
         const p = t.sender.getParameters();
         p.degradationPreference = 'maintain-resolution';
         await t.sender.setParameters(p);
@@ -52,7 +56,7 @@ try {
       window.location_url = new URL(location, url).href;
     }
     return { status: r.status, location, body: r.status === 201 ? '' : text, offer: pc.localDescription.sdp };
-  }, [whip_url, key]);
+  }, [whip_url, key, opts.includes('av1')]);
   console.log(JSON.stringify({ created }));
   if (created.status === 201) {
     for (let i = 0; i < secs; i++) {
@@ -70,8 +74,19 @@ try {
         return out;
       })));
     }
-    const deleted = await page.evaluate(async () => (await fetch(window.location_url, { method: 'DELETE' })).status);
-    console.log(JSON.stringify({ done: true, delete: deleted }));
+    if (opts.includes('silent')) {
+      await page.evaluate(async () => {
+        for (const s of pc.getSenders()) await s.replaceTrack(null);
+      });
+      for (let i = 0; i < 12; i++) {
+        await page.waitForTimeout(1000);
+        console.log(JSON.stringify({ silent: true, state: await page.evaluate(() => pc.connectionState) }));
+      }
+      console.log(JSON.stringify({ done: true }));
+    } else {
+      const deleted = await page.evaluate(async () => (await fetch(window.location_url, { method: 'DELETE' })).status);
+      console.log(JSON.stringify({ done: true, delete: deleted }));
+    }
   } else {
     console.log(JSON.stringify({ done: true }));
   }

@@ -6,6 +6,8 @@
 //! - H.264 (Annex B from the depacketizer): parameter sets go into an `avcC`, the rest become
 //!   length-prefixed NAL units; a changed SPS (a browser lowering its resolution) is kept in-band
 //!   in that keyframe so decoders can follow it.
+//! - AV1 (OBUs with size fields from the depacketizer): temporal delimiters dropped, the
+//!   sequence header also goes into the `av1C`.
 //! - Opus: each packet is one frame; the channel count comes from the first packet's TOC byte.
 //! - Time: every track's RTP clock is mapped to one wall clock, from the RTCP sender reports
 //!   (NTP ↔ RTP pairs) when every track has one by the time the broadcast starts, otherwise from
@@ -22,7 +24,7 @@
 use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use media::{h264, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
+use media::{av1, h264, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
 
 use crate::AdapterEvent;
 
@@ -34,6 +36,7 @@ const MAX_EARLY: usize = 2048;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WhipCodec {
     H264,
+    Av1,
     Opus,
 }
 
@@ -56,6 +59,8 @@ pub struct RtpFrame {
     pub arrival_us: i64,
     /// False when packets were lost between the previous frame and this one.
     pub contiguous: bool,
+    /// The depacketizer saw a keyframe (AV1: a new coded video sequence).
+    pub keyframe: bool,
     pub data: Bytes,
     /// The latest sender report for this frame's stream, if any has arrived.
     pub sender: Option<SenderClock>,
@@ -76,10 +81,11 @@ struct Track {
 }
 
 #[derive(Debug, Default)]
-struct Video {
+struct VideoState {
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
-    config_sps: Option<Vec<u8>>,
+    /// The parameter set in the track's configuration record (SPS, or AV1 sequence header).
+    config: Option<Vec<u8>>,
     need_key: bool,
 }
 
@@ -104,7 +110,7 @@ pub struct WhipAdapter {
     expect_audio: bool,
     video: Track,
     audio: Track,
-    h264: Video,
+    video_state: VideoState,
     started: bool,
     first_arrival: Option<i64>,
     early: Vec<Early>,
@@ -136,7 +142,7 @@ impl WhipAdapter {
             expect_audio,
             video: Track::default(),
             audio: Track::default(),
-            h264: Video {
+            video_state: VideoState {
                 need_key: true,
                 ..Default::default()
             },
@@ -159,7 +165,7 @@ impl WhipAdapter {
 
     /// Video is waiting for a keyframe (after joining or after loss).
     pub fn waits_for_keyframe(&self) -> bool {
-        self.expect_video && self.h264.need_key
+        self.expect_video && self.video_state.need_key
     }
 
     /// True once after video lost its picture (or on join): the session should send a PLI.
@@ -178,7 +184,7 @@ impl WhipAdapter {
     pub fn push(&mut self, f: RtpFrame) {
         self.first_arrival.get_or_insert(f.arrival_us);
         match f.codec {
-            WhipCodec::H264 => self.video_frame(f),
+            WhipCodec::H264 | WhipCodec::Av1 => self.video_frame(f),
             WhipCodec::Opus => self.audio_frame(f),
         }
     }
@@ -213,26 +219,44 @@ impl WhipAdapter {
             self.notice("the video codec changed mid-session; ignoring the new one".into());
             return;
         }
-        if !f.contiguous && !self.h264.need_key {
-            self.h264.need_key = true;
+        if !f.contiguous && !self.video_state.need_key {
+            self.video_state.need_key = true;
             self.keyframe_wanted = true;
             self.notice("video packets were lost; waiting for the next keyframe".into());
         }
+        let payload = match f.codec {
+            WhipCodec::Av1 => self.av1_payload(&f),
+            _ => self.h264_payload(&f),
+        };
+        let Some((data, keyframe)) = payload else {
+            return;
+        };
+        if self.video_state.need_key {
+            if !keyframe || self.video.info.is_none() {
+                return;
+            }
+            self.video_state.need_key = false;
+        }
+        self.media(Slot::Video, f.rtp_time, keyframe, data, f.arrival_us);
+    }
+
+    /// Annex B access unit → length-prefixed NAL units; parameter sets go into `avcC`.
+    fn h264_payload(&mut self, f: &RtpFrame) -> Option<(Bytes, bool)> {
+        let v = &mut self.video_state;
         let mut keyframe = false;
-        let mut sps_changed = false;
         let mut params: Vec<&[u8]> = Vec::new();
         let mut out = BytesMut::with_capacity(f.data.len() + 16);
         for nal in h264::annexb_nals(&f.data) {
             match nal[0] & 0x1f {
                 7 => {
-                    if self.h264.sps.as_deref() != Some(nal) {
-                        self.h264.sps = Some(nal.to_vec());
+                    if v.sps.as_deref() != Some(nal) {
+                        v.sps = Some(nal.to_vec());
                     }
                     params.push(nal);
                 }
                 8 => {
-                    if self.h264.pps.as_deref() != Some(nal) {
-                        self.h264.pps = Some(nal.to_vec());
+                    if v.pps.as_deref() != Some(nal) {
+                        v.pps = Some(nal.to_vec());
                     }
                     params.push(nal);
                 }
@@ -244,40 +268,63 @@ impl WhipAdapter {
                 }
             }
         }
+        let mut changed = false;
         if self.video.info.is_none() {
-            if let (Some(sps), Some(pps)) = (&self.h264.sps, &self.h264.pps) {
+            if let (Some(sps), Some(pps)) = (&v.sps, &v.pps) {
                 if let Some(avcc) = h264::avcc_from(sps, pps) {
-                    self.h264.config_sps = Some(sps.clone());
+                    v.config = Some(sps.clone());
                     self.video.info =
                         Some(TrackInfo::video(CodecConfig::H264 { avcc: avcc.into() }));
                 }
             }
-        } else if keyframe && self.h264.sps.is_some() && self.h264.sps != self.h264.config_sps {
-            sps_changed = true;
+        } else {
+            changed = keyframe && v.sps.is_some() && v.sps != v.config;
         }
         if out.is_empty() {
-            return;
+            return None;
         }
-        if self.h264.need_key {
-            if !keyframe || self.video.info.is_none() {
-                return;
-            }
-            self.h264.need_key = false;
+        if !changed {
+            return Some((out.freeze(), keyframe));
         }
-        let data = if sps_changed {
-            // The stream's picture changed (browsers adapt resolution): carry the new
-            // parameter sets in-band in this keyframe.
-            let mut with = BytesMut::with_capacity(out.len() + 64);
-            for p in params {
-                with.put_u32(p.len() as u32);
-                with.put_slice(p);
+        // The stream's picture changed (browsers adapt resolution): carry the new parameter
+        // sets in-band in this keyframe.
+        let mut with = BytesMut::with_capacity(out.len() + 64);
+        for p in params {
+            with.put_u32(p.len() as u32);
+            with.put_slice(p);
+        }
+        with.put_slice(&out);
+        Some((with.freeze(), keyframe))
+    }
+
+    /// A temporal unit of OBUs: temporal delimiters and padding dropped (ISOBMFF samples carry
+    /// none); the first sequence header also goes into `av1C`.
+    fn av1_payload(&mut self, f: &RtpFrame) -> Option<(Bytes, bool)> {
+        let v = &mut self.video_state;
+        let mut out = BytesMut::with_capacity(f.data.len());
+        let mut has_sequence_header = false;
+        for obu in av1::obus(&f.data) {
+            match obu.obu_type {
+                av1::OBU_TEMPORAL_DELIMITER | av1::OBU_PADDING => {}
+                av1::OBU_SEQUENCE_HEADER => {
+                    has_sequence_header = true;
+                    if v.config.is_none() {
+                        if let Some(av1c) = av1::av1c_from(obu.bytes) {
+                            v.config = Some(obu.bytes.to_vec());
+                            self.video.info =
+                                Some(TrackInfo::video(CodecConfig::Av1 { av1c: av1c.into() }));
+                        }
+                    }
+                    // A sync sample carries its sequence header (AV1-ISOBMFF §2.4).
+                    out.put_slice(obu.bytes);
+                }
+                _ => out.put_slice(obu.bytes),
             }
-            with.put_slice(&out);
-            with.freeze()
-        } else {
-            out.freeze()
-        };
-        self.media(Slot::Video, f.rtp_time, keyframe, data, f.arrival_us);
+        }
+        if out.is_empty() {
+            return None;
+        }
+        Some((out.freeze(), f.keyframe && has_sequence_header))
     }
 
     fn audio_frame(&mut self, f: RtpFrame) {
@@ -432,6 +479,7 @@ mod tests {
             clock: 90_000,
             arrival_us: arrival_ms * 1000,
             contiguous,
+            keyframe: key,
             data,
             sender: None,
         }
@@ -444,6 +492,7 @@ mod tests {
             clock: 48_000,
             arrival_us: arrival_ms * 1000,
             contiguous: true,
+            keyframe: true,
             data: Bytes::from_static(&[0xfc, 1, 2, 3]),
             sender: None,
         }
@@ -530,6 +579,37 @@ mod tests {
     }
 
     #[test]
+    fn av1_gets_an_av1c_and_loses_its_temporal_delimiters() {
+        // SVT-AV1's temporal delimiter + sequence header (1280x720), then a 2-byte frame OBU.
+        let tu: &[u8] = &[
+            0x12, 0x00, 0x0a, 0x0b, 0x00, 0x00, 0x00, 0x2d, 0x4c, 0xff, 0xb3, 0xcf, 0xbf, 0x90,
+            0x04, 0x32, 0x02, 0xaa, 0xbb,
+        ];
+        let mut a = WhipAdapter::new(true, false);
+        let mut f = video(0, 0, true, true);
+        f.codec = WhipCodec::Av1;
+        f.data = Bytes::from_static(tu);
+        a.push(f);
+        a.tick(SR_WAIT_US);
+        let ev = drain(&mut a);
+        let AdapterEvent::Start(t) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((t[0].width, t[0].height), (1280, 720));
+        assert!(
+            t[0].codec.codec_string().starts_with("av01.0."),
+            "{:?}",
+            t[0].codec
+        );
+        let Some(AdapterEvent::Frame(fr)) = ev.iter().find(|e| matches!(e, AdapterEvent::Frame(_)))
+        else {
+            panic!("{ev:?}")
+        };
+        assert!(fr.keyframe);
+        assert_eq!(&fr.data[..], &tu[2..], "all but the temporal delimiter");
+    }
+
+    #[test]
     fn garbage_frames_do_not_start_or_panic() {
         let mut a = WhipAdapter::new(true, true);
         for data in [
@@ -544,6 +624,10 @@ mod tests {
             let mut o = opus(0, 0);
             o.data = Bytes::copy_from_slice(data);
             a.push(o);
+            let mut v = video(0, 0, true, true);
+            v.codec = WhipCodec::Av1;
+            v.data = Bytes::copy_from_slice(data);
+            a.push(v);
         }
         a.tick(i64::MAX / 2);
         assert!(!a.is_started());

@@ -345,6 +345,7 @@ impl Engine {
                 let spec = d.params.spec();
                 let codec = match spec.codec {
                     str0m::format::Codec::H264 => WhipCodec::H264,
+                    str0m::format::Codec::Av1 => WhipCodec::Av1,
                     str0m::format::Codec::Opus => WhipCodec::Opus,
                     other => {
                         debug!(session = %s.id, codec = ?other, "ignoring media in a codec we did not negotiate");
@@ -371,6 +372,7 @@ impl Engine {
                     clock: spec.clock_rate.get(),
                     arrival_us: self.micros(d.network_time),
                     contiguous: d.contiguous,
+                    keyframe: d.is_keyframe(),
                     data: bytes::Bytes::copy_from_slice(&d.data),
                     sender,
                 });

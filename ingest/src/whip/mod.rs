@@ -181,6 +181,7 @@ pub fn rtc_config(crypto: Arc<str0m::crypto::CryptoProvider>) -> str0m::RtcConfi
         .set_ice_lite(true)
         .clear_codecs()
         .enable_h264(true)
+        .enable_av1(true)
         .enable_opus(true, false)
 }
 

@@ -20,9 +20,10 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[(2 + len).min(rest.len())..];
         rtp += (flags as u64) * 97;
         now += (flags as i64) * 1000;
-        let codec = match flags % 3 {
+        let codec = match flags % 4 {
             0 => WhipCodec::H264,
             1 => WhipCodec::Av1,
+            2 => WhipCodec::Vp9,
             _ => WhipCodec::Opus,
         };
         a.push(RtpFrame {

@@ -16,6 +16,7 @@ pub enum VideoCodec {
     H264,
     H265,
     Av1,
+    Vp9,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +41,10 @@ pub enum CodecConfig {
     Av1 {
         av1c: Bytes,
     },
+    /// The `vpcC` record after its version and flags ([`crate::vp9::Vp9Keyframe::vpcc`]).
+    Vp9 {
+        vpcc: Bytes,
+    },
     /// AudioSpecificConfig (ISO 14496-3).
     Aac {
         asc: Bytes,
@@ -54,9 +59,10 @@ pub enum CodecConfig {
 impl CodecConfig {
     pub fn kind(&self) -> TrackKind {
         match self {
-            CodecConfig::H264 { .. } | CodecConfig::H265 { .. } | CodecConfig::Av1 { .. } => {
-                TrackKind::Video
-            }
+            CodecConfig::H264 { .. }
+            | CodecConfig::H265 { .. }
+            | CodecConfig::Av1 { .. }
+            | CodecConfig::Vp9 { .. } => TrackKind::Video,
             CodecConfig::Aac { .. } | CodecConfig::Opus { .. } => TrackKind::Audio,
         }
     }
@@ -70,6 +76,7 @@ impl CodecConfig {
             },
             CodecConfig::H265 { hvcc } => hevc_codec_string(hvcc),
             CodecConfig::Av1 { av1c } => av1_codec_string(av1c),
+            CodecConfig::Vp9 { vpcc } => crate::vp9::codec_string(vpcc),
             CodecConfig::Aac { asc } => match AacConfig::parse(asc) {
                 Some(c) => format!("mp4a.40.{}", c.object_type),
                 None => "mp4a.40.2".into(),

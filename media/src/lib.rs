@@ -12,6 +12,7 @@ pub mod h264;
 pub mod h265;
 pub mod hub;
 pub mod time;
+pub mod vp9;
 
 pub use broadcast::{Broadcast, BroadcastReader, BroadcastStats, Frame, ReadEvent};
 pub use codec::{AudioCodec, CodecConfig, TrackInfo, TrackKind, VideoCodec};

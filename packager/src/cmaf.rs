@@ -71,6 +71,26 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, CmafError> {
             .into();
             (b"vide", c, Some(Vmhd::default()), None)
         }
+        CodecConfig::Vp9 { vpcc } => {
+            let v = |i: usize| vpcc.get(i).copied().unwrap_or(0);
+            let c: Codec = Vp09 {
+                visual: visual(track),
+                vpcc: VpcC {
+                    profile: v(0),
+                    level: v(1),
+                    bit_depth: v(2) >> 4,
+                    chroma_subsampling: (v(2) >> 1) & 7,
+                    video_full_range_flag: v(2) & 1 == 1,
+                    color_primaries: v(3),
+                    transfer_characteristics: v(4),
+                    matrix_coefficients: v(5),
+                    codec_initialization_data: Vec::new(),
+                },
+                ..Default::default()
+            }
+            .into();
+            (b"vide", c, Some(Vmhd::default()), None)
+        }
         CodecConfig::Aac { asc } => {
             let (profile, freq_index, chan_conf) = media::codec::AacConfig::parse(asc)
                 .map(|c| {

@@ -1,10 +1,10 @@
-// Usage: node whip.mjs PAGE_URL WHIP_URL KEY SECONDS [silent,av1]
+// Usage: node whip.mjs PAGE_URL WHIP_URL KEY SECONDS [silent,av1,vp9]
 // Publishes Chromium's fake camera (1280x720, H.264) and microphone (Opus) over WHIP from a page
 // at PAGE_URL (another origin than WHIP_URL, so CORS is exercised), prints one JSON line per
 // second with the connection state and what the encoder sent, then ends the session with
 // DELETE and prints {"done": true, "delete": STATUS}. With `silent`, it instead stops sending
-// media (the connection stays up) and watches for 12 s without DELETE. With `av1`, the video
-// is AV1 instead of H.264.
+// media (the connection stays up) and watches for 12 s without DELETE. With `av1` or `vp9`, the
+// video is AV1 or VP9 instead of H.264.
 import { chromium } from 'playwright-core';
 
 const [page_url, whip_url, key, secs_arg, opts_arg] = process.argv.slice(2);
@@ -20,7 +20,7 @@ try {
   const page = await browser.newPage();
   page.on('pageerror', (e) => console.log(JSON.stringify({ pageerror: String(e) })));
   await page.goto(page_url);
-  const created = await page.evaluate(async ([url, key, av1]) => {
+  const created = await page.evaluate(async ([url, key, codec]) => {
     const media = await navigator.mediaDevices.getUserMedia({
       video: { width: 1280, height: 720, frameRate: 30 }, audio: true,
     });
@@ -29,8 +29,8 @@ try {
     for (const track of media.getTracks()) {
       const t = pc.addTransceiver(track, { direction: 'sendonly' });
       if (track.kind === 'video') {
-        const wanted = RTCRtpSender.getCapabilities('video').codecs.filter((c) => av1
-          ? c.mimeType === 'video/AV1'
+        const wanted = RTCRtpSender.getCapabilities('video').codecs.filter((c) => codec
+          ? c.mimeType === 'video/' + codec && !/profile-id=2/.test(c.sdpFmtpLine || '')
           : c.mimeType === 'video/H264' && /packetization-mode=1/.test(c.sdpFmtpLine || ''));
         t.setCodecPreferences(wanted);
         const p = t.sender.getParameters();
@@ -56,7 +56,7 @@ try {
       window.location_url = new URL(location, url).href;
     }
     return { status: r.status, location, body: r.status === 201 ? '' : text, offer: pc.localDescription.sdp };
-  }, [whip_url, key, opts.includes('av1')]);
+  }, [whip_url, key, opts.includes('av1') ? 'AV1' : opts.includes('vp9') ? 'VP9' : '']);
   console.log(JSON.stringify({ created }));
   if (created.status === 201) {
     for (let i = 0; i < secs; i++) {

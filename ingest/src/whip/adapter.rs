@@ -8,6 +8,7 @@
 //!   in that keyframe so decoders can follow it.
 //! - AV1 (OBUs with size fields from the depacketizer): temporal delimiters dropped, the
 //!   sequence header also goes into the `av1C`.
+//! - VP9: frames (and superframes) pass as they are; a keyframe's header gives the `vpcC`.
 //! - Opus: each packet is one frame; the channel count comes from the first packet's TOC byte.
 //! - Time: every track's RTP clock is mapped to one wall clock, from the RTCP sender reports
 //!   (NTP ↔ RTP pairs) when every track has one by the time the broadcast starts, otherwise from
@@ -24,7 +25,7 @@
 use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use media::{av1, h264, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
+use media::{av1, h264, vp9, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
 
 use crate::AdapterEvent;
 
@@ -37,6 +38,7 @@ const MAX_EARLY: usize = 2048;
 pub enum WhipCodec {
     H264,
     Av1,
+    Vp9,
     Opus,
 }
 
@@ -184,7 +186,7 @@ impl WhipAdapter {
     pub fn push(&mut self, f: RtpFrame) {
         self.first_arrival.get_or_insert(f.arrival_us);
         match f.codec {
-            WhipCodec::H264 | WhipCodec::Av1 => self.video_frame(f),
+            WhipCodec::H264 | WhipCodec::Av1 | WhipCodec::Vp9 => self.video_frame(f),
             WhipCodec::Opus => self.audio_frame(f),
         }
     }
@@ -226,6 +228,7 @@ impl WhipAdapter {
         }
         let payload = match f.codec {
             WhipCodec::Av1 => self.av1_payload(&f),
+            WhipCodec::Vp9 => self.vp9_payload(&f),
             _ => self.h264_payload(&f),
         };
         let Some((data, keyframe)) = payload else {
@@ -295,6 +298,35 @@ impl WhipAdapter {
         }
         with.put_slice(&out);
         Some((with.freeze(), keyframe))
+    }
+
+    /// A VP9 frame or superframe goes into a sample as it is; a keyframe's header gives the
+    /// `vpcC` and the picture size.
+    fn vp9_payload(&mut self, f: &RtpFrame) -> Option<(Bytes, bool)> {
+        if f.data.is_empty() {
+            return None;
+        }
+        let key = vp9::Vp9Keyframe::parse(&f.data);
+        if let Some(k) = key {
+            match &self.video.info {
+                None => {
+                    let mut info = TrackInfo::video(CodecConfig::Vp9 {
+                        vpcc: Bytes::copy_from_slice(&k.vpcc()),
+                    });
+                    (info.width, info.height) = (k.width, k.height);
+                    self.video.info = Some(info);
+                }
+                Some(info) if (info.width, info.height) != (k.width, k.height) => {
+                    let msg = format!(
+                        "the VP9 picture changed to {}x{} (the playlist says {}x{})",
+                        k.width, k.height, info.width, info.height
+                    );
+                    self.notice(msg);
+                }
+                Some(_) => {}
+            }
+        }
+        Some((f.data.clone(), key.is_some()))
     }
 
     /// A temporal unit of OBUs: temporal delimiters and padding dropped (ISOBMFF samples carry

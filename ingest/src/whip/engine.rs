@@ -346,6 +346,7 @@ impl Engine {
                 let codec = match spec.codec {
                     str0m::format::Codec::H264 => WhipCodec::H264,
                     str0m::format::Codec::Av1 => WhipCodec::Av1,
+                    str0m::format::Codec::Vp9 => WhipCodec::Vp9,
                     str0m::format::Codec::Opus => WhipCodec::Opus,
                     other => {
                         debug!(session = %s.id, codec = ?other, "ignoring media in a codec we did not negotiate");

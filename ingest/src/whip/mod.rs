@@ -182,6 +182,7 @@ pub fn rtc_config(crypto: Arc<str0m::crypto::CryptoProvider>) -> str0m::RtcConfi
         .clear_codecs()
         .enable_h264(true)
         .enable_av1(true)
+        .enable_vp9(true)
         .enable_opus(true, false)
 }
 

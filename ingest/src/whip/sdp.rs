@@ -3,7 +3,7 @@
 //! message naming what was offered.
 
 /// Video codecs Estuary takes over WHIP, in the order it prefers them.
-pub const VIDEO_CODECS: &[&str] = &["H264", "AV1"];
+pub const VIDEO_CODECS: &[&str] = &["H264", "AV1", "VP9"];
 /// Audio codecs Estuary takes over WHIP.
 pub const AUDIO_CODECS: &[&str] = &["opus"];
 
@@ -147,7 +147,7 @@ mod tests {
         let e = check_offer(&vp8_only).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "no video codec Estuary takes: offered VP8; Estuary takes H264, AV1"
+            "no video codec Estuary takes: offered VP8; Estuary takes H264, AV1, VP9"
         );
         assert_eq!(check_offer("hello"), Err(OfferError::NotSdp));
         let recv = CHROME.replace("a=sendonly", "a=recvonly");

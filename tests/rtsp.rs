@@ -152,3 +152,20 @@ fn hevc_camera_is_pulled_as_hvc1() {
     assert!(mv.contains("CODECS=\"hvc1."), "{mv}");
     assert_codec_decodes(&srv, "cam", 2, 640, 360, "hevc");
 }
+
+#[test]
+fn camera_over_udp_transport() {
+    let port = free_port();
+    let _camera = Camera::start(port, &[]);
+    let srv = Server::start_with(&format!(
+        "[[pull]]\nname = \"cam\"\nurl = \"rtsp://127.0.0.1:{port}/cam\"\ntransport = \"udp\"\n"
+    ));
+    assert_video_decodes(&srv, "cam", 2, 640, 360);
+    let audio = wait_for("audio segments", Duration::from_secs(60), || {
+        let p = get(srv.http, "/live/cam/audio/index.m3u8").ok()?.text();
+        (tags(&p, "#EXTINF").len() >= 2).then_some(p)
+    });
+    let probe = ffprobe_frames(&download_rendition(&srv, "cam", "audio", &audio));
+    assert_eq!(probe[0].0, "aac", "{probe:?}");
+    assert!(probe[0].3 > 50, "{probe:?}");
+}

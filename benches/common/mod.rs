@@ -1,6 +1,7 @@
 //! What the latency benches share: an in-process origin wired as `estuary serve` wires it, and
 //! a viewer that holds a blocking playlist reload for each next part.
 
+#![allow(dead_code)] // each bench uses a part
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,13 @@ pub struct Origin {
 }
 
 pub async fn origin() -> Origin {
+    origin_with_whip(None).await.0
+}
+
+/// As [`origin`], with WHIP ingest on a free UDP port when `whip` gives a (key, name).
+pub async fn origin_with_whip(
+    whip: Option<(&str, &str)>,
+) -> (Origin, Option<std::net::SocketAddr>) {
     let hub = Hub::new();
     let windows = Windows::new();
     {
@@ -33,16 +41,39 @@ pub async fn origin() -> Origin {
     let cancel = CancellationToken::new();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_port = http.local_addr().unwrap().port();
-    tokio::spawn(edge::serve(
-        http,
-        edge::Service::new(windows, Default::default()),
-        cancel.clone(),
-    ));
-    Origin {
-        hub,
-        http_port,
-        cancel,
+    let mut service = edge::Service::new(windows, Default::default());
+    let mut whip_addr = None;
+    if let Some((key, name)) = whip {
+        let w = ingest::whip::Whip::start(
+            ingest::whip::WhipConfig {
+                keys: std::sync::Arc::new(ingest::StreamKeys::new([(
+                    key.to_string(),
+                    name.to_string(),
+                )])),
+                hub: hub.clone(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                announce: vec![],
+                connect_timeout: Duration::from_secs(15),
+                idle_timeout: Duration::from_secs(10),
+                max_sessions: 16,
+                keyframe_interval: Duration::from_secs(2),
+            },
+            cancel.clone(),
+        )
+        .await
+        .unwrap();
+        whip_addr = Some(w.local_addr());
+        service = service.with_whip(w);
     }
+    tokio::spawn(edge::serve(http, service, cancel.clone()));
+    (
+        Origin {
+            hub,
+            http_port,
+            cancel,
+        },
+        whip_addr,
+    )
 }
 
 async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
@@ -55,6 +86,15 @@ async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+async fn http_get_bytes(port: u16, path: &str) -> std::io::Result<Vec<u8>> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    Ok(out)
+}
+
 /// `(msn, part)` out of a playlist line naming `SESSION/MSN.PART.m4s`.
 fn part_of(line: &str) -> Option<(u64, u32)> {
     let stem = line.split('/').nth(1)?.split(".m4s").next()?;
@@ -65,9 +105,22 @@ fn part_of(line: &str) -> Option<(u64, u32)> {
 /// A viewer of `/live/{name}/video`: a blocking reload for each next part (the preload hint)
 /// until the stream ends; returns when each part was first listed.
 pub fn watch_parts(http_port: u16, name: &str) -> JoinHandle<HashMap<(u64, u32), Instant>> {
+    let watch = watch_parts_fetching(http_port, name, false);
+    tokio::spawn(async move {
+        let seen = watch.await.unwrap();
+        seen.into_iter().map(|(k, (t, _))| (k, t)).collect()
+    })
+}
+
+/// For each (msn, part): when it was first listed, and its bytes (HTTP response) if fetched.
+pub type PartsSeen = HashMap<(u64, u32), (Instant, Vec<u8>)>;
+
+/// As [`watch_parts`]; with `fetch`, each new part's bytes are fetched too (after its listing
+/// time was taken).
+pub fn watch_parts_fetching(http_port: u16, name: &str, fetch: bool) -> JoinHandle<PartsSeen> {
     let name = name.to_string();
     tokio::spawn(async move {
-        let mut seen = HashMap::new();
+        let mut seen = PartsSeen::new();
         let (mut msn, mut part) = (0u64, 0u32);
         loop {
             let path = format!("/live/{name}/video/index.m3u8?_HLS_msn={msn}&_HLS_part={part}");
@@ -83,12 +136,25 @@ pub fn watch_parts(http_port: u16, name: &str) -> JoinHandle<HashMap<(u64, u32),
                 }
                 break;
             }
-            for key in text
-                .lines()
-                .filter(|l| l.starts_with("#EXT-X-PART:"))
-                .filter_map(part_of)
-            {
-                seen.entry(key).or_insert(now);
+            for line in text.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
+                let Some(key) = part_of(line) else { continue };
+                if seen.contains_key(&key) {
+                    continue;
+                }
+                let mut bytes = Vec::new();
+                if fetch {
+                    let uri = line
+                        .split("URI=\"")
+                        .nth(1)
+                        .and_then(|u| u.split('"').next());
+                    if let Some(uri) = uri {
+                        let path = format!("/live/{name}/video/{uri}");
+                        if let Ok(r) = http_get_bytes(http_port, &path).await {
+                            bytes = r;
+                        }
+                    }
+                }
+                seen.insert(key, (now, bytes));
             }
             if text.contains("#EXT-X-ENDLIST") {
                 break;

@@ -297,6 +297,12 @@ mod tests {
     ];
 
     fn window(segments: u64) -> StreamWindow {
+        window_with(segments, 20, None)
+    }
+
+    /// `segments` segments of six parts in a window keeping `keep`; segment `disc` (if any)
+    /// starts after a discontinuity.
+    fn window_with(segments: u64, keep: usize, disc: Option<u64>) -> StreamWindow {
         let v = TrackInfo::video(CodecConfig::H264 {
             avcc: Bytes::from_static(AVCC),
         });
@@ -308,7 +314,7 @@ mod tests {
             2,
         );
         let cfg = WindowConfig {
-            segments: 20,
+            segments: keep,
             ..Default::default()
         };
         let w = StreamWindow::new(
@@ -330,7 +336,7 @@ mod tests {
                         gap: false,
                         last_in_segment: i == 5,
                         end_expected: false,
-                        discontinuity: false,
+                        discontinuity: disc == Some(msn) && i == 0,
                         start: msn as f64 * 2.0 + i as f64 / 3.0,
                         samples: 10,
                     });
@@ -338,6 +344,28 @@ mod tests {
             }
         }
         w
+    }
+
+    #[test]
+    fn a_discontinuity_is_tagged_then_counted_once_it_slides_out() {
+        let w = window_with(6, 4, Some(3));
+        let p = w.read(|st| media_playlist(&w, st, 0, Skip::No));
+        assert!(!p.contains("#EXT-X-DISCONTINUITY-SEQUENCE"), "{p}");
+        let before = p.split("#EXT-X-DISCONTINUITY\n").next().unwrap();
+        assert!(before.contains("abc/2.m4s\n"), "tag before segment 3:\n{p}");
+        assert!(p
+            .split("#EXT-X-DISCONTINUITY\n")
+            .nth(1)
+            .unwrap()
+            .contains("abc/3.m4s"));
+        // Segment 3 becomes the first one listed: its tag is gone and counted instead.
+        let w = window_with(8, 5, Some(3));
+        let p = w.read(|st| media_playlist(&w, st, 0, Skip::No));
+        assert!(
+            p.contains("#EXT-X-MEDIA-SEQUENCE:3\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
+            "{p}"
+        );
+        assert!(!p.contains("#EXT-X-DISCONTINUITY\n"), "{p}");
     }
 
     #[test]

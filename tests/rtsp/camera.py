@@ -2,9 +2,10 @@
 """A camera-like RTSP server for tests: GStreamer's RTSP server (Debian packages
 gir1.2-gst-rtsp-server-1.0, python3-gi, gstreamer1.0-plugins-{base,good,ugly}, gstreamer1.0-libav).
 
-Usage: camera.py PORT [USER PASS] [--hevc]
+Usage: camera.py PORT [USER PASS] [--hevc] [--file=VIDEO.mp4]
 Serves rtsp://127.0.0.1:PORT/cam: 640x360 25 fps H.264 (or H.265) with a keyframe every 2 s,
-plus 48 kHz stereo AAC, live, like an IP camera. Prints "ready" once listening.
+plus 48 kHz stereo AAC, live, like an IP camera. With --file, serves that MP4's H.264 video
+track instead, paced in real time (the latency bench). Prints "ready" once listening.
 """
 import sys
 
@@ -16,6 +17,7 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 hevc = "--hevc" in sys.argv
+video_file = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--file=")), None)
 Gst.init(None)
 server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")
@@ -25,12 +27,18 @@ if hevc:
 else:
     video = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=50 bitrate=800 ! rtph264pay name=pay0 pt=96 config-interval=1"
 factory = GstRtspServer.RTSPMediaFactory()
-factory.set_launch(
-    "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=25/1 ! "
-    + video
-    + " audiotestsrc is-live=true wave=sine ! audio/x-raw,rate=48000,channels=2 ! "
-    "avenc_aac ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"
-)
+if video_file:
+    factory.set_launch(
+        "( filesrc location=" + video_file + " ! qtdemux ! h264parse ! "
+        "rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+else:
+    factory.set_launch(
+        "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=25/1 ! "
+        + video
+        + " audiotestsrc is-live=true wave=sine ! audio/x-raw,rate=48000,channels=2 ! "
+        "avenc_aac ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"
+    )
 factory.set_shared(True)
 if len(args) >= 3:
     auth = GstRtspServer.RTSPAuth()

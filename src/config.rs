@@ -171,7 +171,7 @@ pub struct PullEntry {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<String>,
-    /// "tcp" (RTP interleaved on the RTSP connection, the default) or "udp".
+    /// "auto" (TCP, UDP if the camera refuses TCP; the default), "tcp" or "udp".
     #[serde(default = "default_transport")]
     pub transport: String,
     /// Seconds the stream stays live while the camera is away and being reconnected.
@@ -180,7 +180,7 @@ pub struct PullEntry {
 }
 
 fn default_transport() -> String {
-    "tcp".into()
+    "auto".into()
 }
 
 fn default_reconnect_grace() -> u64 {
@@ -228,8 +228,11 @@ impl Config {
             if !p.url.starts_with("rtsp://") {
                 bail!("[[pull]] {:?}: url must be rtsp://...", p.name);
             }
-            if !matches!(p.transport.as_str(), "tcp" | "udp") {
-                bail!("[[pull]] {:?}: transport is \"tcp\" or \"udp\"", p.name);
+            if !matches!(p.transport.as_str(), "auto" | "tcp" | "udp") {
+                bail!(
+                    "[[pull]] {:?}: transport is \"auto\", \"tcp\" or \"udp\"",
+                    p.name
+                );
             }
             if !names.insert(&p.name) {
                 bail!("[[pull]] name {:?} appears twice", p.name);

@@ -184,10 +184,10 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 url: p.url.clone(),
                 username: p.username.clone(),
                 password: p.password.clone(),
-                transport: if p.transport == "udp" {
-                    ingest::rtsp::RtspTransport::Udp
-                } else {
-                    ingest::rtsp::RtspTransport::Tcp
+                transport: match p.transport.as_str() {
+                    "udp" => ingest::rtsp::RtspTransport::Udp,
+                    "tcp" => ingest::rtsp::RtspTransport::Tcp,
+                    _ => ingest::rtsp::RtspTransport::Auto,
                 },
                 reconnect_grace: Duration::from_secs(p.reconnect_grace_secs),
             },

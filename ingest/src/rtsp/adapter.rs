@@ -48,6 +48,7 @@ pub struct RtspAdapter {
     /// Arrival (µs) of the broadcast's zero and the end of the latest frame, on the timeline.
     zero_arrival: Option<i64>,
     last_us: i64,
+    noticed_reorder: bool,
     out: VecDeque<AdapterEvent>,
 }
 
@@ -199,7 +200,18 @@ impl RtspAdapter {
             Timescale(scale).convert(elapsed, Timescale(clock))
         };
         let ts = ticks + t.offset;
-        if ts < 0 || t.last.is_some_and(|l| ts <= l) {
+        if ts < 0 {
+            return;
+        }
+        if t.last.is_some_and(|l| ts <= l) {
+            // RTP carries presentation times: a video frame that goes back is a B-frame, which
+            // needs decode times RTSP does not give.
+            if kind == Kind::Video && !self.noticed_reorder {
+                self.noticed_reorder = true;
+                self.out.push_back(AdapterEvent::Notice(
+                    "video timestamps go back (B-frames?); such frames are dropped: turn B-frames off in the camera".into(),
+                ));
+            }
             return;
         }
         t.last = Some(ts);

@@ -9,7 +9,6 @@
 
 pub mod adapter;
 
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,8 +24,11 @@ use adapter::{Kind, RtspAdapter};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum RtspTransport {
-    /// RTP interleaved on the RTSP TCP connection: works through NAT and firewalls.
+    /// TCP, and UDP when the camera refuses TCP (`461 Unsupported Transport`, as VLC's RTSP
+    /// server does).
     #[default]
+    Auto,
+    /// RTP interleaved on the RTSP TCP connection: works through NAT and firewalls.
     Tcp,
     /// RTP over UDP (LAN cameras; retina has no reorder buffer for it).
     Udp,
@@ -109,7 +111,10 @@ pub async fn run(config: PullConfig, hub: Hub, cancel: CancellationToken) {
         backoff = (backoff * 2).min(BACKOFF_MAX);
         if st.published.is_some() && since.elapsed() > config.reconnect_grace {
             info!(stream = %config.name, "RTSP camera away longer than the grace period; ending the stream");
-            st = PullState::default();
+            st = PullState {
+                udp_fallback: st.udp_fallback,
+                ..Default::default()
+            };
         }
         if st.published.is_none() {
             away_since = None;
@@ -124,6 +129,8 @@ struct PullState {
     published: Option<Published>,
     /// The last connection delivered media.
     played: bool,
+    /// In `Auto`, the camera refused TCP: use UDP from now on.
+    udp_fallback: bool,
 }
 
 /// One connection: returns when the camera goes away (or never came).
@@ -139,6 +146,7 @@ async fn pull_once(
         adapter,
         published,
         played,
+        ..
     } = st;
     let mut session = tokio::time::timeout(
         STALL,
@@ -167,25 +175,37 @@ async fn pull_once(
             .collect();
         return Err(PullError::NoStreams(offered.join(", ")));
     }
-    let transport = match config.transport {
-        RtspTransport::Tcp => Transport::Tcp(TcpTransportOptions::default()),
-        RtspTransport::Udp => Transport::Udp(Default::default()),
+    let udp = match config.transport {
+        RtspTransport::Auto => st.udp_fallback,
+        RtspTransport::Tcp => false,
+        RtspTransport::Udp => true,
+    };
+    let transport = if udp {
+        Transport::Udp(Default::default())
+    } else {
+        Transport::Tcp(TcpTransportOptions::default())
     };
     for i in [video, audio].into_iter().flatten() {
-        session
+        let setup = session
             .setup(
                 i,
                 SetupOptions::default()
                     .transport(transport.clone())
                     .frame_format(FrameFormat::MP4),
             )
-            .await?;
+            .await;
+        if let Err(e) = setup {
+            if config.transport == RtspTransport::Auto && !udp && is_unsupported_transport(&e) {
+                info!(stream = %config.name, "the camera refuses RTP over TCP (461); using UDP");
+                st.udp_fallback = true;
+            }
+            return Err(e.into());
+        }
     }
     let mut session = session
         .play(
             PlayOptions::default()
-                .initial_timestamp(retina::client::InitialTimestampPolicy::Permissive)
-                .enforce_timestamps_with_max_jump_secs(NonZeroU32::new(10).expect("non-zero")),
+                .initial_timestamp(retina::client::InitialTimestampPolicy::Permissive),
         )
         .await?
         .demuxed()?;
@@ -264,6 +284,12 @@ async fn pull_once(
             }
         }
     }
+}
+
+/// A SETUP refused with `461 Unsupported Transport` (retina reports the status first).
+fn is_unsupported_transport(e: &retina::Error) -> bool {
+    let msg = e.to_string();
+    msg.starts_with("461 ") || msg.contains(" 461 ")
 }
 
 /// Whether length-prefixed NAL units hold an IDR (H.264) or IRAP (H.265) picture. Some
@@ -370,7 +396,7 @@ mod tests {
             url: url.into(),
             username: user.map(String::from),
             password: Some("secret".into()),
-            transport: RtspTransport::Tcp,
+            transport: RtspTransport::Auto,
             reconnect_grace: Duration::from_secs(30),
         }
     }

@@ -125,6 +125,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         edge::HttpConfig {
             max_connections: config.http.max_connections,
             cors_origin: config.http.cors_origin.clone(),
+            tls: config.http.tls_cert.is_some(),
         },
     );
     if config.whip.enabled {

@@ -5,6 +5,8 @@
 //! | `/healthz` | 200 when ready |
 //! | `/api/v1/streams` | JSON: live streams, tracks, codecs, bitrate, uptime |
 //! | `/live/{name}/index.m3u8` | multivariant playlist |
+//! | `/live/{name}/manifest.mpd` | LL-DASH MPD (static once the stream ended) |
+//! | `/api/v1/time` | the server's UTC time (ISO 8601), the MPD's UTCTiming source |
 //! | `/live/{name}/{rendition}/index.m3u8` | media playlist (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) |
 //! | `/live/{name}/{rendition}/{session}/init.mp4` | CMAF header |
 //! | `/live/{name}/{rendition}/{session}/{msn}.m4s` | segment |
@@ -38,6 +40,8 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// `Access-Control-Allow-Origin` (players on other origins need it).
     pub cors_origin: String,
+    /// Served over TLS (for absolute URLs the service writes, like the MPD's UTCTiming).
+    pub tls: bool,
 }
 
 impl Default for HttpConfig {
@@ -45,6 +49,7 @@ impl Default for HttpConfig {
         Self {
             max_connections: 16_384,
             cors_origin: "*".into(),
+            tls: false,
         }
     }
 }
@@ -174,6 +179,14 @@ impl Service {
             ["healthz"] => text(StatusCode::OK, "ok\n", NO_STORE),
             ["api", "v1", "streams"] => self.streams_json(),
             ["live", name, "index.m3u8"] => self.multivariant(name, gzip),
+            ["live", name, "manifest.mpd"] => self.mpd(name, req, gzip),
+            ["api", "v1", "time"] => {
+                let now = packager::hls::rfc3339(SystemTime::now());
+                let mut r = Response::new(Body::from(now));
+                set_static(&mut r, header::CONTENT_TYPE, "text/plain; charset=utf-8");
+                set_static(&mut r, header::CACHE_CONTROL, NO_STORE);
+                r
+            }
             ["live", name, rendition, "index.m3u8"] => {
                 self.media_playlist(name, rendition, req.uri().query().unwrap_or(""), gzip)
                     .await
@@ -187,6 +200,33 @@ impl Service {
 
     fn window(&self, name: &str) -> Option<Arc<StreamWindow>> {
         self.inner.windows.get(name)
+    }
+
+    /// The LL-DASH MPD. Its UTCTiming points at `/api/v1/time` on the host the player asked.
+    fn mpd<B>(&self, name: &str, req: &Request<B>, gzip: bool) -> Response<Body> {
+        let Some(w) = self.window(name) else {
+            return error(StatusCode::NOT_FOUND, "no such live stream");
+        };
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("localhost");
+        let scheme = req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(if self.inner.config.tls {
+                "https"
+            } else {
+                "http"
+            });
+        let time_url = format!("{scheme}://{host}/api/v1/time");
+        let body = w.read(|st| packager::dash::mpd(&w, st, SystemTime::now(), &time_url));
+        let mut r = playlist(encode(body, gzip), gzip, "public, max-age=1");
+        set_static(&mut r, header::CONTENT_TYPE, "application/dash+xml");
+        r
     }
 
     fn multivariant(&self, name: &str, gzip: bool) -> Response<Body> {
@@ -300,9 +340,15 @@ impl Service {
             },
         };
         let td = w.read(|st| w.target_duration(st));
-        // Something not produced yet but about to be (a preload hint, or a segment being
-        // written) is waited for; the response then carries the whole thing.
         let (open_msn, open_parts) = w.read(|st| live_edge(&st.tracks[track]));
+        // A segment being written (or the next one) is sent as it grows: LL-DASH players ask
+        // for it early (availabilityTimeOffset) and read its parts as they land.
+        let complete = w.read(|st| st.tracks[track].segment(msn).is_some_and(|s| s.complete));
+        if part.is_none() && !complete && (msn == open_msn || msn == open_msn + 1) {
+            return stream_segment(w, track, msn, Duration::from_secs(3 * td), content_type);
+        }
+        // A part not produced yet but about to be (a preload hint) is waited for; the response
+        // then carries the whole thing.
         let soon = match part {
             Some(p) => {
                 (msn == open_msn && p <= open_parts + ADVANCE_PART_LIMIT)
@@ -528,6 +574,61 @@ fn playlist(body: Bytes, gzip: bool, cache: &str) -> Response<Body> {
     );
     set(&mut r, header::CACHE_CONTROL, cache);
     set_static(&mut r, header::VARY, "Accept-Encoding");
+    r
+}
+
+/// Streams segment `msn` of `track` part by part as the packager writes it; ends when the
+/// segment is complete, fails (cutting the connection) if a part takes longer than `patience`
+/// or the stream ends first.
+fn stream_segment(
+    w: Arc<StreamWindow>,
+    track: usize,
+    msn: u64,
+    patience: Duration,
+    content_type: &'static str,
+) -> Response<Body> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut next = 0u32;
+        loop {
+            let ready = |st: &WindowState| {
+                let t = &st.tracks[track];
+                t.part(msn, next).is_some()
+                    || t.segment(msn).is_some_and(|s| s.complete)
+                    || t.open_msn() > msn + 1
+            };
+            let arrived = wait_until(&w, patience, ready).await;
+            // (part to send, the segment is finished, it can never be finished)
+            let (chunk, done, failed) = w.read(|st| {
+                let t = &st.tracks[track];
+                match (t.part(msn, next), t.segment(msn)) {
+                    (Some(p), _) => (Some((!p.gap).then(|| p.data.clone())), false, false),
+                    (None, Some(s)) if s.complete => (None, true, false),
+                    _ => (None, false, !arrived || st.ended || t.open_msn() > msn + 1),
+                }
+            });
+            if let Some(chunk) = chunk {
+                next += 1;
+                if let Some(c) = chunk.filter(|c| !c.is_empty()) {
+                    if tx.send(Ok(c)).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+                continue;
+            }
+            if done {
+                return;
+            }
+            if failed {
+                let e = std::io::Error::other(format!("segment {msn} was not finished"));
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(Body::streamed(rx));
+    set_static(&mut r, header::CONTENT_TYPE, content_type);
+    set_static(&mut r, header::CACHE_CONTROL, IMMUTABLE);
     r
 }
 

@@ -6,6 +6,7 @@
 //! LL-HLS playlists from a window. One set of bytes serves every protocol.
 
 pub mod cmaf;
+pub mod dash;
 pub mod hls;
 pub mod live;
 pub mod segmenter;

@@ -28,7 +28,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# hls.js and playwright-core for the real-player test, at the versions in package-lock.json.
+# FFmpeg's libraries, clang and pkg-config for building the transcoder.
+scripts/build-deps.sh
+
+# hls.js, dash.js and playwright-core for the real-player tests, at the versions in package-lock.json.
 if [ ! -d tests/player/node_modules ] || [ tests/player/package-lock.json -nt tests/player/node_modules ]; then
   (cd tests/player && npm ci --no-audit --no-fund --loglevel=error)
 fi

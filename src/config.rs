@@ -23,9 +23,52 @@ pub struct Config {
     #[serde(default)]
     pub hls: HlsSection,
     #[serde(default)]
+    pub transcode: TranscodeSection,
+    #[serde(default)]
+    pub ladder: Vec<LadderRung>,
+    #[serde(default)]
     pub streams: Vec<StreamEntry>,
     #[serde(default)]
     pub pull: Vec<PullEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscodeSection {
+    /// Transcode every stream into the ladder (per stream: `transcode = false`).
+    pub enabled: bool,
+    /// `libx264`, or a hardware encoder FFmpeg has here (`h264_nvenc`).
+    pub encoder: String,
+    pub preset: String,
+    pub tune: String,
+}
+
+impl Default for TranscodeSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            encoder: "libx264".into(),
+            preset: "veryfast".into(),
+            tune: "zerolatency".into(),
+        }
+    }
+}
+
+/// One `[[ladder]]` rung.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LadderRung {
+    pub name: String,
+    /// Pass the source through as this rung.
+    #[serde(default)]
+    pub copy: bool,
+    #[serde(default)]
+    pub height: u32,
+    #[serde(default)]
+    pub bitrate_kbps: u32,
+    pub max_fps: Option<f64>,
+    pub profile: Option<String>,
+    pub level: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -159,6 +202,13 @@ pub struct StreamEntry {
     pub name: String,
     /// Secret publish key.
     pub key: String,
+    /// `false`: serve this stream as it comes, without the ladder.
+    #[serde(default = "yes")]
+    pub transcode: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An RTSP camera pulled as a live stream.
@@ -177,6 +227,8 @@ pub struct PullEntry {
     /// Seconds the stream stays live while the camera is away and being reconnected.
     #[serde(default = "default_reconnect_grace")]
     pub reconnect_grace_secs: u64,
+    #[serde(default = "yes")]
+    pub transcode: bool,
 }
 
 fn default_transport() -> String {
@@ -215,6 +267,17 @@ impl Config {
         }
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
             bail!("[http] tls_cert and tls_key go together");
+        }
+        for r in &self.ladder {
+            if !r.copy && !(32..=4320).contains(&r.height) {
+                bail!(
+                    "[[ladder]] {:?}: height must be 32 to 4320 (or copy = true)",
+                    r.name
+                );
+            }
+            if !r.copy && r.bitrate_kbps == 0 {
+                bail!("[[ladder]] {:?}: bitrate_kbps is required", r.name);
+            }
         }
         let mut names = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
@@ -277,6 +340,32 @@ impl Config {
             Some(base) => PathBuf::from(base).join("estuary"),
             None => PathBuf::from("estuary-data"),
         }
+    }
+
+    /// The ladder as the transcoder takes it: `[[ladder]]`, or the default one.
+    pub fn transcode_config(&self) -> transcode::TranscodeConfig {
+        let mut c = transcode::TranscodeConfig {
+            encoder: self.transcode.encoder.clone(),
+            preset: self.transcode.preset.clone(),
+            tune: self.transcode.tune.clone(),
+            ..Default::default()
+        };
+        if !self.ladder.is_empty() {
+            c.ladder = self
+                .ladder
+                .iter()
+                .map(|r| transcode::Rung {
+                    name: r.name.clone(),
+                    copy: r.copy,
+                    height: r.height,
+                    bitrate: r.bitrate_kbps.saturating_mul(1000),
+                    max_fps: r.max_fps,
+                    profile: r.profile.clone(),
+                    level: r.level.clone(),
+                })
+                .collect();
+        }
+        c
     }
 
     pub fn secs(v: f64) -> Duration {

@@ -93,14 +93,65 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         end_grace: Config::secs(config.hls.end_grace),
         ..Default::default()
     };
+    let transcode_config = config.transcode_config();
+    let transcoding = config.transcode.enabled
+        && match transcode::available(&transcode_config) {
+            Ok(()) => {
+                let rungs: Vec<&str> = transcode_config
+                    .ladder
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect();
+                info!(ladder = ?rungs, encoder = %transcode_config.encoder, preset = %transcode_config.preset, "transcoding every stream into the ladder (rungs at or above the source's height are skipped)");
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "transcoder unavailable; streams are served as they come");
+                false
+            }
+        };
+    let untranscoded: std::collections::HashSet<String> = config
+        .streams
+        .iter()
+        .filter(|s| !s.transcode)
+        .map(|s| s.name.clone())
+        .chain(
+            config
+                .pull
+                .iter()
+                .filter(|p| !p.transcode)
+                .map(|p| p.name.clone()),
+        )
+        .collect();
     {
         let windows = windows.clone();
         hub.on_publish(move |a| {
-            tokio::spawn(packager::run(
-                a.reader,
-                windows.clone(),
-                packager_config.clone(),
-            ));
+            let package = {
+                let windows = windows.clone();
+                let packager_config = packager_config.clone();
+                let runtime = tokio::runtime::Handle::current();
+                move |reader: media::BroadcastReader| {
+                    runtime.spawn(packager::run(
+                        reader,
+                        windows.clone(),
+                        packager_config.clone(),
+                    ));
+                }
+            };
+            let has_video = a
+                .reader
+                .tracks()
+                .iter()
+                .any(|t| t.kind() == media::TrackKind::Video);
+            if transcoding && has_video && !untranscoded.contains(&a.name) {
+                if let Err(e) =
+                    transcode::start(a.reader, transcode_config.clone(), Arc::new(package))
+                {
+                    warn!(stream = %a.name, error = %e, "could not start the transcoder");
+                }
+            } else {
+                package(a.reader);
+            }
         });
     }
 

@@ -61,8 +61,12 @@ fn field(line: &str, key: &str) -> Option<f64> {
 
 /// Plays `/live/demo/{manifest}` with `page` for 20 s against a live RTMP stream; returns the
 /// last stats line after the checks every player must pass.
-fn play(page: &str, manifest: &str) -> String {
-    let srv = Server::start("");
+fn play(page: &str, manifest: &str, transcoding: bool, query: &str) -> String {
+    let srv = if transcoding {
+        Server::start_transcoding("")
+    } else {
+        Server::start("")
+    };
     let _publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 60);
     wait_for("stream live", Duration::from_secs(60), || {
         get(srv.http, "/live/demo/video/index.m3u8")
@@ -72,7 +76,7 @@ fn play(page: &str, manifest: &str) -> String {
     });
     let page_port = serve_page();
     let url = format!(
-        "http://127.0.0.1:{page_port}/{page}?src=http://127.0.0.1:{}/live/demo/{manifest}",
+        "http://127.0.0.1:{page_port}/{page}?src=http://127.0.0.1:{}/live/demo/{manifest}{query}",
         srv.http
     );
     let mut child = Command::new("node")
@@ -103,11 +107,13 @@ fn play(page: &str, manifest: &str) -> String {
         "fatal player error: {last}"
     );
     assert_eq!(field(&last, "audioTracks"), Some(1.0), "{last}");
-    assert_eq!(
-        (field(&last, "width"), field(&last, "height")),
-        (Some(1280.0), Some(720.0)),
-        "{last}"
-    );
+    if !transcoding {
+        assert_eq!(
+            (field(&last, "width"), field(&last, "height")),
+            (Some(1280.0), Some(720.0)),
+            "{last}"
+        );
+    }
     // Playback advances without stalling over the last ten seconds.
     let t_end = field(&last, "currentTime").unwrap();
     let t_before = field(stats[stats.len() - 11], "currentTime").unwrap();
@@ -121,7 +127,7 @@ fn play(page: &str, manifest: &str) -> String {
 
 #[test]
 fn hls_js_plays_low_latency_from_another_origin() {
-    let last = play("index.html", "index.m3u8");
+    let last = play("index.html", "index.m3u8", false, "");
     assert_eq!(field(&last, "levels"), Some(1.0), "{last}");
     // hls.js's own live-latency estimate: about a second behind, well within three.
     let latency = field(&last, "latency").unwrap();
@@ -130,10 +136,30 @@ fn hls_js_plays_low_latency_from_another_origin() {
 
 #[test]
 fn dash_js_plays_low_latency_from_another_origin() {
-    let last = play("dash.html", "manifest.mpd");
+    let last = play("dash.html", "manifest.mpd", false, "");
     assert_eq!(field(&last, "representations"), Some(1.0), "{last}");
     // dash.js's live latency (from the MPD's UTCTiming clock): near the 1.5 s the MPD's
     // ServiceDescription asks for, which needs the segment being written to be streamed.
     let latency = field(&last, "latency").unwrap();
     assert!(latency > 0.3 && latency < 3.0, "latency {latency}: {last}");
+}
+
+/// The ladder (1280x720 source → source, 480p, 360p) in hls.js: every rendition listed, and a
+/// forced switch to the lowest one (level 0 in hls.js's bitrate order) plays on without a stall.
+#[test]
+fn hls_js_lists_the_ladder_and_switches_renditions() {
+    let last = play("index.html", "index.m3u8", true, "&switch=0");
+    assert_eq!(field(&last, "levels"), Some(3.0), "{last}");
+    assert!(last.contains("\"heights\":\"360/480/720\""), "{last}");
+    assert_eq!(field(&last, "level"), Some(0.0), "switched: {last}");
+    assert_eq!(field(&last, "height"), Some(360.0), "{last}");
+}
+
+/// The same in dash.js: three Representations, and a forced switch to the lowest.
+#[test]
+fn dash_js_lists_the_ladder_and_switches_renditions() {
+    let last = play("dash.html", "manifest.mpd", true, "&switch=0");
+    assert_eq!(field(&last, "representations"), Some(3.0), "{last}");
+    assert_eq!(field(&last, "level"), Some(0.0), "switched: {last}");
+    assert_eq!(field(&last, "height"), Some(360.0), "{last}");
 }

@@ -12,8 +12,9 @@
 //! frame starts a new segment is only known when it arrives, so a segment's end can come as
 //! its own [`Output::SegmentEnd`] after its last part.
 //!
-//! Every other track closes its part `k` as soon as it holds a frame at or after boundary `k`,
-//! so segment N covers the same time in every track. A follower with nothing in a part's time
+//! Every other track closes its part `k` as soon as it holds a frame at or after boundary `k`
+//! (less half a leader interval: the leader's frames are snapped to its predicted grid), so
+//! segment N covers the same time in every track. A follower with nothing in a part's time
 //! range gets a gap part (no samples) so numbering stays aligned.
 
 use std::collections::VecDeque;
@@ -405,6 +406,14 @@ impl Segmenter {
     /// Closes follower parts for every boundary it has data past (or all, when `flush`).
     fn close_follower(&mut self, track: usize, flush: bool) {
         let leader_scale = self.leader_scale;
+        // The leader snaps its frames onto a predicted grid (by up to half an interval), so a
+        // boundary may sit a little after the leader frame that opened it; a follower frame
+        // that close before it belongs after it (a transcoded rung's keyframe, taken at the
+        // leader keyframe's own time, must open the same segment).
+        let slack = self.tracks[track]
+            .scale
+            .convert(self.interval() / 2, leader_scale)
+            .max(0);
         loop {
             let st = &self.tracks[track];
             let Some(b) = self
@@ -415,8 +424,8 @@ impl Segmenter {
             else {
                 break;
             };
-            let end = st.scale.convert(b.end, leader_scale);
-            let start = st.scale.convert(b.start, leader_scale);
+            let end = st.scale.convert(b.end, leader_scale) - slack;
+            let start = st.scale.convert(b.start, leader_scale) - slack;
             let past = st.pending.back().is_some_and(|f| f.dts.ticks >= end);
             if !past && !flush {
                 break;
@@ -448,7 +457,8 @@ impl Segmenter {
                 track,
                 msn: b.msn,
                 index: b.index,
-                independent: true,
+                // Audio frames all are; a second video track's part starts with a keyframe or not.
+                independent: samples.first().is_none_or(|s| s.keyframe),
                 last_in_segment: b.ends_segment,
                 end_expected: b.end_expected,
                 discontinuity: b.discontinuity,

@@ -123,13 +123,32 @@ impl Server {
         http: u16,
         check_health: bool,
     ) -> Server {
+        Self::start_full_transcoding(body, http_extra, srt_extra, http, check_health, false)
+    }
+
+    /// As [`Server::start`], with the transcoder on (the other servers of the tests serve
+    /// streams as they come, so parallel tests do not all transcode on a 2-core machine).
+    pub fn start_transcoding(extra: &str) -> Server {
+        let streams = format!("[[streams]]\nname = \"{NAME}\"\nkey = \"{KEY}\"\n{extra}");
+        Self::start_full_transcoding(&streams, "", "", free_port(), true, true)
+    }
+
+    fn start_full_transcoding(
+        body: &str,
+        http_extra: &str,
+        srt_extra: &str,
+        http: u16,
+        check_health: bool,
+        transcode: bool,
+    ) -> Server {
         let dir = TempDir::new("srv");
         let rtmp = free_port();
         let srt = free_udp_port();
         let whip = free_udp_port();
         let cfg = format!(
-            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[srt]\nlisten = \"127.0.0.1:{srt}\"\n{srt_extra}[whip]\nlisten = \"127.0.0.1:{whip}\"\n{body}\n",
-            dir.0.join("data").display()
+            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[srt]\nlisten = \"127.0.0.1:{srt}\"\n{srt_extra}[transcode]\nenabled = {}\n[whip]\nlisten = \"127.0.0.1:{whip}\"\n{body}\n",
+            dir.0.join("data").display(),
+            transcode
         );
         // Sections must not repeat; callers put [hls] etc. in `body`.
         let cfg_path = dir.0.join("estuary.toml");

@@ -49,9 +49,22 @@ fn ladder_renditions_are_listed_decode_and_line_up() {
     let _publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 60);
     let mv = wait_for("three renditions", Duration::from_secs(60), || {
         let m = get(srv.http, "/live/demo/index.m3u8").ok()?.text();
-        (tags(&m, "#EXT-X-STREAM-INF").len() >= 3).then_some(m)
+        (tags(&m, "#EXT-X-STREAM-INF").len() >= 4).then_some(m)
     });
-    let variants = tags(&mv, "#EXT-X-STREAM-INF");
+    let all = tags(&mv, "#EXT-X-STREAM-INF");
+    // The audio-only variant: the audio rendition on its own.
+    let audio_only: Vec<&&str> = all
+        .iter()
+        .filter(|v| attr(v, "RESOLUTION").is_none())
+        .collect();
+    assert_eq!(audio_only.len(), 1, "{mv}");
+    assert_eq!(attr(audio_only[0], "CODECS"), Some("mp4a.40.2"), "{mv}");
+    assert!(mv.contains(",AUDIO=\"audio\"\naudio/index.m3u8\n"), "{mv}");
+    let variants: Vec<&str> = all
+        .iter()
+        .filter(|v| attr(v, "RESOLUTION").is_some())
+        .copied()
+        .collect();
     let sizes: Vec<&str> = variants
         .iter()
         .filter_map(|v| attr(v, "RESOLUTION"))
@@ -134,5 +147,9 @@ fn transcode_false_serves_the_stream_as_it_comes() {
     let _publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 30);
     assert_advances(&srv, NAME);
     let mv = get(srv.http, "/live/demo/index.m3u8").unwrap().text();
-    assert_eq!(tags(&mv, "#EXT-X-STREAM-INF").len(), 1, "{mv}");
+    let video = tags(&mv, "#EXT-X-STREAM-INF")
+        .iter()
+        .filter(|v| attr(v, "RESOLUTION").is_some())
+        .count();
+    assert_eq!(video, 1, "{mv}");
 }

@@ -299,3 +299,26 @@ fn a_session_that_never_connects_is_dropped_and_frees_the_name() {
     });
     assert_eq!(post().status, 201, "the name is free again");
 }
+
+#[test]
+fn whip_opus_becomes_aac_for_the_ladder() {
+    let srv = Server::start_transcoding("[hls]\nend_grace = 1.0\n");
+    let (mut child, rx) = chromium_publisher(&srv, KEY, 12, "");
+    assert_eq!(next(&rx)["created"]["status"], 201);
+    let mv = wait_for("the ladder", Duration::from_secs(60), || {
+        let m = get(srv.http, "/live/demo/index.m3u8").ok()?.text();
+        (tags(&m, "#EXT-X-STREAM-INF").len() >= 3).then_some(m)
+    });
+    assert!(mv.contains(",mp4a.40.2\""), "Opus is offered as AAC: {mv}");
+    assert!(!mv.contains("opus"), "{mv}");
+    let audio = wait_for("audio segments", Duration::from_secs(60), || {
+        let p = get(srv.http, "/live/demo/audio/index.m3u8").ok()?.text();
+        (tags(&p, "#EXTINF").len() >= 2).then_some(p)
+    });
+    let probe = ffprobe_frames(&download_rendition(&srv, NAME, "audio", &audio));
+    assert_eq!(probe[0].0, "aac", "{probe:?}");
+    assert!(probe[0].3 > 50, "{probe:?}");
+    assert!(srv.log_text().contains("audio transcoded to AAC"));
+    while next(&rx)["done"] != true {}
+    assert!(child.wait().unwrap().success());
+}

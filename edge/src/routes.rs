@@ -423,6 +423,7 @@ impl Service {
                         "started": hls::rfc3339(w.started),
                         "uptime_secs": now.duration_since(w.started).unwrap_or_default().as_secs(),
                         "bitrate": st.tracks.iter().map(|t| t.average_bitrate()).sum::<u64>(),
+                        "skipped_frames": w.skipped.load(std::sync::atomic::Ordering::Relaxed),
                         "playback": format!("/live/{}/index.m3u8", w.name),
                         "tracks": tracks,
                     })

@@ -101,6 +101,16 @@ pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
         }
         let _ = writeln!(out, "\n{}/index.m3u8", v.rendition);
     }
+    // An audio-only variant for viewers whose bandwidth fits no video (Apple's authoring
+    // guidelines; hls.js leaves it out while it has video levels).
+    if let (false, Some(a)) = (video.is_empty(), audio.first()) {
+        let _ = writeln!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={audio_peak},AVERAGE-BANDWIDTH={audio_avg},CODECS=\"{}\",AUDIO=\"audio\"\n{}/index.m3u8",
+            a.info.codec.codec_string(),
+            a.rendition
+        );
+    }
     if video.is_empty() {
         // Audio-only: the audio rendition is the variant.
         if let Some(a) = audio.first() {
@@ -412,6 +422,10 @@ mod tests {
         assert!(
             m.contains("BANDWIDTH=48000,AVERAGE-BANDWIDTH=48000,"),
             "{m}"
+        );
+        assert!(
+            m.contains(",CODECS=\"mp4a.40.2\",AUDIO=\"audio\"\naudio/index.m3u8\n"),
+            "an audio-only variant: {m}"
         );
     }
 

@@ -71,7 +71,15 @@ pub async fn run(mut reader: BroadcastReader, windows: Windows, config: Packager
     let mut lagged_total = 0u64;
     info!(stream = %name, session = %window.session, "packaging");
     loop {
-        match reader.recv().await {
+        let event = reader.recv().await;
+        window.skipped.store(
+            reader
+                .stats()
+                .skipped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        match event {
             Some(ReadEvent::Frame(f)) => segmenter.push(f),
             Some(ReadEvent::Lagged { skipped }) => {
                 lagged_total += skipped;

@@ -173,6 +173,9 @@ pub struct StreamWindow {
     version: watch::Sender<u64>,
     /// Rendered responses (playlists) by caller-chosen key, valid for one state version.
     rendered: Mutex<HashMap<u64, (u64, Bytes)>>,
+    /// Frames the stream's consumers dropped to stay real time (a transcoder or the packager
+    /// falling behind skips to the next keyframe), as the broadcast counts them.
+    pub skipped: std::sync::atomic::AtomicU64,
 }
 
 /// What a packager hands the window.
@@ -250,6 +253,7 @@ impl StreamWindow {
             }),
             version,
             rendered: Mutex::new(HashMap::new()),
+            skipped: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

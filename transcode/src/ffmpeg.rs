@@ -89,8 +89,24 @@ enum Output {
 struct Pipeline {
     out: Broadcast,
     rungs: Vec<Output>,
-    /// Source track index → output track index (audio).
+    /// Source track index → output track index (audio passed through).
     audio: Vec<(usize, usize)>,
+    /// Source audio that is not AAC (WHIP's Opus), made AAC once for every rendition.
+    to_aac: Option<(usize, Box<AacEncoder>)>,
+}
+
+/// Opus (or any audio FFmpeg decodes) → AAC-LC at the same rate and channel count.
+struct AacEncoder {
+    decoder: ff::decoder::Audio,
+    encoder: ff::encoder::audio::Encoder,
+    track: usize,
+    channels: usize,
+    frame_size: usize,
+    /// Decoded samples not yet encoded, one buffer per channel.
+    pending: Vec<Vec<f32>>,
+    /// Time (in the sample rate) of `pending`'s first sample.
+    pending_pts: Option<i64>,
+    rate: u32,
 }
 
 fn run(
@@ -112,6 +128,12 @@ fn run(
             ReadEvent::Frame(f) => f,
             ReadEvent::Lagged { skipped } => {
                 warn!(stream = %name, skipped, "transcoder behind real time: skipped to the next keyframe");
+                if let Some(p) = &pipeline {
+                    p.out
+                        .stats()
+                        .skipped
+                        .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
+                }
                 continue;
             }
             ReadEvent::Discontinuity => {
@@ -122,12 +144,8 @@ fn run(
             }
         };
         if f.track != video {
-            match &pipeline {
-                Some(p) => {
-                    if let Some(&(_, out)) = p.audio.iter().find(|(s, _)| *s == f.track) {
-                        p.out.push(Frame { track: out, ..f });
-                    }
-                }
+            match &mut pipeline {
+                Some(p) => p.audio_frame(f),
                 None if early_audio.len() < 512 => early_audio.push(f),
                 None => {}
             }
@@ -194,11 +212,10 @@ fn run(
                         }
                     }
                 }
+                let mut p = p;
                 for a in early_audio.drain(..) {
-                    if let Some(&(_, out)) = p.audio.iter().find(|(s, _)| *s == a.track) {
-                        if a.pts.as_secs_f64() >= start {
-                            p.out.push(Frame { track: out, ..a });
-                        }
+                    if a.pts.as_secs_f64() >= start {
+                        p.audio_frame(a);
                     }
                 }
                 pipeline = Some(p);
@@ -316,16 +333,34 @@ fn build(
         tracks.push(info);
     }
     let mut audio = Vec::new();
+    let mut to_aac = None;
     for (i, t) in source.tracks().iter().enumerate() {
-        if i != video && t.kind() == TrackKind::Audio {
+        if i == video || t.kind() != TrackKind::Audio {
+            continue;
+        }
+        if matches!(t.codec, CodecConfig::Aac { .. }) || to_aac.is_some() {
             audio.push((i, tracks.len()));
             tracks.push(t.clone());
+            continue;
+        }
+        match AacEncoder::open(t, tracks.len()) {
+            Ok((enc, info)) => {
+                info!(stream = %name, from = %t.codec.codec_string(), "audio transcoded to AAC for every rendition");
+                to_aac = Some((i, Box::new(enc)));
+                tracks.push(info);
+            }
+            Err(e) => {
+                warn!(stream = %name, error = %e, "cannot transcode the audio to AAC; passing it through");
+                audio.push((i, tracks.len()));
+                tracks.push(t.clone());
+            }
         }
     }
     Ok(Pipeline {
         out: Broadcast::new(name, tracks),
         rungs,
         audio,
+        to_aac,
     })
 }
 
@@ -435,4 +470,151 @@ fn encode(
         });
     }
     Ok(())
+}
+
+impl Pipeline {
+    fn audio_frame(&mut self, f: Frame) {
+        if let Some(&(_, out)) = self.audio.iter().find(|(s, _)| *s == f.track) {
+            self.out.push(Frame { track: out, ..f });
+            return;
+        }
+        if let Some((src, enc)) = &mut self.to_aac {
+            if *src == f.track {
+                for frame in enc.push(&f) {
+                    self.out.push(frame);
+                }
+            }
+        }
+    }
+}
+
+impl AacEncoder {
+    fn open(src: &TrackInfo, track: usize) -> Result<(AacEncoder, TrackInfo), TranscodeError> {
+        let (id, channels) = match &src.codec {
+            CodecConfig::Opus { channels, .. } => (Id::OPUS, (*channels).clamp(1, 2) as usize),
+            _ => return Err(err("only Opus is transcoded to AAC")),
+        };
+        let rate = src.sample_rate.max(8_000);
+        let layout = if channels == 2 {
+            ff::ChannelLayout::STEREO
+        } else {
+            ff::ChannelLayout::MONO
+        };
+        let codec = ff::decoder::find(id).ok_or_else(|| err("no Opus decoder"))?;
+        let mut dctx = codec::context::Context::new_with_codec(codec).decoder();
+        // SAFETY: plain fields of the not yet opened context.
+        unsafe {
+            let raw = dctx.as_mut_ptr();
+            (*raw).sample_rate = rate as i32;
+        }
+        let mut decoder = dctx.audio().map_err(err)?;
+        decoder.set_channel_layout(layout);
+        let aac = ff::encoder::find_by_name("aac").ok_or_else(|| err("no AAC encoder"))?;
+        let mut enc = codec::context::Context::new_with_codec(aac)
+            .encoder()
+            .audio()
+            .map_err(err)?;
+        enc.set_rate(rate as i32);
+        enc.set_channel_layout(layout);
+        enc.set_channels(channels as i32);
+        enc.set_format(ff::format::Sample::F32(ff::format::sample::Type::Planar));
+        enc.set_bit_rate(64_000 * channels);
+        enc.set_time_base((1, rate as i32));
+        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        let encoder = enc.open().map_err(err)?;
+        // SAFETY: reading the opened encoder's extradata (the AudioSpecificConfig).
+        let asc = unsafe {
+            let raw = encoder.as_ptr();
+            if (*raw).extradata.is_null() || (*raw).extradata_size <= 0 {
+                return Err(err("the AAC encoder gave no AudioSpecificConfig"));
+            }
+            std::slice::from_raw_parts((*raw).extradata, (*raw).extradata_size as usize).to_vec()
+        };
+        let frame_size = (encoder.frame_size() as usize).max(1024);
+        let info = TrackInfo::audio(CodecConfig::Aac { asc: asc.into() }, rate, channels as u16);
+        Ok((
+            AacEncoder {
+                decoder,
+                encoder,
+                track,
+                channels,
+                frame_size,
+                pending: vec![Vec::new(); channels],
+                pending_pts: None,
+                rate,
+            },
+            info,
+        ))
+    }
+
+    /// Decodes one source packet and returns the AAC frames that are now complete.
+    fn push(&mut self, f: &Frame) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let mut pkt = ff::Packet::copy(&f.data);
+        let pts = Timescale(self.rate).convert(f.pts.ticks, f.pts.scale);
+        pkt.set_pts(Some(pts));
+        if self.decoder.send_packet(&pkt).is_err() {
+            return out;
+        }
+        let mut decoded = frame::Audio::empty();
+        while self.decoder.receive_frame(&mut decoded).is_ok() {
+            if decoded.format() != ff::format::Sample::F32(ff::format::sample::Type::Planar) {
+                continue; // FFmpeg's Opus decoder gives planar float
+            }
+            let n = decoded.samples();
+            if self.pending_pts.is_none() || self.pending[0].is_empty() {
+                self.pending_pts =
+                    Some(decoded.pts().unwrap_or(pts) - self.pending[0].len() as i64);
+            }
+            for ch in 0..self.channels {
+                let plane = if (ch as u16) < decoded.channels() {
+                    ch
+                } else {
+                    0
+                };
+                let samples: &[f32] = decoded.plane(plane);
+                self.pending[ch].extend_from_slice(&samples[..n.min(samples.len())]);
+            }
+            while self.pending[0].len() >= self.frame_size {
+                let at = self.pending_pts.unwrap_or(0);
+                let mut input = frame::Audio::new(
+                    ff::format::Sample::F32(ff::format::sample::Type::Planar),
+                    self.frame_size,
+                    if self.channels == 2 {
+                        ff::ChannelLayout::STEREO
+                    } else {
+                        ff::ChannelLayout::MONO
+                    },
+                );
+                input.set_rate(self.rate);
+                for ch in 0..self.channels {
+                    let chunk: Vec<f32> = self.pending[ch].drain(..self.frame_size).collect();
+                    input.plane_mut::<f32>(ch).copy_from_slice(&chunk);
+                }
+                input.set_pts(Some(at));
+                self.pending_pts = Some(at + self.frame_size as i64);
+                if self.encoder.send_frame(&input).is_err() {
+                    continue;
+                }
+                let mut p = ff::Packet::empty();
+                while self.encoder.receive_packet(&mut p).is_ok() {
+                    let (Some(data), Some(t)) = (p.data(), p.pts()) else {
+                        continue;
+                    };
+                    if t < 0 {
+                        continue; // the encoder's priming
+                    }
+                    let ts = Timestamp::new(t, Timescale(self.rate));
+                    out.push(Frame {
+                        track: self.track,
+                        pts: ts,
+                        dts: ts,
+                        keyframe: true,
+                        data: Bytes::copy_from_slice(data),
+                    });
+                }
+            }
+        }
+        out
+    }
 }

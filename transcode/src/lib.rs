@@ -12,7 +12,8 @@
 //! the reader drops the backlog and resumes at the next keyframe, and the skip is counted in
 //! the stream's stats (`skipped`). Nothing queues without bound.
 //!
-//! Audio is passed through (AAC, or Opus, which CMAF carries as is).
+//! Audio: AAC passes through; anything else (WHIP's Opus) is decoded and encoded to AAC-LC
+//! once, shared by every rendition.
 //!
 //! Built without the `ffmpeg` feature, [`available`] says why and streams pass through.
 

@@ -153,6 +153,9 @@ fn hls_js_lists_the_ladder_and_switches_renditions() {
     assert!(last.contains("\"heights\":\"360/480/720\""), "{last}");
     assert_eq!(field(&last, "level"), Some(0.0), "switched: {last}");
     assert_eq!(field(&last, "height"), Some(360.0), "{last}");
+    // Transcoding adds little: still within the low-latency target's range after the switch.
+    let latency = field(&last, "latency").unwrap();
+    assert!(latency > 0.3 && latency < 3.0, "latency {latency}: {last}");
 }
 
 /// The same in dash.js: three Representations, and a forced switch to the lowest.
@@ -162,4 +165,6 @@ fn dash_js_lists_the_ladder_and_switches_renditions() {
     assert_eq!(field(&last, "representations"), Some(3.0), "{last}");
     assert_eq!(field(&last, "level"), Some(0.0), "switched: {last}");
     assert_eq!(field(&last, "height"), Some(360.0), "{last}");
+    let latency = field(&last, "latency").unwrap();
+    assert!(latency > 0.3 && latency < 3.0, "latency {latency}: {last}");
 }

@@ -123,6 +123,10 @@ fn run(
     let mut early_audio: Vec<Frame> = Vec::new();
     // Source video since its last keyframe, until the first picture decodes.
     let mut early_video: Vec<Frame> = Vec::new();
+    // A decoder error: skip to the next source keyframe and start over from there.
+    let mut restart = false;
+    // The source's picture size, to notice a change.
+    let mut source_size: Option<(u32, u32)> = None;
     while let Some(ev) = futures::executor::block_on(source.recv()) {
         let f = match ev {
             ReadEvent::Frame(f) => f,
@@ -151,6 +155,17 @@ fn run(
             }
             continue;
         }
+        if restart {
+            if !f.keyframe {
+                continue; // every rendition resumes together at the source's next keyframe
+            }
+            restart = false;
+            decoder = open_decoder(&src_info)?;
+            if let Some(p) = &pipeline {
+                p.out.discontinuity();
+            }
+            info!(stream = %name, "transcoder pipeline restarted at a keyframe");
+        }
         let mut pkt = ff::Packet::copy(&f.data);
         pkt.set_pts(Some(f.pts.ticks));
         pkt.set_dts(Some(f.dts.ticks));
@@ -158,30 +173,19 @@ fn run(
             pkt.set_flags(packet::Flags::KEY);
         }
         if let Err(e) = decoder.send_packet(&pkt) {
-            warn!(stream = %name, error = %e, "undecodable video frame");
+            warn!(stream = %name, error = %e, "the source's video does not decode; restarting the transcoder pipeline at the next keyframe");
+            restart = true;
             continue;
         }
-        // Copy rungs follow the source frame by frame.
-        match &pipeline {
-            Some(p) => {
-                for r in &p.rungs {
-                    if let Output::Copy { track } = r {
-                        p.out.push(Frame {
-                            track: *track,
-                            ..f.clone()
-                        });
-                    }
-                }
+        if pipeline.is_none() {
+            if f.keyframe {
+                early_video.clear();
             }
-            None => {
-                if f.keyframe {
-                    early_video.clear();
-                }
-                if early_video.len() < 1024 {
-                    early_video.push(f.clone());
-                }
+            if early_video.len() < 1024 {
+                early_video.push(f.clone());
             }
         }
+        let had_pipeline = pipeline.is_some();
         while decoder.receive_frame(&mut decoded).is_ok() {
             if pipeline.is_none() {
                 let p = match build(&name, &source, video, &src_info, &decoded, &config) {
@@ -221,10 +225,30 @@ fn run(
                 pipeline = Some(p);
             }
             let p = pipeline.as_mut().expect("built above");
+            let size = (decoded.width(), decoded.height());
+            if source_size.is_some_and(|was| was != size) {
+                // New parameters in the source (its resolution changed): the rungs keep their
+                // sizes and scale the new picture; players see a discontinuity here.
+                warn!(stream = %name, width = size.0, height = size.1, "the source's picture size changed; the rungs scale the new picture");
+                p.out.discontinuity();
+            }
+            source_size = Some(size);
             let key = decoded.is_key() || decoded.kind() == picture::Type::I;
             for r in &mut p.rungs {
                 if let Output::Encoded(e) = r {
                     encode(e, &decoded, key, &p.out)?;
+                }
+            }
+        }
+        // Copy rungs follow the source frame by frame (after any discontinuity its picture
+        // caused; a pipeline built just now has sent it with the frames before it).
+        if let (true, Some(p)) = (had_pipeline, &pipeline) {
+            for r in &p.rungs {
+                if let Output::Copy { track } = r {
+                    p.out.push(Frame {
+                        track: *track,
+                        ..f.clone()
+                    });
                 }
             }
         }

@@ -68,26 +68,69 @@ fn err(e: impl std::fmt::Display) -> TranscodeError {
     TranscodeError::Ffmpeg(e.to_string())
 }
 
-/// An encoded rung: its scaler (made for the source's picture format on first use), encoder
-/// and frame-rate limiter.
+/// An encoded rung: its encoder and frame-rate limiter. (Its scaler lives on its thread: it is
+/// made there for the source's picture format on first use.)
 struct Encoded {
     rung: Rung,
     track: usize,
     width: u32,
     height: u32,
-    scaler: Option<(scaling::Context, Pixel, u32, u32)>,
     encoder: ff::encoder::video::Encoder,
     /// Earliest pts (90 kHz) the next non-key frame may have.
     next_pts: i64,
 }
 
 enum Output {
-    Copy { track: usize },
-    Encoded(Box<Encoded>),
+    Copy {
+        track: usize,
+    },
+    /// Scaled and encoded on the rung's own thread, fed decoded pictures in order.
+    Encoded(std::sync::mpsc::SyncSender<RungMsg>),
+}
+
+enum RungMsg {
+    /// A decoded picture (shared, not copied) and whether it is a keyframe.
+    Picture(frame::Video, bool),
+    /// Everything sent before has been pushed: answer.
+    Sync(std::sync::mpsc::Sender<()>),
+}
+
+/// A reference to the same picture buffers (no copy).
+fn share(src: &frame::Video) -> frame::Video {
+    let mut f = frame::Video::empty();
+    // SAFETY: both are valid frames; av_frame_ref adds references to src's buffers.
+    unsafe {
+        ff::ffi::av_frame_ref(f.as_mut_ptr(), src.as_ptr());
+    }
+    f
+}
+
+impl Pipeline {
+    /// Waits until every rung thread has pushed what it was given.
+    fn sync(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut waiting = 0;
+        for r in &self.rungs {
+            if let Output::Encoded(ch) = r {
+                if ch.send(RungMsg::Sync(tx.clone())).is_ok() {
+                    waiting += 1;
+                }
+            }
+        }
+        for _ in 0..waiting {
+            let _ = rx.recv();
+        }
+    }
+
+    /// A discontinuity after everything before it, in every track.
+    fn discontinuity(&self) {
+        self.sync();
+        self.out.discontinuity();
+    }
 }
 
 struct Pipeline {
-    out: Broadcast,
+    out: Arc<Broadcast>,
     rungs: Vec<Output>,
     /// Source track index → output track index (audio passed through).
     audio: Vec<(usize, usize)>,
@@ -142,7 +185,7 @@ fn run(
             }
             ReadEvent::Discontinuity => {
                 if let Some(p) = &pipeline {
-                    p.out.discontinuity();
+                    p.discontinuity();
                 }
                 continue;
             }
@@ -162,7 +205,7 @@ fn run(
             restart = false;
             decoder = open_decoder(&src_info)?;
             if let Some(p) = &pipeline {
-                p.out.discontinuity();
+                p.discontinuity();
             }
             info!(stream = %name, "transcoder pipeline restarted at a keyframe");
         }
@@ -230,13 +273,15 @@ fn run(
                 // New parameters in the source (its resolution changed): the rungs keep their
                 // sizes and scale the new picture; players see a discontinuity here.
                 warn!(stream = %name, width = size.0, height = size.1, "the source's picture size changed; the rungs scale the new picture");
-                p.out.discontinuity();
+                p.discontinuity();
             }
             source_size = Some(size);
             let key = decoded.is_key() || decoded.kind() == picture::Type::I;
-            for r in &mut p.rungs {
-                if let Output::Encoded(e) = r {
-                    encode(e, &decoded, key, &p.out)?;
+            for r in &p.rungs {
+                if let Output::Encoded(ch) = r {
+                    // Blocks while the rung is four pictures behind: the decoder then falls
+                    // behind too, and the source's reader skips to a keyframe (counted).
+                    let _ = ch.send(RungMsg::Picture(share(&decoded), key));
                 }
             }
         }
@@ -319,13 +364,15 @@ fn build(
 ) -> Result<Pipeline, TranscodeError> {
     let (src_w, src_h) = (first.width(), first.height());
     let mut tracks = Vec::new();
-    let mut rungs = Vec::new();
+    // Copy rungs now; encoded rungs once their threads start (after the broadcast exists).
+    let mut rungs: Vec<Option<Output>> = Vec::new();
+    let mut pending: Vec<Encoded> = Vec::new();
     let fps = src_info.frame_rate_hint.unwrap_or(30.0).clamp(1.0, 120.0);
     for rung in rungs_for(&config.ladder, src_h) {
         if rung.copy {
-            rungs.push(Output::Copy {
+            rungs.push(Some(Output::Copy {
                 track: tracks.len(),
-            });
+            }));
             tracks.push(src_info.clone());
             continue;
         }
@@ -345,15 +392,15 @@ fn build(
         info.bitrate_hint = Some(rung.bitrate);
         info.frame_rate_hint = Some(rung.max_fps.map_or(fps, |m| m.min(fps)));
         info!(stream = %name, rung = %rung.name, width, height, bitrate = rung.bitrate, "transcoding rung");
-        rungs.push(Output::Encoded(Box::new(Encoded {
+        pending.push(Encoded {
             rung,
             track: tracks.len(),
             width,
             height,
-            scaler: None,
             encoder,
             next_pts: i64::MIN,
-        })));
+        });
+        rungs.push(None);
         tracks.push(info);
     }
     let mut audio = Vec::new();
@@ -380,9 +427,44 @@ fn build(
             }
         }
     }
+    let out = Arc::new(Broadcast::new(name, tracks));
+    let mut encoded = pending.into_iter();
+    let mut outputs = Vec::new();
+    for r in rungs {
+        let o = match r {
+            Some(o) => o,
+            None => {
+                let mut e = encoded.next().expect("one Encoded per placeholder");
+                let (tx, rx) = std::sync::mpsc::sync_channel::<RungMsg>(4);
+                let out = out.clone();
+                let stream = name.to_string();
+                std::thread::Builder::new()
+                    .name(format!("rung {}", e.rung.name))
+                    .spawn(move || {
+                        let mut scaler = None;
+                        for msg in rx {
+                            match msg {
+                                RungMsg::Picture(pic, key) => {
+                                    if let Err(err) = encode(&mut e, &mut scaler, &pic, key, &out) {
+                                        warn!(stream = %stream, rung = %e.rung.name, error = %err, "rung stopped");
+                                        return;
+                                    }
+                                }
+                                RungMsg::Sync(ack) => {
+                                    let _ = ack.send(());
+                                }
+                            }
+                        }
+                    })
+                    .map_err(err)?;
+                Output::Encoded(tx)
+            }
+        };
+        outputs.push(o);
+    }
     Ok(Pipeline {
-        out: Broadcast::new(name, tracks),
-        rungs,
+        out,
+        rungs: outputs,
         audio,
         to_aac,
     })
@@ -430,8 +512,11 @@ fn open_encoder(
     enc.open_with(opts).map_err(err)
 }
 
+type Scaler = Option<(scaling::Context, Pixel, u32, u32)>;
+
 fn encode(
     e: &mut Encoded,
+    scaler: &mut Scaler,
     src: &frame::Video,
     key: bool,
     out: &Broadcast,
@@ -445,7 +530,7 @@ fn encode(
         e.next_pts = pts + (90_000.0 / max * 0.9) as i64;
     }
     let (fmt, w, h) = (src.format(), src.width(), src.height());
-    if e.scaler
+    if scaler
         .as_ref()
         .is_none_or(|s| (s.1, s.2, s.3) != (fmt, w, h))
     {
@@ -459,11 +544,11 @@ fn encode(
             scaling::Flags::BILINEAR,
         )
         .map_err(err)?;
-        e.scaler = Some((ctx, fmt, w, h));
+        *scaler = Some((ctx, fmt, w, h));
     }
     let mut scaled = frame::Video::empty();
-    let scaler = &mut e.scaler.as_mut().expect("set above").0;
-    scaler.run(src, &mut scaled).map_err(err)?;
+    let ctx = &mut scaler.as_mut().expect("set above").0;
+    ctx.run(src, &mut scaled).map_err(err)?;
     scaled.set_pts(Some(pts));
     scaled.set_kind(if key {
         picture::Type::I

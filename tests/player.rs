@@ -138,7 +138,7 @@ fn hls_js_plays_low_latency_from_another_origin() {
 fn dash_js_plays_low_latency_from_another_origin() {
     let last = play("dash.html", "manifest.mpd", false, "");
     assert_eq!(field(&last, "representations"), Some(1.0), "{last}");
-    // dash.js's live latency (from the MPD's UTCTiming clock): near the 1.5 s the MPD's
+    // dash.js's live latency (from the MPD's UTCTiming clock): near the 1 s the MPD's
     // ServiceDescription asks for, which needs the segment being written to be streamed.
     let latency = field(&last, "latency").unwrap();
     assert!(latency > 0.3 && latency < 3.0, "latency {latency}: {last}");

@@ -18,8 +18,8 @@ use media::{CodecConfig, TrackKind};
 use crate::hls::rfc3339;
 use crate::window::{StreamWindow, TrackWindow, WindowState};
 
-/// The latency a player should aim for, in part targets (LL-HLS's PART-HOLD-BACK is three).
-const TARGET_LATENCY_PARTS: f64 = 4.5;
+/// The latency a player should aim for, in part targets: LL-HLS's PART-HOLD-BACK (three).
+const TARGET_LATENCY_PARTS: f64 = 3.0;
 
 /// An MPD for the window. `time_url` is the absolute URL of the UTC time endpoint.
 pub fn mpd(w: &StreamWindow, st: &WindowState, now: SystemTime, time_url: &str) -> String {
@@ -271,7 +271,7 @@ mod tests {
         assert!(m.contains(&format!("availabilityStartTime=\"{}\"", rfc3339(w.started))));
         assert!(m.contains(&format!("publishTime=\"{}\"", rfc3339(now))));
         assert!(
-            m.contains("<Latency referenceId=\"0\" target=\"1503\""),
+            m.contains("<Latency referenceId=\"0\" target=\"1002\""),
             "{m}"
         );
         assert!(m.contains("media=\"$RepresentationID$/abc/$Number$.m4s\" startNumber=\"0\""));

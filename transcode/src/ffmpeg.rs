@@ -478,7 +478,27 @@ fn open_encoder(
     fps: f64,
 ) -> Result<ff::encoder::video::Encoder, TranscodeError> {
     let name = encoder_name(config);
-    let codec = ff::encoder::find_by_name(&name).ok_or(TranscodeError::NoEncoder(name.clone()))?;
+    match open_named(&name, config, rung, width, height, fps) {
+        Err(e) if name != "libx264" => {
+            // A hardware encoder FFmpeg knows but this machine cannot open (no device, or one
+            // that needs frames uploaded to it): the software encoder does the work.
+            warn!(encoder = %name, error = %e, rung = %rung.name, "hardware encoder failed to open; using libx264");
+            open_named("libx264", config, rung, width, height, fps)
+        }
+        r => r,
+    }
+}
+
+fn open_named(
+    name: &str,
+    config: &TranscodeConfig,
+    rung: &Rung,
+    width: u32,
+    height: u32,
+    fps: f64,
+) -> Result<ff::encoder::video::Encoder, TranscodeError> {
+    let codec =
+        ff::encoder::find_by_name(name).ok_or(TranscodeError::NoEncoder(name.to_string()))?;
     let mut enc = codec::context::Context::new_with_codec(codec)
         .encoder()
         .video()

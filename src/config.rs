@@ -348,6 +348,7 @@ impl Config {
             encoder: self.transcode.encoder.clone(),
             preset: self.transcode.preset.clone(),
             tune: self.transcode.tune.clone(),
+            gop: Self::secs(self.hls.segment_target),
             ..Default::default()
         };
         if !self.ladder.is_empty() {

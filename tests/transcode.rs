@@ -153,3 +153,26 @@ fn transcode_false_serves_the_stream_as_it_comes() {
         .count();
     assert_eq!(video, 1, "{mv}");
 }
+
+#[test]
+fn without_a_copy_rung_the_rungs_keep_a_fixed_gop() {
+    // The source's keyframes are 4 s apart; a ladder with no `copy` rung cuts 2 s segments.
+    let srv = Server::start_transcoding(
+        "[[ladder]]\nname = \"480p\"\nheight = 480\nbitrate_kbps = 1200\n[[ladder]]\nname = \"360p\"\nheight = 360\nbitrate_kbps = 700\n",
+    );
+    let _publisher = Publisher::rtmp_args(&srv.rtmp_url(KEY), 40, &["-g", "120"]);
+    let p = wait_for("four segments", Duration::from_secs(90), || {
+        let p = get(srv.http, "/live/demo/video/index.m3u8").ok()?.text();
+        (tags(&p, "#EXTINF").len() >= 4).then_some(p)
+    });
+    let mv = get(srv.http, "/live/demo/index.m3u8").unwrap().text();
+    assert!(
+        mv.contains("RESOLUTION=854x480") && mv.contains("RESOLUTION=640x360"),
+        "{mv}"
+    );
+    assert!(!mv.contains("RESOLUTION=1280x720"), "no copy rung: {mv}");
+    for d in tags(&p, "#EXTINF:") {
+        let secs: f64 = d[8..].trim_end_matches(',').parse().unwrap();
+        assert!((1.9..2.2).contains(&secs), "{d}\n{p}");
+    }
+}

@@ -170,6 +170,10 @@ fn run(
     let mut restart = false;
     // The source's picture size, to notice a change.
     let mut source_size: Option<(u32, u32)> = None;
+    let fixed_gop = (!config.ladder.iter().any(|r| r.copy))
+        .then(|| (config.gop.as_secs_f64() * 90_000.0).round() as i64)
+        .filter(|g| *g > 0);
+    let mut next_key: Option<i64> = None;
     while let Some(ev) = futures::executor::block_on(source.recv()) {
         let f = match ev {
             ReadEvent::Frame(f) => f,
@@ -276,7 +280,20 @@ fn run(
                 p.discontinuity();
             }
             source_size = Some(size);
-            let key = decoded.is_key() || decoded.kind() == picture::Type::I;
+            let source_key = decoded.is_key() || decoded.kind() == picture::Type::I;
+            // With the source passed through, its keyframes; otherwise a fixed GOP on the
+            // picture timeline (the same decision for every rung).
+            let key = match fixed_gop {
+                None => source_key,
+                Some(gop) => {
+                    let pts = decoded.pts().unwrap_or(0);
+                    let due = next_key.is_none_or(|k| pts >= k);
+                    if due {
+                        next_key = Some(pts + gop);
+                    }
+                    due
+                }
+            };
             for r in &p.rungs {
                 if let Output::Encoded(ch) = r {
                     // Blocks while the rung is four pictures behind: the decoder then falls

@@ -5,8 +5,9 @@
 //! stall ingest or HTTP): the source's bounded reader → decode once (FFmpeg) → for each rung,
 //! scale (swscale) and encode H.264 (libx264 by default: `zerolatency`, no B-frames) → the
 //! output broadcast. A `copy` rung passes the source's frames through. Every encoded rung
-//! makes a keyframe exactly where the source has one, so segment N starts at the same time in
-//! every rendition and players switch cleanly.
+//! makes a keyframe exactly where the source has one (or, when no rung passes the source
+//! through, on a fixed GOP), so segment N starts at the same time in every rendition and
+//! players switch cleanly.
 //!
 //! Real time is kept by the broadcast's own bounded reader: when the transcoder falls behind,
 //! the reader drops the backlog and resumes at the next keyframe, and the skip is counted in
@@ -86,6 +87,9 @@ pub struct TranscodeConfig {
     pub encoder: String,
     pub preset: String,
     pub tune: String,
+    /// Keyframe interval of the encoded rungs when no rung passes the source through (with a
+    /// `copy` rung they follow the source's keyframes, which the copy must keep).
+    pub gop: std::time::Duration,
 }
 
 impl Default for TranscodeConfig {
@@ -95,6 +99,7 @@ impl Default for TranscodeConfig {
             encoder: "libx264".into(),
             preset: "veryfast".into(),
             tune: "zerolatency".into(),
+            gop: std::time::Duration::from_secs(2),
         }
     }
 }

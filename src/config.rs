@@ -78,6 +78,9 @@ pub struct ServerSection {
     pub data_dir: Option<PathBuf>,
     /// Host name used in the URLs printed at start-up.
     pub public_host: Option<String>,
+    /// Seconds a stream whose publisher dropped (not stopped) waits for it to reconnect and
+    /// continue (OBS reconnects automatically after 10 s by default).
+    pub reconnect_grace_secs: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

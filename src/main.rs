@@ -83,6 +83,9 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     ));
 
     let hub = Hub::new();
+    hub.set_reconnect_grace(Config::secs(
+        config.server.reconnect_grace_secs.unwrap_or(15.0),
+    ));
     let windows = Windows::new();
     let packager_config = PackagerConfig {
         window: WindowConfig {

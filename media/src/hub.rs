@@ -2,13 +2,23 @@
 //!
 //! An ingest claims a name with [`Hub::publish`]; consumers registered with
 //! [`Hub::on_publish`] are called synchronously, before the first frame, so none of them can
-//! miss the start of a stream. The name is released when the [`Broadcast`] is dropped.
+//! miss the start of a stream. The name is released when the [`Published`] handle ends.
+//!
+//! Reconnects: a publisher whose connection drops (its [`Published`] is dropped without
+//! [`Published::end`]) leaves its broadcast *held* for the hub's reconnect grace. If the same
+//! name publishes again within it, with the same tracks, the new publisher continues that
+//! broadcast: consumers see a discontinuity, and its timestamps are shifted to continue after
+//! the real time that passed, so playlists go on with the same URLs instead of ending. After
+//! the grace (or with none set) the broadcast ends.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::broadcast::{Broadcast, BroadcastReader};
+use crate::broadcast::{Broadcast, BroadcastReader, Frame};
 use crate::codec::TrackInfo;
+use crate::time::Timestamp;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HubError {
@@ -29,6 +39,28 @@ struct Inner {
     live: Mutex<HashMap<String, u64>>,
     consumers: Mutex<Vec<Consumer>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Broadcasts whose publisher dropped, waiting for it to come back.
+    held: Mutex<HashMap<String, Held>>,
+    reconnect_grace: Mutex<Duration>,
+}
+
+struct Held {
+    broadcast: Broadcast,
+    id: u64,
+    /// End of the last frame on the broadcast's timeline, µs.
+    end_us: i64,
+    left: Instant,
+}
+
+/// Tracks a reconnecting publisher may continue: same codecs and picture/sound.
+fn same_tracks(a: &[TrackInfo], b: &[TrackInfo]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.codec == y.codec
+                && x.timescale == y.timescale
+                && (x.width, x.height, x.sample_rate, x.channels)
+                    == (y.width, y.height, y.sample_rate, y.channels)
+        })
 }
 
 #[derive(Clone, Default)]
@@ -36,24 +68,96 @@ pub struct Hub {
     inner: Arc<Inner>,
 }
 
-/// A live broadcast that releases its name in the hub when dropped.
+/// A live broadcast. [`Published::end`] ends it; dropping it (a connection that broke) holds
+/// it for the hub's reconnect grace first.
 pub struct Published {
-    pub broadcast: Broadcast,
+    broadcast: Option<Broadcast>,
     hub: Hub,
     id: u64,
+    /// Added to every frame's timestamps, µs (non-zero for a publisher that reconnected).
+    offset_us: i64,
+    /// End of the latest frame pushed, on the broadcast's timeline, µs.
+    end_us: AtomicI64,
 }
 
 impl std::ops::Deref for Published {
     type Target = Broadcast;
     fn deref(&self) -> &Broadcast {
-        &self.broadcast
+        self.broadcast.as_ref().expect("present until dropped")
+    }
+}
+
+impl Published {
+    /// Hands a frame to every reader (see [`Broadcast::push`]), on the continued timeline of a
+    /// reconnected publisher.
+    pub fn push(&self, mut frame: Frame) {
+        if self.offset_us != 0 {
+            let shift = |t: Timestamp| {
+                Timestamp::new(
+                    t.ticks + self.offset_us * t.scale.0 as i64 / 1_000_000,
+                    t.scale,
+                )
+            };
+            frame.pts = shift(frame.pts);
+            frame.dts = shift(frame.dts);
+        }
+        let us = frame.pts.ticks.max(frame.dts.ticks) * 1_000_000 / frame.pts.scale.0.max(1) as i64;
+        self.end_us.fetch_max(us, Ordering::Relaxed);
+        self.broadcast
+            .as_ref()
+            .expect("present until dropped")
+            .push(frame);
+    }
+
+    /// The publisher stopped on purpose: the broadcast ends now (no reconnect grace).
+    pub fn end(mut self) {
+        if let Some(b) = self.broadcast.take() {
+            b.close();
+            self.hub.release(b.name(), self.id);
+        }
     }
 }
 
 impl Drop for Published {
     fn drop(&mut self) {
-        self.broadcast.close();
-        self.hub.release(self.broadcast.name(), self.id);
+        let Some(b) = self.broadcast.take() else {
+            return;
+        };
+        let grace = *self.hub.inner.reconnect_grace.lock().unwrap();
+        let runtime = tokio::runtime::Handle::try_current();
+        let (false, Ok(runtime)) = (grace.is_zero(), runtime) else {
+            b.close();
+            self.hub.release(b.name(), self.id);
+            return;
+        };
+        let name = b.name().to_string();
+        tracing::info!(stream = %name, grace_secs = grace.as_secs_f64(), "publisher gone; holding the stream for a reconnect");
+        self.hub.inner.held.lock().unwrap().insert(
+            name.clone(),
+            Held {
+                broadcast: b,
+                id: self.id,
+                end_us: self.end_us.load(Ordering::Relaxed),
+                left: Instant::now(),
+            },
+        );
+        let hub = self.hub.clone();
+        let id = self.id;
+        runtime.spawn(async move {
+            tokio::time::sleep(grace).await;
+            let held = {
+                let mut map = hub.inner.held.lock().unwrap();
+                match map.get(&name) {
+                    Some(h) if h.id == id => map.remove(&name),
+                    _ => None,
+                }
+            };
+            if let Some(h) = held {
+                tracing::info!(stream = %name, "no reconnect within the grace period; the stream ends");
+                h.broadcast.close();
+                hub.release(&name, id);
+            }
+        });
     }
 }
 
@@ -65,6 +169,11 @@ impl Hub {
     /// Registers a consumer called for every stream that goes live from now on.
     pub fn on_publish(&self, f: impl Fn(Announcement) + Send + Sync + 'static) {
         self.inner.consumers.lock().unwrap().push(Box::new(f));
+    }
+
+    /// How long a dropped publisher's broadcast waits for it to come back (zero: ends at once).
+    pub fn set_reconnect_grace(&self, grace: Duration) {
+        *self.inner.reconnect_grace.lock().unwrap() = grace;
     }
 
     pub fn is_live(&self, name: &str) -> bool {
@@ -80,7 +189,17 @@ impl Hub {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut live = self.inner.live.lock().unwrap();
         if live.contains_key(name) {
-            return Err(HubError::AlreadyLive(name.to_string()));
+            // A held broadcast waits for its publisher: a new one may take it up.
+            if !self.inner.held.lock().unwrap().contains_key(name) {
+                return Err(HubError::AlreadyLive(name.to_string()));
+            }
+            return Ok(Reservation {
+                hub: self.clone(),
+                name: name.to_string(),
+                id: live[name],
+                used: false,
+                resumes: true,
+            });
         }
         live.insert(name.to_string(), id);
         Ok(Reservation {
@@ -88,6 +207,7 @@ impl Hub {
             name: name.to_string(),
             id,
             used: false,
+            resumes: false,
         })
     }
 
@@ -110,6 +230,8 @@ pub struct Reservation {
     name: String,
     id: u64,
     used: bool,
+    /// The name's broadcast is held for a reconnect (the hub's entry is the held one's).
+    resumes: bool,
 }
 
 impl Reservation {
@@ -117,9 +239,36 @@ impl Reservation {
         &self.name
     }
 
-    /// Starts the broadcast and announces it to every consumer.
+    /// Starts the broadcast and announces it to every consumer, or continues the held one
+    /// (same tracks: a reconnect) after a discontinuity.
     pub fn publish(mut self, tracks: Vec<TrackInfo>) -> Published {
         self.used = true;
+        if self.resumes {
+            let held = self.hub.inner.held.lock().unwrap().remove(&self.name);
+            if let Some(h) = held {
+                if same_tracks(h.broadcast.tracks(), &tracks) {
+                    let gap = h.left.elapsed().as_micros().max(40_000) as i64;
+                    tracing::info!(stream = %self.name, after_ms = gap / 1000, "publisher back; the stream continues");
+                    h.broadcast.discontinuity();
+                    return Published {
+                        broadcast: Some(h.broadcast),
+                        hub: self.hub.clone(),
+                        id: h.id,
+                        offset_us: h.end_us + gap,
+                        end_us: AtomicI64::new(h.end_us + gap),
+                    };
+                }
+                tracing::info!(stream = %self.name, "publisher back with other tracks; starting over");
+                h.broadcast.close();
+            }
+            // (Held or not any more) the name is this publisher's now.
+            self.hub
+                .inner
+                .live
+                .lock()
+                .unwrap()
+                .insert(self.name.clone(), self.id);
+        }
         let broadcast = Broadcast::new(self.name.clone(), tracks);
         for consumer in self.hub.inner.consumers.lock().unwrap().iter() {
             consumer(Announcement {
@@ -128,16 +277,19 @@ impl Reservation {
             });
         }
         Published {
-            broadcast,
+            broadcast: Some(broadcast),
             hub: self.hub.clone(),
             id: self.id,
+            offset_us: 0,
+            end_us: AtomicI64::new(0),
         }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.used {
+        // A reconnect that never started leaves the held broadcast to its own timer.
+        if !self.used && !self.resumes {
             self.hub.release(&self.name, self.id);
         }
     }
@@ -167,6 +319,61 @@ mod tests {
         assert_eq!(
             *seen.lock().unwrap(),
             vec!["a".to_string(), "a".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_publisher_is_held_and_a_reconnect_continues_its_broadcast() {
+        use crate::broadcast::ReadEvent;
+        use crate::codec::CodecConfig;
+        use crate::time::Timescale;
+        let hub = Hub::new();
+        hub.set_reconnect_grace(Duration::from_secs(30));
+        let announced = Arc::new(Mutex::new(0));
+        let a = announced.clone();
+        let readers = Arc::new(Mutex::new(vec![]));
+        let r = readers.clone();
+        hub.on_publish(move |ann| {
+            *a.lock().unwrap() += 1;
+            r.lock().unwrap().push(ann.reader);
+        });
+        let tracks = vec![TrackInfo::video(CodecConfig::H264 {
+            avcc: bytes::Bytes::from_static(&[1, 0x64, 0, 0x1f]),
+        })];
+        let frame = |ticks| Frame {
+            track: 0,
+            dts: Timestamp::new(ticks, Timescale::VIDEO),
+            pts: Timestamp::new(ticks, Timescale::VIDEO),
+            keyframe: true,
+            data: bytes::Bytes::new(),
+        };
+        let p = hub.publish("a", tracks.clone()).unwrap();
+        p.push(frame(90_000));
+        drop(p); // the connection broke
+        assert!(hub.is_live("a"), "held, not released");
+        let again = hub.reserve("a").expect("a reconnect may take it up");
+        let p = again.publish(tracks.clone());
+        p.push(frame(0)); // the new connection's clock starts over
+        assert_eq!(
+            *announced.lock().unwrap(),
+            1,
+            "consumers keep reading the same broadcast"
+        );
+        let mut r = readers.lock().unwrap().pop().unwrap();
+        assert_eq!(r.try_recv(), Some(Some(ReadEvent::Frame(frame(90_000)))));
+        assert_eq!(r.try_recv(), Some(Some(ReadEvent::Discontinuity)));
+        let Some(Some(ReadEvent::Frame(f))) = r.try_recv() else {
+            panic!("a frame after the join")
+        };
+        assert!(
+            f.pts.ticks >= 90_000 + 3_600,
+            "continues after the real gap: {}",
+            f.pts.ticks
+        );
+        p.end();
+        assert!(
+            !hub.is_live("a"),
+            "an explicit end releases the name at once"
         );
     }
 }

@@ -123,14 +123,21 @@ impl Server {
         http: u16,
         check_health: bool,
     ) -> Server {
-        Self::start_full_transcoding(body, http_extra, srt_extra, http, check_health, false)
+        Self::start_full_transcoding(body, http_extra, srt_extra, http, check_health, false, 0)
+    }
+
+    /// As [`Server::start`], with a publisher that drops allowed `grace` seconds to come back
+    /// (the other servers of the tests end a stream as soon as its publisher goes).
+    pub fn start_with_grace(extra: &str, grace: u64) -> Server {
+        let streams = format!("[[streams]]\nname = \"{NAME}\"\nkey = \"{KEY}\"\n{extra}");
+        Self::start_full_transcoding(&streams, "", "", free_port(), true, false, grace)
     }
 
     /// As [`Server::start`], with the transcoder on (the other servers of the tests serve
     /// streams as they come, so parallel tests do not all transcode on a 2-core machine).
     pub fn start_transcoding(extra: &str) -> Server {
         let streams = format!("[[streams]]\nname = \"{NAME}\"\nkey = \"{KEY}\"\n{extra}");
-        Self::start_full_transcoding(&streams, "", "", free_port(), true, true)
+        Self::start_full_transcoding(&streams, "", "", free_port(), true, true, 0)
     }
 
     fn start_full_transcoding(
@@ -140,14 +147,16 @@ impl Server {
         http: u16,
         check_health: bool,
         transcode: bool,
+        grace: u64,
     ) -> Server {
         let dir = TempDir::new("srv");
         let rtmp = free_port();
         let srt = free_udp_port();
         let whip = free_udp_port();
         let cfg = format!(
-            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[srt]\nlisten = \"127.0.0.1:{srt}\"\n{srt_extra}[transcode]\nenabled = {}\n[whip]\nlisten = \"127.0.0.1:{whip}\"\n{body}\n",
+            "[server]\ndata_dir = \"{}\"\nreconnect_grace_secs = {}\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[srt]\nlisten = \"127.0.0.1:{srt}\"\n{srt_extra}[transcode]\nenabled = {}\n[whip]\nlisten = \"127.0.0.1:{whip}\"\n{body}\n",
             dir.0.join("data").display(),
+            grace,
             transcode
         );
         // Sections must not repeat; callers put [hls] etc. in `body`.

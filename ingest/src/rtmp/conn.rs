@@ -314,7 +314,11 @@ impl Connection {
             }
             ServerSessionEvent::PublishStreamFinished { .. } => {
                 info!(stream = self.stream_name(), "publisher finished");
-                self.state = Publishing::None;
+                // Stopped on purpose (OBS "Stop Streaming"): the stream ends without waiting
+                // for a reconnect.
+                if let Publishing::Live(p) = std::mem::replace(&mut self.state, Publishing::None) {
+                    p.end();
+                }
                 Ok(vec![])
             }
             ServerSessionEvent::PlayStreamRequested { request_id, .. } => {

@@ -111,6 +111,9 @@ pub async fn run(config: PullConfig, hub: Hub, cancel: CancellationToken) {
         backoff = (backoff * 2).min(BACKOFF_MAX);
         if st.published.is_some() && since.elapsed() > config.reconnect_grace {
             info!(stream = %config.name, "RTSP camera away longer than the grace period; ending the stream");
+            if let Some(p) = st.published.take() {
+                p.end();
+            }
             st = PullState {
                 udp_fallback: st.udp_fallback,
                 ..Default::default()
@@ -262,7 +265,9 @@ async fn pull_once(
                     let codecs: Vec<String> =
                         tracks.iter().map(|t| t.codec.codec_string()).collect();
                     // A new broadcast (first connection, or the camera's parameters changed).
-                    drop(published.take());
+                    if let Some(p) = published.take() {
+                        p.end();
+                    }
                     let p = hub
                         .publish(&config.name, tracks)
                         .map_err(|_| PullError::NameTaken(config.name.clone()))?;

@@ -402,8 +402,15 @@ impl Engine {
                 Output::Event(_) => {}
             }
         }
+        // DELETE and shutdown end the stream; a connection that broke (ICE, silence) leaves it
+        // held for the publisher to come back.
+        if matches!(reason, "publisher sent DELETE" | "server shutting down") {
+            if let Some(p) = s.published.take() {
+                p.end();
+            }
+        }
         let lived = s.created.elapsed().as_secs_f64();
-        if s.published.is_some() {
+        if s.frames > 0 {
             info!(session = %s.id, stream = %s.name, peer = %s.peer, reason, frames = s.frames, secs = format!("{lived:.1}"), "WHIP session ended");
         } else {
             warn!(session = %s.id, stream = %s.name, peer = %s.peer, reason, secs = format!("{lived:.1}"), "WHIP session ended before media started");

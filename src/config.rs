@@ -25,6 +25,8 @@ pub struct Config {
     #[serde(default)]
     pub transcode: TranscodeSection,
     #[serde(default)]
+    pub archive: ArchiveSection,
+    #[serde(default)]
     pub ladder: Vec<LadderRung>,
     #[serde(default)]
     pub streams: Vec<StreamEntry>,
@@ -50,6 +52,27 @@ impl Default for TranscodeSection {
             encoder: "libx264".into(),
             preset: "veryfast".into(),
             tune: "zerolatency".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveSection {
+    /// Archive every live stream as VOD.
+    pub enabled: bool,
+    /// Where (default: `archive/` in the data directory).
+    pub dir: Option<PathBuf>,
+    /// Archives that ended longer ago than this are deleted.
+    pub retention_hours: f64,
+}
+
+impl Default for ArchiveSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            retention_hours: 168.0,
         }
     }
 }
@@ -328,6 +351,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The VOD archive directory, when archiving is on.
+    pub fn archive_dir(&self) -> Option<PathBuf> {
+        self.archive.enabled.then(|| {
+            self.archive
+                .dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir().join("archive"))
+        })
     }
 
     pub fn data_dir(&self) -> PathBuf {

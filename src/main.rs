@@ -94,8 +94,24 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             part_target: Config::secs(config.hls.part_target),
         },
         end_grace: Config::secs(config.hls.end_grace),
+        archive: config.archive_dir(),
         ..Default::default()
     };
+    if let Some(dir) = config.archive_dir() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the archive directory {}", dir.display()))?;
+        info!(dir = %dir.display(), retention_hours = config.archive.retention_hours, "archiving every stream as VOD (/vod/ID/index.m3u8, listed at /api/v1/vod)");
+        let keep = Config::secs(config.archive.retention_hours * 3600.0);
+        tokio::spawn(async move {
+            loop {
+                let removed = packager::archive::prune(&dir, keep).await;
+                if removed > 0 {
+                    info!(removed, "old archives deleted (retention)");
+                }
+                tokio::time::sleep(Duration::from_secs(600)).await;
+            }
+        });
+    }
     let transcode_config = config.transcode_config();
     let transcoding = config.transcode.enabled
         && match transcode::available(&transcode_config) {
@@ -182,6 +198,9 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             tls: config.http.tls_cert.is_some(),
         },
     );
+    if let Some(dir) = config.archive_dir() {
+        service = service.with_archive(dir);
+    }
     if config.whip.enabled {
         let whip = ingest::whip::Whip::start(
             ingest::whip::WhipConfig {

@@ -7,6 +7,8 @@
 //! | `/live/{name}/index.m3u8` | multivariant playlist |
 //! | `/live/{name}/manifest.mpd` | LL-DASH MPD (static once the stream ended) |
 //! | `/api/v1/time` | the server's UTC time (ISO 8601), the MPD's UTCTiming source |
+//! | `/api/v1/vod` | JSON: the VOD archives |
+//! | `/vod/{id}/index.m3u8`, `/vod/{id}/manifest.mpd`, `/vod/{id}/{rendition}/...` | an archive (EVENT playlist while live, VOD after) |
 //! | `/live/{name}/{rendition}/index.m3u8` | media playlist (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) |
 //! | `/live/{name}/{rendition}/{session}/init.mp4` | CMAF header |
 //! | `/live/{name}/{rendition}/{session}/{msn}.m4s` | segment |
@@ -65,6 +67,7 @@ struct Inner {
     started: SystemTime,
     cors_origin: Option<HeaderValue>,
     whip: Option<ingest::whip::Whip>,
+    archive: Option<std::path::PathBuf>,
 }
 
 /// RFC 8216bis §6.2.5.2: a request more than two segments ahead is answered at once.
@@ -85,8 +88,17 @@ impl Service {
                 started: SystemTime::now(),
                 cors_origin,
                 whip: None,
+                archive: None,
             }),
         }
+    }
+
+    /// Serves the VOD archive under `root` at `/vod/...` and lists it at `/api/v1/vod`.
+    pub fn with_archive(mut self, root: std::path::PathBuf) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_archive is called before the service is shared")
+            .archive = Some(root);
+        self
     }
 
     /// Serves WHIP publishers at `/whip` too.
@@ -180,6 +192,8 @@ impl Service {
             ["api", "v1", "streams"] => self.streams_json(),
             ["live", name, "index.m3u8"] => self.multivariant(name, gzip),
             ["live", name, "manifest.mpd"] => self.mpd(name, req, gzip),
+            ["api", "v1", "vod"] => self.vod_list().await,
+            ["vod", rest @ ..] => self.vod_file(rest).await,
             ["api", "v1", "time"] => {
                 let now = packager::hls::rfc3339(SystemTime::now());
                 let mut r = Response::new(Body::from(now));
@@ -200,6 +214,72 @@ impl Service {
 
     fn window(&self, name: &str) -> Option<Arc<StreamWindow>> {
         self.inner.windows.get(name)
+    }
+
+    /// `GET /api/v1/vod`: the archives, newest first.
+    async fn vod_list(&self) -> Response<Body> {
+        let Some(root) = &self.inner.archive else {
+            return error(StatusCode::NOT_FOUND, "no archive configured");
+        };
+        let mut list: Vec<serde_json::Value> = Vec::new();
+        if let Ok(mut dirs) = tokio::fs::read_dir(root).await {
+            while let Ok(Some(e)) = dirs.next_entry().await {
+                let Ok(text) = tokio::fs::read_to_string(e.path().join("meta.json")).await else {
+                    continue;
+                };
+                if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    let id = v["id"].as_str().unwrap_or_default().to_string();
+                    v["playback"] = format!("/vod/{id}/index.m3u8").into();
+                    v["dash"] = format!("/vod/{id}/manifest.mpd").into();
+                    list.push(v);
+                }
+            }
+        }
+        list.sort_by(|a, b| b["started"].as_str().cmp(&a["started"].as_str()));
+        let mut r = Response::new(Body::from(
+            serde_json::json!({ "archives": list }).to_string(),
+        ));
+        set_static(&mut r, header::CONTENT_TYPE, "application/json");
+        set_static(&mut r, header::CACHE_CONTROL, NO_STORE);
+        r
+    }
+
+    /// `/vod/{id}/...`: a file of an archive.
+    async fn vod_file(&self, rest: &[&str]) -> Response<Body> {
+        let Some(root) = &self.inner.archive else {
+            return error(StatusCode::NOT_FOUND, "no archive configured");
+        };
+        let safe = |p: &str| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        if rest.len() < 2
+            || rest.len() > 3
+            || !rest.iter().all(|p| safe(p))
+            || rest[1] == "meta.json"
+        {
+            return error(StatusCode::NOT_FOUND, "not found");
+        }
+        let path = rest.iter().fold(root.clone(), |p, s| p.join(s));
+        let Ok(data) = tokio::fs::read(&path).await else {
+            return error(StatusCode::NOT_FOUND, "no such archive file");
+        };
+        let file = rest[rest.len() - 1];
+        let (ctype, cache) = match file.rsplit('.').next() {
+            Some("m3u8") => ("application/vnd.apple.mpegurl", "public, max-age=1"),
+            Some("mpd") => ("application/dash+xml", "public, max-age=1"),
+            Some("m4s" | "mp4") => ("video/mp4", IMMUTABLE),
+            _ => return error(StatusCode::NOT_FOUND, "not found"),
+        };
+        let len = data.len();
+        let mut r = Response::new(Body::from(Bytes::from(data)));
+        set_static(&mut r, header::CONTENT_TYPE, ctype);
+        set_static(&mut r, header::CACHE_CONTROL, cache);
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        r
     }
 
     /// The LL-DASH MPD. Its UTCTiming points at `/api/v1/time` on the host the player asked.

@@ -5,6 +5,7 @@
 //! chunks, and the [`window`] keeps the last N segments per track for HTTP. [`hls`] renders
 //! LL-HLS playlists from a window. One set of bytes serves every protocol.
 
+pub mod archive;
 pub mod cmaf;
 pub mod dash;
 pub mod hls;

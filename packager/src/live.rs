@@ -19,6 +19,8 @@ pub struct PackagerConfig {
     pub end_grace: Duration,
     /// An ended stream's window is kept this long (so players see the ENDLIST) before it goes.
     pub linger: Duration,
+    /// Where finished segments are archived as VOD (`None`: not archived).
+    pub archive: Option<std::path::PathBuf>,
 }
 
 impl Default for PackagerConfig {
@@ -27,6 +29,7 @@ impl Default for PackagerConfig {
             window: WindowConfig::default(),
             end_grace: Duration::from_secs(2),
             linger: Duration::from_secs(30),
+            archive: None,
         }
     }
 }
@@ -62,6 +65,9 @@ pub async fn run(mut reader: BroadcastReader, windows: Windows, config: Packager
         inits,
     ));
     windows.insert(window.clone());
+    if let Some(root) = &config.archive {
+        tokio::spawn(crate::archive::run(window.clone(), root.clone()));
+    }
     let seg_cfg = SegmenterConfig {
         segment_target: config.window.segment_target,
         part_target: config.window.part_target,

@@ -201,6 +201,12 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(dir) = config.archive_dir() {
         service = service.with_archive(dir);
     }
+    if let Err(e) = std::fs::create_dir_all(config.data_dir()) {
+        warn!(dir = %config.data_dir().display(), error = %e, "cannot create the data directory; resume positions will not be kept");
+    }
+    service = service.with_resume(edge::resume::ResumeStore::open(
+        config.data_dir().join("resume.json"),
+    ));
     if config.whip.enabled {
         let whip = ingest::whip::Whip::start(
             ingest::whip::WhipConfig {

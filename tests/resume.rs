@@ -1,6 +1,8 @@
-//! A publisher whose connection drops and comes back within the reconnect grace continues the
-//! same live stream: same URLs, media sequence numbers go on, an EXT-X-DISCONTINUITY at the
-//! join, no ENDLIST in between. A publisher that stops on purpose ends the stream at once.
+//! Resume, as users mean it. A publisher whose connection drops and comes back within the
+//! reconnect grace continues the same live stream: same URLs, media sequence numbers go on, an
+//! EXT-X-DISCONTINUITY at the join, no ENDLIST in between; a publisher that stops on purpose
+//! ends the stream at once. A viewer's position round-trips through the API and survives a
+//! restart, and a VOD playlist can be asked to start at a time.
 
 mod common;
 
@@ -87,5 +89,89 @@ fn a_publisher_that_stops_ends_the_stream_at_once() {
                 .filter(|r| r.text().contains("#EXT-X-ENDLIST"))
                 .map(|_| ())
         },
+    );
+}
+
+#[test]
+fn a_viewers_position_round_trips_and_survives_a_restart() {
+    let mut srv = Server::start("");
+    let put = |srv: &Server, body: &str| {
+        request(
+            srv.http,
+            "PUT",
+            "/api/v1/resume/viewer-1/demo-abc",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        get(srv.http, "/api/v1/resume/viewer-1/demo-abc")
+            .unwrap()
+            .status,
+        404
+    );
+    let r = put(&srv, "{\"position\": 93.5}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(put(&srv, "{\"position\": -3}").status, 400);
+    assert_eq!(put(&srv, "soon").status, 400);
+    let bad = request(srv.http, "PUT", "/api/v1/resume/a..b/..", &[], b"1").unwrap();
+    assert_eq!(bad.status, 400);
+    let got = get(srv.http, "/api/v1/resume/viewer-1/demo-abc")
+        .unwrap()
+        .text();
+    assert!(got.contains("\"position\":93.5"), "{got}");
+
+    // The same data directory after a restart.
+    let _ = srv.child.kill();
+    let _ = srv.child.wait();
+    srv.child = std::process::Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .args(["serve", "--config"])
+        .arg(srv.dir.0.join("estuary.toml"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let got = wait_for("the restarted server", Duration::from_secs(60), || {
+        get(srv.http, "/api/v1/resume/viewer-1/demo-abc")
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|r| r.text())
+    });
+    assert!(got.contains("\"position\":93.5"), "{got}");
+}
+
+#[test]
+fn a_vod_playlist_starts_where_asked() {
+    let srv = Server::start("[hls]\nend_grace = 0.5\n");
+    let publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 30);
+    let id = wait_for("an archive", Duration::from_secs(60), || {
+        let r = get(srv.http, "/api/v1/vod").ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        v["archives"][0]["id"].as_str().map(str::to_string)
+    });
+    wait_for("two archived segments", Duration::from_secs(60), || {
+        let p = get(srv.http, &format!("/vod/{id}/video/index.m3u8"))
+            .ok()?
+            .text();
+        (tags(&p, "#EXTINF").len() >= 2).then_some(())
+    });
+    drop(publisher);
+    let mv = get(srv.http, &format!("/vod/{id}/index.m3u8?start=2.5"))
+        .unwrap()
+        .text();
+    assert!(
+        mv.starts_with("#EXTM3U\n#EXT-X-START:TIME-OFFSET=2.5,PRECISE=YES\n"),
+        "{mv}"
+    );
+    assert!(mv.contains("video/index.m3u8?start=2.5"), "{mv}");
+    assert!(mv.contains("audio/index.m3u8?start=2.5\""), "{mv}");
+    let media = get(srv.http, &format!("/vod/{id}/video/index.m3u8?start=2.5"))
+        .unwrap()
+        .text();
+    assert!(
+        media.contains("#EXT-X-START:TIME-OFFSET=2.5,PRECISE=YES"),
+        "{media}"
     );
 }

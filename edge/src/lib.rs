@@ -6,6 +6,7 @@
 //! never copied. [`server`] runs hyper (HTTP/1.1 and HTTP/2) with graceful shutdown.
 
 pub mod body;
+pub mod resume;
 pub mod routes;
 pub mod server;
 pub mod tls;

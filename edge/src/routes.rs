@@ -8,6 +8,7 @@
 //! | `/live/{name}/manifest.mpd` | LL-DASH MPD (static once the stream ended) |
 //! | `/api/v1/time` | the server's UTC time (ISO 8601), the MPD's UTCTiming source |
 //! | `/api/v1/vod` | JSON: the VOD archives |
+//! | `/api/v1/resume/{viewer}/{asset}` | `PUT` a position (`{"position": s}`), `GET` it back |
 //! | `/vod/{id}/index.m3u8`, `/vod/{id}/manifest.mpd`, `/vod/{id}/{rendition}/...` | an archive (EVENT playlist while live, VOD after) |
 //! | `/live/{name}/{rendition}/index.m3u8` | media playlist (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) |
 //! | `/live/{name}/{rendition}/{session}/init.mp4` | CMAF header |
@@ -68,6 +69,7 @@ struct Inner {
     cors_origin: Option<HeaderValue>,
     whip: Option<ingest::whip::Whip>,
     archive: Option<std::path::PathBuf>,
+    resume: Option<crate::resume::ResumeStore>,
 }
 
 /// RFC 8216bis §6.2.5.2: a request more than two segments ahead is answered at once.
@@ -89,6 +91,7 @@ impl Service {
                 cors_origin,
                 whip: None,
                 archive: None,
+                resume: None,
             }),
         }
     }
@@ -98,6 +101,14 @@ impl Service {
         Arc::get_mut(&mut self.inner)
             .expect("with_archive is called before the service is shared")
             .archive = Some(root);
+        self
+    }
+
+    /// Keeps viewers' resume positions at `/api/v1/resume/{viewer}/{asset}`.
+    pub fn with_resume(mut self, store: crate::resume::ResumeStore) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_resume is called before the service is shared")
+            .resume = Some(store);
         self
     }
 
@@ -125,6 +136,7 @@ impl Service {
         let mut resp = match method {
             Method::OPTIONS => preflight(&req, whip_path),
             Method::GET | Method::HEAD if !whip_path => self.get(&req).await,
+            Method::PUT if path.starts_with("/api/v1/resume/") => self.resume_put(req, &path).await,
             _ if whip_path => self.whip(req, &path, peer).await,
             _ => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "only GET, HEAD and OPTIONS");
@@ -193,7 +205,8 @@ impl Service {
             ["live", name, "index.m3u8"] => self.multivariant(name, gzip),
             ["live", name, "manifest.mpd"] => self.mpd(name, req, gzip),
             ["api", "v1", "vod"] => self.vod_list().await,
-            ["vod", rest @ ..] => self.vod_file(rest).await,
+            ["api", "v1", "resume", viewer, asset] => self.resume_get(viewer, asset),
+            ["vod", rest @ ..] => self.vod_file(rest, req.uri().query().unwrap_or("")).await,
             ["api", "v1", "time"] => {
                 let now = packager::hls::rfc3339(SystemTime::now());
                 let mut r = Response::new(Body::from(now));
@@ -244,8 +257,69 @@ impl Service {
         r
     }
 
-    /// `/vod/{id}/...`: a file of an archive.
-    async fn vod_file(&self, rest: &[&str]) -> Response<Body> {
+    fn resume_get(&self, viewer: &str, asset: &str) -> Response<Body> {
+        let Some(store) = &self.inner.resume else {
+            return error(StatusCode::NOT_FOUND, "no resume store");
+        };
+        match store.get(viewer, asset) {
+            Some(p) => json(&serde_json::json!(p)),
+            None => error(StatusCode::NOT_FOUND, "no position stored"),
+        }
+    }
+
+    async fn resume_put<B>(&self, req: Request<B>, path: &str) -> Response<Body>
+    where
+        B: http_body::Body + Send,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        use http_body_util::BodyExt;
+        let Some(store) = &self.inner.resume else {
+            return error(StatusCode::NOT_FOUND, "no resume store");
+        };
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let ["api", "v1", "resume", viewer, asset] = segs.as_slice() else {
+            return error(StatusCode::NOT_FOUND, "not found");
+        };
+        if !crate::resume::valid_id(viewer) || !crate::resume::valid_id(asset) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "viewer and asset ids: letters, digits, '-', '_', '.'",
+            );
+        }
+        let body = match http_body_util::Limited::new(req.into_body(), 1024)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "send {\"position\": SECONDS}",
+                )
+            }
+        };
+        let Some(position) = crate::resume::parse_position(&body) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "send {\"position\": SECONDS} (a number >= 0)",
+            );
+        };
+        match store.put(viewer, asset, position).await {
+            Ok(p) => json(&serde_json::json!(p)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not store a resume position");
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "could not store the position",
+                )
+            }
+        }
+    }
+
+    /// `/vod/{id}/...`: a file of an archive. `?start=SECONDS` on a playlist makes players
+    /// start there (EXT-X-START; the multivariant passes it on to its media playlists).
+    async fn vod_file(&self, rest: &[&str], query: &str) -> Response<Body> {
         let Some(root) = &self.inner.archive else {
             return error(StatusCode::NOT_FOUND, "no archive configured");
         };
@@ -272,6 +346,15 @@ impl Service {
             Some("mpd") => ("application/dash+xml", "public, max-age=1"),
             Some("m4s" | "mp4") => ("video/mp4", IMMUTABLE),
             _ => return error(StatusCode::NOT_FOUND, "not found"),
+        };
+        let start = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("start="))
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0);
+        let data = match (start, ctype) {
+            (Some(t), "application/vnd.apple.mpegurl") => with_start(&data, t).into_bytes(),
+            _ => data,
         };
         let len = data.len();
         let mut r = Response::new(Body::from(Bytes::from(data)));
@@ -658,6 +741,35 @@ fn playlist(body: Bytes, gzip: bool, cache: &str) -> Response<Body> {
     r
 }
 
+/// A playlist that starts playback at `t` seconds: EXT-X-START after the header, and the same
+/// `?start=` on the playlists it links (a multivariant's variants and renditions).
+fn with_start(playlist: &[u8], t: f64) -> String {
+    let text = String::from_utf8_lossy(playlist);
+    let mut out = String::with_capacity(text.len() + 64);
+    for (i, line) in text.lines().enumerate() {
+        if line.ends_with(".m3u8") && !line.starts_with('#') {
+            out.push_str(&format!("{line}?start={t}\n"));
+        } else if line.starts_with("#EXT-X-MEDIA:") && line.contains(".m3u8\"") {
+            out.push_str(&line.replace(".m3u8\"", &format!(".m3u8?start={t}\"")));
+            out.push('\n');
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if i == 0 {
+            out.push_str(&format!("#EXT-X-START:TIME-OFFSET={t},PRECISE=YES\n"));
+        }
+    }
+    out
+}
+
+fn json(v: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(v.to_string()));
+    set_static(&mut r, header::CONTENT_TYPE, "application/json");
+    set_static(&mut r, header::CACHE_CONTROL, NO_STORE);
+    r
+}
+
 /// Streams segment `msn` of `track` part by part as the packager writes it; ends when the
 /// segment is complete, fails (cutting the connection) if a part takes longer than `patience`
 /// or the stream ends first.
@@ -750,7 +862,7 @@ fn preflight<B>(req: &Request<B>, whip: bool) -> Response<Body> {
         );
         "POST, DELETE, PATCH, OPTIONS"
     } else {
-        "GET, HEAD, OPTIONS"
+        "GET, HEAD, PUT, OPTIONS"
     };
     set(&mut r, header::ACCESS_CONTROL_ALLOW_METHODS, methods);
     // `*` does not cover Authorization (which WHIP publishers send): echo what was asked.

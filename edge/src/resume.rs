@@ -1,0 +1,127 @@
+//! Viewers' resume positions: `PUT /api/v1/resume/{viewer}/{asset}` with a position in seconds,
+//! `GET` to read it back. Kept in memory and in a JSON file in the data directory (written to a
+//! temporary file and renamed), so positions survive a restart. (With Redis configured, edges
+//! will keep them there instead.)
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Position {
+    /// Seconds from the asset's start.
+    pub position: f64,
+    /// When it was stored (RFC 3339).
+    pub updated: String,
+}
+
+#[derive(Clone)]
+pub struct ResumeStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    map: Mutex<HashMap<String, Position>>,
+    /// Serializes file writes (the newest map always ends up on disk).
+    write: tokio::sync::Mutex<()>,
+}
+
+/// Viewer and asset ids: one path segment of letters, digits, `-`, `_`, `.`.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+impl ResumeStore {
+    /// Opens (or starts) the store kept in `path`.
+    pub fn open(path: PathBuf) -> Self {
+        let map = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        ResumeStore {
+            inner: Arc::new(Inner {
+                path,
+                map: Mutex::new(map),
+                write: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    fn key(viewer: &str, asset: &str) -> String {
+        format!("{viewer}/{asset}")
+    }
+
+    pub fn get(&self, viewer: &str, asset: &str) -> Option<Position> {
+        self.inner
+            .map
+            .lock()
+            .unwrap()
+            .get(&Self::key(viewer, asset))
+            .cloned()
+    }
+
+    pub async fn put(&self, viewer: &str, asset: &str, position: f64) -> std::io::Result<Position> {
+        let p = Position {
+            position,
+            updated: packager::hls::rfc3339(SystemTime::now()),
+        };
+        self.inner
+            .map
+            .lock()
+            .unwrap()
+            .insert(Self::key(viewer, asset), p.clone());
+        let _guard = self.inner.write.lock().await;
+        let text = serde_json::to_string(&*self.inner.map.lock().unwrap())
+            .map_err(std::io::Error::other)?;
+        let tmp = self.inner.path.with_extension("tmp");
+        tokio::fs::write(&tmp, text).await?;
+        tokio::fs::rename(&tmp, &self.inner.path).await?;
+        Ok(p)
+    }
+}
+
+/// The position in a `PUT` body: `{"position": 12.5}` or a bare number.
+pub fn parse_position(body: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let v = match serde_json::from_str::<serde_json::Value>(text).ok()? {
+        serde_json::Value::Object(o) => o.get("position")?.as_f64()?,
+        serde_json::Value::Number(n) => n.as_f64()?,
+        _ => return None,
+    };
+    (v.is_finite() && v >= 0.0).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_and_ids() {
+        assert_eq!(parse_position(b"{\"position\": 12.5}"), Some(12.5));
+        assert_eq!(parse_position(b" 7 "), Some(7.0));
+        assert_eq!(parse_position(b"-1"), None);
+        assert_eq!(parse_position(b"{\"pos\": 1}"), None);
+        assert_eq!(parse_position(b"nope"), None);
+        assert!(valid_id("viewer-1") && valid_id("demo-3c903290b91f"));
+        assert!(!valid_id("..") && !valid_id("a/b") && !valid_id(""));
+    }
+
+    #[tokio::test]
+    async fn positions_survive_reopening() {
+        let path = std::env::temp_dir().join(format!("estuary-resume-{}.json", std::process::id()));
+        let s = ResumeStore::open(path.clone());
+        s.put("v", "a", 42.0).await.unwrap();
+        let again = ResumeStore::open(path.clone());
+        assert_eq!(again.get("v", "a").map(|p| p.position), Some(42.0));
+        assert!(again.get("v", "b").is_none());
+        let _ = std::fs::remove_file(path);
+    }
+}

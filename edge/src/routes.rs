@@ -861,8 +861,10 @@ fn preflight<B>(req: &Request<B>, whip: bool) -> Response<Body> {
             "application/sdp",
         );
         "POST, DELETE, PATCH, OPTIONS"
-    } else {
+    } else if req.uri().path().starts_with("/api/v1/resume/") {
         "GET, HEAD, PUT, OPTIONS"
+    } else {
+        "GET, HEAD, OPTIONS"
     };
     set(&mut r, header::ACCESS_CONTROL_ALLOW_METHODS, methods);
     // `*` does not cover Authorization (which WHIP publishers send): echo what was asked.

@@ -63,12 +63,12 @@ fn make_ts(dir: &Path) -> PathBuf {
     out
 }
 
-/// Per 188-byte packet, its pacing time in ms (the latest video PES start's PTS), and for each
+/// Per 188-byte packet, its pacing time in ms (the latest video PES start's DTS), and for each
 /// video PES, the index of the packet that ends it.
 fn layout(ts: &[u8]) -> (Vec<u64>, Vec<usize>) {
     let mut times = Vec::new();
     let mut pes_ends = Vec::new();
-    let mut first_pts: Option<i64> = None;
+    let mut first_time: Option<i64> = None;
     let mut now = 0u64;
     let mut last_video: Option<usize> = None;
     for (i, p) in ts.chunks_exact(188).enumerate() {
@@ -84,15 +84,22 @@ fn layout(ts: &[u8]) -> (Vec<u64>, Vec<usize>) {
                     4
                 };
                 let pes = &p[start..];
-                if pes.len() > 14 && pes[7] & 0x80 != 0 {
-                    let b = &pes[9..14];
-                    let pts = (((b[0] >> 1) & 7) as i64) << 30
+                if pes.len() > 19 && pes[7] & 0x80 != 0 {
+                    // Pace by decode time (DTS when present): an encoder emits frames in decode
+                    // order at that pace. (Pacing by PTS, as this bench first did, sends frames
+                    // around each B-frame run late and early.)
+                    let b = if pes[7] & 0x40 != 0 {
+                        &pes[14..19]
+                    } else {
+                        &pes[9..14]
+                    };
+                    let t = (((b[0] >> 1) & 7) as i64) << 30
                         | (b[1] as i64) << 22
                         | ((b[2] >> 1) as i64) << 15
                         | (b[3] as i64) << 7
                         | (b[4] >> 1) as i64;
-                    let base = *first_pts.get_or_insert(pts);
-                    now = ((pts - base).max(0) / 90) as u64;
+                    let base = *first_time.get_or_insert(t);
+                    now = ((t - base).max(0) / 90) as u64;
                 }
             }
             last_video = Some(i);

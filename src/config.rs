@@ -27,6 +27,8 @@ pub struct Config {
     #[serde(default)]
     pub archive: ArchiveSection,
     #[serde(default)]
+    pub redis: RedisSection,
+    #[serde(default)]
     pub ladder: Vec<LadderRung>,
     #[serde(default)]
     pub streams: Vec<StreamEntry>,
@@ -54,6 +56,13 @@ impl Default for TranscodeSection {
             tune: "zerolatency".into(),
         }
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    /// `redis://host:6379`: the origin mirrors live windows there; edges serve from there.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -55,13 +55,11 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match command {
-        Some("serve") => {}
-        Some("edge") => {
-            bail!("edge nodes need the Redis window, which is not built yet; run `estuary serve`")
-        }
+    let edge = match command {
+        Some("serve") => false,
+        Some("edge") => true,
         _ => bail!("no command given\n\n{USAGE}"),
-    }
+    };
     let config = match &config_path {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -69,7 +67,48 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if edge {
+        return runtime.block_on(run_edge(config, config_path));
+    }
     runtime.block_on(serve(config, config_path))
+}
+
+/// `estuary edge`: viewers' routes only, from the windows the origin mirrors into Redis.
+async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let Some(url) = config.redis.url.clone() else {
+        bail!(
+            "an edge serves what the origin mirrors into Redis: set [redis] url in {}",
+            path.map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the config".into())
+        );
+    };
+    let windows = Windows::new();
+    let cancel = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+    let http_addr = listener.local_addr()?;
+    let service = edge::Service::new(
+        windows.clone(),
+        edge::HttpConfig {
+            max_connections: config.http.max_connections,
+            cors_origin: config.http.cors_origin.clone(),
+            tls: config.http.tls_cert.is_some(),
+        },
+    );
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(edge::tls::acceptor(cert, key).context("loading the TLS certificate")?)
+        }
+        _ => None,
+    };
+    tokio::spawn(edge::store::redis::replay_all(windows, url.clone()));
+    let http = tokio::spawn(edge::serve_tls(listener, tls, service, cancel.clone()));
+    info!(%http_addr, redis = %url, "edge node listening (LL-HLS and LL-DASH from Redis)");
+    shutdown_signal().await;
+    cancel.cancel();
+    let _ = http.await;
+    Ok(())
 }
 
 async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -174,6 +213,9 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         });
     }
 
+    if let Some(url) = config.redis.url.clone() {
+        tokio::spawn(edge::store::redis::mirror_all(windows.clone(), url));
+    }
     let cancel = CancellationToken::new();
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

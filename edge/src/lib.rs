@@ -9,6 +9,7 @@ pub mod body;
 pub mod resume;
 pub mod routes;
 pub mod server;
+pub mod store;
 pub mod tls;
 pub mod whip;
 

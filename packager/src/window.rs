@@ -39,6 +39,8 @@ pub struct Part {
     pub independent: bool,
     /// No media for this track in the part's time range.
     pub gap: bool,
+    /// Samples in the part.
+    pub samples: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -258,6 +260,13 @@ impl StreamWindow {
     }
 
     /// Runs `f` with the state locked. Keep `f` short: no I/O, no awaiting.
+    /// The same window as another node's (an edge replaying the origin's): its start time, so
+    /// program date times match.
+    pub fn with_started(mut self, started: SystemTime) -> Self {
+        self.started = started;
+        self
+    }
+
     pub fn read<R>(&self, f: impl FnOnce(&WindowState) -> R) -> R {
         f(&self.state.lock().unwrap())
     }
@@ -318,6 +327,7 @@ impl StreamWindow {
                 duration: p.duration,
                 independent: p.independent,
                 gap: p.gap,
+                samples: p.samples,
             });
             track.total_secs += p.duration;
             track.total_samples += p.samples as u64;

@@ -1,0 +1,3 @@
+//! Where windows live beyond the origin's memory: Redis, for edge nodes.
+
+pub mod redis;

@@ -1,0 +1,595 @@
+//! The window in Redis: the origin mirrors each live stream's window; edge nodes replay it
+//! into a local window and serve viewers from that, with the same playlists and bytes.
+//!
+//! Key layout (every key of a stream in one hash slot, `{s:NAME}`, so Redis Cluster works):
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `estuary:streams` | set | names of mirrored streams |
+//! | `{s:NAME}:meta` | string (JSON) | session, start time, window config, tracks |
+//! | `{s:NAME}:init:{track}` | string | the track's CMAF init segment |
+//! | `{s:NAME}:events` | stream | every part (fields + bytes), segment completion and end, in order |
+//!
+//! Everything expires (`EXPIRE`, refreshed on writes) a little after the window would have
+//! dropped it, and the event stream is trimmed by age, so Redis memory stays bounded. Edges
+//! `XREAD BLOCK` the event stream: a new part wakes them at once (blocking playlist reloads and
+//! preload hints then work at the edge as at the origin).
+//!
+//! Writes go through a bounded queue: when Redis is slow or down the origin keeps serving from
+//! memory, counts what it could not mirror, logs once, and when Redis is back re-sends the
+//! stream from its current window.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use media::{CodecConfig, Timescale, TrackInfo};
+use packager::window::{PartIn, StreamWindow, WindowConfig, Windows};
+use redis::AsyncCommands;
+use tracing::{debug, info, warn};
+
+const STREAMS: &str = "estuary:streams";
+
+fn key(name: &str, what: &str) -> String {
+    format!("{{s:{name}}}:{what}")
+}
+
+/// Mirror counters, for logs and the API.
+#[derive(Debug, Default)]
+pub struct MirrorStats {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+fn track_json(t: &TrackInfo, rendition: &str) -> serde_json::Value {
+    let (codec, data): (&str, Vec<u8>) = match &t.codec {
+        CodecConfig::H264 { avcc } => ("h264", avcc.to_vec()),
+        CodecConfig::H265 { hvcc } => ("h265", hvcc.to_vec()),
+        CodecConfig::Av1 { av1c } => ("av1", av1c.to_vec()),
+        CodecConfig::Vp9 { vpcc } => ("vp9", vpcc.to_vec()),
+        CodecConfig::Aac { asc } => ("aac", asc.to_vec()),
+        CodecConfig::Opus {
+            channels,
+            pre_skip,
+            input_sample_rate,
+        } => {
+            let mut d = vec![*channels];
+            d.extend_from_slice(&pre_skip.to_be_bytes());
+            d.extend_from_slice(&input_sample_rate.to_be_bytes());
+            ("opus", d)
+        }
+    };
+    serde_json::json!({
+        "rendition": rendition,
+        "codec": codec,
+        "config": hex(&data),
+        "timescale": t.timescale.0,
+        "width": t.width,
+        "height": t.height,
+        "sample_rate": t.sample_rate,
+        "channels": t.channels,
+        "bitrate_hint": t.bitrate_hint,
+        "frame_rate_hint": t.frame_rate_hint,
+    })
+}
+
+fn track_from_json(v: &serde_json::Value) -> Option<TrackInfo> {
+    let data = unhex(v["config"].as_str()?)?;
+    let b = Bytes::from(data.clone());
+    let codec = match v["codec"].as_str()? {
+        "h264" => CodecConfig::H264 { avcc: b },
+        "h265" => CodecConfig::H265 { hvcc: b },
+        "av1" => CodecConfig::Av1 { av1c: b },
+        "vp9" => CodecConfig::Vp9 { vpcc: b },
+        "aac" => CodecConfig::Aac { asc: b },
+        "opus" if data.len() == 7 => CodecConfig::Opus {
+            channels: data[0],
+            pre_skip: u16::from_be_bytes([data[1], data[2]]),
+            input_sample_rate: u32::from_be_bytes([data[3], data[4], data[5], data[6]]),
+        },
+        _ => return None,
+    };
+    Some(TrackInfo {
+        codec,
+        timescale: Timescale(v["timescale"].as_u64()? as u32),
+        width: v["width"].as_u64()? as u32,
+        height: v["height"].as_u64()? as u32,
+        sample_rate: v["sample_rate"].as_u64()? as u32,
+        channels: v["channels"].as_u64()? as u16,
+        bitrate_hint: v["bitrate_hint"].as_u64().map(|b| b as u32),
+        frame_rate_hint: v["frame_rate_hint"].as_f64(),
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// One thing the edge replays, in order.
+enum Event {
+    Part(PartIn),
+    Complete { track: usize, msn: u64 },
+    End,
+}
+
+/// Mirrors every window in `windows` while it lives (new windows are picked up as they
+/// appear). Runs until the process ends.
+pub async fn mirror_all(windows: Windows, url: String) {
+    let client = match redis::Client::open(url.as_str()) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "bad [redis] url; the window is not mirrored");
+            return;
+        }
+    };
+    info!(%url, "mirroring live windows into Redis");
+    let stats = Arc::new(MirrorStats::default());
+    let mut running: HashMap<String, String> = HashMap::new();
+    loop {
+        for w in windows.all() {
+            if running.get(&w.name) != Some(&w.session) {
+                running.insert(w.name.clone(), w.session.clone());
+                tokio::spawn(mirror(w, client.clone(), stats.clone()));
+            }
+        }
+        running.retain(|name, session| windows.get(name).is_some_and(|w| &w.session == session));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Where the mirror of one track stands: the segment and part sent last.
+#[derive(Clone, Copy, Default)]
+struct Cursor {
+    msn: Option<u64>,
+    parts: usize,
+    completed: bool,
+}
+
+async fn connect(client: &redis::Client) -> redis::aio::MultiplexedConnection {
+    loop {
+        match client.get_multiplexed_async_connection().await {
+            Ok(c) => return c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+async fn mirror(w: Arc<StreamWindow>, client: redis::Client, stats: Arc<MirrorStats>) {
+    let mut conn = connect(&client).await;
+    let name = w.name.clone();
+    let window_secs = w.config.segments as f64 * w.config.segment_target.as_secs_f64();
+    let ttl = (window_secs * 2.0 + 30.0) as i64;
+    let mut rx = w.subscribe();
+    let tracks = w.read(|st| st.tracks.len());
+    let mut cursors = vec![Cursor::default(); tracks];
+    let mut need_meta = true;
+    let mut failing = false;
+    loop {
+        if need_meta {
+            match write_meta(&w, &mut conn, ttl).await {
+                Ok(()) => need_meta = false,
+                Err(e) => {
+                    if !failing {
+                        warn!(stream = %name, error = %e, "Redis mirror failing; viewers are still served from memory");
+                        failing = true;
+                    }
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    conn = connect(&client).await;
+                    continue;
+                }
+            }
+        }
+        let (events, ended) = w.read(|st| {
+            let mut ev = Vec::new();
+            for (i, t) in st.tracks.iter().enumerate() {
+                let c = &mut cursors[i];
+                for s in &t.segments {
+                    if c.msn.is_some_and(|m| s.msn < m) {
+                        continue;
+                    }
+                    if c.msn != Some(s.msn) {
+                        *c = Cursor {
+                            msn: Some(s.msn),
+                            parts: 0,
+                            completed: false,
+                        };
+                    }
+                    let seg_start = s
+                        .program_date_time
+                        .duration_since(w.started)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0);
+                    let mut start = seg_start
+                        + s.parts[..c.parts.min(s.parts.len())]
+                            .iter()
+                            .map(|p| p.duration)
+                            .sum::<f64>();
+                    for (k, p) in s.parts.iter().enumerate().skip(c.parts) {
+                        let last = k + 1 == s.parts.len();
+                        ev.push(Event::Part(PartIn {
+                            track: i,
+                            msn: s.msn,
+                            index: k as u32,
+                            data: p.data.clone(),
+                            duration: p.duration,
+                            independent: p.independent,
+                            gap: p.gap,
+                            last_in_segment: false,
+                            end_expected: last && s.end_expected,
+                            discontinuity: k == 0 && s.discontinuity,
+                            start,
+                            samples: p.samples,
+                        }));
+                        start += p.duration;
+                    }
+                    c.parts = s.parts.len();
+                    if s.complete && !c.completed {
+                        c.completed = true;
+                        ev.push(Event::Complete {
+                            track: i,
+                            msn: s.msn,
+                        });
+                    }
+                }
+            }
+            if st.ended {
+                ev.push(Event::End);
+            }
+            (ev, st.ended)
+        });
+        if !events.is_empty() {
+            match send(&name, &mut conn, &events, ttl, window_secs).await {
+                Ok(()) => {
+                    stats.sent.fetch_add(events.len() as u64, Ordering::Relaxed);
+                    if failing {
+                        info!(stream = %name, "Redis mirror back");
+                        failing = false;
+                    }
+                }
+                Err(e) => {
+                    stats
+                        .failed
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    if !failing {
+                        warn!(stream = %name, error = %e, "Redis mirror failing; viewers are still served from memory");
+                        failing = true;
+                    }
+                    // Catch up once Redis is back: the stream again, from the current window.
+                    cursors = vec![Cursor::default(); tracks];
+                    need_meta = true;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    conn = connect(&client).await;
+                    continue;
+                }
+            }
+        }
+        if ended {
+            debug!(stream = %name, "mirror done");
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_meta(
+    w: &StreamWindow,
+    conn: &mut redis::aio::MultiplexedConnection,
+    ttl: i64,
+) -> redis::RedisResult<()> {
+    let (tracks, inits): (Vec<serde_json::Value>, Vec<Bytes>) = w.read(|st| {
+        st.tracks
+            .iter()
+            .map(|t| (track_json(&t.info, &t.rendition), t.init.clone()))
+            .unzip()
+    });
+    let meta = serde_json::json!({
+        "session": w.session,
+        "started_ms": ms(w.started),
+        "segments": w.config.segments,
+        "segment_target": w.config.segment_target.as_secs_f64(),
+        "part_target": w.config.part_target.as_secs_f64(),
+        "tracks": tracks,
+    });
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (i, init) in inits.iter().enumerate() {
+        pipe.set_ex(
+            key(&w.name, &format!("init:{i}")),
+            init.as_ref(),
+            ttl as u64,
+        );
+    }
+    pipe.set_ex(key(&w.name, "meta"), meta.to_string(), ttl as u64);
+    pipe.del(key(&w.name, "events"));
+    pipe.query_async::<()>(conn).await?;
+    let _: () = conn.sadd(STREAMS, &w.name).await?;
+    Ok(())
+}
+
+async fn send(
+    name: &str,
+    conn: &mut redis::aio::MultiplexedConnection,
+    events: &[Event],
+    ttl: i64,
+    window_secs: f64,
+) -> redis::RedisResult<()> {
+    let events_key = key(name, "events");
+    let mut pipe = redis::pipe();
+    for e in events {
+        let fields: Vec<(&str, Vec<u8>)> = match e {
+            Event::Part(p) => vec![
+                ("type", b"part".to_vec()),
+                ("track", p.track.to_string().into_bytes()),
+                ("msn", p.msn.to_string().into_bytes()),
+                ("index", p.index.to_string().into_bytes()),
+                ("duration", p.duration.to_string().into_bytes()),
+                (
+                    "independent",
+                    (p.independent as u8).to_string().into_bytes(),
+                ),
+                ("gap", (p.gap as u8).to_string().into_bytes()),
+                (
+                    "end_expected",
+                    (p.end_expected as u8).to_string().into_bytes(),
+                ),
+                (
+                    "discontinuity",
+                    (p.discontinuity as u8).to_string().into_bytes(),
+                ),
+                ("start", p.start.to_string().into_bytes()),
+                ("samples", p.samples.to_string().into_bytes()),
+                ("data", p.data.to_vec()),
+            ],
+            Event::Complete { track, msn } => vec![
+                ("type", b"complete".to_vec()),
+                ("track", track.to_string().into_bytes()),
+                ("msn", msn.to_string().into_bytes()),
+            ],
+            Event::End => vec![("type", b"end".to_vec())],
+        };
+        pipe.xadd(&events_key, "*", &fields);
+    }
+    // Older than the window (and some): nobody needs it.
+    let keep_ms = (window_secs * 1500.0) as u64 + 10_000;
+    let min_id = ms(SystemTime::now()).saturating_sub(keep_ms);
+    pipe.cmd("XTRIM")
+        .arg(&events_key)
+        .arg("MINID")
+        .arg("~")
+        .arg(min_id);
+    pipe.expire(&events_key, ttl);
+    pipe.expire(key(name, "meta"), ttl);
+    pipe.query_async::<()>(conn).await
+}
+
+/// Edge side: replays every mirrored stream into `windows`. Runs until the process ends.
+pub async fn replay_all(windows: Windows, url: String) {
+    let client = match redis::Client::open(url.as_str()) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "bad [redis] url");
+            return;
+        }
+    };
+    // Stream name → session being replayed; a replay that stops takes its entry out.
+    let running: Arc<std::sync::Mutex<HashMap<String, String>>> = Arc::default();
+    let mut conn = None;
+    loop {
+        if conn.is_none() {
+            match client.get_multiplexed_async_connection().await {
+                Ok(c) => {
+                    info!(%url, "edge reading live windows from Redis");
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    warn!(error = %e, "Redis not reachable; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("set above");
+        let names: Vec<String> = match c.smembers(STREAMS).await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "Redis went away; reconnecting");
+                conn = None;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for name in names {
+            let meta: Option<String> = c.get(key(&name, "meta")).await.unwrap_or(None);
+            let Some(meta) = meta.and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+            else {
+                continue;
+            };
+            let session = meta["session"].as_str().unwrap_or_default().to_string();
+            if running.lock().unwrap().get(&name) == Some(&session) {
+                continue;
+            }
+            match open_window(&name, &meta, c).await {
+                Some(w) => {
+                    info!(stream = %name, %session, "edge serving a live stream from Redis");
+                    running
+                        .lock()
+                        .unwrap()
+                        .insert(name.clone(), session.clone());
+                    windows.insert(w.clone());
+                    let (client, windows, running) =
+                        (client.clone(), windows.clone(), running.clone());
+                    tokio::spawn(async move {
+                        replay(w, client, windows).await;
+                        let mut r = running.lock().unwrap();
+                        if r.get(&name) == Some(&session) {
+                            r.remove(&name);
+                        }
+                    });
+                }
+                None => debug!(stream = %name, "incomplete meta in Redis"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn open_window(
+    name: &str,
+    meta: &serde_json::Value,
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> Option<Arc<StreamWindow>> {
+    let mut tracks = Vec::new();
+    for (i, t) in meta["tracks"].as_array()?.iter().enumerate() {
+        let info = track_from_json(t)?;
+        let init: Vec<u8> = conn.get(key(name, &format!("init:{i}"))).await.ok()?;
+        tracks.push((info, Bytes::from(init)));
+    }
+    let config = WindowConfig {
+        segments: meta["segments"].as_u64()? as usize,
+        segment_target: Duration::from_secs_f64(meta["segment_target"].as_f64()?),
+        part_target: Duration::from_secs_f64(meta["part_target"].as_f64()?),
+    };
+    let started = UNIX_EPOCH + Duration::from_millis(meta["started_ms"].as_u64()?);
+    Some(Arc::new(
+        StreamWindow::new(name, meta["session"].as_str()?.to_string(), config, tracks)
+            .with_started(started),
+    ))
+}
+
+async fn replay(w: Arc<StreamWindow>, client: redis::Client, windows: Windows) {
+    let events_key = key(&w.name, "events");
+    // Its own connection: XREAD BLOCK holds it. Made again whenever Redis went away.
+    let connect = || async {
+        loop {
+            match client.get_multiplexed_async_connection().await {
+                Ok(c) => return c,
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    };
+    let mut conn = connect().await;
+    let tracks = w.read(|st| st.tracks.len());
+    // Replay starts at each track's first part 0: a window begins with a whole segment.
+    let mut started = vec![false; tracks];
+    let mut last_id = "0".to_string();
+    loop {
+        let reply: redis::RedisResult<redis::streams::StreamReadReply> = conn
+            .xread_options(
+                &[&events_key],
+                &[&last_id],
+                &redis::streams::StreamReadOptions::default()
+                    .block(2000)
+                    .count(500),
+            )
+            .await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(stream = %w.name, error = %e, "reading from Redis failed; reconnecting (viewers keep the window as it is)");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                conn = connect().await;
+                continue;
+            }
+        };
+        for k in reply.keys {
+            for id in k.ids {
+                last_id = id.id.clone();
+                let get = |f: &str| -> Option<Vec<u8>> {
+                    match id.map.get(f)? {
+                        redis::Value::BulkString(b) => Some(b.clone()),
+                        _ => None,
+                    }
+                };
+                let num =
+                    |f: &str| -> Option<f64> { String::from_utf8(get(f)?).ok()?.parse().ok() };
+                match get("type").as_deref() {
+                    Some(b"part") => {
+                        let (Some(track), Some(msn), Some(index)) =
+                            (num("track"), num("msn"), num("index"))
+                        else {
+                            continue;
+                        };
+                        let track = track as usize;
+                        if track >= tracks {
+                            continue;
+                        }
+                        if !started[track] {
+                            if index != 0.0 {
+                                continue;
+                            }
+                            started[track] = true;
+                        }
+                        // A mirror that caught up after Redis was away sends its window again.
+                        let (msn, index) = (msn as u64, index as u32);
+                        let known = w.read(|st| {
+                            let t = &st.tracks[track];
+                            t.part(msn, index).is_some()
+                                || t.segments.front().is_some_and(|s| msn < s.msn)
+                                || t.segments.back().is_some_and(|s| msn < s.msn)
+                        });
+                        if known {
+                            continue;
+                        }
+                        w.push_part(PartIn {
+                            track,
+                            msn,
+                            index,
+                            data: Bytes::from(get("data").unwrap_or_default()),
+                            duration: num("duration").unwrap_or(0.0),
+                            independent: num("independent") == Some(1.0),
+                            gap: num("gap") == Some(1.0),
+                            last_in_segment: false,
+                            end_expected: num("end_expected") == Some(1.0),
+                            discontinuity: num("discontinuity") == Some(1.0),
+                            start: num("start").unwrap_or(0.0),
+                            samples: num("samples").unwrap_or(0.0) as u32,
+                        });
+                    }
+                    Some(b"complete") => {
+                        if let (Some(track), Some(msn)) = (num("track"), num("msn")) {
+                            if started.get(track as usize) == Some(&true) {
+                                w.complete_segment(track as usize, msn as u64);
+                            }
+                        }
+                    }
+                    Some(b"end") => {
+                        w.end();
+                        info!(stream = %w.name, "stream ended (from Redis)");
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        windows.remove(&w);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // The stream is gone from Redis (expired, or a new session replaced it).
+        let meta: Option<String> = redis::AsyncCommands::get(&mut conn, key(&w.name, "meta"))
+            .await
+            .unwrap_or(None);
+        let session = meta
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+            .and_then(|m| m["session"].as_str().map(str::to_string));
+        if session.as_deref() != Some(w.session.as_str()) {
+            w.end();
+            windows.remove(&w);
+            return;
+        }
+    }
+}

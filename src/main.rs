@@ -95,7 +95,8 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             cors_origin: config.http.cors_origin.clone(),
             tls: config.http.tls_cert.is_some(),
         },
-    );
+    )
+    .with_resume(resume_store(&config)?);
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => {
             Some(edge::tls::acceptor(cert, key).context("loading the TLS certificate")?)
@@ -246,9 +247,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     if let Err(e) = std::fs::create_dir_all(config.data_dir()) {
         warn!(dir = %config.data_dir().display(), error = %e, "cannot create the data directory; resume positions will not be kept");
     }
-    service = service.with_resume(edge::resume::ResumeStore::open(
-        config.data_dir().join("resume.json"),
-    ));
+    service = service.with_resume(resume_store(&config)?);
     if config.whip.enabled {
         let whip = ingest::whip::Whip::start(
             ingest::whip::WhipConfig {
@@ -350,6 +349,17 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Viewers' resume positions: in Redis when configured (shared with the edges), else in the
+/// data directory.
+fn resume_store(config: &Config) -> anyhow::Result<edge::resume::ResumeStore> {
+    if let Some(url) = &config.redis.url {
+        return edge::resume::ResumeStore::redis(url).context("[redis] url");
+    }
+    Ok(edge::resume::ResumeStore::open(
+        config.data_dir().join("resume.json"),
+    ))
 }
 
 struct Stream {

@@ -157,7 +157,21 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
     .unwrap();
     assert_eq!(r.status, 200);
     assert!(r.text().contains(next), "{}", r.text());
-    // Everything in Redis expires.
+    // A viewer's position stored at the origin reads back at the edge (both keep it in Redis).
+    let r = request(
+        origin.http,
+        "PUT",
+        "/api/v1/resume/viewer-9/demo-vod",
+        &[("Content-Type", "application/json")],
+        b"{\"position\": 61.25}",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = get(edge.http, "/api/v1/resume/viewer-9/demo-vod")
+        .unwrap()
+        .text();
+    assert!(got.contains("\"position\":61.25"), "{got}");
+    // Everything of the window in Redis expires.
     for key in ["{s:demo}:meta", "{s:demo}:events", "{s:demo}:init:0"] {
         let ttl = cmd(port, &format!("TTL {key}")).unwrap();
         let secs: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();

@@ -1,7 +1,7 @@
 //! Viewers' resume positions: `PUT /api/v1/resume/{viewer}/{asset}` with a position in seconds,
 //! `GET` to read it back. Kept in memory and in a JSON file in the data directory (written to a
-//! temporary file and renamed), so positions survive a restart. (With Redis configured, edges
-//! will keep them there instead.)
+//! temporary file and renamed), so positions survive a restart; or, with `[redis] url`, in Redis
+//! (`estuary:resume:{viewer}:{asset}`), shared by the origin and every edge.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,6 +24,8 @@ pub struct ResumeStore {
 }
 
 struct Inner {
+    /// Positions live in Redis instead of the file.
+    redis: Option<redis::Client>,
     path: PathBuf,
     map: Mutex<HashMap<String, Position>>,
     /// Serializes file writes (the newest map always ends up on disk).
@@ -48,6 +50,7 @@ impl ResumeStore {
             .unwrap_or_default();
         ResumeStore {
             inner: Arc::new(Inner {
+                redis: None,
                 path,
                 map: Mutex::new(map),
                 write: tokio::sync::Mutex::new(()),
@@ -55,11 +58,40 @@ impl ResumeStore {
         }
     }
 
+    /// A store kept in Redis (shared by the origin and its edges).
+    pub fn redis(url: &str) -> Result<Self, redis::RedisError> {
+        Ok(ResumeStore {
+            inner: Arc::new(Inner {
+                redis: Some(redis::Client::open(url)?),
+                path: PathBuf::new(),
+                map: Mutex::new(HashMap::new()),
+                write: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    async fn redis_get(&self, viewer: &str, asset: &str) -> Option<Position> {
+        let client = self.inner.redis.as_ref()?;
+        let mut c = client.get_multiplexed_async_connection().await.ok()?;
+        let text: Option<String> =
+            redis::AsyncCommands::get(&mut c, Self::redis_key(viewer, asset))
+                .await
+                .ok()?;
+        serde_json::from_str(&text?).ok()
+    }
+
+    fn redis_key(viewer: &str, asset: &str) -> String {
+        format!("estuary:resume:{viewer}:{asset}")
+    }
+
     fn key(viewer: &str, asset: &str) -> String {
         format!("{viewer}/{asset}")
     }
 
-    pub fn get(&self, viewer: &str, asset: &str) -> Option<Position> {
+    pub async fn get(&self, viewer: &str, asset: &str) -> Option<Position> {
+        if self.inner.redis.is_some() {
+            return self.redis_get(viewer, asset).await;
+        }
         self.inner
             .map
             .lock()
@@ -73,6 +105,17 @@ impl ResumeStore {
             position,
             updated: packager::hls::rfc3339(SystemTime::now()),
         };
+        if let Some(client) = &self.inner.redis {
+            let mut c = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(std::io::Error::other)?;
+            let text = serde_json::to_string(&p).map_err(std::io::Error::other)?;
+            let _: () = redis::AsyncCommands::set(&mut c, Self::redis_key(viewer, asset), text)
+                .await
+                .map_err(std::io::Error::other)?;
+            return Ok(p);
+        }
         self.inner
             .map
             .lock()
@@ -120,8 +163,8 @@ mod tests {
         let s = ResumeStore::open(path.clone());
         s.put("v", "a", 42.0).await.unwrap();
         let again = ResumeStore::open(path.clone());
-        assert_eq!(again.get("v", "a").map(|p| p.position), Some(42.0));
-        assert!(again.get("v", "b").is_none());
+        assert_eq!(again.get("v", "a").await.map(|p| p.position), Some(42.0));
+        assert!(again.get("v", "b").await.is_none());
         let _ = std::fs::remove_file(path);
     }
 }

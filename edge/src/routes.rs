@@ -205,7 +205,7 @@ impl Service {
             ["live", name, "index.m3u8"] => self.multivariant(name, gzip),
             ["live", name, "manifest.mpd"] => self.mpd(name, req, gzip),
             ["api", "v1", "vod"] => self.vod_list().await,
-            ["api", "v1", "resume", viewer, asset] => self.resume_get(viewer, asset),
+            ["api", "v1", "resume", viewer, asset] => self.resume_get(viewer, asset).await,
             ["vod", rest @ ..] => self.vod_file(rest, req.uri().query().unwrap_or("")).await,
             ["api", "v1", "time"] => {
                 let now = packager::hls::rfc3339(SystemTime::now());
@@ -257,11 +257,11 @@ impl Service {
         r
     }
 
-    fn resume_get(&self, viewer: &str, asset: &str) -> Response<Body> {
+    async fn resume_get(&self, viewer: &str, asset: &str) -> Response<Body> {
         let Some(store) = &self.inner.resume else {
             return error(StatusCode::NOT_FOUND, "no resume store");
         };
-        match store.get(viewer, asset) {
+        match store.get(viewer, asset).await {
             Some(p) => json(&serde_json::json!(p)),
             None => error(StatusCode::NOT_FOUND, "no position stored"),
         }

@@ -124,6 +124,8 @@ pub struct HttpSection {
     /// PEM certificate chain; with `tls_key`, the listener speaks HTTPS (h2 + http/1.1 by ALPN).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Serve viewers (`/live`, `/vod`) here. Off on an origin whose viewers go to edges.
+    pub viewers: bool,
 }
 
 impl Default for HttpSection {
@@ -134,6 +136,7 @@ impl Default for HttpSection {
             cors_origin: "*".into(),
             tls_cert: None,
             tls_key: None,
+            viewers: true,
         }
     }
 }

@@ -94,6 +94,7 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             max_connections: config.http.max_connections,
             cors_origin: config.http.cors_origin.clone(),
             tls: config.http.tls_cert.is_some(),
+            viewers: true,
         },
     )
     .with_resume(resume_store(&config)?);
@@ -239,6 +240,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             max_connections: config.http.max_connections,
             cors_origin: config.http.cors_origin.clone(),
             tls: config.http.tls_cert.is_some(),
+            viewers: config.http.viewers,
         },
     );
     if let Some(dir) = config.archive_dir() {

@@ -232,3 +232,24 @@ fn redis_restarting_mid_stream_breaks_nothing_and_mirroring_resumes() {
     assert!(origin.log_text().contains("Redis mirror back"));
     assert_advances(&origin, NAME);
 }
+
+#[test]
+fn an_origin_can_leave_viewers_to_the_edges() {
+    let port = free_port();
+    let _redis = Redis::start(port);
+    let origin = Server::start_with_http(&redis_config(port), "viewers = false\n");
+    let edge = Edge::start(port);
+    let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 30);
+    wait_for("the stream at the edge", Duration::from_secs(60), || {
+        let r = get(edge.http, "/live/demo/video/index.m3u8").ok()?;
+        (r.status == 200 && r.text().contains("#EXT-X-PART")).then_some(())
+    });
+    let r = get(origin.http, "/live/demo/index.m3u8").unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("served by the edges"), "{}", r.text());
+    assert_eq!(get(origin.http, "/healthz").unwrap().status, 200);
+    assert!(get(origin.http, "/api/v1/streams")
+        .unwrap()
+        .text()
+        .contains("\"demo\""));
+}

@@ -45,6 +45,9 @@ pub struct HttpConfig {
     pub cors_origin: String,
     /// Served over TLS (for absolute URLs the service writes, like the MPD's UTCTiming).
     pub tls: bool,
+    /// Serve viewers' routes (`/live`, `/vod`); an origin whose viewers go to edges turns
+    /// them off and keeps ingest (WHIP), the APIs and health checks.
+    pub viewers: bool,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +56,7 @@ impl Default for HttpConfig {
             max_connections: 16_384,
             cors_origin: "*".into(),
             tls: false,
+            viewers: true,
         }
     }
 }
@@ -199,6 +203,12 @@ impl Service {
         let path = req.uri().path();
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let gzip = accepts_gzip(req);
+        if !self.inner.config.viewers && matches!(segs.first(), Some(&"live") | Some(&"vod")) {
+            return error(
+                StatusCode::NOT_FOUND,
+                "viewers are served by the edges, not by this origin",
+            );
+        }
         match segs.as_slice() {
             ["healthz"] => text(StatusCode::OK, "ok\n", NO_STORE),
             ["api", "v1", "streams"] => self.streams_json(),

@@ -133,6 +133,12 @@ impl Server {
         Self::start_full_transcoding(&streams, "", "", free_port(), true, false, grace)
     }
 
+    /// As [`Server::start`], with extra keys in `[http]`.
+    pub fn start_with_http(extra: &str, http_extra: &str) -> Server {
+        let streams = format!("[[streams]]\nname = \"{NAME}\"\nkey = \"{KEY}\"\n{extra}");
+        Self::start_full(&streams, http_extra, "", free_port(), true)
+    }
+
     /// As [`Server::start`], with the transcoder on (the other servers of the tests serve
     /// streams as they come, so parallel tests do not all transcode on a 2-core machine).
     pub fn start_transcoding(extra: &str) -> Server {

@@ -156,7 +156,14 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
     )
     .unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.text().contains(next), "{}", r.text());
+    // The hinted part is now listed as a part (not only hinted again).
+    let text = r.text();
+    assert!(
+        tags(&text, "#EXT-X-PART:")
+            .iter()
+            .any(|l| attr(l, "URI") == Some(next)),
+        "{text}"
+    );
     // A viewer's position stored at the origin reads back at the edge (both keep it in Redis).
     let r = request(
         origin.http,

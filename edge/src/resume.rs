@@ -32,7 +32,8 @@ struct Inner {
     write: tokio::sync::Mutex<()>,
 }
 
-/// Viewer and asset ids: one path segment of letters, digits, `-`, `_`, `.`.
+/// Viewer and asset ids, and archive path segments: one path segment of letters, digits, `-`,
+/// `_`, `.`, not starting with a dot.
 pub fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 200

@@ -333,15 +333,10 @@ impl Service {
         let Some(root) = &self.inner.archive else {
             return error(StatusCode::NOT_FOUND, "no archive configured");
         };
-        let safe = |p: &str| {
-            !p.is_empty()
-                && !p.starts_with('.')
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        };
+        // Each segment one plain name (no `..`, no separators, no escapes).
         if rest.len() < 2
             || rest.len() > 3
-            || !rest.iter().all(|p| safe(p))
+            || !rest.iter().all(|p| crate::resume::valid_id(p))
             || rest[1] == "meta.json"
         {
             return error(StatusCode::NOT_FOUND, "not found");

@@ -59,6 +59,17 @@ pub fn unescape_rbsp(nal: &[u8]) -> Vec<u8> {
     out
 }
 
+/// NAL units of a sample in the ISO-BMFF form (each prefixed with its 4-byte length); stops at
+/// the first length that runs past the end.
+pub fn length_prefixed_nals(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let len = u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as usize;
+        let nal = data.get(4..4usize.checked_add(len)?)?;
+        data = &data[4 + len..];
+        Some(nal)
+    })
+}
+
 /// NAL units of an Annex B byte stream (start codes 00 00 01 / 00 00 00 01 removed).
 pub fn annexb_nals(data: &[u8]) -> Vec<&[u8]> {
     let mut nals = Vec::new();

@@ -216,7 +216,7 @@ fn xml_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::window::{PartIn, WindowConfig};
+    use crate::window::WindowConfig;
     use bytes::Bytes;
     use media::TrackInfo;
     use std::time::Duration;
@@ -238,27 +238,7 @@ mod tests {
             WindowConfig::default(),
             vec![(v, Bytes::new()), (a, Bytes::new())],
         );
-        for msn in 0..=segments {
-            let parts = if msn == segments { open_parts } else { 6 };
-            for i in 0..parts {
-                for track in 0..2 {
-                    w.push_part(PartIn {
-                        track,
-                        msn,
-                        index: i,
-                        data: Bytes::from(vec![0u8; 1000]),
-                        duration: 1.0 / 3.0,
-                        independent: i == 0 || track == 1,
-                        gap: false,
-                        last_in_segment: i == 5,
-                        end_expected: false,
-                        discontinuity: false,
-                        start: msn as f64 * 2.0 + i as f64 / 3.0,
-                        samples: 10,
-                    });
-                }
-            }
-        }
+        crate::window::fill_for_tests(&w, segments, open_parts, None);
         w
     }
 

@@ -296,7 +296,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::window::{PartIn, WindowConfig};
+    use crate::window::WindowConfig;
     use bytes::Bytes;
     use media::{CodecConfig, TrackInfo};
     use std::time::Duration;
@@ -333,26 +333,7 @@ mod tests {
             cfg,
             vec![(v, Bytes::new()), (a, Bytes::new())],
         );
-        for msn in 0..segments {
-            for i in 0..6u32 {
-                for track in 0..2 {
-                    w.push_part(PartIn {
-                        track,
-                        msn,
-                        index: i,
-                        data: Bytes::from(vec![0u8; 1000]),
-                        duration: 1.0 / 3.0,
-                        independent: i == 0 || track == 1,
-                        gap: false,
-                        last_in_segment: i == 5,
-                        end_expected: false,
-                        discontinuity: disc == Some(msn) && i == 0,
-                        start: msn as f64 * 2.0 + i as f64 / 3.0,
-                        samples: 10,
-                    });
-                }
-            }
-        }
+        crate::window::fill_for_tests(&w, segments, 0, disc);
         w
     }
 

@@ -438,6 +438,33 @@ impl Windows {
     }
 }
 
+/// For tests of what renders windows: `complete` whole segments of six 1/3 s parts in each of
+/// two tracks, then `open_parts` parts of one more; segment `disc` follows a discontinuity.
+#[cfg(test)]
+pub(crate) fn fill_for_tests(w: &StreamWindow, complete: u64, open_parts: u32, disc: Option<u64>) {
+    for msn in 0..=complete {
+        let parts = if msn == complete { open_parts } else { 6 };
+        for i in 0..parts {
+            for track in 0..2 {
+                w.push_part(PartIn {
+                    track,
+                    msn,
+                    index: i,
+                    data: Bytes::from(vec![0u8; 1000]),
+                    duration: 1.0 / 3.0,
+                    independent: i == 0 || track == 1,
+                    gap: false,
+                    last_in_segment: i == 5,
+                    end_expected: false,
+                    discontinuity: disc == Some(msn) && i == 0,
+                    start: msn as f64 * 2.0 + i as f64 / 3.0,
+                    samples: 10,
+                });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

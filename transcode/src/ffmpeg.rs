@@ -359,10 +359,11 @@ fn set_extradata(ctx: &mut codec::context::Context, data: &[u8]) {
     }
 }
 
-fn extradata(enc: &ff::encoder::video::Encoder) -> Vec<u8> {
-    // SAFETY: reading the opened encoder's extradata buffer of the size it states.
+/// An opened codec context's extradata (the encoder's parameter sets or AudioSpecificConfig).
+fn extradata(ctx: &codec::context::Context) -> Vec<u8> {
+    // SAFETY: reading the opened context's extradata buffer of the size it states.
     unsafe {
-        let raw = enc.as_ptr();
+        let raw = ctx.as_ptr();
         if (*raw).extradata.is_null() || (*raw).extradata_size <= 0 {
             return Vec::new();
         }
@@ -668,14 +669,10 @@ impl AacEncoder {
         enc.set_time_base((1, rate as i32));
         enc.set_flags(codec::Flags::GLOBAL_HEADER);
         let encoder = enc.open().map_err(err)?;
-        // SAFETY: reading the opened encoder's extradata (the AudioSpecificConfig).
-        let asc = unsafe {
-            let raw = encoder.as_ptr();
-            if (*raw).extradata.is_null() || (*raw).extradata_size <= 0 {
-                return Err(err("the AAC encoder gave no AudioSpecificConfig"));
-            }
-            std::slice::from_raw_parts((*raw).extradata, (*raw).extradata_size as usize).to_vec()
-        };
+        let asc = extradata(&encoder);
+        if asc.is_empty() {
+            return Err(err("the AAC encoder gave no AudioSpecificConfig"));
+        }
         let frame_size = (encoder.frame_size() as usize).max(1024);
         let info = TrackInfo::audio(CodecConfig::Aac { asc: asc.into() }, rate, channels as u16);
         Ok((
@@ -734,8 +731,10 @@ impl AacEncoder {
                 );
                 input.set_rate(self.rate);
                 for ch in 0..self.channels {
-                    let chunk: Vec<f32> = self.pending[ch].drain(..self.frame_size).collect();
-                    input.plane_mut::<f32>(ch).copy_from_slice(&chunk);
+                    input
+                        .plane_mut::<f32>(ch)
+                        .copy_from_slice(&self.pending[ch][..self.frame_size]);
+                    self.pending[ch].drain(..self.frame_size);
                 }
                 input.set_pts(Some(at));
                 self.pending_pts = Some(at + self.frame_size as i64);

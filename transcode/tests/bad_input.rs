@@ -196,12 +196,9 @@ fn restarts_at_the_next_keyframe_after_a_bad_frame_and_a_new_resolution() {
         annexb.extend_from_slice(p);
     }
     for f in &rung {
-        let mut d = &f.data[..];
-        while d.len() > 4 {
-            let len = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize;
+        for nal in h264::length_prefixed_nals(&f.data) {
             annexb.extend_from_slice(&[0, 0, 0, 1]);
-            annexb.extend_from_slice(&d[4..4 + len]);
-            d = &d[4 + len..];
+            annexb.extend_from_slice(nal);
         }
     }
     let path = dir.join("rung.h264");

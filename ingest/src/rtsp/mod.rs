@@ -299,25 +299,12 @@ fn is_unsupported_transport(e: &retina::Error) -> bool {
 
 /// Whether length-prefixed NAL units hold an IDR (H.264) or IRAP (H.265) picture. Some
 /// encoders' keyframes (x265's) are not flagged by the depacketizer, so we look ourselves.
-pub fn has_random_access(mut data: &[u8], hevc: bool) -> bool {
-    while data.len() > 4 {
-        let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        let Some(nal) = data.get(4..4 + len) else {
-            return false;
-        };
-        if let Some(&h) = nal.first() {
-            let random = if hevc {
-                media::h265::is_irap(media::h265::nal_type(nal))
-            } else {
-                h & 0x1f == 5
-            };
-            if random {
-                return true;
-            }
-        }
-        data = &data[4 + len..];
-    }
-    false
+pub fn has_random_access(data: &[u8], hevc: bool) -> bool {
+    media::h264::length_prefixed_nals(data).any(|nal| match nal.first() {
+        Some(_) if hevc => media::h265::is_irap(media::h265::nal_type(nal)),
+        Some(&h) => h & 0x1f == 5,
+        None => false,
+    })
 }
 
 fn track_info(p: Option<ParametersRef<'_>>) -> Option<TrackInfo> {

@@ -374,7 +374,8 @@ impl Engine {
                     arrival_us: self.micros(d.network_time),
                     contiguous: d.contiguous,
                     keyframe: d.is_keyframe(),
-                    data: bytes::Bytes::copy_from_slice(&d.data),
+                    // The depacketized frame itself, not a copy.
+                    data: bytes::Bytes::from_owner(d.data),
                     sender,
                 });
                 s.outputs()?;

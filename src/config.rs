@@ -29,6 +29,8 @@ pub struct Config {
     #[serde(default)]
     pub redis: RedisSection,
     #[serde(default)]
+    pub edge: EdgeSection,
+    #[serde(default)]
     pub ladder: Vec<LadderRung>,
     #[serde(default)]
     pub streams: Vec<StreamEntry>,
@@ -63,6 +65,25 @@ impl Default for TranscodeSection {
 pub struct RedisSection {
     /// `redis://host:6379`: the origin mirrors live windows there; edges serve from there.
     pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeSection {
+    /// Origins' base URLs (`http://origin:8080`): what an edge cannot serve from Redis (Redis
+    /// unreachable, a stream not mirrored, VOD) it fetches from them, cached and coalesced.
+    pub origins: Vec<String>,
+    /// Megabytes the edge's cache of origin responses may hold.
+    pub cache_mb: usize,
+}
+
+impl Default for EdgeSection {
+    fn default() -> Self {
+        Self {
+            origins: Vec::new(),
+            cache_mb: 256,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -73,22 +73,25 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(serve(config, config_path))
 }
 
-/// `estuary edge`: viewers' routes only, from the windows the origin mirrors into Redis.
+/// `estuary edge`: viewers' routes only, from the windows the origin mirrors into Redis, and
+/// from the origins over HTTP (cached, coalesced) for whatever Redis does not give.
 async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
-    let Some(url) = config.redis.url.clone() else {
+    let url = config.redis.url.clone();
+    if url.is_none() && config.edge.origins.is_empty() {
         bail!(
-            "an edge serves what the origin mirrors into Redis: set [redis] url in {}",
+            "an edge serves what the origin mirrors into Redis or what origins answer over HTTP: \
+             set [redis] url and/or [edge] origins in {}",
             path.map(|p| p.display().to_string())
                 .unwrap_or_else(|| "the config".into())
         );
-    };
+    }
     let windows = Windows::new();
     let cancel = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
-    let service = edge::Service::new(
+    let mut service = edge::Service::new(
         windows.clone(),
         edge::HttpConfig {
             max_connections: config.http.max_connections,
@@ -98,15 +101,33 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         },
     )
     .with_resume(resume_store(&config)?);
+    let fallback = !config.edge.origins.is_empty();
+    if fallback {
+        let upstream =
+            edge::upstream::Upstream::new(&config.edge.origins, config.edge.cache_mb << 20)
+                .context("[edge] origins")?;
+        service = service.with_upstream(upstream);
+    }
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => {
             Some(edge::tls::acceptor(cert, key).context("loading the TLS certificate")?)
         }
         _ => None,
     };
-    tokio::spawn(edge::store::redis::replay_all(windows, url.clone()));
+    if let Some(url) = &url {
+        tokio::spawn(edge::store::redis::replay_all(
+            windows,
+            url.clone(),
+            fallback,
+        ));
+    }
     let http = tokio::spawn(edge::serve_tls(listener, tls, service, cancel.clone()));
-    info!(%http_addr, redis = %url, "edge node listening (LL-HLS and LL-DASH from Redis)");
+    info!(
+        %http_addr,
+        redis = url.as_deref().unwrap_or("(none)"),
+        origins = ?config.edge.origins,
+        "edge node listening (LL-HLS and LL-DASH)"
+    );
     shutdown_signal().await;
     cancel.cancel();
     let _ = http.await;

@@ -63,12 +63,20 @@ struct Edge {
 
 impl Edge {
     fn start(redis: u16) -> Edge {
+        Edge::start_with(&redis_config(redis))
+    }
+
+    /// An edge with `body` as the rest of its config (`[redis]`, `[edge]`).
+    fn start_with(body: &str) -> Edge {
         let dir = TempDir::new("edge");
         let http = free_port();
         let cfg = dir.0.join("edge.toml");
         std::fs::write(
             &cfg,
-            format!("[http]\nlisten = \"127.0.0.1:{http}\"\n[redis]\nurl = \"redis://127.0.0.1:{redis}\"\n"),
+            format!(
+                "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{body}",
+                dir.0.join("data").display()
+            ),
         )
         .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_estuary"))
@@ -102,6 +110,48 @@ impl Drop for Edge {
 
 fn redis_config(port: u16) -> String {
     format!("[redis]\nurl = \"redis://127.0.0.1:{port}\"\n")
+}
+
+fn origins_config(origin: &Server) -> String {
+    format!(
+        "[edge]\norigins = [\"http://127.0.0.1:{}\"]\ncache_mb = 64\n",
+        origin.http
+    )
+}
+
+/// The edge's upstream counters (`/api/v1/edge`).
+fn upstream_stats(edge: &Edge) -> serde_json::Value {
+    let r = get(edge.http, "/api/v1/edge").unwrap();
+    assert_eq!(r.status, 200);
+    serde_json::from_str::<serde_json::Value>(&r.text()).unwrap()["upstream"].clone()
+}
+
+fn counter(v: &serde_json::Value, name: &str) -> u64 {
+    v[name].as_u64().unwrap_or_else(|| panic!("{name} in {v}"))
+}
+
+/// `n` viewers ask the edge for `path` at the same moment; their answers.
+fn all_at_once(port: u16, path: &str, n: usize) -> Vec<Resp> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (barrier, path) = (barrier.clone(), path.to_string());
+            std::thread::spawn(move || {
+                barrier.wait();
+                get(port, &path).unwrap()
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// The next part of `playlist` (its preload hint): (`msn`, `part`, URI).
+fn next_part(playlist: &str) -> (String, String, String) {
+    let hint = tags(playlist, "#EXT-X-PRELOAD-HINT:")[0];
+    let uri = attr(hint, "URI").unwrap().to_string();
+    let file = uri.rsplit('/').next().unwrap().trim_end_matches(".m4s");
+    let (msn, part) = file.split_once('.').unwrap();
+    (msn.to_string(), part.to_string(), uri)
 }
 
 #[test]
@@ -259,4 +309,206 @@ fn an_origin_can_leave_viewers_to_the_edges() {
         .unwrap()
         .text()
         .contains("\"demo\""));
+}
+
+#[test]
+fn an_edge_without_redis_serves_from_its_origin_coalescing_and_caching() {
+    let mut origin = Server::start("[hls]\nend_grace = 1.0\n");
+    let edge = Edge::start_with(&origins_config(&origin));
+    let publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 14);
+    wait_for("two segments at the edge", Duration::from_secs(60), || {
+        let p = get(edge.http, "/live/demo/video/index.m3u8").ok()?;
+        (p.status == 200 && tags(&p.text(), "#EXTINF").len() >= 2).then_some(())
+    });
+    // The same multivariant playlist and the same bytes as the origin.
+    let o = get(origin.http, "/live/demo/index.m3u8").unwrap();
+    let e = get(edge.http, "/live/demo/index.m3u8").unwrap();
+    assert_eq!((o.status, e.status), (200, 200));
+    assert_eq!(o.body, e.body);
+    assert_eq!(e.header("access-control-allow-origin"), Some("*"));
+    let playlist = get(edge.http, "/live/demo/video/index.m3u8")
+        .unwrap()
+        .text();
+    let part = tags(&playlist, "#EXT-X-PART:")
+        .last()
+        .and_then(|l| attr(l, "URI"))
+        .unwrap()
+        .to_string();
+    let o = get(origin.http, &format!("/live/demo/video/{part}")).unwrap();
+    let e = get(edge.http, &format!("/live/demo/video/{part}")).unwrap();
+    assert_eq!((o.status, e.status), (200, 200));
+    assert_eq!(o.body, e.body, "{part}");
+    assert_eq!(e.header("content-type"), Some("video/mp4"));
+    assert!(e.header("cache-control").unwrap().contains("immutable"));
+
+    // Thirty viewers block on the next part at once: one request reaches the origin.
+    let before = upstream_stats(&edge);
+    let (msn, p, uri) = next_part(&playlist);
+    let answers = all_at_once(
+        edge.http,
+        &format!("/live/demo/video/index.m3u8?_HLS_msn={msn}&_HLS_part={p}"),
+        30,
+    );
+    let after = upstream_stats(&edge);
+    assert!(answers.iter().all(|r| r.status == 200));
+    assert!(answers.iter().all(|r| r.body == answers[0].body));
+    assert!(
+        tags(&answers[0].text(), "#EXT-X-PART:")
+            .iter()
+            .any(|l| attr(l, "URI") == Some(uri.as_str())),
+        "{}",
+        answers[0].text()
+    );
+    assert_eq!(
+        counter(&after, "fetches") - counter(&before, "fetches"),
+        1,
+        "{before} -> {after}"
+    );
+    assert_eq!(
+        counter(&after, "coalesced") + counter(&after, "cache_hits")
+            - counter(&before, "coalesced")
+            - counter(&before, "cache_hits"),
+        29
+    );
+    // ... and on the part after it (a preload hint: the origin answers when it is complete).
+    let playlist = answers[0].text();
+    let (_, _, hinted) = next_part(&playlist);
+    let before = upstream_stats(&edge);
+    let parts = all_at_once(edge.http, &format!("/live/demo/video/{hinted}"), 30);
+    let after = upstream_stats(&edge);
+    assert!(parts.iter().all(|r| r.status == 200 && !r.body.is_empty()));
+    assert!(parts.iter().all(|r| r.body == parts[0].body));
+    assert_eq!(counter(&after, "fetches") - counter(&before, "fetches"), 1);
+    assert_eq!(
+        get(origin.http, &format!("/live/demo/video/{hinted}"))
+            .unwrap()
+            .body,
+        parts[0].body
+    );
+    assert!(counter(&after, "coalesced") > counter(&before, "coalesced"));
+
+    // The MPD names the edge's own time endpoint.
+    let mpd = get(edge.http, "/live/demo/manifest.mpd").unwrap();
+    assert_eq!(mpd.status, 200);
+    assert!(
+        mpd.text()
+            .contains(&format!("http://127.0.0.1:{}/api/v1/time", edge.http)),
+        "{}",
+        mpd.text()
+    );
+
+    // Unknown streams are the origin's 404, not cached.
+    assert_eq!(get(edge.http, "/live/nope/index.m3u8").unwrap().status, 404);
+
+    // The archive is the origin's; the edge serves it too.
+    let (ok, _) = publisher.wait(Duration::from_secs(60));
+    assert!(ok);
+    let list = wait_for(
+        "the archive listed at the edge",
+        Duration::from_secs(60),
+        || {
+            let r = get(edge.http, "/api/v1/vod").ok()?;
+            let v: serde_json::Value = serde_json::from_str(&r.text()).ok()?;
+            let a = v["archives"].as_array()?.first()?.clone();
+            (!a["ended"].is_null()).then_some(a)
+        },
+    );
+    let id = list["id"].as_str().unwrap();
+    let vod = get(edge.http, &format!("/vod/{id}/index.m3u8")).unwrap();
+    assert_eq!(vod.status, 200);
+    let media = vod
+        .text()
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
+        .unwrap()
+        .to_string();
+    let media_pl = get(edge.http, &format!("/vod/{id}/{media}"))
+        .unwrap()
+        .text();
+    assert!(media_pl.contains("#EXT-X-ENDLIST"), "{media_pl}");
+    let rendition = media.split('/').next().unwrap();
+    let seg = media_pl
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+        .unwrap();
+    let path = format!("/vod/{id}/{rendition}/{seg}");
+    let e = get(edge.http, &path).unwrap();
+    assert_eq!(e.status, 200);
+    assert_eq!(e.body, get(origin.http, &path).unwrap().body);
+
+    // The origin dies: what the edge cached is still served; the rest is a clear 502.
+    let _ = origin.child.kill();
+    let _ = origin.child.wait();
+    let e = get(edge.http, &format!("/live/demo/video/{part}")).unwrap();
+    assert_eq!(e.status, 200);
+    assert_eq!(get(edge.http, &path).unwrap().status, 200);
+    assert_eq!(
+        get(edge.http, "/live/other/index.m3u8").unwrap().status,
+        502
+    );
+}
+
+#[test]
+fn with_redis_gone_an_edge_falls_back_to_its_origin_and_back() {
+    let port = free_port();
+    let redis = Redis::start(port);
+    let origin = Server::start(&redis_config(port));
+    let edge = Edge::start_with(&format!(
+        "{}{}",
+        redis_config(port),
+        origins_config(&origin)
+    ));
+    let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 120);
+    // From Redis: live at the edge and no request to the origin.
+    wait_for("the edge live from Redis", Duration::from_secs(60), || {
+        let r = get(edge.http, "/live/demo/video/index.m3u8").ok()?;
+        let from_redis = get(edge.http, "/api/v1/streams")
+            .ok()?
+            .text()
+            .contains("\"demo\"");
+        (r.status == 200 && from_redis).then_some(())
+    });
+    let before = counter(&upstream_stats(&edge), "fetches");
+    assert_advances_at(edge.http);
+    assert_eq!(counter(&upstream_stats(&edge), "fetches"), before);
+
+    // Redis goes away: the edge serves the live stream from the origin.
+    drop(redis);
+    wait_for("the edge to fall back", Duration::from_secs(60), || {
+        let from_redis = get(edge.http, "/api/v1/streams")
+            .ok()?
+            .text()
+            .contains("\"demo\"");
+        (!from_redis).then_some(())
+    });
+    assert_advances_at(edge.http);
+    assert!(counter(&upstream_stats(&edge), "fetches") > before);
+
+    // Redis is back: the edge follows the stream from Redis again.
+    let _redis = Redis::start(port);
+    wait_for("the edge back on Redis", Duration::from_secs(60), || {
+        let from_redis = get(edge.http, "/api/v1/streams")
+            .ok()?
+            .text()
+            .contains("\"demo\"");
+        from_redis.then_some(())
+    });
+    let before = counter(&upstream_stats(&edge), "fetches");
+    assert_advances_at(edge.http);
+    assert_eq!(counter(&upstream_stats(&edge), "fetches"), before);
+}
+
+/// The edge's video playlist gains parts.
+fn assert_advances_at(port: u16) {
+    let last = |port| {
+        let r = get(port, "/live/demo/video/index.m3u8").ok()?;
+        (r.status == 200).then_some(())?;
+        tags(&r.text(), "#EXT-X-PART:")
+            .last()
+            .map(|l| l.to_string())
+    };
+    let first = wait_for("a playlist", Duration::from_secs(30), || last(port));
+    wait_for("the playlist to advance", Duration::from_secs(30), || {
+        last(port).filter(|l| *l != first).map(|_| ())
+    });
 }

@@ -8,6 +8,7 @@
 //! | `/live/{name}/manifest.mpd` | LL-DASH MPD (static once the stream ended) |
 //! | `/api/v1/time` | the server's UTC time (ISO 8601), the MPD's UTCTiming source |
 //! | `/api/v1/vod` | JSON: the VOD archives |
+//! | `/api/v1/edge` | JSON: an edge's upstream fetches, cache hits, coalesced requests |
 //! | `/api/v1/resume/{viewer}/{asset}` | `PUT` a position (`{"position": s}`), `GET` it back |
 //! | `/vod/{id}/index.m3u8`, `/vod/{id}/manifest.mpd`, `/vod/{id}/{rendition}/...` | an archive (EVENT playlist while live, VOD after) |
 //! | `/live/{name}/{rendition}/index.m3u8` | media playlist (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) |
@@ -74,6 +75,7 @@ struct Inner {
     whip: Option<ingest::whip::Whip>,
     archive: Option<std::path::PathBuf>,
     resume: Option<crate::resume::ResumeStore>,
+    upstream: Option<crate::upstream::Upstream>,
 }
 
 /// RFC 8216bis §6.2.5.2: a request more than two segments ahead is answered at once.
@@ -96,6 +98,7 @@ impl Service {
                 whip: None,
                 archive: None,
                 resume: None,
+                upstream: None,
             }),
         }
     }
@@ -113,6 +116,15 @@ impl Service {
         Arc::get_mut(&mut self.inner)
             .expect("with_resume is called before the service is shared")
             .resume = Some(store);
+        self
+    }
+
+    /// Fetches what this node does not hold (live streams it has no window for, the VOD
+    /// archive when it has none) from origins over HTTP: an edge's fallback and cache.
+    pub fn with_upstream(mut self, upstream: crate::upstream::Upstream) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_upstream is called before the service is shared")
+            .upstream = Some(upstream);
         self
     }
 
@@ -209,8 +221,20 @@ impl Service {
                 "viewers are served by the edges, not by this origin",
             );
         }
+        if let Some(up) = &self.inner.upstream {
+            let local = match segs.as_slice() {
+                ["live", name, ..] => self.window(name).is_some(),
+                ["vod", ..] | ["api", "v1", "vod"] => self.inner.archive.is_some(),
+                _ => true,
+            };
+            if !local {
+                let pq = req.uri().path_and_query().map_or(path, |p| p.as_str());
+                return up.get(pq, req.headers()).await;
+            }
+        }
         match segs.as_slice() {
             ["healthz"] => text(StatusCode::OK, "ok\n", NO_STORE),
+            ["api", "v1", "edge"] => self.edge_json(),
             ["api", "v1", "streams"] => self.streams_json(),
             ["live", name, "index.m3u8"] => self.multivariant(name, gzip),
             ["live", name, "manifest.mpd"] => self.mpd(name, req, gzip),
@@ -377,7 +401,8 @@ impl Service {
         };
         let host = req
             .headers()
-            .get(header::HOST)
+            .get("x-forwarded-host")
+            .or_else(|| req.headers().get(header::HOST))
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .unwrap_or("localhost");
@@ -557,6 +582,23 @@ impl Service {
         }
     }
 
+    /// `GET /api/v1/edge`: what the upstream cache did (an edge's fallback to its origins).
+    fn edge_json(&self) -> Response<Body> {
+        let Some(up) = &self.inner.upstream else {
+            return json(&serde_json::json!({ "upstream": null }));
+        };
+        let s = up.stats();
+        let (bytes, entries) = up.cache_usage();
+        json(&serde_json::json!({ "upstream": {
+            "fetches": s.fetches.load(std::sync::atomic::Ordering::Relaxed),
+            "cache_hits": s.hits.load(std::sync::atomic::Ordering::Relaxed),
+            "coalesced": s.coalesced.load(std::sync::atomic::Ordering::Relaxed),
+            "failures": s.failures.load(std::sync::atomic::Ordering::Relaxed),
+            "cache_bytes": bytes,
+            "cache_entries": entries,
+        }}))
+    }
+
     fn streams_json(&self) -> Response<Body> {
         let now = SystemTime::now();
         let streams: Vec<serde_json::Value> = self
@@ -682,7 +724,11 @@ impl PlaylistQuery {
 }
 
 fn accepts_gzip<B>(req: &Request<B>) -> bool {
-    req.headers()
+    accepts_gzip_header(req.headers())
+}
+
+pub(crate) fn accepts_gzip_header(headers: &http::HeaderMap) -> bool {
+    headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -379,7 +379,10 @@ async fn send(
 }
 
 /// Edge side: replays every mirrored stream into `windows`. Runs until the process ends.
-pub async fn replay_all(windows: Windows, url: String) {
+/// With `fallback` (the edge has origins to ask over HTTP), a replica whose Redis goes away
+/// is dropped, so that viewers are served from the origins until Redis is back; without,
+/// viewers keep the window as it was.
+pub async fn replay_all(windows: Windows, url: String, fallback: bool) {
     let client = match redis::Client::open(url.as_str()) {
         Ok(c) => c,
         Err(e) => {
@@ -435,7 +438,7 @@ pub async fn replay_all(windows: Windows, url: String) {
                     let (client, windows, running) =
                         (client.clone(), windows.clone(), running.clone());
                     tokio::spawn(async move {
-                        replay(w, client, windows).await;
+                        replay(w, client, windows, fallback).await;
                         let mut r = running.lock().unwrap();
                         if r.get(&name) == Some(&session) {
                             r.remove(&name);
@@ -472,7 +475,7 @@ async fn open_window(
     ))
 }
 
-async fn replay(w: Arc<StreamWindow>, client: redis::Client, windows: Windows) {
+async fn replay(w: Arc<StreamWindow>, client: redis::Client, windows: Windows, fallback: bool) {
     let events_key = key(&w.name, "events");
     // Its own connection: XREAD BLOCK holds it. Made again whenever Redis went away.
     let connect = || async {
@@ -500,6 +503,11 @@ async fn replay(w: Arc<StreamWindow>, client: redis::Client, windows: Windows) {
             .await;
         let reply = match reply {
             Ok(r) => r,
+            Err(e) if fallback => {
+                warn!(stream = %w.name, error = %e, "reading from Redis failed; viewers are served from the origins until it is back");
+                windows.remove(&w);
+                return;
+            }
             Err(e) => {
                 warn!(stream = %w.name, error = %e, "reading from Redis failed; reconnecting (viewers keep the window as it is)");
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,0 +1,566 @@
+//! The edge's HTTP way to the origins: a caching, coalescing reverse proxy for the viewer
+//! routes (`/live/...`, `/vod/...`, `/api/v1/vod`).
+//!
+//! An edge serves a live stream from its Redis replica when it has one; anything it does not
+//! hold (Redis unreachable, an origin that does not mirror, a VOD archive on the origin's disk)
+//! is fetched from the configured origins over HTTP:
+//!
+//! - **Coalescing**: however many viewers ask for the same URL at once (a part behind a
+//!   preload hint, a blocking playlist reload for the next part, a segment still being
+//!   written), one request goes upstream; every waiting viewer gets the response as it arrives,
+//!   chunk by chunk (a growing LL-DASH segment streams to all of them while the origin writes it).
+//! - **Cache**: responses the origin marks cacheable (`Cache-Control: max-age`, no `no-store`)
+//!   are kept for their max-age in a least-recently-used cache bounded by bytes; media is
+//!   immutable, so parts and segments stay until evicted, playlists for about a second.
+//! - **Origins**: tried in turn from a rotating start; one that refuses connections is skipped
+//!   for a few seconds; a 404 from one origin asks the next (each origin owns the streams
+//!   published to it). Errors and 404s are not cached.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::body::Body;
+
+/// How long an origin that refused a connection is left alone.
+const DOWN_FOR: Duration = Duration::from_secs(3);
+/// A response head must come within this (blocking reloads wait up to 3 target durations
+/// at the origin before it answers 503).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// ... and the body must not stall longer than this between chunks.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Response headers passed on to viewers; everything else (hop-by-hop, CORS, lengths) is the
+/// edge's own.
+const PASSED: [HeaderName; 7] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::CONTENT_ENCODING,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::VARY,
+    header::EXPIRES,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("origin URL {0:?}: give scheme and host, like http://origin:8080")]
+    BadOrigin(String),
+    #[error("no origins configured")]
+    NoOrigins,
+}
+
+/// Counters for `/api/v1/edge`.
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    /// Requests sent to an origin.
+    pub fetches: AtomicU64,
+    /// Viewer requests answered from the cache.
+    pub hits: AtomicU64,
+    /// Viewer requests that joined a fetch already on its way.
+    pub coalesced: AtomicU64,
+    /// Fetches no origin answered.
+    pub failures: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    origins: Vec<Origin>,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    next: AtomicUsize,
+    cache: Mutex<Cache>,
+    inflight: Mutex<HashMap<String, Arc<Fetch>>>,
+    stats: UpstreamStats,
+}
+
+struct Origin {
+    /// `scheme://authority`, no trailing slash.
+    base: String,
+    down_until: Mutex<Option<Instant>>,
+}
+
+#[derive(Clone)]
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+}
+
+/// One request on its way upstream, shared by every viewer who asked for it meanwhile.
+struct Fetch {
+    state: Mutex<FetchState>,
+    changed: watch::Sender<()>,
+}
+
+#[derive(Default)]
+struct FetchState {
+    head: Option<Head>,
+    chunks: Vec<Bytes>,
+    /// `Some(true)`: the whole body is in `chunks`; `Some(false)`: it broke off.
+    done: Option<bool>,
+}
+
+struct Cached {
+    head: Head,
+    body: Bytes,
+    stored: Instant,
+    expires: Instant,
+}
+
+/// Least recently used first out, bounded by the bytes of the bodies it holds.
+struct Cache {
+    map: lru::LruCache<String, Cached>,
+    bytes: usize,
+    cap: usize,
+}
+
+impl Cache {
+    fn get(&mut self, key: &str, now: Instant) -> Option<(Head, Bytes, Duration)> {
+        let fresh = self.map.get(key).map(|c| c.expires > now)?;
+        if !fresh {
+            if let Some(c) = self.map.pop(key) {
+                self.bytes -= c.body.len();
+            }
+            return None;
+        }
+        let c = self.map.get(key)?;
+        Some((c.head.clone(), c.body.clone(), now - c.stored))
+    }
+
+    fn insert(&mut self, key: String, c: Cached) {
+        let len = c.body.len();
+        if len > self.cap / 4 {
+            return; // one response may not push out most of the cache
+        }
+        if let Some(old) = self.map.put(key, c) {
+            self.bytes -= old.body.len();
+        }
+        self.bytes += len;
+        while self.bytes > self.cap {
+            match self.map.pop_lru() {
+                Some((_, old)) => self.bytes -= old.body.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+impl Upstream {
+    /// `origins`: base URLs (`http://origin:8080`); `cache_bytes`: the cache's bound.
+    pub fn new(origins: &[String], cache_bytes: usize) -> Result<Self, UpstreamError> {
+        if origins.is_empty() {
+            return Err(UpstreamError::NoOrigins);
+        }
+        let origins = origins
+            .iter()
+            .map(|o| {
+                let uri: Uri = o.parse().map_err(|_| UpstreamError::BadOrigin(o.clone()))?;
+                match (uri.scheme_str(), uri.authority()) {
+                    (Some("http"), Some(a)) => Ok(Origin {
+                        base: format!("http://{a}"),
+                        down_until: Mutex::new(None),
+                    }),
+                    _ => Err(UpstreamError::BadOrigin(o.clone())),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Upstream {
+            inner: Arc::new(Inner {
+                origins,
+                client,
+                next: AtomicUsize::new(0),
+                cache: Mutex::new(Cache {
+                    map: lru::LruCache::unbounded(),
+                    bytes: 0,
+                    cap: cache_bytes.max(1),
+                }),
+                inflight: Mutex::new(HashMap::new()),
+                stats: UpstreamStats::default(),
+            }),
+        })
+    }
+
+    pub fn stats(&self) -> &UpstreamStats {
+        &self.inner.stats
+    }
+
+    /// Bytes and entries in the cache.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        let c = self.inner.cache.lock().unwrap();
+        (c.bytes, c.map.len())
+    }
+
+    /// Answers a viewer's GET for `path_and_query` from the cache, a fetch already on its way,
+    /// or a new fetch. `headers` are the viewer's (for `Accept-Encoding` and the host the MPD
+    /// names in its UTCTiming).
+    pub async fn get(&self, path_and_query: &str, headers: &HeaderMap) -> Response<Body> {
+        let gzip = crate::routes::accepts_gzip_header(headers);
+        let mut forward = HeaderMap::new();
+        if gzip {
+            forward.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        let mut key = format!("{}{path_and_query}", if gzip { "gz " } else { "" });
+        // The MPD names this host's /api/v1/time: cached per host asked.
+        if path_and_query
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .ends_with(".mpd")
+        {
+            for h in [
+                HeaderName::from_static("x-forwarded-host"),
+                HeaderName::from_static("x-forwarded-proto"),
+            ] {
+                if let Some(v) = headers.get(&h) {
+                    forward.insert(h.clone(), v.clone());
+                }
+            }
+            if !forward.contains_key("x-forwarded-host") {
+                if let Some(v) = headers.get(header::HOST) {
+                    forward.insert(HeaderName::from_static("x-forwarded-host"), v.clone());
+                }
+            }
+            for v in forward.values() {
+                key.push(' ');
+                key.push_str(v.to_str().unwrap_or(""));
+            }
+        }
+
+        let now = Instant::now();
+        if let Some((head, body, age)) = self.inner.cache.lock().unwrap().get(&key, now) {
+            self.inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+            let mut r = respond(&head, Body::from(body));
+            r.headers_mut()
+                .insert(header::AGE, HeaderValue::from(age.as_secs()));
+            return r;
+        }
+        let (fetch, lead) = {
+            let mut inflight = self.inner.inflight.lock().unwrap();
+            match inflight.get(&key) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Fetch {
+                        state: Mutex::new(FetchState::default()),
+                        changed: watch::channel(()).0,
+                    });
+                    inflight.insert(key.clone(), f.clone());
+                    (f, true)
+                }
+            }
+        };
+        if lead {
+            let this = self.clone();
+            let (f, path) = (fetch.clone(), path_and_query.to_string());
+            tokio::spawn(async move { this.run(f, key, path, forward).await });
+        } else {
+            self.inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+        }
+        follow(fetch).await
+    }
+
+    /// Fetches for everyone who joins `fetch`, then caches what may be cached.
+    async fn run(&self, fetch: Arc<Fetch>, key: String, path: String, forward: HeaderMap) {
+        let finish = |ok: bool| {
+            fetch.state.lock().unwrap().done = Some(ok);
+            fetch.changed.send_replace(());
+        };
+        let Some(resp) = self.request(&path, &forward).await else {
+            self.inner.stats.failures.fetch_add(1, Ordering::Relaxed);
+            self.inner.inflight.lock().unwrap().remove(&key);
+            finish(false);
+            return;
+        };
+        let (parts, mut body) = resp.into_parts();
+        let head = Head {
+            status: parts.status,
+            headers: parts.headers,
+        };
+        fetch.state.lock().unwrap().head = Some(head.clone());
+        fetch.changed.send_replace(());
+        let ok = loop {
+            match tokio::time::timeout(CHUNK_TIMEOUT, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            fetch.state.lock().unwrap().chunks.push(data);
+                            fetch.changed.send_replace(());
+                        }
+                    }
+                }
+                Ok(None) => break true,
+                Ok(Some(Err(e))) => {
+                    debug!(path, error = %e, "origin response broke off");
+                    break false;
+                }
+                Err(_) => {
+                    warn!(path, "origin response stalled; cut");
+                    break false;
+                }
+            }
+        };
+        if ok {
+            if let Some(ttl) = cacheable(&head) {
+                let body = {
+                    let st = fetch.state.lock().unwrap();
+                    // One contiguous copy per cached response: chunks can pin larger
+                    // receive buffers, and the cache counts what it really holds.
+                    let mut b = BytesMut::with_capacity(st.chunks.iter().map(|c| c.len()).sum());
+                    for c in &st.chunks {
+                        b.extend_from_slice(c);
+                    }
+                    b.freeze()
+                };
+                let now = Instant::now();
+                self.inner.cache.lock().unwrap().insert(
+                    key.clone(),
+                    Cached {
+                        head,
+                        body,
+                        stored: now,
+                        expires: now + ttl,
+                    },
+                );
+            }
+        }
+        self.inner.inflight.lock().unwrap().remove(&key);
+        finish(ok);
+    }
+
+    /// Sends the GET to the origins in turn; the first useful answer.
+    async fn request(
+        &self,
+        path: &str,
+        forward: &HeaderMap,
+    ) -> Option<Response<hyper::body::Incoming>> {
+        let n = self.inner.origins.len();
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        // Origins known to be down go last, not never: they may be back.
+        let mut order: Vec<&Origin> = (0..n)
+            .map(|i| &self.inner.origins[(start + i) % n])
+            .collect();
+        order.sort_by_key(|o| o.down_until.lock().unwrap().is_some_and(|t| t > now));
+        let mut last_404 = None;
+        for origin in order {
+            let uri = format!("{}{path}", origin.base);
+            let mut req = Request::get(&uri).body(Empty::new()).ok()?;
+            req.headers_mut().extend(forward.clone());
+            self.inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
+            match tokio::time::timeout(HEAD_TIMEOUT, self.inner.client.request(req)).await {
+                Ok(Ok(resp)) if resp.status() == StatusCode::NOT_FOUND && n > 1 => {
+                    last_404 = Some(resp);
+                }
+                Ok(Ok(resp)) => {
+                    *origin.down_until.lock().unwrap() = None;
+                    return Some(resp);
+                }
+                Ok(Err(e)) => {
+                    if e.is_connect() {
+                        *origin.down_until.lock().unwrap() = Some(Instant::now() + DOWN_FOR);
+                    }
+                    debug!(origin = %origin.base, path, error = %e, "origin request failed");
+                }
+                Err(_) => debug!(origin = %origin.base, path, "origin did not answer in time"),
+            }
+        }
+        if last_404.is_none() {
+            warn!(path, "no origin answered");
+        }
+        last_404
+    }
+}
+
+/// Waits for the fetch's head, then streams its body as it arrives.
+async fn follow(fetch: Arc<Fetch>) -> Response<Body> {
+    let mut rx = fetch.changed.subscribe();
+    loop {
+        {
+            let st = fetch.state.lock().unwrap();
+            match (&st.head, st.done) {
+                (Some(head), Some(true)) => {
+                    return respond(head, Body::chunks(st.chunks.iter().cloned()));
+                }
+                (Some(head), _) => {
+                    let head = head.clone();
+                    drop(st);
+                    return respond(&head, stream_body(fetch.clone(), rx));
+                }
+                (None, Some(_)) => {
+                    return crate::routes::error(
+                        StatusCode::BAD_GATEWAY,
+                        "no origin could answer this request",
+                    );
+                }
+                (None, None) => {}
+            }
+        }
+        if rx.changed().await.is_err() {
+            return crate::routes::error(StatusCode::BAD_GATEWAY, "origin request dropped");
+        }
+    }
+}
+
+/// A body that sends the fetch's chunks as they land; cut if the origin's response broke off.
+fn stream_body(fetch: Arc<Fetch>, mut rx: watch::Receiver<()>) -> Body {
+    let (tx, body_rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut sent = 0;
+        loop {
+            rx.borrow_and_update();
+            // Chunks and `done` read together: once done, every chunk is in this snapshot.
+            let (new, done) = {
+                let st = fetch.state.lock().unwrap();
+                (st.chunks[sent..].to_vec(), st.done)
+            };
+            sent += new.len();
+            for c in new {
+                if tx.send(Ok(c)).await.is_err() {
+                    return; // the viewer left
+                }
+            }
+            match done {
+                Some(true) => return,
+                Some(false) => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("origin response broke off")))
+                        .await;
+                    return;
+                }
+                None => {
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Body::streamed(body_rx)
+}
+
+fn respond(head: &Head, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    *r.status_mut() = head.status;
+    for name in PASSED.iter() {
+        if let Some(v) = head.headers.get(name) {
+            r.headers_mut().insert(name.clone(), v.clone());
+        }
+    }
+    r
+}
+
+/// How long a response may be served from the cache: 200s with a max-age and nothing that
+/// forbids storing.
+fn cacheable(head: &Head) -> Option<Duration> {
+    if head.status != StatusCode::OK {
+        return None;
+    }
+    let cc = head.headers.get(header::CACHE_CONTROL)?.to_str().ok()?;
+    let mut max_age = None;
+    for d in cc.split(',').map(str::trim) {
+        let d = d.to_ascii_lowercase();
+        if d == "no-store" || d == "no-cache" || d == "private" {
+            return None;
+        }
+        if let Some(v) = d.strip_prefix("max-age=") {
+            max_age = v.parse::<u64>().ok();
+        }
+    }
+    max_age.filter(|&s| s > 0).map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(cc: &str) -> Head {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_str(cc).unwrap());
+        Head {
+            status: StatusCode::OK,
+            headers,
+        }
+    }
+
+    #[test]
+    fn what_is_cached() {
+        assert_eq!(
+            cacheable(&head("public, max-age=31536000, immutable")),
+            Some(Duration::from_secs(31_536_000))
+        );
+        assert_eq!(
+            cacheable(&head("public, max-age=1")),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(cacheable(&head("no-store")), None);
+        assert_eq!(cacheable(&head("max-age=0")), None);
+        let mut h = head("max-age=60");
+        h.status = StatusCode::NOT_FOUND;
+        assert_eq!(cacheable(&h), None);
+    }
+
+    #[test]
+    fn cache_is_bounded_by_bytes_and_drops_the_least_recently_used() {
+        let mut c = Cache {
+            map: lru::LruCache::unbounded(),
+            bytes: 0,
+            cap: 1000,
+        };
+        let now = Instant::now();
+        let entry = |n: usize| Cached {
+            head: head("max-age=60"),
+            body: Bytes::from(vec![0u8; n]),
+            stored: now,
+            expires: now + Duration::from_secs(60),
+        };
+        for i in 0..4 {
+            c.insert(format!("k{i}"), entry(200));
+        }
+        assert_eq!(c.bytes, 800);
+        c.get("k0", now).unwrap(); // k0 used: k1 is now the oldest
+        c.insert("k4".into(), entry(200));
+        c.insert("k5".into(), entry(200));
+        assert!(c.bytes <= 1000, "{}", c.bytes);
+        assert!(c.get("k1", now).is_none());
+        assert!(c.get("k0", now).is_some());
+        assert!(c.get("k5", now).is_some());
+        // Too big for the cache: not kept at all.
+        c.insert("big".into(), entry(600));
+        assert!(c.get("big", now).is_none());
+        // Expired entries go and give back their bytes.
+        let later = now + Duration::from_secs(61);
+        let before = c.bytes;
+        assert!(c.get("k5", later).is_none());
+        assert_eq!(c.bytes, before - 200);
+        // Replacing a key counts its bytes once.
+        c.insert("k0".into(), entry(100));
+        let total: usize = c.map.iter().map(|(_, v)| v.body.len()).sum();
+        assert_eq!(c.bytes, total);
+    }
+
+    #[test]
+    fn origins_must_be_http_urls() {
+        assert!(Upstream::new(&[], 1).is_err());
+        assert!(Upstream::new(&["origin:8080".into()], 1).is_err());
+        assert!(Upstream::new(&["https://origin".into()], 1).is_err());
+        assert!(Upstream::new(&["http://origin:8080".into()], 1).is_ok());
+    }
+}

@@ -64,7 +64,9 @@ impl Default for TranscodeSection {
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSection {
     /// `redis://host:6379`: the origin mirrors live windows there; edges serve from there.
+    /// With `cluster`, seed nodes of a Redis Cluster, separated by commas.
     pub url: Option<String>,
+    pub cluster: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -384,6 +386,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The Redis (or Redis Cluster) client, when `[redis] url` is set.
+    pub fn redis_client(&self) -> anyhow::Result<Option<edge::store::redis::RedisClient>> {
+        let Some(url) = &self.redis.url else {
+            return Ok(None);
+        };
+        edge::store::redis::RedisClient::open(url, self.redis.cluster)
+            .map(Some)
+            .with_context(|| format!("[redis] url = {url:?}"))
     }
 
     /// The VOD archive directory, when archiving is on.

@@ -114,12 +114,8 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    if let Some(url) = &url {
-        tokio::spawn(edge::store::redis::replay_all(
-            windows,
-            url.clone(),
-            fallback,
-        ));
+    if let Some(client) = config.redis_client()? {
+        tokio::spawn(edge::store::redis::replay_all(windows, client, fallback));
     }
     let http = tokio::spawn(edge::serve_tls(listener, tls, service, cancel.clone()));
     info!(
@@ -236,8 +232,8 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         });
     }
 
-    if let Some(url) = config.redis.url.clone() {
-        tokio::spawn(edge::store::redis::mirror_all(windows.clone(), url));
+    if let Some(client) = config.redis_client()? {
+        tokio::spawn(edge::store::redis::mirror_all(windows.clone(), client));
     }
     let cancel = CancellationToken::new();
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -377,8 +373,8 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
 /// Viewers' resume positions: in Redis when configured (shared with the edges), else in the
 /// data directory.
 fn resume_store(config: &Config) -> anyhow::Result<edge::resume::ResumeStore> {
-    if let Some(url) = &config.redis.url {
-        return edge::resume::ResumeStore::redis(url).context("[redis] url");
+    if let Some(client) = config.redis_client()? {
+        return Ok(edge::resume::ResumeStore::redis(client));
     }
     Ok(edge::resume::ResumeStore::open(
         config.data_dir().join("resume.json"),

@@ -17,6 +17,10 @@ struct Redis(Child);
 
 impl Redis {
     fn start(port: u16) -> Redis {
+        Redis::start_args(port, &[])
+    }
+
+    fn start_args(port: u16, extra: &[&str]) -> Redis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -27,6 +31,7 @@ impl Redis {
                 "no",
             ])
             .args(["--bind", "127.0.0.1"])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/test.sh installs it)");
@@ -511,4 +516,148 @@ fn assert_advances_at(port: u16) {
     wait_for("the playlist to advance", Duration::from_secs(30), || {
         last(port).filter(|l| *l != first).map(|_| ())
     });
+}
+
+/// Three Redis Cluster masters on free ports (each with its bus on port + 10000).
+struct Cluster {
+    ports: Vec<u16>,
+    _nodes: Vec<Redis>,
+    _dir: TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = TempDir::new("cluster");
+        let mut ports = Vec::new();
+        while ports.len() < 3 {
+            let p = free_port();
+            let bus_free =
+                p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok();
+            if bus_free && !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let nodes: Vec<Redis> = ports
+            .iter()
+            .map(|p| {
+                let conf = dir.0.join(format!("nodes-{p}.conf"));
+                Redis::start_args(
+                    *p,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        conf.to_str().unwrap(),
+                        "--cluster-node-timeout",
+                        "5000",
+                        "--dir",
+                        dir.0.to_str().unwrap(),
+                    ],
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli (scripts/test.sh installs redis-server, which has it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for p in &ports {
+            wait_for("the cluster ready", Duration::from_secs(60), || {
+                cmd(*p, "CLUSTER INFO")
+                    .filter(|r| r.contains("cluster_state:ok"))
+                    .map(|_| ())
+            });
+        }
+        Cluster {
+            ports,
+            _nodes: nodes,
+            _dir: dir,
+        }
+    }
+
+    fn config(&self, seed: usize) -> String {
+        format!(
+            "[redis]\nurl = \"redis://127.0.0.1:{}\"\ncluster = true\n",
+            self.ports[seed]
+        )
+    }
+}
+
+#[test]
+fn an_edge_serves_through_a_redis_cluster() {
+    let cluster = Cluster::start();
+    let origin = Server::start(&cluster.config(0));
+    let edge = Edge::start_with(&cluster.config(2));
+    let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 60);
+    wait_for("two segments", Duration::from_secs(60), || {
+        let p = get(origin.http, "/live/demo/video/index.m3u8").ok()?.text();
+        (tags(&p, "#EXTINF").len() >= 2).then_some(())
+    });
+    for path in ["/live/demo/index.m3u8", "/live/demo/video/index.m3u8"] {
+        wait_for(
+            &format!("{path} identical at the edge"),
+            Duration::from_secs(60),
+            || {
+                let o = get(origin.http, path).ok()?;
+                let e = get(edge.http, path).ok()?;
+                (o.status == 200 && o.body == e.body).then_some(())
+            },
+        );
+    }
+    // A stream's keys share one slot, so one node holds them all (the others redirect).
+    let holders: Vec<u16> = cluster
+        .ports
+        .iter()
+        .copied()
+        .filter(|p| cmd(*p, "EXISTS {s:demo}:events").is_some_and(|r| r.starts_with(":1")))
+        .collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    let holder = holders[0];
+    for key in ["{s:demo}:meta", "{s:demo}:init:0", "{s:demo}:init:1"] {
+        let r = cmd(holder, &format!("EXISTS {key}")).unwrap();
+        assert!(r.starts_with(":1"), "{key}: {r}");
+    }
+    let other = cluster.ports.iter().find(|p| **p != holder).unwrap();
+    assert!(cmd(*other, "EXISTS {s:demo}:meta")
+        .unwrap()
+        .starts_with("-MOVED"));
+    // A blocking reload at the edge wakes on the next part, through the cluster.
+    let playlist = get(edge.http, "/live/demo/video/index.m3u8")
+        .unwrap()
+        .text();
+    let (msn, p, uri) = next_part(&playlist);
+    let r = get(
+        edge.http,
+        &format!("/live/demo/video/index.m3u8?_HLS_msn={msn}&_HLS_part={p}"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(tags(&r.text(), "#EXT-X-PART:")
+        .iter()
+        .any(|l| attr(l, "URI") == Some(uri.as_str())));
+    let o = get(origin.http, &format!("/live/demo/video/{uri}")).unwrap();
+    let e = get(edge.http, &format!("/live/demo/video/{uri}")).unwrap();
+    assert_eq!((o.status, e.status), (200, 200));
+    assert_eq!(o.body, e.body);
+    // Resume positions go through the cluster too.
+    let r = request(
+        origin.http,
+        "PUT",
+        "/api/v1/resume/viewer-3/demo",
+        &[("Content-Type", "application/json")],
+        b"{\"position\": 12.5}",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = get(edge.http, "/api/v1/resume/viewer-3/demo")
+        .unwrap()
+        .text();
+    assert!(got.contains("\"position\":12.5"), "{got}");
 }

@@ -25,7 +25,7 @@ pub struct ResumeStore {
 
 struct Inner {
     /// Positions live in Redis instead of the file.
-    redis: Option<redis::Client>,
+    redis: Option<crate::store::redis::RedisClient>,
     path: PathBuf,
     map: Mutex<HashMap<String, Position>>,
     /// Serializes file writes (the newest map always ends up on disk).
@@ -60,24 +60,28 @@ impl ResumeStore {
     }
 
     /// A store kept in Redis (shared by the origin and its edges).
-    pub fn redis(url: &str) -> Result<Self, redis::RedisError> {
-        Ok(ResumeStore {
+    pub fn redis(client: crate::store::redis::RedisClient) -> Self {
+        ResumeStore {
             inner: Arc::new(Inner {
-                redis: Some(redis::Client::open(url)?),
+                redis: Some(client),
                 path: PathBuf::new(),
                 map: Mutex::new(HashMap::new()),
                 write: tokio::sync::Mutex::new(()),
             }),
-        })
+        }
     }
 
     async fn redis_get(&self, viewer: &str, asset: &str) -> Option<Position> {
         let client = self.inner.redis.as_ref()?;
-        let mut c = client.get_multiplexed_async_connection().await.ok()?;
+        let mut c = client.shared().await.ok()?;
         let text: Option<String> =
-            redis::AsyncCommands::get(&mut c, Self::redis_key(viewer, asset))
-                .await
-                .ok()?;
+            match redis::AsyncCommands::get(&mut c, Self::redis_key(viewer, asset)).await {
+                Ok(t) => t,
+                Err(_) => {
+                    client.reset_shared().await;
+                    return None;
+                }
+            };
         serde_json::from_str(&text?).ok()
     }
 
@@ -107,14 +111,14 @@ impl ResumeStore {
             updated: packager::hls::rfc3339(SystemTime::now()),
         };
         if let Some(client) = &self.inner.redis {
-            let mut c = client
-                .get_multiplexed_async_connection()
-                .await
-                .map_err(std::io::Error::other)?;
+            let mut c = client.shared().await.map_err(std::io::Error::other)?;
             let text = serde_json::to_string(&p).map_err(std::io::Error::other)?;
-            let _: () = redis::AsyncCommands::set(&mut c, Self::redis_key(viewer, asset), text)
-                .await
-                .map_err(std::io::Error::other)?;
+            let set: redis::RedisResult<()> =
+                redis::AsyncCommands::set(&mut c, Self::redis_key(viewer, asset), text).await;
+            if let Err(e) = set {
+                client.reset_shared().await;
+                return Err(std::io::Error::other(e));
+            }
             return Ok(p);
         }
         self.inner

@@ -15,6 +15,10 @@
 //! `XREAD BLOCK` the event stream: a new part wakes them at once (blocking playlist reloads and
 //! preload hints then work at the edge as at the origin).
 //!
+//! Redis Cluster works too (`[redis] cluster = true`, `url` naming one or more seed nodes): all
+//! keys of a stream share the `{s:NAME}` hash tag, so a stream's pipelines and `MULTI`s stay in
+//! one slot, and the client follows the cluster's slot map.
+//!
 //! Writes go through a bounded queue: when Redis is slow or down the origin keeps serving from
 //! memory, counts what it could not mirror, logs once, and when Redis is back re-sends the
 //! stream from its current window.
@@ -31,6 +35,109 @@ use redis::AsyncCommands;
 use tracing::{debug, info, warn};
 
 const STREAMS: &str = "estuary:streams";
+
+/// Where Redis is: one server, or a Redis Cluster reached through seed nodes.
+#[derive(Clone)]
+pub struct RedisClient {
+    kind: Kind,
+    /// A connection shared by short commands (resume positions).
+    shared: Arc<tokio::sync::Mutex<Option<Conn>>>,
+    url: String,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A connection to either.
+#[derive(Clone)]
+pub enum Conn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisClient {
+    /// `url`: `redis://host:port`; with `cluster`, one or more seed nodes separated by commas.
+    pub fn open(url: &str, cluster: bool) -> redis::RedisResult<Self> {
+        let kind = if cluster {
+            let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
+            Kind::Cluster(
+                redis::cluster::ClusterClientBuilder::new(seeds)
+                    .connection_timeout(Duration::from_secs(2))
+                    .retries(2)
+                    .build()?,
+            )
+        } else {
+            Kind::Single(redis::Client::open(url)?)
+        };
+        Ok(RedisClient {
+            kind,
+            shared: Arc::default(),
+            url: url.to_string(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A new connection (a blocking `XREAD` needs its own).
+    pub async fn connect(&self) -> redis::RedisResult<Conn> {
+        Ok(match &self.kind {
+            Kind::Single(c) => Conn::Single(c.get_multiplexed_async_connection().await?),
+            Kind::Cluster(c) => Conn::Cluster(c.get_async_connection().await?),
+        })
+    }
+
+    /// The shared connection, made when first needed or after [`RedisClient::reset_shared`].
+    pub async fn shared(&self) -> redis::RedisResult<Conn> {
+        let mut s = self.shared.lock().await;
+        if let Some(c) = &*s {
+            return Ok(c.clone());
+        }
+        let c = self.connect().await?;
+        *s = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Drops the shared connection after an error; the next use makes a new one.
+    pub async fn reset_shared(&self) {
+        *self.shared.lock().await = None;
+    }
+}
 
 fn key(name: &str, what: &str) -> String {
     format!("{{s:{name}}}:{what}")
@@ -127,15 +234,8 @@ enum Event {
 
 /// Mirrors every window in `windows` while it lives (new windows are picked up as they
 /// appear). Runs until the process ends.
-pub async fn mirror_all(windows: Windows, url: String) {
-    let client = match redis::Client::open(url.as_str()) {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "bad [redis] url; the window is not mirrored");
-            return;
-        }
-    };
-    info!(%url, "mirroring live windows into Redis");
+pub async fn mirror_all(windows: Windows, client: RedisClient) {
+    info!(url = client.url(), "mirroring live windows into Redis");
     let stats = Arc::new(MirrorStats::default());
     let mut running: HashMap<String, String> = HashMap::new();
     loop {
@@ -158,16 +258,16 @@ struct Cursor {
     completed: bool,
 }
 
-async fn connect(client: &redis::Client) -> redis::aio::MultiplexedConnection {
+async fn connect(client: &RedisClient) -> Conn {
     loop {
-        match client.get_multiplexed_async_connection().await {
+        match client.connect().await {
             Ok(c) => return c,
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
 }
 
-async fn mirror(w: Arc<StreamWindow>, client: redis::Client, stats: Arc<MirrorStats>) {
+async fn mirror(w: Arc<StreamWindow>, client: RedisClient, stats: Arc<MirrorStats>) {
     let mut conn = connect(&client).await;
     let name = w.name.clone();
     let window_secs = w.config.segments as f64 * w.config.segment_target.as_secs_f64();
@@ -287,11 +387,7 @@ async fn mirror(w: Arc<StreamWindow>, client: redis::Client, stats: Arc<MirrorSt
     }
 }
 
-async fn write_meta(
-    w: &StreamWindow,
-    conn: &mut redis::aio::MultiplexedConnection,
-    ttl: i64,
-) -> redis::RedisResult<()> {
+async fn write_meta(w: &StreamWindow, conn: &mut Conn, ttl: i64) -> redis::RedisResult<()> {
     let (tracks, inits): (Vec<serde_json::Value>, Vec<Bytes>) = w.read(|st| {
         st.tracks
             .iter()
@@ -324,7 +420,7 @@ async fn write_meta(
 
 async fn send(
     name: &str,
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut Conn,
     events: &[Event],
     ttl: i64,
     window_secs: f64,
@@ -382,20 +478,14 @@ async fn send(
 /// With `fallback` (the edge has origins to ask over HTTP), a replica whose Redis goes away
 /// is dropped, so that viewers are served from the origins until Redis is back; without,
 /// viewers keep the window as it was.
-pub async fn replay_all(windows: Windows, url: String, fallback: bool) {
-    let client = match redis::Client::open(url.as_str()) {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "bad [redis] url");
-            return;
-        }
-    };
+pub async fn replay_all(windows: Windows, client: RedisClient, fallback: bool) {
+    let url = client.url().to_string();
     // Stream name → session being replayed; a replay that stops takes its entry out.
     let running: Arc<std::sync::Mutex<HashMap<String, String>>> = Arc::default();
     let mut conn = None;
     loop {
         if conn.is_none() {
-            match client.get_multiplexed_async_connection().await {
+            match client.connect().await {
                 Ok(c) => {
                     info!(%url, "edge reading live windows from Redis");
                     conn = Some(c);
@@ -455,7 +545,7 @@ pub async fn replay_all(windows: Windows, url: String, fallback: bool) {
 async fn open_window(
     name: &str,
     meta: &serde_json::Value,
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut Conn,
 ) -> Option<Arc<StreamWindow>> {
     let mut tracks = Vec::new();
     for (i, t) in meta["tracks"].as_array()?.iter().enumerate() {
@@ -475,18 +565,10 @@ async fn open_window(
     ))
 }
 
-async fn replay(w: Arc<StreamWindow>, client: redis::Client, windows: Windows, fallback: bool) {
+async fn replay(w: Arc<StreamWindow>, client: RedisClient, windows: Windows, fallback: bool) {
     let events_key = key(&w.name, "events");
     // Its own connection: XREAD BLOCK holds it. Made again whenever Redis went away.
-    let connect = || async {
-        loop {
-            match client.get_multiplexed_async_connection().await {
-                Ok(c) => return c,
-                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-            }
-        }
-    };
-    let mut conn = connect().await;
+    let mut conn = connect(&client).await;
     let tracks = w.read(|st| st.tracks.len());
     // Replay starts at each track's first part 0: a window begins with a whole segment.
     let mut started = vec![false; tracks];
@@ -511,7 +593,7 @@ async fn replay(w: Arc<StreamWindow>, client: redis::Client, windows: Windows, f
             Err(e) => {
                 warn!(stream = %w.name, error = %e, "reading from Redis failed; reconnecting (viewers keep the window as it is)");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                conn = connect().await;
+                conn = connect(&client).await;
                 continue;
             }
         };

@@ -37,4 +37,20 @@ if [ ! -d tests/player/node_modules ] || [ tests/player/package-lock.json -nt te
   (cd tests/player && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# An S3-compatible server for the object-storage archive test (tests/vod.rs): moto's server, in a
+# virtualenv of its own (Debian's python3 with python3-venv).
+S3_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/estuary/s3-venv"
+if [ ! -x "$S3_VENV/bin/moto_server" ]; then
+  if ! /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  fi
+  rm -rf "$S3_VENV"
+  /usr/bin/python3 -m venv "$S3_VENV"
+  "$S3_VENV/bin/pip" install -q 'moto[server]==5.2.5'
+fi
+export ESTUARY_S3_SERVER="$S3_VENV/bin/moto_server"
+
 cargo test --workspace --locked "$@"

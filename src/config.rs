@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -95,6 +96,15 @@ pub struct ArchiveSection {
     pub enabled: bool,
     /// Where (default: `archive/` in the data directory).
     pub dir: Option<PathBuf>,
+    /// Object storage instead of `dir`: `s3://BUCKET` or `s3://BUCKET/PREFIX`.
+    pub url: Option<String>,
+    /// S3-compatible endpoint (MinIO, Ceph, R2...); none for AWS itself.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Credentials; by default from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and the other
+    /// standard AWS variables).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
     /// Archives that ended longer ago than this are deleted.
     pub retention_hours: f64,
 }
@@ -104,6 +114,11 @@ impl Default for ArchiveSection {
         Self {
             enabled: true,
             dir: None,
+            url: None,
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
             retention_hours: 168.0,
         }
     }
@@ -405,6 +420,65 @@ impl Config {
                 .dir
                 .clone()
                 .unwrap_or_else(|| self.data_dir().join("archive"))
+        })
+    }
+
+    /// Where archives go when archiving is on: object storage with `[archive] url`, else the
+    /// archive directory (created here). Also says where, for the log.
+    pub fn archive_store(&self) -> anyhow::Result<Option<(packager::archive::Store, String)>> {
+        if !self.archive.enabled {
+            return Ok(None);
+        }
+        if let Some(url) = &self.archive.url {
+            return Ok(Some((self.object_store(url)?, url.clone())));
+        }
+        let dir = self.archive_dir().expect("enabled");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the archive directory {}", dir.display()))?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+            .with_context(|| format!("the archive directory {}", dir.display()))?;
+        Ok(Some((Arc::new(store), dir.display().to_string())))
+    }
+
+    /// An edge reads archives only where they are shared: object storage, or a directory
+    /// named explicitly (a shared volume). Otherwise it asks its origins.
+    pub fn edge_archive_store(&self) -> anyhow::Result<Option<(packager::archive::Store, String)>> {
+        if self.archive.url.is_none() && self.archive.dir.is_none() {
+            return Ok(None);
+        }
+        self.archive_store()
+    }
+
+    fn object_store(&self, url: &str) -> anyhow::Result<packager::archive::Store> {
+        let a = &self.archive;
+        let rest = url.strip_prefix("s3://").with_context(|| {
+            format!("[archive] url {url:?}: only s3://BUCKET[/PREFIX] is supported")
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            bail!("[archive] url {url:?}: no bucket");
+        }
+        let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(e) = &a.endpoint {
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        if let Some(r) = &a.region {
+            b = b.with_region(r);
+        }
+        if let Some(k) = &a.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(k) = &a.secret_access_key {
+            b = b.with_secret_access_key(k);
+        }
+        let s3 = b
+            .build()
+            .with_context(|| format!("[archive] url {url:?}"))?;
+        let prefix = prefix.trim_matches('/');
+        Ok(if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
         })
     }
 

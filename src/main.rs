@@ -77,10 +77,14 @@ fn main() -> anyhow::Result<()> {
 /// from the origins over HTTP (cached, coalesced) for whatever Redis does not give.
 async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let url = config.redis.url.clone();
-    if url.is_none() && config.edge.origins.is_empty() {
+    if url.is_none()
+        && config.edge.origins.is_empty()
+        && config.archive.url.is_none()
+        && config.archive.dir.is_none()
+    {
         bail!(
-            "an edge serves what the origin mirrors into Redis or what origins answer over HTTP: \
-             set [redis] url and/or [edge] origins in {}",
+            "an edge serves what the origin mirrors into Redis, what origins answer over HTTP, or \
+             archives in shared storage: set [redis] url, [edge] origins or [archive] url/dir in {}",
             path.map(|p| p.display().to_string())
                 .unwrap_or_else(|| "the config".into())
         );
@@ -101,6 +105,10 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         },
     )
     .with_resume(resume_store(&config)?);
+    if let Some((store, at)) = config.edge_archive_store()? {
+        info!(at, "serving VOD archives from shared storage");
+        service = service.with_archive(store);
+    }
     let fallback = !config.edge.origins.is_empty();
     if fallback {
         let upstream =
@@ -145,6 +153,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         config.server.reconnect_grace_secs.unwrap_or(15.0),
     ));
     let windows = Windows::new();
+    let (archive, archive_at) = config.archive_store()?.unzip();
     let packager_config = PackagerConfig {
         window: WindowConfig {
             segments: config.hls.window_segments,
@@ -152,17 +161,19 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             part_target: Config::secs(config.hls.part_target),
         },
         end_grace: Config::secs(config.hls.end_grace),
-        archive: config.archive_dir(),
+        archive: archive.clone(),
         ..Default::default()
     };
-    if let Some(dir) = config.archive_dir() {
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating the archive directory {}", dir.display()))?;
-        info!(dir = %dir.display(), retention_hours = config.archive.retention_hours, "archiving every stream as VOD (/vod/ID/index.m3u8, listed at /api/v1/vod)");
+    if let (Some(store), Some(at)) = (archive.clone(), &archive_at) {
+        info!(
+            at,
+            retention_hours = config.archive.retention_hours,
+            "archiving every stream as VOD (/vod/ID/index.m3u8, listed at /api/v1/vod)"
+        );
         let keep = Config::secs(config.archive.retention_hours * 3600.0);
         tokio::spawn(async move {
             loop {
-                let removed = packager::archive::prune(&dir, keep).await;
+                let removed = packager::archive::prune(store.as_ref(), keep).await;
                 if removed > 0 {
                     info!(removed, "old archives deleted (retention)");
                 }
@@ -260,8 +271,8 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             viewers: config.http.viewers,
         },
     );
-    if let Some(dir) = config.archive_dir() {
-        service = service.with_archive(dir);
+    if let Some(store) = archive {
+        service = service.with_archive(store);
     }
     if let Err(e) = std::fs::create_dir_all(config.data_dir()) {
         warn!(dir = %config.data_dir().display(), error = %e, "cannot create the data directory; resume positions will not be kept");

@@ -82,3 +82,151 @@ fn a_finished_stream_plays_from_the_archive() {
         assert_eq!(get(srv.http, bad).unwrap().status, 404, "{bad}");
     }
 }
+
+/// An S3-compatible server (moto's, which scripts/test.sh installs) on a free port; killed on
+/// drop.
+struct S3(std::process::Child, u16);
+
+impl S3 {
+    fn start() -> S3 {
+        let bin = std::env::var("ESTUARY_S3_SERVER").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/estuary/s3-venv/bin/moto_server",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/test.sh installs it)"));
+        wait_for("the S3 server", Duration::from_secs(60), || {
+            get(port, "/").ok().map(|_| ())
+        });
+        S3(child, port)
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ffprobe_video(url: &str) -> (String, u64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries"])
+        .args([
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let video = text
+        .lines()
+        .find(|l| l.starts_with("h264"))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string();
+    let frames = video.rsplit(',').next().unwrap().trim().parse().unwrap();
+    (video, frames)
+}
+
+#[test]
+fn an_archive_in_object_storage_plays_from_the_origin_and_an_edge() {
+    let s3 = S3::start();
+    let r = request(s3.1, "PUT", "/estuary-vod", &[], b"").unwrap();
+    assert_eq!(r.status, 200, "creating the bucket: {}", r.text());
+    let archive = format!(
+        "[archive]\nurl = \"s3://estuary-vod/archive\"\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n",
+        s3.1
+    );
+    let srv = Server::start(&format!("[hls]\nend_grace = 0.5\n{archive}"));
+    let publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 9);
+    let (ok, _) = publisher.wait(Duration::from_secs(60));
+    assert!(ok);
+    let id = wait_for("the archive ended", Duration::from_secs(60), || {
+        let r = get(srv.http, "/api/v1/vod").ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        let a = v["archives"].as_array()?.first()?.clone();
+        (!a["ended"].is_null()).then(|| a["id"].as_str().unwrap().to_string())
+    });
+    // In the bucket, under the prefix; nothing on the origin's disk.
+    let listing = get(
+        s3.1,
+        &format!("/estuary-vod?list-type=2&prefix=archive/{id}/"),
+    )
+    .unwrap()
+    .text();
+    for key in [
+        "meta.json",
+        "index.m3u8",
+        "manifest.mpd",
+        "video/init.mp4",
+        "video/index.m3u8",
+        "audio/index.m3u8",
+    ] {
+        assert!(
+            listing.contains(&format!("<Key>archive/{id}/{key}</Key>")),
+            "{key}: {listing}"
+        );
+    }
+    assert!(listing.contains(".m4s</Key>"), "{listing}");
+    assert!(!srv.dir.0.join("data/archive").exists());
+    let vod = get(srv.http, &format!("/vod/{id}/video/index.m3u8"))
+        .unwrap()
+        .text();
+    assert!(vod.contains("#EXT-X-ENDLIST"), "{vod}");
+
+    // An edge with the same storage serves it too, without its origin.
+    let dir = TempDir::new("s3edge");
+    let http = free_port();
+    let cfg = dir.0.join("edge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{archive}",
+            dir.0.join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut edge = Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .args(["edge", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the edge", Duration::from_secs(60), || {
+        get(http, "/healthz").ok().filter(|r| r.status == 200)
+    });
+    let list = get(http, "/api/v1/vod").unwrap().text();
+    assert!(list.contains(&id), "{list}");
+    assert_eq!(
+        get(http, &format!("/vod/{id}/video/index.m3u8"))
+            .unwrap()
+            .text(),
+        vod
+    );
+    let (video, frames) = ffprobe_video(&format!("http://127.0.0.1:{http}/vod/{id}/index.m3u8"));
+    assert!(video.contains("1280,720"), "{video}");
+    assert!(frames >= 150, "{video}");
+    assert_eq!(
+        get(http, &format!("/vod/{id}/video/nope.m4s"))
+            .unwrap()
+            .status,
+        404
+    );
+    let _ = edge.kill();
+    let _ = edge.wait();
+}

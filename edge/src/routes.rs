@@ -73,7 +73,7 @@ struct Inner {
     started: SystemTime,
     cors_origin: Option<HeaderValue>,
     whip: Option<ingest::whip::Whip>,
-    archive: Option<std::path::PathBuf>,
+    archive: Option<packager::archive::Store>,
     resume: Option<crate::resume::ResumeStore>,
     upstream: Option<crate::upstream::Upstream>,
 }
@@ -103,11 +103,11 @@ impl Service {
         }
     }
 
-    /// Serves the VOD archive under `root` at `/vod/...` and lists it at `/api/v1/vod`.
-    pub fn with_archive(mut self, root: std::path::PathBuf) -> Self {
+    /// Serves the VOD archive in `store` at `/vod/...` and lists it at `/api/v1/vod`.
+    pub fn with_archive(mut self, store: packager::archive::Store) -> Self {
         Arc::get_mut(&mut self.inner)
             .expect("with_archive is called before the service is shared")
-            .archive = Some(root);
+            .archive = Some(store);
         self
     }
 
@@ -265,21 +265,33 @@ impl Service {
 
     /// `GET /api/v1/vod`: the archives, newest first.
     async fn vod_list(&self) -> Response<Body> {
-        let Some(root) = &self.inner.archive else {
+        use object_store::ObjectStoreExt;
+        let Some(store) = &self.inner.archive else {
             return error(StatusCode::NOT_FOUND, "no archive configured");
         };
+        let top = match store.list_with_delimiter(None).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the archive");
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "the archive storage did not answer",
+                );
+            }
+        };
         let mut list: Vec<serde_json::Value> = Vec::new();
-        if let Ok(mut dirs) = tokio::fs::read_dir(root).await {
-            while let Ok(Some(e)) = dirs.next_entry().await {
-                let Ok(text) = tokio::fs::read_to_string(e.path().join("meta.json")).await else {
-                    continue;
-                };
-                if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    let id = v["id"].as_str().unwrap_or_default().to_string();
-                    v["playback"] = format!("/vod/{id}/index.m3u8").into();
-                    v["dash"] = format!("/vod/{id}/manifest.mpd").into();
-                    list.push(v);
-                }
+        for prefix in top.common_prefixes {
+            let Ok(got) = store.get(&prefix.clone().join("meta.json")).await else {
+                continue;
+            };
+            let Ok(bytes) = got.bytes().await else {
+                continue;
+            };
+            if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let id = v["id"].as_str().unwrap_or_default().to_string();
+                v["playback"] = format!("/vod/{id}/index.m3u8").into();
+                v["dash"] = format!("/vod/{id}/manifest.mpd").into();
+                list.push(v);
             }
         }
         list.sort_by(|a, b| b["started"].as_str().cmp(&a["started"].as_str()));
@@ -354,7 +366,8 @@ impl Service {
     /// `/vod/{id}/...`: a file of an archive. `?start=SECONDS` on a playlist makes players
     /// start there (EXT-X-START; the multivariant passes it on to its media playlists).
     async fn vod_file(&self, rest: &[&str], query: &str) -> Response<Body> {
-        let Some(root) = &self.inner.archive else {
+        use object_store::ObjectStoreExt;
+        let Some(store) = &self.inner.archive else {
             return error(StatusCode::NOT_FOUND, "no archive configured");
         };
         // Each segment one plain name (no `..`, no separators, no escapes).
@@ -365,9 +378,22 @@ impl Service {
         {
             return error(StatusCode::NOT_FOUND, "not found");
         }
-        let path = rest.iter().fold(root.clone(), |p, s| p.join(s));
-        let Ok(data) = tokio::fs::read(&path).await else {
-            return error(StatusCode::NOT_FOUND, "no such archive file");
+        let path = object_store::path::Path::from(rest.join("/"));
+        let data = match store.get(&path).await {
+            Ok(got) => match got.bytes().await {
+                Ok(b) => b,
+                Err(_) => return error(StatusCode::BAD_GATEWAY, "reading the archive failed"),
+            },
+            Err(object_store::Error::NotFound { .. }) => {
+                return error(StatusCode::NOT_FOUND, "no such archive file")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path, "archive read failed");
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "the archive storage did not answer",
+                );
+            }
         };
         let file = rest[rest.len() - 1];
         let (ctype, cache) = match file.rsplit('.').next() {
@@ -382,11 +408,11 @@ impl Service {
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0);
         let data = match (start, ctype) {
-            (Some(t), "application/vnd.apple.mpegurl") => with_start(&data, t).into_bytes(),
+            (Some(t), "application/vnd.apple.mpegurl") => Bytes::from(with_start(&data, t)),
             _ => data,
         };
         let len = data.len();
-        let mut r = Response::new(Body::from(Bytes::from(data)));
+        let mut r = Response::new(Body::from(data));
         set_static(&mut r, header::CONTENT_TYPE, ctype);
         set_static(&mut r, header::CACHE_CONTROL, cache);
         r.headers_mut()

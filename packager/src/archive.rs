@@ -1,7 +1,10 @@
-//! The VOD archive: every finished segment of every rendition of a live stream, written to a
-//! directory as it completes, with playlists that make it a stream of its own.
+//! The VOD archive: every finished segment of every rendition of a live stream, written to
+//! archive storage as it completes, with playlists that make it a stream of its own.
 //!
-//! Layout under the archive root, one directory per publish session (`{name}-{session}`):
+//! Storage is an [`ObjectStore`]: a local directory (`object_store`'s `LocalFileSystem`) by
+//! default, or S3-compatible object storage; the layout is the same in both.
+//!
+//! Layout under the archive root, one prefix per publish session (`{name}-{session}`):
 //!
 //! ```text
 //! {id}/meta.json                  name, session, started, ended (null while live), tracks
@@ -12,15 +15,19 @@
 //! {id}/{rendition}/index.m3u8     EVENT playlist while live, VOD with ENDLIST after
 //! ```
 //!
-//! Files are written to a temporary name and renamed, so a crash mid-stream loses at most the
-//! segment being written, and a playlist never names a segment that is not complete on disk.
+//! Each object is written whole (on disk: to a temporary name, then renamed; in S3 a PUT is
+//! atomic), segments before the playlists that name them, so a crash mid-stream loses at most
+//! the segment being written, and a playlist never names a segment that is not complete.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use futures_util::TryStreamExt;
 use media::TrackKind;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tracing::{info, warn};
 
 use crate::hls::{self, rfc3339};
@@ -34,12 +41,37 @@ struct Archived {
     start: SystemTime,
 }
 
-/// Archives `w` under `root` until the stream ends.
-pub async fn run(w: Arc<StreamWindow>, root: PathBuf) {
+/// Where archives are kept.
+pub type Store = Arc<dyn ObjectStore>;
+
+/// One archive file: `{id}/{rest}`.
+struct Dir<'a> {
+    store: &'a dyn ObjectStore,
+    id: &'a str,
+}
+
+impl Dir<'_> {
+    fn path(&self, rest: &str) -> Path {
+        Path::from(format!("{}/{rest}", self.id))
+    }
+
+    async fn put(&self, rest: &str, data: Bytes) -> object_store::Result<()> {
+        self.store
+            .put(&self.path(rest), PutPayload::from(data))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Archives `w` into `store` until the stream ends.
+pub async fn run(w: Arc<StreamWindow>, store: Store) {
     let id = format!("{}-{}", w.name, w.session);
-    let dir = root.join(&id);
+    let dir = Dir {
+        store: store.as_ref(),
+        id: &id,
+    };
     if let Err(e) = start(&w, &dir).await {
-        warn!(stream = %w.name, dir = %dir.display(), error = %e, "cannot archive this stream");
+        warn!(stream = %w.name, archive = %id, error = %e, "cannot archive this stream");
         return;
     }
     info!(stream = %w.name, archive = %id, "archiving");
@@ -67,8 +99,8 @@ pub async fn run(w: Arc<StreamWindow>, root: PathBuf) {
         });
         let changed = !new.is_empty();
         for (i, rendition, a, chunks) in new {
-            let path = dir.join(&rendition).join(format!("{}.m4s", a.msn));
-            if let Err(e) = write_atomic(&path, &chunks.concat()).await {
+            let data = Bytes::from(chunks.concat());
+            if let Err(e) = dir.put(&format!("{rendition}/{}.m4s", a.msn), data).await {
                 warn!(stream = %w.name, error = %e, "archive write failed; segment skipped");
                 continue;
             }
@@ -89,21 +121,24 @@ pub async fn run(w: Arc<StreamWindow>, root: PathBuf) {
     }
 }
 
-async fn start(w: &StreamWindow, dir: &Path) -> std::io::Result<()> {
-    let inits: Vec<(String, bytes::Bytes)> = w.read(|st| {
+async fn start(w: &StreamWindow, dir: &Dir<'_>) -> object_store::Result<()> {
+    let inits: Vec<(String, Bytes)> = w.read(|st| {
         st.tracks
             .iter()
             .map(|t| (t.rendition.clone(), t.init.clone()))
             .collect()
     });
     for (rendition, init) in inits {
-        tokio::fs::create_dir_all(dir.join(&rendition)).await?;
-        write_atomic(&dir.join(&rendition).join("init.mp4"), &init).await?;
+        dir.put(&format!("{rendition}/init.mp4"), init).await?;
     }
     meta(w, dir, None).await
 }
 
-async fn meta(w: &StreamWindow, dir: &Path, ended: Option<SystemTime>) -> std::io::Result<()> {
+async fn meta(
+    w: &StreamWindow,
+    dir: &Dir<'_>,
+    ended: Option<SystemTime>,
+) -> object_store::Result<()> {
     let tracks: Vec<serde_json::Value> = w.read(|st| {
         st.tracks
             .iter()
@@ -118,22 +153,22 @@ async fn meta(w: &StreamWindow, dir: &Path, ended: Option<SystemTime>) -> std::i
             .collect()
     });
     let m = serde_json::json!({
-        "id": dir.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+        "id": dir.id,
         "name": w.name,
         "session": w.session,
         "started": rfc3339(w.started),
         "ended": ended.map(rfc3339),
         "tracks": tracks,
     });
-    write_atomic(&dir.join("meta.json"), m.to_string().as_bytes()).await
+    dir.put("meta.json", Bytes::from(m.to_string())).await
 }
 
 async fn playlists(
     w: &StreamWindow,
-    dir: &Path,
+    dir: &Dir<'_>,
     done: &[Vec<Archived>],
     ended: bool,
-) -> std::io::Result<()> {
+) -> object_store::Result<()> {
     let (renditions, multivariant, infos) = w.read(|st| {
         (
             st.tracks
@@ -184,12 +219,13 @@ async fn playlists(
         if ended {
             p.push_str("#EXT-X-ENDLIST\n");
         }
-        write_atomic(&dir.join(rendition).join("index.m3u8"), p.as_bytes()).await?;
+        dir.put(&format!("{rendition}/index.m3u8"), Bytes::from(p))
+            .await?;
     }
-    write_atomic(&dir.join("index.m3u8"), multivariant.as_bytes()).await?;
+    dir.put("index.m3u8", Bytes::from(multivariant)).await?;
     if ended {
         let mpd = static_mpd(w, &renditions, &infos, done);
-        write_atomic(&dir.join("manifest.mpd"), mpd.as_bytes()).await?;
+        dir.put("manifest.mpd", Bytes::from(mpd)).await?;
         meta(w, dir, Some(SystemTime::now())).await?;
     }
     Ok(())
@@ -263,33 +299,48 @@ fn static_mpd(
     out
 }
 
-async fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    tokio::fs::write(&tmp, data).await?;
-    tokio::fs::rename(&tmp, path).await
-}
-
 /// Deletes archives that ended more than `keep` ago. Returns how many went.
-pub async fn prune(root: &Path, keep: Duration) -> usize {
-    let Ok(mut dirs) = tokio::fs::read_dir(root).await else {
+pub async fn prune(store: &dyn ObjectStore, keep: Duration) -> usize {
+    let Ok(top) = store.list_with_delimiter(None).await else {
         return 0;
     };
     let mut removed = 0;
-    while let Ok(Some(entry)) = dirs.next_entry().await {
-        let meta = entry.path().join("meta.json");
-        let Ok(modified) = tokio::fs::metadata(&meta).await.and_then(|m| m.modified()) else {
+    for prefix in top.common_prefixes {
+        let meta = prefix.clone().join("meta.json");
+        // meta.json is last written when the stream ends.
+        let Ok(got) = store.get(&meta).await else {
             continue;
         };
-        let ended = tokio::fs::read_to_string(&meta)
+        let age = u64::try_from(got.meta.last_modified.timestamp_millis())
+            .ok()
+            .and_then(|ms| {
+                (SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+                    .elapsed()
+                    .ok()
+            });
+        let ended = got
+            .bytes()
             .await
             .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .is_some_and(|v| !v["ended"].is_null());
-        // meta.json is last written when the stream ends.
-        if ended
-            && modified.elapsed().is_ok_and(|age| age > keep)
-            && tokio::fs::remove_dir_all(entry.path()).await.is_ok()
+        if !ended || age.is_none_or(|a| a <= keep) {
+            continue;
+        }
+        let files: Vec<Path> = match store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
         {
+            Ok(f) => f,
+            Err(_) => continue,
+        };
+        let mut ok = true;
+        for f in files {
+            ok &= store.delete(&f).await.is_ok();
+        }
+        if ok {
             removed += 1;
         }
     }
@@ -303,22 +354,36 @@ mod tests {
     #[tokio::test]
     async fn prune_deletes_only_ended_archives_past_retention() {
         let root = std::env::temp_dir().join(format!("estuary-prune-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&root).unwrap();
         for (id, ended) in [("a-1", true), ("b-2", false)] {
-            tokio::fs::create_dir_all(root.join(id)).await.unwrap();
             let meta = serde_json::json!({ "id": id, "ended": ended.then_some("2026-01-01T00:00:00.000Z") });
-            tokio::fs::write(root.join(id).join("meta.json"), meta.to_string())
-                .await
-                .unwrap();
+            for f in ["meta.json", "video/0.m4s"] {
+                store
+                    .put(
+                        &Path::from(format!("{id}/{f}")),
+                        PutPayload::from(meta.to_string()),
+                    )
+                    .await
+                    .unwrap();
+            }
         }
         assert_eq!(
-            prune(&root, Duration::from_secs(3600)).await,
+            prune(&store, Duration::from_secs(3600)).await,
             0,
             "too young"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(prune(&root, Duration::from_millis(1)).await, 1);
-        assert!(!root.join("a-1").exists(), "ended and old: deleted");
-        assert!(root.join("b-2").exists(), "still live: kept");
+        assert_eq!(prune(&store, Duration::from_millis(1)).await, 1);
+        assert!(
+            !root.join("a-1/meta.json").exists(),
+            "ended and old: deleted"
+        );
+        assert!(
+            !root.join("a-1/video/0.m4s").exists(),
+            "ended and old: deleted"
+        );
+        assert!(root.join("b-2/meta.json").exists(), "still live: kept");
         let _ = tokio::fs::remove_dir_all(&root).await;
     }
 }

@@ -20,7 +20,7 @@ pub struct PackagerConfig {
     /// An ended stream's window is kept this long (so players see the ENDLIST) before it goes.
     pub linger: Duration,
     /// Where finished segments are archived as VOD (`None`: not archived).
-    pub archive: Option<std::path::PathBuf>,
+    pub archive: Option<crate::archive::Store>,
 }
 
 impl Default for PackagerConfig {

@@ -78,6 +78,10 @@ pub struct EdgeSection {
     pub origins: Vec<String>,
     /// Megabytes the edge's cache of origin responses may hold.
     pub cache_mb: usize,
+    /// Megabytes the live windows replayed from Redis may hold together.
+    pub replica_mb: usize,
+    /// Seconds a stream nobody asked this edge for stays replayed from Redis.
+    pub idle_secs: f64,
 }
 
 impl Default for EdgeSection {
@@ -85,6 +89,8 @@ impl Default for EdgeSection {
         Self {
             origins: Vec::new(),
             cache_mb: 256,
+            replica_mb: 1024,
+            idle_secs: 60.0,
         }
     }
 }

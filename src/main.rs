@@ -123,7 +123,14 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         _ => None,
     };
     if let Some(client) = config.redis_client()? {
-        tokio::spawn(edge::store::redis::replay_all(windows, client, fallback));
+        let demand = edge::store::redis::Demand::new(
+            Config::secs(config.edge.idle_secs),
+            config.edge.replica_mb << 20,
+        );
+        service = service.with_demand(demand.clone());
+        tokio::spawn(edge::store::redis::replay_all(
+            windows, client, demand, fallback,
+        ));
     }
     let http = tokio::spawn(edge::serve_tls(listener, tls, service, cancel.clone()));
     info!(

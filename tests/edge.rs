@@ -661,3 +661,42 @@ fn an_edge_serves_through_a_redis_cluster() {
         .text();
     assert!(got.contains("\"position\":12.5"), "{got}");
 }
+
+/// Whether the edge holds a replica of `demo` (its stream API lists what it holds).
+fn replicated(edge: &Edge) -> bool {
+    get(edge.http, "/api/v1/streams")
+        .map(|r| r.text().contains("\"demo\""))
+        .unwrap_or(false)
+}
+
+#[test]
+fn an_edge_replays_only_the_streams_its_viewers_watch() {
+    let port = free_port();
+    let _redis = Redis::start(port);
+    let origin = Server::start(&redis_config(port));
+    let edge = Edge::start_with(&format!("{}[edge]\nidle_secs = 3\n", redis_config(port)));
+    let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 60);
+    wait_for("the stream in Redis", Duration::from_secs(60), || {
+        cmd(port, "EXISTS {s:demo}:events")
+            .filter(|r| r.starts_with(":1"))
+            .map(|_| ())
+    });
+    // Nobody asked: the edge does not hold it.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!replicated(&edge));
+    // The first viewer's request opens the replica and is answered from it.
+    let r = get(edge.http, "/live/demo/video/index.m3u8").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("#EXT-X-PART:"), "{}", r.text());
+    assert!(replicated(&edge));
+    // Nobody watches any more: dropped after idle_secs.
+    wait_for("the idle replica dropped", Duration::from_secs(30), || {
+        (!replicated(&edge)).then_some(())
+    });
+    // Unknown streams are answered at once.
+    let t = std::time::Instant::now();
+    assert_eq!(get(edge.http, "/live/nope/index.m3u8").unwrap().status, 404);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // And a viewer coming back opens it again.
+    assert_eq!(get(edge.http, "/live/demo/index.m3u8").unwrap().status, 200);
+}

@@ -76,6 +76,7 @@ struct Inner {
     archive: Option<packager::archive::Store>,
     resume: Option<crate::resume::ResumeStore>,
     upstream: Option<crate::upstream::Upstream>,
+    demand: Option<crate::store::redis::Demand>,
 }
 
 /// RFC 8216bis §6.2.5.2: a request more than two segments ahead is answered at once.
@@ -99,6 +100,7 @@ impl Service {
                 archive: None,
                 resume: None,
                 upstream: None,
+                demand: None,
             }),
         }
     }
@@ -125,6 +127,14 @@ impl Service {
         Arc::get_mut(&mut self.inner)
             .expect("with_upstream is called before the service is shared")
             .upstream = Some(upstream);
+        self
+    }
+
+    /// Live streams come from Redis replicas opened as viewers ask for them (an edge).
+    pub fn with_demand(mut self, demand: crate::store::redis::Demand) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_demand is called before the service is shared")
+            .demand = Some(demand);
         self
     }
 
@@ -220,6 +230,13 @@ impl Service {
                 StatusCode::NOT_FOUND,
                 "viewers are served by the edges, not by this origin",
             );
+        }
+        if let (Some(d), ["live", name, ..]) = (&self.inner.demand, segs.as_slice()) {
+            // The first viewer of a stream at this edge waits for its replica to open.
+            if d.ask(name) && self.window(name).is_none() {
+                d.wait_open(&self.inner.windows, name, Duration::from_secs(5))
+                    .await;
+            }
         }
         if let Some(up) = &self.inner.upstream {
             let local = match segs.as_slice() {

@@ -10,6 +10,8 @@
 //! | `{s:NAME}:init:{track}` | string | the track's CMAF init segment |
 //! | `{s:NAME}:events` | stream | every part (fields + bytes), segment completion and end, in order |
 //!
+//! Edges replay only the streams their viewers ask for ([`Demand`]), within a byte budget.
+//!
 //! Everything expires (`EXPIRE`, refreshed on writes) a little after the window would have
 //! dropped it, and the event stream is trimmed by age, so Redis memory stays bounded. Edges
 //! `XREAD BLOCK` the event stream: a new part wakes them at once (blocking playlist reloads and
@@ -26,7 +28,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use media::{CodecConfig, Timescale, TrackInfo};
@@ -474,11 +476,147 @@ async fn send(
     pipe.query_async::<()>(conn).await
 }
 
-/// Edge side: replays every mirrored stream into `windows`. Runs until the process ends.
-/// With `fallback` (the edge has origins to ask over HTTP), a replica whose Redis goes away
+/// What viewers ask an edge for. The edge replays a stream from Redis only while viewers ask
+/// for it (a stream nobody asked for in `idle` is dropped), and within a byte budget (over it,
+/// the streams asked for least recently are dropped first; the newest one is always kept).
+/// The first viewer of a stream waits for its replica to open (one `GET` of the meta and
+/// one `XREAD` of the window); the viewers after it are served from memory.
+#[derive(Clone)]
+pub struct Demand {
+    inner: Arc<DemandInner>,
+}
+
+struct DemandInner {
+    asked: std::sync::Mutex<HashMap<String, Instant>>,
+    /// The streams Redis has, as last read (`None` before the first read or while Redis is
+    /// away).
+    known: std::sync::Mutex<Option<std::collections::HashSet<String>>>,
+    /// Wakes the replayer when a stream is asked for the first time.
+    wanted: tokio::sync::Notify,
+    /// Bumped whenever a replica opens.
+    opened: tokio::sync::watch::Sender<u64>,
+    idle: Duration,
+    budget: usize,
+}
+
+impl Demand {
+    /// `idle`: how long a stream nobody asks for stays; `budget`: bytes all replicas may hold.
+    pub fn new(idle: Duration, budget: usize) -> Self {
+        Demand {
+            inner: Arc::new(DemandInner {
+                asked: Default::default(),
+                known: Default::default(),
+                wanted: tokio::sync::Notify::new(),
+                opened: tokio::sync::watch::channel(0).0,
+                idle,
+                budget,
+            }),
+        }
+    }
+
+    /// A viewer asked for `name`. Whether Redis has it (worth waiting for its replica).
+    pub fn ask(&self, name: &str) -> bool {
+        {
+            let mut asked = self.inner.asked.lock().unwrap();
+            match asked.get_mut(name) {
+                Some(t) => *t = Instant::now(),
+                None => {
+                    asked.insert(name.to_string(), Instant::now());
+                    self.inner.wanted.notify_one();
+                }
+            }
+        }
+        self.inner
+            .known
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|k| k.contains(name))
+    }
+
+    /// Waits up to `timeout` for the replica of `name` to open.
+    pub async fn wait_open(
+        &self,
+        windows: &Windows,
+        name: &str,
+        timeout: Duration,
+    ) -> Option<Arc<StreamWindow>> {
+        let mut rx = self.inner.opened.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(w) = windows.get(name) {
+                return Some(w);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return windows.get(name);
+            }
+        }
+    }
+
+    fn wanted(&self, name: &str) -> bool {
+        self.inner
+            .asked
+            .lock()
+            .unwrap()
+            .get(name)
+            .is_some_and(|t| t.elapsed() < self.inner.idle)
+    }
+
+    fn set_known(&self, names: Option<&[String]>) {
+        *self.inner.known.lock().unwrap() = names.map(|n| n.iter().cloned().collect());
+    }
+
+    /// Forgets streams nobody asked for in a while, and over the budget the ones asked for
+    /// least recently; their replays see it and stop.
+    fn trim(&self, windows: &Windows) {
+        let mut asked = self.inner.asked.lock().unwrap();
+        asked.retain(|_, t| t.elapsed() < self.inner.idle);
+        let replicas: Vec<(String, Instant, usize)> = asked
+            .iter()
+            .filter_map(|(name, t)| {
+                let w = windows.get(name)?;
+                Some((name.clone(), *t, window_bytes(&w)))
+            })
+            .collect();
+        for name in over_budget(replicas, self.inner.budget) {
+            info!(stream = %name, budget_mb = self.inner.budget >> 20, "dropping a replica: the edge's replica budget is full");
+            asked.remove(&name);
+        }
+    }
+}
+
+/// Bytes a window holds.
+fn window_bytes(w: &StreamWindow) -> usize {
+    w.read(|st| {
+        st.tracks
+            .iter()
+            .map(|t| t.init.len() + t.segments.iter().map(|s| s.bytes).sum::<usize>())
+            .sum()
+    })
+}
+
+/// Which replicas go so the rest fit in `budget`: newest asked first, the newest always kept.
+fn over_budget(mut replicas: Vec<(String, Instant, usize)>, budget: usize) -> Vec<String> {
+    replicas.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut total = 0;
+    let mut out = Vec::new();
+    for (i, (name, _, bytes)) in replicas.into_iter().enumerate() {
+        total += bytes;
+        if i > 0 && total > budget {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Edge side: replays the mirrored streams viewers ask for ([`Demand`]) into `windows`. Runs
+/// until the process ends. With `fallback` (the edge has origins to ask over HTTP), a replica whose Redis goes away
 /// is dropped, so that viewers are served from the origins until Redis is back; without,
 /// viewers keep the window as it was.
-pub async fn replay_all(windows: Windows, client: RedisClient, fallback: bool) {
+pub async fn replay_all(windows: Windows, client: RedisClient, demand: Demand, fallback: bool) {
     let url = client.url().to_string();
     // Stream name → session being replayed; a replay that stops takes its entry out.
     let running: Arc<std::sync::Mutex<HashMap<String, String>>> = Arc::default();
@@ -502,12 +640,18 @@ pub async fn replay_all(windows: Windows, client: RedisClient, fallback: bool) {
             Ok(n) => n,
             Err(e) => {
                 warn!(error = %e, "Redis went away; reconnecting");
+                demand.set_known(None);
                 conn = None;
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
+        demand.set_known(Some(&names));
+        demand.trim(&windows);
         for name in names {
+            if !demand.wanted(&name) {
+                continue;
+            }
             let meta: Option<String> = c.get(key(&name, "meta")).await.unwrap_or(None);
             let Some(meta) = meta.and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
             else {
@@ -524,11 +668,14 @@ pub async fn replay_all(windows: Windows, client: RedisClient, fallback: bool) {
                         .lock()
                         .unwrap()
                         .insert(name.clone(), session.clone());
-                    windows.insert(w.clone());
-                    let (client, windows, running) =
-                        (client.clone(), windows.clone(), running.clone());
+                    let (client, windows, running, demand) = (
+                        client.clone(),
+                        windows.clone(),
+                        running.clone(),
+                        demand.clone(),
+                    );
                     tokio::spawn(async move {
-                        replay(w, client, windows, fallback).await;
+                        replay(w, client, windows, demand, fallback).await;
                         let mut r = running.lock().unwrap();
                         if r.get(&name) == Some(&session) {
                             r.remove(&name);
@@ -538,7 +685,10 @@ pub async fn replay_all(windows: Windows, client: RedisClient, fallback: bool) {
                 None => debug!(stream = %name, "incomplete meta in Redis"),
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = demand.inner.wanted.notified() => {}
+        }
     }
 }
 
@@ -565,7 +715,13 @@ async fn open_window(
     ))
 }
 
-async fn replay(w: Arc<StreamWindow>, client: RedisClient, windows: Windows, fallback: bool) {
+async fn replay(
+    w: Arc<StreamWindow>,
+    client: RedisClient,
+    windows: Windows,
+    demand: Demand,
+    fallback: bool,
+) {
     let events_key = key(&w.name, "events");
     // Its own connection: XREAD BLOCK holds it. Made again whenever Redis went away.
     let mut conn = connect(&client).await;
@@ -573,13 +729,15 @@ async fn replay(w: Arc<StreamWindow>, client: RedisClient, windows: Windows, fal
     // Replay starts at each track's first part 0: a window begins with a whole segment.
     let mut started = vec![false; tracks];
     let mut last_id = "0".to_string();
+    // Viewers see the replica once it has caught up with what Redis holds.
+    let mut serving = false;
     loop {
         let reply: redis::RedisResult<redis::streams::StreamReadReply> = conn
             .xread_options(
                 &[&events_key],
                 &[&last_id],
                 &redis::streams::StreamReadOptions::default()
-                    .block(2000)
+                    .block(1000)
                     .count(500),
             )
             .await;
@@ -597,6 +755,7 @@ async fn replay(w: Arc<StreamWindow>, client: RedisClient, windows: Windows, fal
                 continue;
             }
         };
+        let read: usize = reply.keys.iter().map(|k| k.ids.len()).sum();
         for k in reply.keys {
             for id in k.ids {
                 last_id = id.id.clone();
@@ -660,6 +819,10 @@ async fn replay(w: Arc<StreamWindow>, client: RedisClient, windows: Windows, fal
                     }
                     Some(b"end") => {
                         w.end();
+                        if !serving {
+                            windows.insert(w.clone());
+                            demand.inner.opened.send_modify(|n| *n += 1);
+                        }
                         info!(stream = %w.name, "stream ended (from Redis)");
                         tokio::time::sleep(Duration::from_secs(30)).await;
                         windows.remove(&w);
@@ -668,6 +831,16 @@ async fn replay(w: Arc<StreamWindow>, client: RedisClient, windows: Windows, fal
                     _ => {}
                 }
             }
+        }
+        if !serving && read < 500 {
+            serving = true;
+            windows.insert(w.clone());
+            demand.inner.opened.send_modify(|n| *n += 1);
+        }
+        if !demand.wanted(&w.name) {
+            debug!(stream = %w.name, "nobody watches this stream here any more; replica dropped");
+            windows.remove(&w);
+            return;
         }
         // The stream is gone from Redis (expired, or a new session replaced it).
         let meta: Option<String> = redis::AsyncCommands::get(&mut conn, key(&w.name, "meta"))
@@ -681,5 +854,45 @@ async fn replay(w: Arc<StreamWindow>, client: RedisClient, windows: Windows, fal
             windows.remove(&w);
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_drops_the_least_recently_asked_and_keeps_the_newest() {
+        let now = Instant::now();
+        let r = |name: &str, ago: u64, mb: usize| {
+            (name.to_string(), now - Duration::from_secs(ago), mb << 20)
+        };
+        // Fits: nothing goes.
+        assert!(over_budget(vec![r("a", 1, 10), r("b", 2, 10)], 30 << 20).is_empty());
+        // c (asked longest ago) goes first; then b.
+        assert_eq!(
+            over_budget(vec![r("c", 9, 10), r("a", 1, 10), r("b", 2, 10)], 25 << 20),
+            vec!["c".to_string()]
+        );
+        assert_eq!(
+            over_budget(vec![r("c", 9, 10), r("a", 1, 10), r("b", 2, 10)], 15 << 20),
+            vec!["b".to_string(), "c".to_string()]
+        );
+        // The newest stays even alone over the budget.
+        assert!(over_budget(vec![r("a", 1, 100)], 1 << 20).is_empty());
+    }
+
+    #[test]
+    fn asking_notes_the_stream_and_says_whether_redis_has_it() {
+        let d = Demand::new(Duration::from_secs(60), 1 << 30);
+        assert!(!d.ask("a"), "nothing known from Redis yet");
+        assert!(d.wanted("a"));
+        d.set_known(Some(&["a".to_string()]));
+        assert!(d.ask("a"));
+        assert!(!d.ask("b"));
+        assert!(!d.wanted("c"));
+        let d = Demand::new(Duration::ZERO, 1 << 30);
+        d.ask("a");
+        assert!(!d.wanted("a"), "idle at once");
     }
 }

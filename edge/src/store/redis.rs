@@ -600,7 +600,7 @@ fn window_bytes(w: &StreamWindow) -> usize {
 
 /// Which replicas go so the rest fit in `budget`: newest asked first, the newest always kept.
 fn over_budget(mut replicas: Vec<(String, Instant, usize)>, budget: usize) -> Vec<String> {
-    replicas.sort_by(|a, b| b.1.cmp(&a.1));
+    replicas.sort_by_key(|r| std::cmp::Reverse(r.1));
     let mut total = 0;
     let mut out = Vec::new();
     for (i, (name, _, bytes)) in replicas.into_iter().enumerate() {

@@ -153,7 +153,8 @@ fn next(msn: u64, part: u32) -> (u64, u32) {
     }
 }
 
-/// Reads one HTTP/1.1 response with a Content-Length; its status.
+/// Reads one HTTP/1.1 response with a Content-Length (what the edge sends for playlists and
+/// complete parts; a chunked response would be misread); its status.
 async fn read_response(
     s: &mut tokio::net::TcpStream,
     buf: &mut Vec<u8>,
@@ -201,10 +202,17 @@ async fn viewer(
     stop: Arc<AtomicBool>,
     mut go: tokio::sync::watch::Receiver<Option<(u64, u32)>>,
 ) {
+    let mut tries = 0;
     let mut s = loop {
         match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
             Ok(s) => break s,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => {
+                tries += 1;
+                if tries == 50 {
+                    eprintln!("a viewer cannot connect ({e}); is `ulimit -n` above 2 x VIEWERS?");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     };
     let _ = s.set_nodelay(true);

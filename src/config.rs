@@ -442,7 +442,8 @@ impl Config {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the archive directory {}", dir.display()))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-            .with_context(|| format!("the archive directory {}", dir.display()))?;
+            .with_context(|| format!("the archive directory {}", dir.display()))?
+            .with_automatic_cleanup(true);
         Ok(Some((Arc::new(store), dir.display().to_string())))
     }
 

@@ -77,6 +77,7 @@ fn main() -> anyhow::Result<()> {
 /// from the origins over HTTP (cached, coalesced) for whatever Redis does not give.
 async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let url = config.redis.url.clone();
+    let redis = config.redis_client()?;
     if url.is_none()
         && config.edge.origins.is_empty()
         && config.archive.url.is_none()
@@ -104,7 +105,7 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             viewers: true,
         },
     )
-    .with_resume(resume_store(&config)?);
+    .with_resume(resume_store(&config, redis.as_ref()));
     if let Some((store, at)) = config.edge_archive_store()? {
         info!(at, "serving VOD archives from shared storage");
         service = service.with_archive(store);
@@ -122,7 +123,7 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    if let Some(client) = config.redis_client()? {
+    if let Some(client) = redis {
         let demand = edge::store::redis::Demand::new(
             Config::secs(config.edge.idle_secs),
             config.edge.replica_mb << 20,
@@ -150,6 +151,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         Some(p) => info!(config = %p.display(), "starting"),
         None => info!("starting with embedded defaults (no --config)"),
     }
+    let redis = config.redis_client()?;
     let streams = stream_entries(&config)?;
     let keys = Arc::new(StreamKeys::new(
         streams.iter().map(|s| (s.key.clone(), s.name.clone())),
@@ -250,7 +252,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         });
     }
 
-    if let Some(client) = config.redis_client()? {
+    if let Some(client) = redis.clone() {
         tokio::spawn(edge::store::redis::mirror_all(windows.clone(), client));
     }
     let cancel = CancellationToken::new();
@@ -284,7 +286,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     if let Err(e) = std::fs::create_dir_all(config.data_dir()) {
         warn!(dir = %config.data_dir().display(), error = %e, "cannot create the data directory; resume positions will not be kept");
     }
-    service = service.with_resume(resume_store(&config)?);
+    service = service.with_resume(resume_store(&config, redis.as_ref()));
     if config.whip.enabled {
         let whip = ingest::whip::Whip::start(
             ingest::whip::WhipConfig {
@@ -390,13 +392,14 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// Viewers' resume positions: in Redis when configured (shared with the edges), else in the
 /// data directory.
-fn resume_store(config: &Config) -> anyhow::Result<edge::resume::ResumeStore> {
-    if let Some(client) = config.redis_client()? {
-        return Ok(edge::resume::ResumeStore::redis(client));
+fn resume_store(
+    config: &Config,
+    redis: Option<&edge::store::redis::RedisClient>,
+) -> edge::resume::ResumeStore {
+    match redis {
+        Some(client) => edge::resume::ResumeStore::redis(client.clone()),
+        None => edge::resume::ResumeStore::open(config.data_dir().join("resume.json")),
     }
-    Ok(edge::resume::ResumeStore::open(
-        config.data_dir().join("resume.json"),
-    ))
 }
 
 struct Stream {

@@ -391,6 +391,14 @@ fn an_edge_without_redis_serves_from_its_origin_coalescing_and_caching() {
         parts[0].body
     );
     assert!(counter(&after, "coalesced") > counter(&before, "coalesced"));
+    // A made-up query parameter does not get past the cache.
+    let before = upstream_stats(&edge);
+    let r = get(edge.http, &format!("/live/demo/video/{hinted}?nocache=123")).unwrap();
+    assert_eq!(r.body, parts[0].body);
+    assert_eq!(
+        counter(&upstream_stats(&edge), "fetches"),
+        counter(&before, "fetches")
+    );
 
     // The MPD names the edge's own time endpoint.
     let mpd = get(edge.http, "/live/demo/manifest.mpd").unwrap();

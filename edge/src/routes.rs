@@ -233,7 +233,7 @@ impl Service {
         }
         if let (Some(d), ["live", name, ..]) = (&self.inner.demand, segs.as_slice()) {
             // The first viewer of a stream at this edge waits for its replica to open.
-            if d.ask(name) && self.window(name).is_none() {
+            if d.ask(name) {
                 d.wait_open(&self.inner.windows, name, Duration::from_secs(5))
                     .await;
             }
@@ -246,7 +246,7 @@ impl Service {
             };
             if !local {
                 let pq = req.uri().path_and_query().map_or(path, |p| p.as_str());
-                return up.get(pq, req.headers()).await;
+                return up.get(pq, req.headers(), self.inner.config.tls).await;
             }
         }
         match segs.as_slice() {

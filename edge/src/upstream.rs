@@ -39,11 +39,17 @@ const DOWN_FOR: Duration = Duration::from_secs(3);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// ... and the body must not stall longer than this between chunks.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Nothing stays in the cache longer than this, whatever the origin says.
+const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Query parameters that change what the origin answers; others are dropped (a made-up
+/// parameter must not get past the cache and the coalescing).
+const QUERY_KEPT: [&str; 4] = ["_HLS_msn", "_HLS_part", "_HLS_skip", "start"];
 
 /// Response headers passed on to viewers; everything else (hop-by-hop, CORS, lengths) is the
 /// edge's own.
-const PASSED: [HeaderName; 7] = [
+const PASSED: [HeaderName; 8] = [
     header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
     header::CACHE_CONTROL,
     header::CONTENT_ENCODING,
     header::ETAG,
@@ -212,20 +218,42 @@ impl Upstream {
     /// Answers a viewer's GET for `path_and_query` from the cache, a fetch already on its way,
     /// or a new fetch. `headers` are the viewer's (for `Accept-Encoding` and the host the MPD
     /// names in its UTCTiming).
-    pub async fn get(&self, path_and_query: &str, headers: &HeaderMap) -> Response<Body> {
-        let gzip = crate::routes::accepts_gzip_header(headers);
+    /// `tls`: this edge serves viewers over HTTPS (for the MPD's time URL).
+    pub async fn get(
+        &self,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        tls: bool,
+    ) -> Response<Body> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let query: Vec<&str> = query
+            .split('&')
+            .filter(|kv| QUERY_KEPT.contains(&kv.split('=').next().unwrap_or("")))
+            .collect();
+        let path_and_query = if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{}", query.join("&"))
+        };
+        let path_and_query = path_and_query.as_str();
+        // Only playlists, MPDs and JSON are compressed; media has one cache entry.
+        let text = [".m3u8", ".mpd", "/vod"].iter().any(|e| path.ends_with(e));
+        let gzip = text && crate::routes::accepts_gzip_header(headers);
         let mut forward = HeaderMap::new();
         if gzip {
             forward.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
         }
         let mut key = format!("{}{path_and_query}", if gzip { "gz " } else { "" });
         // The MPD names this host's /api/v1/time: cached per host asked.
-        if path_and_query
-            .split('?')
-            .next()
-            .unwrap_or("")
-            .ends_with(".mpd")
-        {
+        if path.ends_with(".mpd") {
+            if tls && !headers.contains_key("x-forwarded-proto") {
+                forward.insert(
+                    HeaderName::from_static("x-forwarded-proto"),
+                    HeaderValue::from_static("https"),
+                );
+            }
             for h in [
                 HeaderName::from_static("x-forwarded-host"),
                 HeaderName::from_static("x-forwarded-proto"),
@@ -277,15 +305,36 @@ impl Upstream {
         follow(fetch).await
     }
 
-    /// Fetches for everyone who joins `fetch`, then caches what may be cached.
+    /// Fetches for everyone who joins `fetch`, then caches what may be cached. However it
+    /// ends, the fetch is finished and leaves the in-flight map (nobody waits forever).
     async fn run(&self, fetch: Arc<Fetch>, key: String, path: String, forward: HeaderMap) {
+        struct Finish<'a> {
+            up: &'a Upstream,
+            fetch: &'a Fetch,
+            key: &'a str,
+        }
+        impl Drop for Finish<'_> {
+            fn drop(&mut self) {
+                self.up.inner.inflight.lock().unwrap().remove(self.key);
+                let mut st = self.fetch.state.lock().unwrap();
+                if st.done.is_none() {
+                    st.done = Some(false);
+                }
+                drop(st);
+                self.fetch.changed.send_replace(());
+            }
+        }
+        let _finish = Finish {
+            up: self,
+            fetch: &fetch,
+            key: &key,
+        };
         let finish = |ok: bool| {
             fetch.state.lock().unwrap().done = Some(ok);
             fetch.changed.send_replace(());
         };
         let Some(resp) = self.request(&path, &forward).await else {
             self.inner.stats.failures.fetch_add(1, Ordering::Relaxed);
-            self.inner.inflight.lock().unwrap().remove(&key);
             finish(false);
             return;
         };
@@ -341,7 +390,6 @@ impl Upstream {
                 );
             }
         }
-        self.inner.inflight.lock().unwrap().remove(&key);
         finish(ok);
     }
 
@@ -484,7 +532,9 @@ fn cacheable(head: &Head) -> Option<Duration> {
             max_age = v.parse::<u64>().ok();
         }
     }
-    max_age.filter(|&s| s > 0).map(Duration::from_secs)
+    max_age
+        .filter(|&s| s > 0)
+        .map(|s| Duration::from_secs(s).min(MAX_TTL))
 }
 
 #[cfg(test)]
@@ -504,7 +554,11 @@ mod tests {
     fn what_is_cached() {
         assert_eq!(
             cacheable(&head("public, max-age=31536000, immutable")),
-            Some(Duration::from_secs(31_536_000))
+            Some(MAX_TTL)
+        );
+        assert_eq!(
+            cacheable(&head("max-age=18446744073709551615")),
+            Some(MAX_TTL)
         );
         assert_eq!(
             cacheable(&head("public, max-age=1")),

@@ -336,8 +336,12 @@ pub async fn prune(store: &dyn ObjectStore, keep: Duration) -> usize {
             Ok(f) => f,
             Err(_) => continue,
         };
+        // meta.json last: until it goes, a later prune finds the archive again.
+        let (metas, rest): (Vec<Path>, Vec<Path>) = files
+            .into_iter()
+            .partition(|f| f.filename() == Some("meta.json"));
         let mut ok = true;
-        for f in files {
+        for f in rest.into_iter().chain(metas) {
             ok &= store.delete(&f).await.is_ok();
         }
         if ok {

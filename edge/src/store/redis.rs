@@ -37,6 +37,12 @@ use redis::AsyncCommands;
 use tracing::{debug, info, warn};
 
 const STREAMS: &str = "estuary:streams";
+/// A Redis that does not accept a connection in this long is treated as down...
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// ... and one that does not answer a command in this long (an `XREAD BLOCK` waits at most
+/// [`XREAD_BLOCK_MS`]; a half-open connection would otherwise hang the replica for good).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+const XREAD_BLOCK_MS: usize = 1000;
 
 /// Where Redis is: one server, or a Redis Cluster reached through seed nodes.
 #[derive(Clone)]
@@ -98,7 +104,8 @@ impl RedisClient {
             let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
             Kind::Cluster(
                 redis::cluster::ClusterClientBuilder::new(seeds)
-                    .connection_timeout(Duration::from_secs(2))
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
                     .retries(2)
                     .build()?,
             )
@@ -119,7 +126,14 @@ impl RedisClient {
     /// A new connection (a blocking `XREAD` needs its own).
     pub async fn connect(&self) -> redis::RedisResult<Conn> {
         Ok(match &self.kind {
-            Kind::Single(c) => Conn::Single(c.get_multiplexed_async_connection().await?),
+            Kind::Single(c) => Conn::Single(
+                c.get_multiplexed_async_connection_with_config(
+                    &redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(CONNECT_TIMEOUT)
+                        .set_response_timeout(RESPONSE_TIMEOUT),
+                )
+                .await?,
+            ),
             Kind::Cluster(c) => Conn::Cluster(c.get_async_connection().await?),
         })
     }
@@ -514,24 +528,32 @@ impl Demand {
         }
     }
 
-    /// A viewer asked for `name`. Whether Redis has it (worth waiting for its replica).
+    /// A viewer asked for `name`, a stream Redis has (others are not noted: anyone can make up
+    /// names). True the first time (while nobody else asked): that request is worth waiting for
+    /// the replica to open; later ones are served from it, or elsewhere if it did not open.
     pub fn ask(&self, name: &str) -> bool {
-        {
-            let mut asked = self.inner.asked.lock().unwrap();
-            match asked.get_mut(name) {
-                Some(t) => *t = Instant::now(),
-                None => {
-                    asked.insert(name.to_string(), Instant::now());
-                    self.inner.wanted.notify_one();
-                }
-            }
-        }
-        self.inner
+        let known = self
+            .inner
             .known
             .lock()
             .unwrap()
             .as_ref()
-            .is_some_and(|k| k.contains(name))
+            .is_some_and(|k| k.contains(name));
+        if !known {
+            return false;
+        }
+        let mut asked = self.inner.asked.lock().unwrap();
+        match asked.get_mut(name) {
+            Some(t) => {
+                *t = Instant::now();
+                false
+            }
+            None => {
+                asked.insert(name.to_string(), Instant::now());
+                self.inner.wanted.notify_one();
+                true
+            }
+        }
     }
 
     /// Waits up to `timeout` for the replica of `name` to open.
@@ -635,6 +657,7 @@ pub async fn replay_all(windows: Windows, client: RedisClient, demand: Demand, f
                 }
             }
         }
+        demand.trim(&windows);
         let c = conn.as_mut().expect("set above");
         let names: Vec<String> = match c.smembers(STREAMS).await {
             Ok(n) => n,
@@ -647,7 +670,6 @@ pub async fn replay_all(windows: Windows, client: RedisClient, demand: Demand, f
             }
         };
         demand.set_known(Some(&names));
-        demand.trim(&windows);
         for name in names {
             if !demand.wanted(&name) {
                 continue;
@@ -737,7 +759,7 @@ async fn replay(
                 &[&events_key],
                 &[&last_id],
                 &redis::streams::StreamReadOptions::default()
-                    .block(1000)
+                    .block(XREAD_BLOCK_MS)
                     .count(500),
             )
             .await;
@@ -843,9 +865,11 @@ async fn replay(
             return;
         }
         // The stream is gone from Redis (expired, or a new session replaced it).
-        let meta: Option<String> = redis::AsyncCommands::get(&mut conn, key(&w.name, "meta"))
-            .await
-            .unwrap_or(None);
+        let meta: Option<String> =
+            match redis::AsyncCommands::get(&mut conn, key(&w.name, "meta")).await {
+                Ok(m) => m,
+                Err(_) => continue, // not an answer: the XREAD above finds out what is wrong
+            };
         let session = meta
             .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
             .and_then(|m| m["session"].as_str().map(str::to_string));
@@ -886,12 +910,15 @@ mod tests {
     fn asking_notes_the_stream_and_says_whether_redis_has_it() {
         let d = Demand::new(Duration::from_secs(60), 1 << 30);
         assert!(!d.ask("a"), "nothing known from Redis yet");
-        assert!(d.wanted("a"));
+        assert!(!d.wanted("a"), "not noted");
         d.set_known(Some(&["a".to_string()]));
-        assert!(d.ask("a"));
+        assert!(d.ask("a"), "the first viewer waits for the replica");
+        assert!(d.wanted("a"));
+        assert!(!d.ask("a"), "the next ones do not");
         assert!(!d.ask("b"));
-        assert!(!d.wanted("c"));
+        assert!(!d.wanted("b"), "made-up names are not noted");
         let d = Demand::new(Duration::ZERO, 1 << 30);
+        d.set_known(Some(&["a".to_string()]));
         d.ask("a");
         assert!(!d.wanted("a"), "idle at once");
     }

@@ -7,14 +7,15 @@
 # Before each round the newest part and the live playlist are fetched again and copied for
 # nginx, so both serve the same bytes and the part is still in the 20 s window. FILE.flv is published in a loop with `ffmpeg -c copy` (next to no CPU); without it the
 # pipeline bench's 1080p30 6 Mbit/s file in $TMPDIR is used (run `cargo bench --bench pipeline`
-# once to make it). Needs ffmpeg, nginx (nginx-light) and wrk.
+# once to make it). Needs ffmpeg, nginx (nginx-light) and wrk. With EDGE=1 the origin also
+# mirrors into a redis-server and an `estuary edge` serving from it is measured beside them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${ESTUARY_BIN:-${CARGO_TARGET_DIR:-target}/release/estuary}
 FLV=${1:-${TMPDIR:-/tmp}/bench-1080p30-6M.flv}
 DUR=${DUR:-10}
 CONN=${CONN:-64}
-HTTP=18180; RTMP=11995; NGX=18181
+HTTP=18180; RTMP=11995; NGX=18181; EDGE_HTTP=18182; REDIS=18183
 work=$(mktemp -d /dev/shm/estuary-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -27,10 +28,21 @@ data_dir = "$work/data"
 listen = "127.0.0.1:$HTTP"
 [rtmp]
 listen = "127.0.0.1:$RTMP"
+[hls]
+# A minute of window: the part fetched before a round must outlive all its runs.
+window_segments = 30
 [[streams]]
 name = "bench"
 key = "bench-key-123"
 TOML
+if [ "${EDGE:-0}" = 1 ]; then
+  redis-server --port $REDIS --bind 127.0.0.1 --save "" --appendonly no > /dev/null & pids+=($!)
+  printf '[redis]\nurl = "redis://127.0.0.1:%s"\n' $REDIS >> "$work/estuary.toml"
+  printf '[server]\ndata_dir = "%s/edge"\n[http]\nlisten = "127.0.0.1:%s"\n[redis]\nurl = "redis://127.0.0.1:%s"\n' \
+    "$work" $EDGE_HTTP $REDIS > "$work/edge.toml"
+  sleep 0.3
+  RUST_LOG=warn "$BIN" edge --config "$work/edge.toml" > "$work/edge.log" 2>&1 & pids+=($!)
+fi
 RUST_LOG=warn "$BIN" serve --config "$work/estuary.toml" > "$work/estuary.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null || { cat "$work/estuary.log" >&2; exit 1; }
@@ -84,14 +96,18 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # both alike; the median is reported with every run.
 ROUNDS=${ROUNDS:-3}
 compare() {
-  local name=$1 what=$2 a=() b=()
+  local name=$1 what=$2 a=() b=() c=()
   for _ in $(seq "$ROUNDS"); do
     refresh
     local path="live/bench/video/index.m3u8"
     [ "$what" = part ] && path="live/bench/video/$part"
     a+=("$(rps "http://127.0.0.1:$HTTP/$path")")
     b+=("$(rps "http://127.0.0.1:$NGX/$path")")
+    [ "${EDGE:-0}" = 1 ] && c+=("$(rps "http://127.0.0.1:$EDGE_HTTP/$path")")
   done
+  if [ "${EDGE:-0}" = 1 ]; then
+    printf '%-16s edge %10s req/s  (runs: %s)\n' "$name" "$(printf '%s\n' "${c[@]}" | median)" "${c[*]}"
+  fi
   local ma mb
   ma=$(printf '%s\n' "${a[@]}" | median)
   mb=$(printf '%s\n' "${b[@]}" | median)

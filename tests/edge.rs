@@ -404,6 +404,12 @@ fn an_edge_without_redis_serves_from_its_origin_coalescing_and_caching() {
     let mpd = get(edge.http, "/live/demo/manifest.mpd").unwrap();
     assert_eq!(mpd.status, 200);
     assert!(
+        mpd.header("vary")
+            .unwrap_or("")
+            .contains("X-Forwarded-Host"),
+        "a shared cache keys the MPD by the host it names"
+    );
+    assert!(
         mpd.text()
             .contains(&format!("http://127.0.0.1:{}/api/v1/time", edge.http)),
         "{}",

@@ -462,6 +462,12 @@ impl Service {
         let body = w.read(|st| packager::dash::mpd(&w, st, SystemTime::now(), &time_url));
         let mut r = playlist(encode(body, gzip), gzip, "public, max-age=1");
         set_static(&mut r, header::CONTENT_TYPE, "application/dash+xml");
+        // The time URL comes from these: a shared cache must not give one host's to another.
+        set_static(
+            &mut r,
+            header::VARY,
+            "Accept-Encoding, Host, X-Forwarded-Host, X-Forwarded-Proto",
+        );
         r
     }
 

@@ -26,6 +26,7 @@ cat > "$work/estuary.toml" <<TOML
 data_dir = "$work/data"
 [http]
 listen = "127.0.0.1:$HTTP"
+sendfile = ${SENDFILE:-true}
 [rtmp]
 listen = "127.0.0.1:$RTMP"
 [hls]

@@ -170,6 +170,9 @@ pub struct HttpSection {
     pub tls_key: Option<PathBuf>,
     /// Serve viewers (`/live`, `/vod`) here. Off on an origin whose viewers go to edges.
     pub viewers: bool,
+    /// Keep parts in shared memory and send them with sendfile(2) on cleartext connections
+    /// (Linux): no copy per response.
+    pub sendfile: bool,
 }
 
 impl Default for HttpSection {
@@ -181,6 +184,7 @@ impl Default for HttpSection {
             tls_cert: None,
             tls_key: None,
             viewers: true,
+            sendfile: true,
         }
     }
 }

@@ -9,6 +9,8 @@
 pub mod body;
 pub mod resume;
 pub mod routes;
+#[cfg(target_os = "linux")]
+pub mod sendfile;
 pub mod server;
 pub mod store;
 pub mod tls;

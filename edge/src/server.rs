@@ -55,6 +55,11 @@ pub async fn serve_tls(
         let tls = tls.clone();
         tracker.spawn(async move {
             match tls {
+                #[cfg(target_os = "linux")]
+                None if packager::shm::enabled() => {
+                    let io = crate::sendfile::SendfileIo::new(socket);
+                    connection(io, service, cancel, peer).await
+                }
                 None => connection(socket, service, cancel, peer).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(socket))

@@ -11,6 +11,7 @@ pub mod dash;
 pub mod hls;
 pub mod live;
 pub mod segmenter;
+pub mod shm;
 pub mod window;
 
 pub use live::{run, PackagerConfig};

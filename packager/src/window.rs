@@ -178,6 +178,8 @@ pub struct StreamWindow {
     /// Frames the stream's consumers dropped to stay real time (a transcoder or the packager
     /// falling behind skips to the next keyframe), as the broadcast counts them.
     pub skipped: std::sync::atomic::AtomicU64,
+    /// Per track: where parts go when shared-memory parts are on ([`crate::shm`]).
+    slabs: Vec<crate::shm::SlabWriter>,
 }
 
 /// What a packager hands the window.
@@ -207,7 +209,7 @@ impl StreamWindow {
     ) -> Self {
         let mut video = 0;
         let mut audio = 0;
-        let tracks = tracks
+        let tracks: Vec<TrackWindow> = tracks
             .into_iter()
             .map(|(info, init)| {
                 let rendition = match info.kind() {
@@ -242,6 +244,9 @@ impl StreamWindow {
             })
             .collect();
         let (version, _) = watch::channel(0);
+        let slabs = (0..tracks.len())
+            .map(|_| crate::shm::SlabWriter::default())
+            .collect();
         StreamWindow {
             name: name.to_string(),
             session,
@@ -256,6 +261,7 @@ impl StreamWindow {
             version,
             rendered: Mutex::new(HashMap::new()),
             skipped: std::sync::atomic::AtomicU64::new(0),
+            slabs,
         }
     }
 
@@ -291,7 +297,11 @@ impl StreamWindow {
         self.version.subscribe()
     }
 
-    pub fn push_part(&self, p: PartIn) {
+    pub fn push_part(&self, mut p: PartIn) {
+        // Into shared memory (when on) before the lock: the one copy a part gets.
+        if let Some(slab) = self.slabs.get(p.track) {
+            p.data = slab.place(std::mem::take(&mut p.data));
+        }
         {
             let mut st = self.state.lock().unwrap();
             let keep = self.config.segments.max(1);

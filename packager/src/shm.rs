@@ -40,6 +40,11 @@ pub fn enabled() -> bool {
 
 /// The memfd and the offset in it holding `slice`, if the slice lies within one slab.
 pub fn lookup(slice: &[u8]) -> Option<(i32, u64)> {
+    // Small writes (response heads, playlists, the tail of a part after a partial send) are
+    // cheaper copied than looked up; copying from a slab is as correct as sending from it.
+    if slice.len() < PAGE || !enabled() {
+        return None;
+    }
     let addr = slice.as_ptr() as usize;
     let reg = REGISTRY.read().unwrap();
     let (&base, &(len, fd)) = reg.range(..=addr).next_back()?;
@@ -205,8 +210,9 @@ mod tests {
         assert_eq!(fa, fb, "one slab");
         assert_eq!(oa, 0);
         assert!(ob >= 100_000);
-        // A slice of a part is found at its own offset.
-        assert_eq!(lookup(&b.slice(10..20)).unwrap().1, ob + 10);
+        // A slice of a part is found at its own offset; a small one is left to writev.
+        assert_eq!(lookup(&b.slice(10..5000)).unwrap().1, ob + 10);
+        assert!(lookup(&b.slice(10..20)).is_none());
         // The memfd holds the same bytes.
         let mut buf = vec![0u8; 10];
         let n = unsafe { libc::pread(fb, buf.as_mut_ptr().cast(), 10, (ob + 10) as i64) };

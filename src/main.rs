@@ -93,8 +93,7 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let windows = Windows::new();
     let cancel = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
+    let listener = bind_http(config.http.listen)
         .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
     let mut service = edge::Service::new(
@@ -258,8 +257,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         tokio::spawn(edge::store::redis::mirror_all(windows.clone(), client));
     }
     let cancel = CancellationToken::new();
-    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
+    let http_listener = bind_http(config.http.listen)
         .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
     let rtmp_listener = tokio::net::TcpListener::bind(config.rtmp.listen)
         .await
@@ -390,6 +388,19 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The HTTP listener, with an accept queue long enough for a crowd of viewers (re)connecting
+/// at once (the kernel caps it at `net.core.somaxconn`); tokio's default is 1024.
+fn bind_http(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }
 
 /// Viewers' resume positions: in Redis when configured (shared with the edges), else in the

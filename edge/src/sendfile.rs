@@ -21,12 +21,13 @@ impl SendfileIo {
         SendfileIo { inner }
     }
 
+    /// Sends `slice`, which lies at `offset` in the memfd `fd`.
     fn sendfile(
         &self,
         cx: &mut Context<'_>,
+        slice: &[u8],
         fd: i32,
         offset: u64,
-        len: usize,
     ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.inner.poll_write_ready(cx))?;
@@ -34,7 +35,8 @@ impl SendfileIo {
                 let mut off = offset as libc::off_t;
                 // SAFETY: both fds are open (the slab outlives the slice being written); the
                 // kernel reads from the memfd at `off`.
-                let n = unsafe { libc::sendfile(self.inner.as_raw_fd(), fd, &mut off, len) };
+                let n =
+                    unsafe { libc::sendfile(self.inner.as_raw_fd(), fd, &mut off, slice.len()) };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {
@@ -42,6 +44,27 @@ impl SendfileIo {
                 }
             });
             match sent {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // sendfile refused here (a sandbox, an odd kernel): copy, as without it.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+                    ) =>
+                {
+                    tracing::debug!(error = %e, "sendfile refused; writing instead");
+                    return self.write_copy(cx, slice);
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn write_copy(&self, cx: &mut Context<'_>, slice: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.inner.poll_write_ready(cx))?;
+            match self.inner.try_write(slice) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -100,7 +123,7 @@ impl AsyncWrite for SendfileIo {
     ) -> Poll<io::Result<usize>> {
         if !buf.is_empty() {
             if let Some((fd, offset)) = packager::shm::lookup(buf) {
-                return self.sendfile(cx, fd, offset, buf.len());
+                return self.sendfile(cx, buf, fd, offset);
             }
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
@@ -115,7 +138,7 @@ impl AsyncWrite for SendfileIo {
             return Poll::Ready(Ok(0));
         };
         if let Some((fd, offset)) = packager::shm::lookup(&bufs[first]) {
-            return self.sendfile(cx, fd, offset, bufs[first].len());
+            return self.sendfile(cx, &bufs[first], fd, offset);
         }
         // Everything up to the next slab slice in one writev...
         let end = bufs[first..]
@@ -141,4 +164,81 @@ impl AsyncWrite for SendfileIo {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A response head and a 3 MB part from a slab, through a socket whose send buffer is
+    /// small, read slowly: partial sendfiles and sendmsgs, and every byte arrives in order.
+    #[tokio::test]
+    async fn heads_and_slab_parts_arrive_whole_through_partial_writes() {
+        packager::shm::set_enabled(true);
+        let slabs = packager::shm::SlabWriter::default();
+        let part_bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let part = slabs.place(Bytes::from(part_bytes.clone()));
+        assert!(
+            packager::shm::lookup(&part).is_some(),
+            "the part is in a slab"
+        );
+        let head = Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 3000000\r\n\r\n");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 7_000];
+            loop {
+                let n = c.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&buf[..n]);
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let small: libc::c_int = 8192;
+        // SAFETY: setting an int socket option on an open socket.
+        unsafe {
+            libc::setsockopt(
+                server.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&small as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        let mut io = SendfileIo::new(server);
+        // As hyper does: vectored writes of what is left, advancing by what each call took.
+        let mut chunks = [head.clone(), part.clone()];
+        let mut calls = 0;
+        while chunks.iter().any(|c| !c.is_empty()) {
+            let slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+            let mut n = io.write_vectored(&slices).await.unwrap();
+            assert!(n > 0);
+            calls += 1;
+            for c in chunks.iter_mut() {
+                let take = n.min(c.len());
+                let _ = c.split_to(take);
+                n -= take;
+            }
+        }
+        io.shutdown().await.unwrap();
+        drop(io);
+        let got = reader.await.unwrap();
+        assert!(calls > 2, "partial writes happened ({calls} calls)");
+        assert_eq!(got.len(), head.len() + part_bytes.len());
+        assert_eq!(&got[..head.len()], &head[..]);
+        assert!(
+            got[head.len()..] == part_bytes[..],
+            "the part's bytes, in order"
+        );
+    }
+
+    use std::time::Duration;
 }

@@ -22,7 +22,22 @@ pub const MIN_PART: usize = 16 * 1024;
 /// The size of a slab's mapping (pages are only allocated as parts are written, and freed as
 /// parts are dropped).
 const SLAB: usize = 16 << 20;
-const PAGE: usize = 4096;
+
+/// The kernel's page size: parts are aligned to it so that freeing one never touches another.
+fn page() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        // SAFETY: sysconf has no preconditions.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        #[cfg(not(target_os = "linux"))]
+        let p = 4096;
+        usize::try_from(p)
+            .ok()
+            .filter(|p| *p >= 4096)
+            .unwrap_or(4096)
+    })
+}
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -42,7 +57,7 @@ pub fn enabled() -> bool {
 pub fn lookup(slice: &[u8]) -> Option<(i32, u64)> {
     // Small writes (response heads, playlists, the tail of a part after a partial send) are
     // cheaper copied than looked up; copying from a slab is as correct as sending from it.
-    if slice.len() < PAGE || !enabled() {
+    if slice.len() < page() {
         return None;
     }
     let addr = slice.as_ptr() as usize;
@@ -88,6 +103,9 @@ impl Slab {
                 libc::close(fd);
                 return None;
             }
+            // Base pages only: freeing a part punches whole pages, never part of a huge page
+            // that a socket may still be sending from.
+            libc::madvise(base, cap, libc::MADV_NOHUGEPAGE);
             REGISTRY.write().unwrap().insert(base as usize, (cap, fd));
             Some(Arc::new(Slab {
                 fd,
@@ -133,7 +151,7 @@ impl Drop for InSlab {
                 self.slab.fd,
                 libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
                 self.offset as libc::off_t,
-                self.len.next_multiple_of(PAGE) as libc::off_t,
+                self.len.next_multiple_of(page()) as libc::off_t,
             );
         }
     }
@@ -169,7 +187,7 @@ impl SlabWriter {
             .as_ref()
             .is_some_and(|(s, used)| used + data.len() <= s.cap);
         if !fits {
-            *cur = Slab::new(SLAB.max(data.len().next_multiple_of(4096))).map(|s| (s, 0));
+            *cur = Slab::new(SLAB.max(data.len().next_multiple_of(page()))).map(|s| (s, 0));
         }
         let Some((slab, used)) = cur.as_mut() else {
             return data; // no memfd here: stay on the heap
@@ -180,7 +198,7 @@ impl SlabWriter {
             std::ptr::copy_nonoverlapping(data.as_ptr(), slab.base.add(offset), data.len());
         }
         // Each part on pages of its own, so its pages can be freed when it goes.
-        *used = (offset + data.len()).next_multiple_of(PAGE);
+        *used = (offset + data.len()).next_multiple_of(page());
         Bytes::from_owner(InSlab {
             slab: slab.clone(),
             offset,
@@ -215,7 +233,7 @@ mod tests {
         assert!(lookup(&b.slice(10..20)).is_none());
         // The memfd holds the same bytes.
         let mut buf = vec![0u8; 10];
-        let n = unsafe { libc::pread(fb, buf.as_mut_ptr().cast(), 10, (ob + 10) as i64) };
+        let n = unsafe { libc::pread(fb, buf.as_mut_ptr().cast(), 10, (ob + 10) as libc::off_t) };
         assert_eq!(n, 10);
         assert_eq!(&buf[..], &b[10..20]);
         let base = a.as_ptr() as usize;
@@ -230,7 +248,7 @@ mod tests {
         drop(a);
         let after = blocks(fb);
         assert!(
-            before - after >= 100_000 - 4096,
+            before - after >= 100_000 - page() as u64,
             "a dropped part's pages are freed: {before} -> {after}"
         );
         assert!(

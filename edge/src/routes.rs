@@ -282,12 +282,11 @@ impl Service {
 
     /// `GET /api/v1/vod`: the archives, newest first.
     async fn vod_list(&self) -> Response<Body> {
-        use object_store::ObjectStoreExt;
         let Some(store) = &self.inner.archive else {
             return error(StatusCode::NOT_FOUND, "no archive configured");
         };
-        let top = match store.list_with_delimiter(None).await {
-            Ok(t) => t,
+        let listed = match packager::archive::list(store.as_ref()).await {
+            Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the archive");
                 return error(
@@ -297,19 +296,11 @@ impl Service {
             }
         };
         let mut list: Vec<serde_json::Value> = Vec::new();
-        for prefix in top.common_prefixes {
-            let Ok(got) = store.get(&prefix.clone().join("meta.json")).await else {
-                continue;
-            };
-            let Ok(bytes) = got.bytes().await else {
-                continue;
-            };
-            if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                let id = v["id"].as_str().unwrap_or_default().to_string();
-                v["playback"] = format!("/vod/{id}/index.m3u8").into();
-                v["dash"] = format!("/vod/{id}/manifest.mpd").into();
-                list.push(v);
-            }
+        for mut v in listed.into_iter().map(|l| l.meta) {
+            let id = v["id"].as_str().unwrap_or_default().to_string();
+            v["playback"] = format!("/vod/{id}/index.m3u8").into();
+            v["dash"] = format!("/vod/{id}/manifest.mpd").into();
+            list.push(v);
         }
         list.sort_by(|a, b| b["started"].as_str().cmp(&a["started"].as_str()));
         let mut r = Response::new(Body::from(

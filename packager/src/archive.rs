@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use media::TrackKind;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -299,18 +299,20 @@ fn static_mpd(
     out
 }
 
-/// Deletes archives that ended more than `keep` ago. Returns how many went.
-pub async fn prune(store: &dyn ObjectStore, keep: Duration) -> usize {
-    let Ok(top) = store.list_with_delimiter(None).await else {
-        return 0;
-    };
-    let mut removed = 0;
-    for prefix in top.common_prefixes {
-        let meta = prefix.clone().join("meta.json");
-        // meta.json is last written when the stream ends.
-        let Ok(got) = store.get(&meta).await else {
-            continue;
-        };
+/// One archive as listed: its `meta.json` and when that was last written.
+pub struct Listed {
+    pub prefix: Path,
+    pub meta: serde_json::Value,
+    /// How long ago `meta.json` was written (it is written last when the stream ends).
+    pub age: Option<Duration>,
+}
+
+/// Every archive in `store` with its `meta.json`, read a few at a time (one request each on
+/// object storage). Errs only when the listing itself fails.
+pub async fn list(store: &dyn ObjectStore) -> object_store::Result<Vec<Listed>> {
+    let top = store.list_with_delimiter(None).await?;
+    let read = |prefix: Path| async move {
+        let got = store.get(&prefix.clone().join("meta.json")).await.ok()?;
         let age = u64::try_from(got.meta.last_modified.timestamp_millis())
             .ok()
             .and_then(|ms| {
@@ -318,12 +320,25 @@ pub async fn prune(store: &dyn ObjectStore, keep: Duration) -> usize {
                     .elapsed()
                     .ok()
             });
-        let ended = got
-            .bytes()
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|v| !v["ended"].is_null());
+        let meta = serde_json::from_slice(&got.bytes().await.ok()?).ok()?;
+        Some(Listed { prefix, meta, age })
+    };
+    Ok(futures_util::stream::iter(top.common_prefixes)
+        .map(read)
+        .buffer_unordered(16)
+        .filter_map(|l| async move { l })
+        .collect()
+        .await)
+}
+
+/// Deletes archives that ended more than `keep` ago. Returns how many went.
+pub async fn prune(store: &dyn ObjectStore, keep: Duration) -> usize {
+    let Ok(listed) = list(store).await else {
+        return 0;
+    };
+    let mut removed = 0;
+    for Listed { prefix, meta, age } in listed {
+        let ended = !meta["ended"].is_null();
         if !ended || age.is_none_or(|a| a <= keep) {
             continue;
         }

@@ -21,13 +21,7 @@ for plugin in x264enc:gstreamer1.0-plugins-ugly x265enc:gstreamer1.0-plugins-bad
   rtph264pay:gstreamer1.0-plugins-good avenc_aac:gstreamer1.0-libav; do
   gst-inspect-1.0 "${plugin%%:*}" >/dev/null 2>&1 || missing+=("${plugin##*:}")
 done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}" >&2
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/apt-install.sh ${missing[@]+"${missing[@]}"}
 
 # FFmpeg's libraries, clang and pkg-config for building the transcoder.
 scripts/build-deps.sh
@@ -41,12 +35,7 @@ fi
 # virtualenv of its own (Debian's python3 with python3-venv).
 S3_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/estuary/s3-venv"
 if [ ! -x "$S3_VENV/bin/moto_server" ]; then
-  if ! /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-  fi
+  /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || scripts/apt-install.sh python3-venv
   rm -rf "$S3_VENV"
   /usr/bin/python3 -m venv "$S3_VENV"
   "$S3_VENV/bin/pip" install -q 'moto[server]==5.2.5'

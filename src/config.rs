@@ -413,6 +413,26 @@ impl Config {
         Ok(())
     }
 
+    /// The HTTP service's settings; `viewers`: serve `/live` and `/vod` (an edge always does).
+    pub fn http_config(&self, viewers: bool) -> edge::HttpConfig {
+        edge::HttpConfig {
+            max_connections: self.http.max_connections,
+            cors_origin: self.http.cors_origin.clone(),
+            tls: self.http.tls_cert.is_some(),
+            viewers,
+        }
+    }
+
+    /// The TLS acceptor when `[http] tls_cert` and `tls_key` are set.
+    pub fn tls_acceptor(&self) -> anyhow::Result<Option<edge::tls::TlsAcceptor>> {
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(
+                edge::tls::acceptor(cert, key).context("loading the TLS certificate")?,
+            )),
+            _ => Ok(None),
+        }
+    }
+
     /// The Redis (or Redis Cluster) client, when `[redis] url` is set.
     pub fn redis_client(&self) -> anyhow::Result<Option<edge::store::redis::RedisClient>> {
         let Some(url) = &self.redis.url else {

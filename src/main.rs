@@ -97,16 +97,8 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let listener = bind_http(config.http.listen)
         .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
-    let mut service = edge::Service::new(
-        windows.clone(),
-        edge::HttpConfig {
-            max_connections: config.http.max_connections,
-            cors_origin: config.http.cors_origin.clone(),
-            tls: config.http.tls_cert.is_some(),
-            viewers: true,
-        },
-    )
-    .with_resume(resume_store(&config, redis.as_ref()));
+    let mut service = edge::Service::new(windows.clone(), config.http_config(true))
+        .with_resume(resume_store(&config, redis.as_ref()));
     if let Some((store, at)) = config.edge_archive_store()? {
         info!(at, "serving VOD archives from shared storage");
         service = service.with_archive(store);
@@ -118,12 +110,7 @@ async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 .context("[edge] origins")?;
         service = service.with_upstream(upstream);
     }
-    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(edge::tls::acceptor(cert, key).context("loading the TLS certificate")?)
-        }
-        _ => None,
-    };
+    let tls = config.tls_acceptor()?;
     if let Some(client) = redis {
         let demand = edge::store::redis::Demand::new(
             Config::secs(config.edge.idle_secs),
@@ -273,15 +260,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let http_addr = http_listener.local_addr()?;
     let rtmp_addr = rtmp_listener.local_addr()?;
 
-    let mut service = edge::Service::new(
-        windows.clone(),
-        edge::HttpConfig {
-            max_connections: config.http.max_connections,
-            cors_origin: config.http.cors_origin.clone(),
-            tls: config.http.tls_cert.is_some(),
-            viewers: config.http.viewers,
-        },
-    );
+    let mut service = edge::Service::new(windows.clone(), config.http_config(config.http.viewers));
     if let Some(store) = archive {
         service = service.with_archive(store);
     }
@@ -307,12 +286,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .with_context(|| format!("binding WHIP media on {} (udp)", config.whip.listen))?;
         service = service.with_whip(whip);
     }
-    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(edge::tls::acceptor(cert, key).context("loading the TLS certificate")?)
-        }
-        _ => None,
-    };
+    let tls = config.tls_acceptor()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let http = tokio::spawn(edge::serve_tls(http_listener, tls, service, cancel.clone()));
     let srt = tokio::spawn(ingest::srt::serve(

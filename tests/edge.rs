@@ -59,58 +59,20 @@ fn cmd(port: u16, line: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-/// An `estuary edge` process; killed on drop.
-struct Edge {
-    child: Child,
-    http: u16,
-    _dir: TempDir,
-}
-
-impl Edge {
-    fn start(redis: u16) -> Edge {
-        Edge::start_with(&redis_config(redis))
-    }
-
-    /// An edge with `body` as the rest of its config (`[redis]`, `[edge]`).
-    fn start_with(body: &str) -> Edge {
-        let dir = TempDir::new("edge");
-        let http = free_port();
-        let cfg = dir.0.join("edge.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{body}",
-                dir.0.join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_estuary"))
-            .args(["edge", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for("the edge", Duration::from_secs(60), || {
-            get(http, "/healthz")
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|_| ())
-        });
-        Edge {
-            child,
-            http,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Edge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A position PUT at the origin for `viewer/asset` reads back at the edge.
+fn assert_resume_shared(origin: &Server, edge: &Edge, viewer_asset: &str, position: &str) {
+    let path = format!("/api/v1/resume/{viewer_asset}");
+    let r = request(
+        origin.http,
+        "PUT",
+        &path,
+        &[("Content-Type", "application/json")],
+        format!("{{\"position\": {position}}}").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = get(edge.http, &path).unwrap().text();
+    assert!(got.contains(&format!("\"position\":{position}")), "{got}");
 }
 
 fn redis_config(port: u16) -> String {
@@ -164,7 +126,7 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
     let port = free_port();
     let _redis = Redis::start(port);
     let mut origin = Server::start(&redis_config(port));
-    let edge = Edge::start(port);
+    let edge = Edge::start_with(&redis_config(port));
     let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 60);
     wait_for("two segments", Duration::from_secs(60), || {
         let p = get(origin.http, "/live/demo/video/index.m3u8").ok()?.text();
@@ -220,19 +182,7 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
         "{text}"
     );
     // A viewer's position stored at the origin reads back at the edge (both keep it in Redis).
-    let r = request(
-        origin.http,
-        "PUT",
-        "/api/v1/resume/viewer-9/demo-vod",
-        &[("Content-Type", "application/json")],
-        b"{\"position\": 61.25}",
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    let got = get(edge.http, "/api/v1/resume/viewer-9/demo-vod")
-        .unwrap()
-        .text();
-    assert!(got.contains("\"position\":61.25"), "{got}");
+    assert_resume_shared(&origin, &edge, "viewer-9/demo-vod", "61.25");
     // Everything of the window in Redis expires.
     for key in ["{s:demo}:meta", "{s:demo}:events", "{s:demo}:init:0"] {
         let ttl = cmd(port, &format!("TTL {key}")).unwrap();
@@ -265,7 +215,7 @@ fn redis_restarting_mid_stream_breaks_nothing_and_mirroring_resumes() {
     let port = free_port();
     let redis = Redis::start(port);
     let origin = Server::start(&redis_config(port));
-    let edge = Edge::start(port);
+    let edge = Edge::start_with(&redis_config(port));
     let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 90);
     wait_for("the edge live", Duration::from_secs(60), || {
         let r = get(edge.http, "/live/demo/video/index.m3u8").ok()?;
@@ -300,7 +250,7 @@ fn an_origin_can_leave_viewers_to_the_edges() {
     let port = free_port();
     let _redis = Redis::start(port);
     let origin = Server::start_with_http(&redis_config(port), "viewers = false\n");
-    let edge = Edge::start(port);
+    let edge = Edge::start_with(&redis_config(port));
     let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 30);
     wait_for("the stream at the edge", Duration::from_secs(60), || {
         let r = get(edge.http, "/live/demo/video/index.m3u8").ok()?;
@@ -661,19 +611,7 @@ fn an_edge_serves_through_a_redis_cluster() {
     assert_eq!((o.status, e.status), (200, 200));
     assert_eq!(o.body, e.body);
     // Resume positions go through the cluster too.
-    let r = request(
-        origin.http,
-        "PUT",
-        "/api/v1/resume/viewer-3/demo",
-        &[("Content-Type", "application/json")],
-        b"{\"position\": 12.5}",
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    let got = get(edge.http, "/api/v1/resume/viewer-3/demo")
-        .unwrap()
-        .text();
-    assert!(got.contains("\"position\":12.5"), "{got}");
+    assert_resume_shared(&origin, &edge, "viewer-3/demo", "12.5");
 }
 
 /// Whether the edge holds a replica of `demo` (its stream API lists what it holds).

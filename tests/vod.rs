@@ -44,22 +44,10 @@ fn a_finished_stream_plays_from_the_archive() {
     assert!(list.contains("\"ended\":\"20"), "{list}");
 
     // Played end to end through its multivariant playlist, as a player would.
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-show_entries"])
-        .args([
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(format!("http://127.0.0.1:{}/vod/{id}/index.m3u8", srv.http))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = ffprobe_streams(&format!(
+        "http://127.0.0.1:{}/vod/{id}/index.m3u8",
+        srv.http
+    ));
     let video = text
         .lines()
         .find(|l| l.starts_with("h264"))
@@ -116,7 +104,8 @@ impl Drop for S3 {
     }
 }
 
-fn ffprobe_video(url: &str) -> (String, u64) {
+/// What ffprobe decodes at `url`: a `codec,width,height,frames` line per stream.
+fn ffprobe_streams(url: &str) -> String {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-show_entries"])
         .args([
@@ -127,12 +116,17 @@ fn ffprobe_video(url: &str) -> (String, u64) {
         .arg(url)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The H.264 stream's line and frame count at `url`.
+fn ffprobe_video(url: &str) -> (String, u64) {
+    let text = ffprobe_streams(url);
     let video = text
         .lines()
         .find(|l| l.starts_with("h264"))
@@ -189,27 +183,8 @@ fn an_archive_in_object_storage_plays_from_the_origin_and_an_edge() {
     assert!(vod.contains("#EXT-X-ENDLIST"), "{vod}");
 
     // An edge with the same storage serves it too, without its origin.
-    let dir = TempDir::new("s3edge");
-    let http = free_port();
-    let cfg = dir.0.join("edge.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{archive}",
-            dir.0.join("data").display()
-        ),
-    )
-    .unwrap();
-    let mut edge = Command::new(env!("CARGO_BIN_EXE_estuary"))
-        .args(["edge", "--config"])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the edge", Duration::from_secs(60), || {
-        get(http, "/healthz").ok().filter(|r| r.status == 200)
-    });
+    let edge = Edge::start_with(&archive);
+    let http = edge.http;
     let list = get(http, "/api/v1/vod").unwrap().text();
     assert!(list.contains(&id), "{list}");
     assert_eq!(
@@ -227,6 +202,4 @@ fn an_archive_in_object_storage_plays_from_the_origin_and_an_edge() {
             .status,
         404
     );
-    let _ = edge.kill();
-    let _ = edge.wait();
 }

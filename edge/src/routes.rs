@@ -105,44 +105,39 @@ impl Service {
         }
     }
 
+    /// The service's parts while it is being put together (before it is cloned).
+    fn setup(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.inner).expect("with_* is called before the service is shared")
+    }
+
     /// Serves the VOD archive in `store` at `/vod/...` and lists it at `/api/v1/vod`.
     pub fn with_archive(mut self, store: packager::archive::Store) -> Self {
-        Arc::get_mut(&mut self.inner)
-            .expect("with_archive is called before the service is shared")
-            .archive = Some(store);
+        self.setup().archive = Some(store);
         self
     }
 
     /// Keeps viewers' resume positions at `/api/v1/resume/{viewer}/{asset}`.
     pub fn with_resume(mut self, store: crate::resume::ResumeStore) -> Self {
-        Arc::get_mut(&mut self.inner)
-            .expect("with_resume is called before the service is shared")
-            .resume = Some(store);
+        self.setup().resume = Some(store);
         self
     }
 
     /// Fetches what this node does not hold (live streams it has no window for, the VOD
     /// archive when it has none) from origins over HTTP: an edge's fallback and cache.
     pub fn with_upstream(mut self, upstream: crate::upstream::Upstream) -> Self {
-        Arc::get_mut(&mut self.inner)
-            .expect("with_upstream is called before the service is shared")
-            .upstream = Some(upstream);
+        self.setup().upstream = Some(upstream);
         self
     }
 
     /// Live streams come from Redis replicas opened as viewers ask for them (an edge).
     pub fn with_demand(mut self, demand: crate::store::redis::Demand) -> Self {
-        Arc::get_mut(&mut self.inner)
-            .expect("with_demand is called before the service is shared")
-            .demand = Some(demand);
+        self.setup().demand = Some(demand);
         self
     }
 
     /// Serves WHIP publishers at `/whip` too.
     pub fn with_whip(mut self, whip: ingest::whip::Whip) -> Self {
-        Arc::get_mut(&mut self.inner)
-            .expect("with_whip is called before the service is shared")
-            .whip = Some(whip);
+        self.setup().whip = Some(whip);
         self
     }
 

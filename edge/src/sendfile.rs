@@ -21,6 +21,21 @@ impl SendfileIo {
         SendfileIo { inner }
     }
 
+    /// Runs the non-blocking `write` when the socket is writable, until it does not block.
+    fn poll_io(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.inner.poll_write_ready(cx))?;
+            match self.inner.try_io(Interest::WRITABLE, &mut write) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
     /// Sends `slice`, which lies at `offset` in the memfd `fd`.
     fn sendfile(
         &self,
@@ -29,79 +44,50 @@ impl SendfileIo {
         fd: i32,
         offset: u64,
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.inner.poll_write_ready(cx))?;
-            let sent = self.inner.try_io(Interest::WRITABLE, || {
-                let mut off = offset as libc::off_t;
-                // SAFETY: both fds are open (the slab outlives the slice being written); the
-                // kernel reads from the memfd at `off`.
-                let n =
-                    unsafe { libc::sendfile(self.inner.as_raw_fd(), fd, &mut off, slice.len()) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match sent {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                // sendfile refused here (a sandbox, an odd kernel): copy, as without it.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
-                    ) =>
-                {
-                    tracing::debug!(error = %e, "sendfile refused; writing instead");
-                    return self.write_copy(cx, slice);
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+        let sock = self.inner.as_raw_fd();
+        let sent = ready!(self.poll_io(cx, || {
+            let mut off = offset as libc::off_t;
+            // SAFETY: both fds are open (the slab outlives the slice being written); the kernel
+            // reads from the memfd at `off`.
+            syscall(unsafe { libc::sendfile(sock, fd, &mut off, slice.len()) })
+        }));
+        match sent {
+            // sendfile refused here (a sandbox, an odd kernel): copy, as without it.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+                ) =>
+            {
+                tracing::debug!(error = %e, "sendfile refused; writing instead");
+                self.poll_io(cx, || self.inner.try_write(slice))
             }
+            r => Poll::Ready(r),
         }
     }
 
-    fn write_copy(&self, cx: &mut Context<'_>, slice: &[u8]) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.inner.poll_write_ready(cx))?;
-            match self.inner.try_write(slice) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+    /// Sends `bufs` with MSG_MORE: more (a part) follows at once.
+    fn send_more(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let sock = self.inner.as_raw_fd();
+        self.poll_io(cx, || {
+            // SAFETY: the iovecs point at `bufs`, alive for the call; msghdr is zeroed apart
+            // from them.
+            syscall(unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+                msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+                libc::sendmsg(sock, &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+            })
+        })
     }
 }
 
-impl SendfileIo {
-    fn send_more(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.inner.poll_write_ready(cx))?;
-            let sent = self.inner.try_io(Interest::WRITABLE, || {
-                // SAFETY: the iovecs point at `bufs`, alive for the call; msghdr is zeroed
-                // apart from them.
-                let n = unsafe {
-                    let mut msg: libc::msghdr = std::mem::zeroed();
-                    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-                    msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
-                    libc::sendmsg(
-                        self.inner.as_raw_fd(),
-                        &msg,
-                        libc::MSG_MORE | libc::MSG_NOSIGNAL,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match sent {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+/// A byte count from a syscall, or its errno.
+fn syscall(n: libc::ssize_t) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 

@@ -308,34 +308,29 @@ impl Upstream {
     /// Fetches for everyone who joins `fetch`, then caches what may be cached. However it
     /// ends, the fetch is finished and leaves the in-flight map (nobody waits forever).
     async fn run(&self, fetch: Arc<Fetch>, key: String, path: String, forward: HeaderMap) {
+        /// Finishes the fetch when dropped: `ok` once the whole body is in (and cached),
+        /// a failure on any other way out, a panic included.
         struct Finish<'a> {
             up: &'a Upstream,
             fetch: &'a Fetch,
             key: &'a str,
+            ok: bool,
         }
         impl Drop for Finish<'_> {
             fn drop(&mut self) {
                 self.up.inner.inflight.lock().unwrap().remove(self.key);
-                let mut st = self.fetch.state.lock().unwrap();
-                if st.done.is_none() {
-                    st.done = Some(false);
-                }
-                drop(st);
+                self.fetch.state.lock().unwrap().done = Some(self.ok);
                 self.fetch.changed.send_replace(());
             }
         }
-        let _finish = Finish {
+        let mut finish = Finish {
             up: self,
             fetch: &fetch,
             key: &key,
-        };
-        let finish = |ok: bool| {
-            fetch.state.lock().unwrap().done = Some(ok);
-            fetch.changed.send_replace(());
+            ok: false,
         };
         let Some(resp) = self.request(&path, &forward).await else {
             self.inner.stats.failures.fetch_add(1, Ordering::Relaxed);
-            finish(false);
             return;
         };
         let (parts, mut body) = resp.into_parts();
@@ -390,7 +385,7 @@ impl Upstream {
                 );
             }
         }
-        finish(ok);
+        finish.ok = ok;
     }
 
     /// Sends the GET to the origins in turn; the first useful answer.

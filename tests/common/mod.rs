@@ -234,6 +234,56 @@ impl Drop for Server {
 }
 
 /// An ffmpeg publisher; killed on drop.
+/// An `estuary edge` process; killed on drop.
+pub struct Edge {
+    pub child: Child,
+    pub http: u16,
+    _dir: TempDir,
+}
+
+impl Edge {
+    /// An edge with `body` as the rest of its config (`[redis]`, `[edge]`, `[archive]`).
+    pub fn start_with(body: &str) -> Edge {
+        let dir = TempDir::new("edge");
+        let http = free_port();
+        let cfg = dir.0.join("edge.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{body}",
+                dir.0.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_estuary"))
+            .args(["edge", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the edge", Duration::from_secs(60), || {
+            get(http, "/healthz")
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|_| ())
+        });
+        Edge {
+            child,
+            http,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub struct Publisher(pub Child);
 
 impl Publisher {

@@ -444,38 +444,30 @@ async fn send(
     let events_key = key(name, "events");
     let mut pipe = redis::pipe();
     for e in events {
-        let fields: Vec<(&str, Vec<u8>)> = match e {
-            Event::Part(p) => vec![
-                ("type", b"part".to_vec()),
-                ("track", p.track.to_string().into_bytes()),
-                ("msn", p.msn.to_string().into_bytes()),
-                ("index", p.index.to_string().into_bytes()),
-                ("duration", p.duration.to_string().into_bytes()),
-                (
-                    "independent",
-                    (p.independent as u8).to_string().into_bytes(),
-                ),
-                ("gap", (p.gap as u8).to_string().into_bytes()),
-                (
-                    "end_expected",
-                    (p.end_expected as u8).to_string().into_bytes(),
-                ),
-                (
-                    "discontinuity",
-                    (p.discontinuity as u8).to_string().into_bytes(),
-                ),
-                ("start", p.start.to_string().into_bytes()),
-                ("samples", p.samples.to_string().into_bytes()),
-                ("data", p.data.to_vec()),
-            ],
-            Event::Complete { track, msn } => vec![
-                ("type", b"complete".to_vec()),
-                ("track", track.to_string().into_bytes()),
-                ("msn", msn.to_string().into_bytes()),
-            ],
-            Event::End => vec![("type", b"end".to_vec())],
-        };
-        pipe.xadd(&events_key, "*", &fields);
+        let xadd = pipe.cmd("XADD").arg(&events_key).arg("*");
+        match e {
+            // The part's bytes go into the pipeline's buffer straight from the window.
+            Event::Part(p) => {
+                xadd.arg("type").arg("part");
+                xadd.arg("track").arg(p.track).arg("msn").arg(p.msn);
+                xadd.arg("index").arg(p.index);
+                xadd.arg("duration").arg(p.duration.to_string());
+                xadd.arg("independent").arg(p.independent as u8);
+                xadd.arg("gap").arg(p.gap as u8);
+                xadd.arg("end_expected").arg(p.end_expected as u8);
+                xadd.arg("discontinuity").arg(p.discontinuity as u8);
+                xadd.arg("start").arg(p.start.to_string());
+                xadd.arg("samples").arg(p.samples);
+                xadd.arg("data").arg(p.data.as_ref());
+            }
+            Event::Complete { track, msn } => {
+                xadd.arg("type").arg("complete");
+                xadd.arg("track").arg(*track).arg("msn").arg(*msn);
+            }
+            Event::End => {
+                xadd.arg("type").arg("end");
+            }
+        }
     }
     // Older than the window (and some): nobody needs it.
     let keep_ms = (window_secs * 1500.0) as u64 + 10_000;
@@ -779,8 +771,13 @@ async fn replay(
         };
         let read: usize = reply.keys.iter().map(|k| k.ids.len()).sum();
         for k in reply.keys {
-            for id in k.ids {
+            for mut id in k.ids {
                 last_id = id.id.clone();
+                // The part's bytes, taken from the reply rather than copied.
+                let data = match id.map.remove("data") {
+                    Some(redis::Value::BulkString(b)) => Bytes::from(b),
+                    _ => Bytes::new(),
+                };
                 let get = |f: &str| -> Option<Vec<u8>> {
                     match id.map.get(f)? {
                         redis::Value::BulkString(b) => Some(b.clone()),
@@ -821,7 +818,7 @@ async fn replay(
                             track,
                             msn,
                             index,
-                            data: Bytes::from(get("data").unwrap_or_default()),
+                            data,
                             duration: num("duration").unwrap_or(0.0),
                             independent: num("independent") == Some(1.0),
                             gap: num("gap") == Some(1.0),

@@ -59,6 +59,21 @@ fn cmd(port: u16, line: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// The last part `playlist` lists, fetched from both: the same bytes. Its URI and the edge's
+/// answer.
+fn same_last_part(origin: &Server, edge: &Edge, playlist: &str) -> (String, Resp) {
+    let part = tags(playlist, "#EXT-X-PART:")
+        .last()
+        .and_then(|l| attr(l, "URI"))
+        .unwrap()
+        .to_string();
+    let o = get(origin.http, &format!("/live/demo/video/{part}")).unwrap();
+    let e = get(edge.http, &format!("/live/demo/video/{part}")).unwrap();
+    assert_eq!((o.status, e.status), (200, 200));
+    assert_eq!(o.body, e.body, "{part}");
+    (part, e)
+}
+
 /// A position PUT at the origin for `viewer/asset` reads back at the edge.
 fn assert_resume_shared(origin: &Server, edge: &Edge, viewer_asset: &str, position: &str) {
     let path = format!("/api/v1/resume/{viewer_asset}");
@@ -153,20 +168,9 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
     let playlist = get(origin.http, "/live/demo/video/index.m3u8")
         .unwrap()
         .text();
-    let part = tags(&playlist, "#EXT-X-PART:")
-        .last()
-        .and_then(|l| attr(l, "URI"))
-        .unwrap()
-        .to_string();
-    let o = get(origin.http, &format!("/live/demo/video/{part}")).unwrap();
-    let e = get(edge.http, &format!("/live/demo/video/{part}")).unwrap();
-    assert_eq!((o.status, e.status), (200, 200));
-    assert_eq!(o.body, e.body, "{part}");
+    same_last_part(&origin, &edge, &playlist);
     // A blocking reload at the edge wakes on the next part.
-    let hint = tags(&playlist, "#EXT-X-PRELOAD-HINT:")[0];
-    let next = attr(hint, "URI").unwrap();
-    let file = next.split('/').nth(1).unwrap().trim_end_matches(".m4s");
-    let (msn, part_n) = file.split_once('.').unwrap();
+    let (msn, part_n, next) = next_part(&playlist);
     let r = get(
         edge.http,
         &format!("/live/demo/video/index.m3u8?_HLS_msn={msn}&_HLS_part={part_n}"),
@@ -178,7 +182,7 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
     assert!(
         tags(&text, "#EXT-X-PART:")
             .iter()
-            .any(|l| attr(l, "URI") == Some(next)),
+            .any(|l| attr(l, "URI") == Some(next.as_str())),
         "{text}"
     );
     // A viewer's position stored at the origin reads back at the edge (both keep it in Redis).
@@ -284,15 +288,7 @@ fn an_edge_without_redis_serves_from_its_origin_coalescing_and_caching() {
     let playlist = get(edge.http, "/live/demo/video/index.m3u8")
         .unwrap()
         .text();
-    let part = tags(&playlist, "#EXT-X-PART:")
-        .last()
-        .and_then(|l| attr(l, "URI"))
-        .unwrap()
-        .to_string();
-    let o = get(origin.http, &format!("/live/demo/video/{part}")).unwrap();
-    let e = get(edge.http, &format!("/live/demo/video/{part}")).unwrap();
-    assert_eq!((o.status, e.status), (200, 200));
-    assert_eq!(o.body, e.body, "{part}");
+    let (part, e) = same_last_part(&origin, &edge, &playlist);
     assert_eq!(e.header("content-type"), Some("video/mp4"));
     assert!(e.header("cache-control").unwrap().contains("immutable"));
 

@@ -15,7 +15,7 @@ BIN=${ESTUARY_BIN:-${CARGO_TARGET_DIR:-target}/release/estuary}
 FLV=${1:-${TMPDIR:-/tmp}/bench-1080p30-6M.flv}
 DUR=${DUR:-10}
 CONN=${CONN:-64}
-HTTP=18180; RTMP=11995; NGX=18181; EDGE_HTTP=18182; REDIS=18183
+HTTP=18180; RTMP=11995; NGX=18181; EDGE_HTTP=18182; REDIS=18183; SRT=18184
 work=$(mktemp -d /dev/shm/estuary-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -29,12 +29,16 @@ listen = "127.0.0.1:$HTTP"
 sendfile = ${SENDFILE:-true}
 [rtmp]
 listen = "127.0.0.1:$RTMP"
+[srt]
+listen = "127.0.0.1:$SRT"
 [hls]
 # A minute of window: the part fetched before a round must outlive all its runs.
 window_segments = 30
 [[streams]]
 name = "bench"
 key = "bench-key-123"
+# HTTP is measured here, not the ladder: the transcoder would take a core from both servers.
+transcode = false
 TOML
 if [ "${EDGE:-0}" = 1 ]; then
   redis-server --port $REDIS --bind 127.0.0.1 --save "" --appendonly no > /dev/null & pids+=($!)
@@ -43,8 +47,10 @@ if [ "${EDGE:-0}" = 1 ]; then
     "$work" $EDGE_HTTP $REDIS > "$work/edge.toml"
   sleep 0.3
   RUST_LOG=warn "$BIN" edge --config "$work/edge.toml" > "$work/edge.log" 2>&1 & pids+=($!)
+  edge_pid=$!
 fi
 RUST_LOG=warn "$BIN" serve --config "$work/estuary.toml" > "$work/estuary.log" 2>&1 & pids+=($!)
+estuary_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null || { cat "$work/estuary.log" >&2; exit 1; }
 ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i "$FLV" -c copy -f flv "rtmp://127.0.0.1:$RTMP/live/bench-key-123" & pids+=($!)
@@ -60,7 +66,9 @@ refresh() {
   part=$(echo "$playlist" | grep '^#EXT-X-PART:' | tail -1 | sed 's/.*URI="\([^"]*\)".*/\1/')
   mkdir -p "$work/www/live/bench/video/$(dirname "$part")"
   curl -sf "http://127.0.0.1:$HTTP/live/bench/video/$part" -o "$work/www/live/bench/video/$part"
-  echo "$playlist" > "$work/www/live/bench/video/index.m3u8"
+  # A new file, not a rewrite: nginx's open_file_cache keeps the old one's size for a while.
+  echo "$playlist" > "$work/www/live/bench/video/index.m3u8.new"
+  mv "$work/www/live/bench/video/index.m3u8.new" "$work/www/live/bench/video/index.m3u8"
   chmod 755 "$work"; chmod -R a+rX "$work/www"
 }
 refresh
@@ -81,39 +89,68 @@ http {
 NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 sleep 0.5
+nginx_pids=$(pgrep -P $! | tr '\n' ' ')
 
-# One wrk run; prints requests/s. Fails on any non-2xx answer.
+# CPU time (user + system, clock ticks) of every thread of the given processes.
+cpu_ticks() {
+  local p t total=0
+  for p in "$@"; do
+    for t in /proc/"$p"/task/*/stat; do
+      total=$((total + $(sed 's/.*) //' "$t" | awk '{print $12 + $13}')))
+    done
+  done
+  echo "$total"
+}
+
+# One wrk run against URL; the rest are the server's processes. Prints requests/s and the
+# server's CPU microseconds per request. Fails on any non-2xx answer or socket error.
 rps() {
-  local out code
-  code=$(curl -s -o /dev/null -w '%{http_code}' "$1")
-  [ "$code" = 200 ] || { echo "$1 answered $code" >&2; exit 1; }
-  out=$(wrk -t2 -c"$CONN" -d"${DUR}s" "$1")
-  if echo "$out" | grep -q 'Non-2xx'; then echo "$out" >&2; exit 1; fi
-  echo "$out" | awk '/Requests\/sec/ {print $2}'
+  local url=$1 out code c0 c1 n
+  shift
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
+  [ "$code" = 200 ] || { echo "$url answered $code" >&2; exit 1; }
+  c0=$(cpu_ticks "$@")
+  out=$(wrk -t2 -c"$CONN" -d"${DUR}s" "$url")
+  c1=$(cpu_ticks "$@")
+  if echo "$out" | grep -q 'Non-2xx\|Socket errors'; then echo "$out" >&2; exit 1; fi
+  n=$(echo "$out" | awk '/requests in/ {print $1}')
+  echo "$out" | awk -v n="$n" -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
+    '/Requests\/sec/ {printf "%d %.1f\n", $2, c / hz / n * 1e6}'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# Runs alternate between the two servers, ROUNDS times each, so drift on a shared machine hits
-# both alike; the median is reported with every run.
+# Runs alternate between the servers, ROUNDS times each, so drift on a shared machine hits all
+# alike; the median is reported with every run. us/req: the server's CPU time (all its threads,
+# user + system) per request, which depends less than req/s on what else the machine is doing.
 ROUNDS=${ROUNDS:-3}
 compare() {
-  local name=$1 what=$2 a=() b=() c=()
+  local name=$1 what=$2 a=() b=() c=() r
   for _ in $(seq "$ROUNDS"); do
     refresh
     local path="live/bench/video/index.m3u8"
     [ "$what" = part ] && path="live/bench/video/$part"
-    a+=("$(rps "http://127.0.0.1:$HTTP/$path")")
-    b+=("$(rps "http://127.0.0.1:$NGX/$path")")
-    [ "${EDGE:-0}" = 1 ] && c+=("$(rps "http://127.0.0.1:$EDGE_HTTP/$path")")
+    a+=("$(rps "http://127.0.0.1:$HTTP/$path" "$estuary_pid")")
+    # shellcheck disable=SC2086
+    b+=("$(rps "http://127.0.0.1:$NGX/$path" $nginx_pids)")
+    [ "${EDGE:-0}" = 1 ] && c+=("$(rps "http://127.0.0.1:$EDGE_HTTP/$path" "$edge_pid")")
   done
-  if [ "${EDGE:-0}" = 1 ]; then
-    printf '%-16s edge %10s req/s  (runs: %s)\n' "$name" "$(printf '%s\n' "${c[@]}" | median)" "${c[*]}"
-  fi
-  local ma mb
-  ma=$(printf '%s\n' "${a[@]}" | median)
-  mb=$(printf '%s\n' "${b[@]}" | median)
-  printf '%-16s estuary %10s req/s  nginx %10s req/s  ratio %s   (runs: estuary %s; nginx %s)\n' \
-    "$name" "$ma" "$mb" "$(awk -v x="$ma" -v y="$mb" 'BEGIN {printf "%.2f", x / y}')" "${a[*]}" "${b[*]}"
+  report() { # label runs...
+    local label=$1
+    shift
+    local rs us
+    rs=$(printf '%s\n' "$@" | awk '{print $1}' | median)
+    us=$(printf '%s\n' "$@" | awk '{print $2}' | median)
+    printf '  %-8s %8s req/s %6s us/req   (runs: %s)\n' "$label" "$rs" "$us" \
+      "$(printf '%s\n' "$@" | tr ' ' / | paste -sd ' ')"
+    r=$rs
+  }
+  echo "$name"
+  report estuary "${a[@]}"
+  local ma=$r
+  report nginx "${b[@]}"
+  local mb=$r
+  [ "${EDGE:-0}" = 1 ] && report edge "${c[@]}"
+  awk -v x="$ma" -v y="$mb" 'BEGIN {printf "  ratio estuary/nginx (req/s): %.2f\n", x / y}'
 }
 echo "wrk -t2 -c$CONN -d${DUR}s x $ROUNDS alternating, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 compare "hot part" part

@@ -173,6 +173,8 @@ pub struct HttpSection {
     /// Keep parts in shared memory and send them with sendfile(2) on cleartext connections
     /// (Linux): no copy per response.
     pub sendfile: bool,
+    /// Threads serving HTTP connections, each with a runtime of its own; 0: one per CPU core.
+    pub workers: usize,
 }
 
 impl Default for HttpSection {
@@ -185,6 +187,7 @@ impl Default for HttpSection {
             tls_key: None,
             viewers: true,
             sendfile: true,
+            workers: 0,
         }
     }
 }
@@ -420,6 +423,10 @@ impl Config {
             cors_origin: self.http.cors_origin.clone(),
             tls: self.http.tls_cert.is_some(),
             viewers,
+            workers: match self.http.workers {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
         }
     }
 

@@ -49,6 +49,9 @@ pub struct HttpConfig {
     /// Serve viewers' routes (`/live`, `/vod`); an origin whose viewers go to edges turns
     /// them off and keeps ingest (WHIP), the APIs and health checks.
     pub viewers: bool,
+    /// Threads of their own serving connections, each a single-threaded runtime (0: on the
+    /// caller's runtime).
+    pub workers: usize,
 }
 
 impl Default for HttpConfig {
@@ -58,6 +61,7 @@ impl Default for HttpConfig {
             cors_origin: "*".into(),
             tls: false,
             viewers: true,
+            workers: 0,
         }
     }
 }
@@ -83,6 +87,22 @@ struct Inner {
 const ADVANCE_SEGMENT_LIMIT: u64 = 2;
 /// ... or more than three parts ahead of the last part.
 const ADVANCE_PART_LIMIT: u32 = 3;
+
+/// No route has more path segments than this; a longer path is not found.
+const MAX_SEGMENTS: usize = 8;
+
+/// The path's segments (after the leading `/`), in `buf`; none when there are too many.
+fn split_path<'a, 'b>(path: &'a str, buf: &'b mut [&'a str; MAX_SEGMENTS]) -> &'b [&'a str] {
+    let mut n = 0;
+    for seg in path.trim_start_matches('/').split('/') {
+        if n == MAX_SEGMENTS {
+            return &[];
+        }
+        buf[n] = seg;
+        n += 1;
+    }
+    &buf[..n]
+}
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_STORE: &str = "no-store";
@@ -152,13 +172,21 @@ impl Service {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let path = req.uri().path();
         let whip_path = path == "/whip" || path.starts_with("/whip/");
+        let resume_path = path.starts_with("/api/v1/resume/");
+        let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| path.to_owned());
         let mut resp = match method {
             Method::OPTIONS => preflight(&req, whip_path),
             Method::GET | Method::HEAD if !whip_path => self.get(&req).await,
-            Method::PUT if path.starts_with("/api/v1/resume/") => self.resume_put(req, &path).await,
-            _ if whip_path => self.whip(req, &path, peer).await,
+            Method::PUT if resume_path => {
+                let path = path.to_owned();
+                self.resume_put(req, &path).await
+            }
+            _ if whip_path => {
+                let path = path.to_owned();
+                self.whip(req, &path, peer).await
+            }
             _ => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "only GET, HEAD and OPTIONS");
                 r.headers_mut().insert(
@@ -179,7 +207,9 @@ impl Service {
         if method == Method::HEAD {
             *resp.body_mut() = Body::empty();
         }
-        debug!(%method, path, status = resp.status().as_u16(), "request");
+        if let Some(path) = logged {
+            debug!(%method, path, status = resp.status().as_u16(), "request");
+        }
         resp
     }
 
@@ -192,8 +222,9 @@ impl Service {
         let Some(whip) = &self.inner.whip else {
             return error(StatusCode::NOT_FOUND, "WHIP ingest is not enabled here");
         };
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        match (req.method().clone(), segs.as_slice()) {
+        let mut buf = [""; MAX_SEGMENTS];
+        let segs = split_path(path, &mut buf);
+        match (req.method().clone(), segs) {
             (Method::POST, ["whip"]) => crate::whip::post(whip, req, None, peer).await,
             (Method::POST, ["whip", key]) if *key != "session" => {
                 crate::whip::post(whip, req, Some(key), peer).await
@@ -218,7 +249,8 @@ impl Service {
 
     async fn get<B>(&self, req: &Request<B>) -> Response<Body> {
         let path = req.uri().path();
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let mut buf = [""; MAX_SEGMENTS];
+        let segs = split_path(path, &mut buf);
         let gzip = accepts_gzip(req);
         if !self.inner.config.viewers && matches!(segs.first(), Some(&"live") | Some(&"vod")) {
             return error(
@@ -226,7 +258,7 @@ impl Service {
                 "viewers are served by the edges, not by this origin",
             );
         }
-        if let (Some(d), ["live", name, ..]) = (&self.inner.demand, segs.as_slice()) {
+        if let (Some(d), ["live", name, ..]) = (&self.inner.demand, segs) {
             // The first viewer of a stream at this edge waits for its replica to open.
             if d.ask(name) {
                 d.wait_open(&self.inner.windows, name, Duration::from_secs(5))
@@ -234,7 +266,7 @@ impl Service {
             }
         }
         if let Some(up) = &self.inner.upstream {
-            let local = match segs.as_slice() {
+            let local = match segs {
                 ["live", name, ..] => self.window(name).is_some(),
                 ["vod", ..] | ["api", "v1", "vod"] => self.inner.archive.is_some(),
                 _ => true,
@@ -244,7 +276,7 @@ impl Service {
                 return up.get(pq, req.headers(), self.inner.config.tls).await;
             }
         }
-        match segs.as_slice() {
+        match segs {
             ["healthz"] => text(StatusCode::OK, "ok\n", NO_STORE),
             ["api", "v1", "edge"] => self.edge_json(),
             ["api", "v1", "streams"] => self.streams_json(),
@@ -326,8 +358,8 @@ impl Service {
         let Some(store) = &self.inner.resume else {
             return error(StatusCode::NOT_FOUND, "no resume store");
         };
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let ["api", "v1", "resume", viewer, asset] = segs.as_slice() else {
+        let mut buf = [""; MAX_SEGMENTS];
+        let ["api", "v1", "resume", viewer, asset] = split_path(path, &mut buf) else {
             return error(StatusCode::NOT_FOUND, "not found");
         };
         if !crate::resume::valid_id(viewer) || !crate::resume::valid_id(asset) {
@@ -513,16 +545,13 @@ impl Service {
         let body = w.rendered(cache_key(track, q.skip, gzip), |st| {
             encode(hls::media_playlist(&w, st, track, q.skip), gzip)
         });
-        let cache = if ended {
-            format!("public, max-age={}", 6 * td)
-        } else if q.msn.is_some() {
+        if ended || q.msn.is_some() {
             // Identical blocking requests from every viewer map to one cached response.
-            format!("public, max-age={}", 6 * td)
+            playlist(body, gzip, &format!("public, max-age={}", 6 * td))
         } else {
             // Half a part target, rounded to what max-age can say.
-            "public, max-age=1".to_string()
-        };
-        playlist(body, gzip, &cache)
+            playlist(body, gzip, "public, max-age=1")
+        }
     }
 
     async fn media(
@@ -567,11 +596,21 @@ impl Service {
                 Err(_) => return error(StatusCode::NOT_FOUND, "not found"),
             },
         };
-        let td = w.read(|st| w.target_duration(st));
-        let (open_msn, open_parts) = w.read(|st| live_edge(&st.tracks[track]));
+        // One look at the window: the bytes when they are there, else what to wait for.
+        let (body, td, (open_msn, open_parts), complete) = w.read(|st| {
+            let t = &st.tracks[track];
+            (
+                media_body(t, msn, part),
+                w.target_duration(st),
+                live_edge(t),
+                t.segment(msn).is_some_and(|s| s.complete),
+            )
+        });
+        if let Some(b) = body {
+            return bytes_response(b, content_type);
+        }
         // A segment being written (or the next one) is sent as it grows: LL-DASH players ask
         // for it early (availabilityTimeOffset) and read its parts as they land.
-        let complete = w.read(|st| st.tracks[track].segment(msn).is_some_and(|s| s.complete));
         if part.is_none() && !complete && (msn == open_msn || msn == open_msn + 1) {
             return stream_segment(w, track, msn, Duration::from_secs(3 * td), content_type);
         }
@@ -597,20 +636,7 @@ impl Service {
                 return error(StatusCode::NOT_FOUND, "not produced in time");
             }
         }
-        let body = w.read(|st| {
-            let t = &st.tracks[track];
-            match part {
-                Some(p) => t
-                    .part(msn, p)
-                    .filter(|p| !p.gap)
-                    .map(|p| Body::from(p.data.clone())),
-                None => t
-                    .segment(msn)
-                    .filter(|s| s.complete)
-                    .map(|s| Body::chunks(s.chunks())),
-            }
-        });
-        match body {
+        match w.read(|st| media_body(&st.tracks[track], msn, part)) {
             Some(b) => bytes_response(b, content_type),
             // Evicted, abandoned (the segment ended before this part), or never will exist.
             None => error(StatusCode::NOT_FOUND, "not in the live window"),
@@ -693,6 +719,21 @@ fn playlist_has(st: &WindowState, track: usize, msn: u64, part: Option<u32>) -> 
     // completed segment is satisfied by that segment's completion.
     t.open_msn() > msn
         || part.is_some_and(|p| t.segment(msn).is_some_and(|s| s.parts.len() as u32 > p))
+}
+
+/// Part `part` of segment `msn` (the whole segment when `None`, once complete), if it exists
+/// and is not a gap.
+fn media_body(t: &packager::window::TrackWindow, msn: u64, part: Option<u32>) -> Option<Body> {
+    match part {
+        Some(p) => t
+            .part(msn, p)
+            .filter(|p| !p.gap)
+            .map(|p| Body::from(p.data.clone())),
+        None => t
+            .segment(msn)
+            .filter(|s| s.complete)
+            .map(|s| Body::chunks(s.chunks())),
+    }
 }
 
 /// (msn of the segment being written, parts it has so far).

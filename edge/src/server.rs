@@ -25,14 +25,85 @@ pub async fn serve(listener: TcpListener, service: Service, cancel: Cancellation
 }
 
 /// As [`serve`], over TLS when an acceptor is given.
+///
+/// With `workers` > 0 in the config, connections are served on that many threads of their own,
+/// each a single-threaded runtime accepting from the same listener (as nginx's worker
+/// processes do): a connection's requests never cross threads, and the caller's runtime
+/// (ingest, packaging) is left alone. With 0 they are served on the caller's runtime.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     service: Service,
     cancel: CancellationToken,
 ) {
-    let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(service.config().max_connections.max(1)));
+    let workers = service.config().workers;
+    if workers == 0 {
+        accept_loop(listener, tls, service, cancel, permits).await;
+        return;
+    }
+    let listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "http listener cannot be shared with workers");
+            return;
+        }
+    };
+    let mut done = Vec::new();
+    for i in 0..workers {
+        let listener = match listener.try_clone() {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "http listener cannot be shared with workers");
+                break;
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (tls, service, cancel, permits) = (
+            tls.clone(),
+            service.clone(),
+            cancel.clone(),
+            permits.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("http-{i}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(error = %e, "http worker runtime failed to start");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => accept_loop(l, tls, service, cancel, permits).await,
+                        Err(e) => warn!(error = %e, "http worker cannot listen"),
+                    }
+                });
+                drop(tx);
+            });
+        match spawned {
+            Ok(_) => done.push(rx),
+            Err(e) => warn!(error = %e, "http worker thread failed to start"),
+        }
+    }
+    for rx in done {
+        let _ = rx.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: Service,
+    cancel: CancellationToken,
+    permits: Arc<Semaphore>,
+) {
+    let tracker = TaskTracker::new();
     loop {
         let permit = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -108,5 +179,74 @@ async fn connection<IO>(
     };
     if let Err(e) = result {
         debug!(%peer, error = %e, "http connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::HttpConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Sends one keep-alive GET and reads its answer (a body ending in "ok\n").
+    async fn healthz(c: &mut TcpStream) -> String {
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"\r\n\r\nok\n") {
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the answer: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    /// Worker threads answer many connections at once, and all of them stop on cancel, closing
+    /// the connections they hold.
+    #[tokio::test]
+    async fn workers_serve_connections_and_stop_on_cancel() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = HttpConfig {
+            workers: 3,
+            ..Default::default()
+        };
+        let service = Service::new(packager::Windows::new(), config);
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, service, cancel.clone()));
+
+        let clients: Vec<_> = (0..40)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut c = TcpStream::connect(addr).await.unwrap();
+                    let first = healthz(&mut c).await;
+                    let second = healthz(&mut c).await;
+                    (first, second)
+                })
+            })
+            .collect();
+        for c in clients {
+            let (first, second) = c.await.unwrap();
+            assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+            assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second}");
+        }
+
+        let mut held = TcpStream::connect(addr).await.unwrap();
+        healthz(&mut held).await;
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("every worker stops within the grace period")
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), held.read(&mut buf))
+            .await
+            .expect("the held connection is closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the held keep-alive connection is closed");
+        assert!(TcpStream::connect(addr).await.is_err(), "nobody listens any more");
     }
 }

@@ -63,7 +63,12 @@ done
 sleep "${WARM:-22}"
 refresh() {
   playlist=$(curl -sf "http://127.0.0.1:$HTTP/live/bench/video/index.m3u8")
-  part=$(echo "$playlist" | grep '^#EXT-X-PART:' | tail -1 | sed 's/.*URI="\([^"]*\)".*/\1/')
+  # The newest full-length part that is not a keyframe part: the same kind of part every round.
+  local target
+  target=$(echo "$playlist" | sed -n 's/^#EXT-X-PART-INF:PART-TARGET=//p')
+  part=$(echo "$playlist" | grep '^#EXT-X-PART:' | grep -v INDEPENDENT |
+    awk -F'DURATION=' -v t="$target" '{split($2, d, ","); if (d[1] >= 0.9 * t) print}' |
+    tail -1 | sed 's/.*URI="\([^"]*\)".*/\1/')
   mkdir -p "$work/www/live/bench/video/$(dirname "$part")"
   curl -sf "http://127.0.0.1:$HTTP/live/bench/video/$part" -o "$work/www/live/bench/video/$part"
   # A new file, not a rewrite: nginx's open_file_cache keeps the old one's size for a while.
@@ -150,7 +155,14 @@ compare() {
   report nginx "${b[@]}"
   local mb=$r
   [ "${EDGE:-0}" = 1 ] && report edge "${c[@]}"
-  awk -v x="$ma" -v y="$mb" 'BEGIN {printf "  ratio estuary/nginx (req/s): %.2f\n", x / y}'
+  # Each Estuary run against the nginx run right after it (the closest in time), and the median
+  # of those ratios: less affected by the machine's drift than the ratio of the two medians.
+  local paired
+  paired=$(for i in "${!a[@]}"; do
+    awk -v x="${a[$i]%% *}" -v y="${b[$i]%% *}" 'BEGIN {printf "%.3f\n", x / y}'
+  done | median)
+  awk -v x="$ma" -v y="$mb" -v p="$paired" \
+    'BEGIN {printf "  estuary/nginx req/s: %.2f (medians), %.2f (median of paired runs)\n", x / y, p}'
 }
 echo "wrk -t2 -c$CONN -d${DUR}s x $ROUNDS alternating, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 compare "hot part" part

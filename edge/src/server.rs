@@ -122,7 +122,9 @@ async fn accept_loop(
         };
         let _ = socket.set_nodelay(true);
         let service = service.clone();
-        let cancel = cancel.clone();
+        // A token of its own: a connection checks it each time it wakes, and one shared by
+        // every connection would be a lock both cores take on every request.
+        let cancel = cancel.child_token();
         let tls = tls.clone();
         tracker.spawn(async move {
             match tls {
@@ -198,7 +200,11 @@ mod tests {
         let mut buf = [0u8; 1024];
         while !got.ends_with(b"\r\n\r\nok\n") {
             let n = c.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before the answer: {:?}", String::from_utf8_lossy(&got));
+            assert!(
+                n > 0,
+                "closed before the answer: {:?}",
+                String::from_utf8_lossy(&got)
+            );
             got.extend_from_slice(&buf[..n]);
         }
         String::from_utf8(got).unwrap()
@@ -247,6 +253,9 @@ mod tests {
             .expect("the held connection is closed")
             .unwrap_or(0);
         assert_eq!(n, 0, "the held keep-alive connection is closed");
-        assert!(TcpStream::connect(addr).await.is_err(), "nobody listens any more");
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "nobody listens any more"
+        );
     }
 }

@@ -66,7 +66,7 @@ refresh() {
   # The newest full-length part that is not a keyframe part: the same kind of part every round.
   local target
   target=$(echo "$playlist" | sed -n 's/^#EXT-X-PART-INF:PART-TARGET=//p')
-  part=$(echo "$playlist" | grep '^#EXT-X-PART:' | grep -v INDEPENDENT |
+  part=$(echo "$playlist" | grep '^#EXT-X-PART:' | grep -v 'INDEPENDENT\|GAP=YES' |
     awk -F'DURATION=' -v t="$target" '{split($2, d, ","); if (d[1] >= 0.9 * t) print}' |
     tail -1 | sed 's/.*URI="\([^"]*\)".*/\1/')
   mkdir -p "$work/www/live/bench/video/$(dirname "$part")"
@@ -96,13 +96,11 @@ nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 sleep 0.5
 nginx_pids=$(pgrep -P $! | tr '\n' ' ')
 
-# CPU time (user + system, clock ticks) of every thread of the given processes.
+# CPU time (user + system, clock ticks) of the given processes, threads that ended included.
 cpu_ticks() {
-  local p t total=0
+  local p total=0
   for p in "$@"; do
-    for t in /proc/"$p"/task/*/stat; do
-      total=$((total + $(sed 's/.*) //' "$t" | awk '{print $12 + $13}')))
-    done
+    total=$((total + $(sed 's/.*) //' /proc/"$p"/stat | awk '{print $12 + $13}')))
   done
   echo "$total"
 }

@@ -10,11 +10,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::routes::Service;
 
@@ -29,7 +30,9 @@ pub async fn serve(listener: TcpListener, service: Service, cancel: Cancellation
 /// With `workers` > 0 in the config, connections are served on that many threads of their own,
 /// each a single-threaded runtime accepting from the same listener (as nginx's worker
 /// processes do): a connection's requests never cross threads, and the caller's runtime
-/// (ingest, packaging) is left alone. With 0 they are served on the caller's runtime.
+/// (ingest, packaging) is left alone. With 0 they are served on the caller's runtime (as they
+/// are if no worker can start). Returns once every worker has stopped accepting and its
+/// connections are done or given up on; the worker threads stay until the process exits.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -45,20 +48,21 @@ pub async fn serve_tls(
     let listener = match listener.into_std() {
         Ok(l) => l,
         Err(e) => {
-            warn!(error = %e, "http listener cannot be shared with workers");
+            error!(error = %e, "http listener lost: cannot hand it to the workers");
             return;
         }
     };
-    let mut done = Vec::new();
+    let mut starting = Vec::new();
     for i in 0..workers {
         let listener = match listener.try_clone() {
             Ok(l) => l,
             Err(e) => {
-                warn!(error = %e, "http listener cannot be shared with workers");
+                warn!(error = %e, "http listener cannot be shared with more workers");
                 break;
             }
         };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = oneshot::channel::<()>();
+        let (stopped_tx, stopped_rx) = oneshot::channel::<()>();
         let (tls, service, cancel, permits) = (
             tls.clone(),
             service.clone(),
@@ -79,20 +83,47 @@ pub async fn serve_tls(
                     }
                 };
                 runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(l) => accept_loop(l, tls, service, cancel, permits).await,
-                        Err(e) => warn!(error = %e, "http worker cannot listen"),
-                    }
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            warn!(error = %e, "http worker cannot listen");
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(());
+                    accept_loop(listener, tls, service, cancel, permits).await;
+                    drop(stopped_tx);
+                    // Clients shared with the rest of the process (Redis, the origins, object
+                    // storage) may keep connection tasks on this runtime that the rest of the
+                    // shutdown (archive uploads, say) still uses: drive them until the process
+                    // exits.
+                    std::future::pending::<()>().await
                 });
-                drop(tx);
             });
         match spawned {
-            Ok(_) => done.push(rx),
+            Ok(_) => starting.push((ready_rx, stopped_rx)),
             Err(e) => warn!(error = %e, "http worker thread failed to start"),
         }
     }
-    for rx in done {
-        let _ = rx.await;
+    let mut running = Vec::new();
+    for (ready, stopped) in starting {
+        if ready.await.is_ok() {
+            running.push(stopped);
+        }
+    }
+    if running.is_empty() {
+        warn!("no http worker started; serving on the main runtime");
+        match TcpListener::from_std(listener) {
+            Ok(l) => accept_loop(l, tls, service, cancel, permits).await,
+            Err(e) => error!(error = %e, "http listener lost"),
+        }
+        return;
+    }
+    for stopped in running {
+        let _ = stopped.await;
+        if !cancel.is_cancelled() {
+            error!("an http worker stopped unexpectedly; the others go on serving");
+        }
     }
 }
 

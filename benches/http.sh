@@ -5,10 +5,13 @@
 #   cargo build --release && benches/http.sh [FILE.flv]
 #
 # Before each round the newest part and the live playlist are fetched again and copied for
-# nginx, so both serve the same bytes and the part is still in the 20 s window. FILE.flv is published in a loop with `ffmpeg -c copy` (next to no CPU); without it the
-# pipeline bench's 1080p30 6 Mbit/s file in $TMPDIR is used (run `cargo bench --bench pipeline`
-# once to make it). Needs ffmpeg, nginx (nginx-light) and wrk. With EDGE=1 the origin also
-# mirrors into a redis-server and an `estuary edge` serving from it is measured beside them.
+# nginx, so both serve the same bytes and the part is still in the 60 s window. FILE.flv is
+# published in a loop with `ffmpeg -c copy` (next to no CPU); without it the pipeline bench's
+# 1080p30 6 Mbit/s file in $TMPDIR is used (run `cargo bench --bench pipeline` once to make it).
+# Needs ffmpeg, nginx (nginx-light) and wrk. With EDGE=1 the origin also mirrors into a
+# redis-server and an `estuary edge` serving from it is measured beside them. With H2=1 the
+# requests are HTTP/2 (cleartext, prior knowledge; nginx listens with `http2`) from h2load
+# (nghttp2-client), STREAMS (10) concurrent streams on each of the CONN connections.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${ESTUARY_BIN:-${CARGO_TARGET_DIR:-target}/release/estuary}
@@ -88,8 +91,11 @@ http {
   access_log off;
   sendfile on; tcp_nopush on; tcp_nodelay on;
   open_file_cache max=100;
+  # nginx closes a connection after 1000 requests by default; Estuary does not. h2load does not
+  # reconnect, and wrk's reconnects would cost nginx a little.
+  keepalive_requests 1000000;
   types { application/vnd.apple.mpegurl m3u8; video/mp4 m4s; }
-  server { listen 127.0.0.1:$NGX; root $work/www; }
+  server { listen 127.0.0.1:$NGX${H2:+ http2}; root $work/www; }
 }
 NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
@@ -105,14 +111,28 @@ cpu_ticks() {
   echo "$total"
 }
 
-# One wrk run against URL; the rest are the server's processes. Prints requests/s and the
+# One wrk (or h2load) run against URL; the rest are the server's processes. Prints requests/s and the
 # server's CPU microseconds per request. Fails on any non-2xx answer or socket error.
 rps() {
   local url=$1 out code c0 c1 n
   shift
-  code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
+  code=$(curl -s ${H2:+--http2-prior-knowledge} -o /dev/null -w '%{http_code}' "$url")
   [ "$code" = 200 ] || { echo "$url answered $code" >&2; exit 1; }
   c0=$(cpu_ticks "$@")
+  if [ -n "${H2:-}" ]; then
+    out=$(h2load -t2 -c"$CONN" -m"${STREAMS:-10}" -D"$DUR" "$url" 2>&1 | grep -v '^Process Request Failure\|^Main benchmark\|^Stopped all')
+    c1=$(cpu_ticks "$@")
+    # Streams still open when the duration ends count as failed; more than that is an error.
+    if [ "$(echo "$out" | awk '/^requests:/ {print $10}')" -gt $((CONN * ${STREAMS:-10})) ] ||
+      echo "$out" | grep '^status codes:' | grep -vq ' 0 3xx, 0 4xx, 0 5xx'; then
+      echo "$out" >&2
+      exit 1
+    fi
+    n=$(echo "$out" | awk '/^requests:/ {print $6}')
+    echo "$out" | awk -v n="$n" -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
+      '/^finished in/ {printf "%d %.1f\n", $4, c / hz / n * 1e6}'
+    return
+  fi
   out=$(wrk -t2 -c"$CONN" -d"${DUR}s" "$url")
   c1=$(cpu_ticks "$@")
   if echo "$out" | grep -q 'Non-2xx\|Socket errors'; then echo "$out" >&2; exit 1; fi
@@ -162,6 +182,8 @@ compare() {
   awk -v x="$ma" -v y="$mb" -v p="$paired" \
     'BEGIN {printf "  estuary/nginx req/s: %.2f (medians), %.2f (median of paired runs)\n", x / y, p}'
 }
-echo "wrk -t2 -c$CONN -d${DUR}s x $ROUNDS alternating, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+client="wrk -t2 -c$CONN -d${DUR}s"
+[ -n "${H2:-}" ] && client="h2load (HTTP/2) -t2 -c$CONN -m${STREAMS:-10} -D$DUR"
+echo "$client x $ROUNDS alternating, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 compare "hot part" part
 compare "media playlist" playlist

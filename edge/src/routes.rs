@@ -26,7 +26,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
@@ -78,6 +78,10 @@ struct Inner {
     cors_origin: Option<HeaderValue>,
     whip: Option<ingest::whip::Whip>,
     archive: Option<packager::archive::Store>,
+    /// The last `/api/v1/vod` body and when it was made: a listing costs a LIST and a GET per
+    /// archive on object storage, so it is made at most once per [`VOD_LIST_TTL`], and
+    /// requests that arrive while it is being made wait for it.
+    vod_list: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
     resume: Option<crate::resume::ResumeStore>,
     upstream: Option<crate::upstream::Upstream>,
     demand: Option<crate::store::redis::Demand>,
@@ -104,6 +108,9 @@ fn split_path<'a, 'b>(path: &'a str, buf: &'b mut [&'a str; MAX_SEGMENTS]) -> &'
     &buf[..n]
 }
 
+/// How long an archive listing is reused (`GET /api/v1/vod`).
+const VOD_LIST_TTL: Duration = Duration::from_secs(2);
+
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_STORE: &str = "no-store";
 
@@ -118,6 +125,7 @@ impl Service {
                 cors_origin,
                 whip: None,
                 archive: None,
+                vod_list: tokio::sync::Mutex::new(None),
                 resume: None,
                 upstream: None,
                 demand: None,
@@ -317,27 +325,35 @@ impl Service {
         let Some(store) = &self.inner.archive else {
             return error(StatusCode::NOT_FOUND, "no archive configured");
         };
-        let listed = match packager::archive::list(store.as_ref()).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the archive");
-                return error(
-                    StatusCode::BAD_GATEWAY,
-                    "the archive storage did not answer",
-                );
+        let mut cached = self.inner.vod_list.lock().await;
+        let body = match &*cached {
+            Some((made, body)) if made.elapsed() < VOD_LIST_TTL => body.clone(),
+            _ => {
+                let listed = match packager::archive::list(store.as_ref()).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list the archive");
+                        return error(
+                            StatusCode::BAD_GATEWAY,
+                            "the archive storage did not answer",
+                        );
+                    }
+                };
+                let mut list: Vec<serde_json::Value> = Vec::new();
+                for mut v in listed.into_iter().map(|l| l.meta) {
+                    let id = v["id"].as_str().unwrap_or_default().to_string();
+                    v["playback"] = format!("/vod/{id}/index.m3u8").into();
+                    v["dash"] = format!("/vod/{id}/manifest.mpd").into();
+                    list.push(v);
+                }
+                list.sort_by(|a, b| b["started"].as_str().cmp(&a["started"].as_str()));
+                let body = Bytes::from(serde_json::json!({ "archives": list }).to_string());
+                *cached = Some((Instant::now(), body.clone()));
+                body
             }
         };
-        let mut list: Vec<serde_json::Value> = Vec::new();
-        for mut v in listed.into_iter().map(|l| l.meta) {
-            let id = v["id"].as_str().unwrap_or_default().to_string();
-            v["playback"] = format!("/vod/{id}/index.m3u8").into();
-            v["dash"] = format!("/vod/{id}/manifest.mpd").into();
-            list.push(v);
-        }
-        list.sort_by(|a, b| b["started"].as_str().cmp(&a["started"].as_str()));
-        let mut r = Response::new(Body::from(
-            serde_json::json!({ "archives": list }).to_string(),
-        ));
+        drop(cached);
+        let mut r = Response::new(Body::from(body));
         set_static(&mut r, header::CONTENT_TYPE, "application/json");
         set_static(&mut r, header::CACHE_CONTROL, NO_STORE);
         r
@@ -1034,6 +1050,59 @@ mod tests {
         assert!(accepts_gzip(&r("gzip, deflate, br")));
         assert!(!accepts_gzip(&r("gzip;q=0, br")));
         assert!(!accepts_gzip(&r("br")));
+    }
+}
+
+#[cfg(test)]
+mod vod_list {
+    use super::*;
+    use http_body_util::BodyExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    async fn put_meta(store: &dyn ObjectStore, id: &str, started: &str) {
+        let meta = serde_json::json!({ "id": id, "name": "s", "started": started });
+        store
+            .put(
+                &object_store::path::Path::from(format!("{id}/meta.json")),
+                Bytes::from(meta.to_string()).into(),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn ids(service: &Service) -> Vec<String> {
+        let req = Request::get("/api/v1/vod")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let resp = service.handle(req, ([127, 0, 0, 1], 1).into()).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["archives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// A listing is reused for a moment (object storage charges a request per archive), then
+    /// made again: a new archive shows up within the TTL.
+    #[tokio::test]
+    async fn the_archive_listing_is_reused_briefly_then_remade() {
+        let store: packager::archive::Store = Arc::new(object_store::memory::InMemory::new());
+        put_meta(store.as_ref(), "a1", "2026-11-22T07:00:00Z").await;
+        let service =
+            Service::new(Windows::new(), HttpConfig::default()).with_archive(store.clone());
+        assert_eq!(ids(&service).await, ["a1"]);
+        put_meta(store.as_ref(), "a2", "2026-11-22T07:01:00Z").await;
+        assert_eq!(ids(&service).await, ["a1"], "the listing is reused");
+        tokio::time::sleep(VOD_LIST_TTL + Duration::from_millis(100)).await;
+        assert_eq!(
+            ids(&service).await,
+            ["a2", "a1"],
+            "newest first, once remade"
+        );
     }
 }
 

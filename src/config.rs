@@ -430,6 +430,12 @@ impl Config {
         }
     }
 
+    /// Parts in shared memory, sent with sendfile: `[http] sendfile`, and only without TLS
+    /// (TLS encrypts in user space).
+    pub fn sendfile(&self) -> bool {
+        self.http.sendfile && self.http.tls_cert.is_none()
+    }
+
     /// The TLS acceptor when `[http] tls_cert` and `tls_key` are set.
     pub fn tls_acceptor(&self) -> anyhow::Result<Option<edge::tls::TlsAcceptor>> {
         match (&self.http.tls_cert, &self.http.tls_key) {

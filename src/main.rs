@@ -78,8 +78,7 @@ fn main() -> anyhow::Result<()> {
 async fn run_edge(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let url = config.redis.url.clone();
     let redis = config.redis_client()?;
-    // Only cleartext connections can sendfile; TLS encrypts in user space.
-    packager::shm::set_enabled(config.http.sendfile && config.http.tls_cert.is_none());
+    packager::shm::set_enabled(config.sendfile());
     if url.is_none()
         && config.edge.origins.is_empty()
         && config.archive.url.is_none()
@@ -140,8 +139,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         None => info!("starting with embedded defaults (no --config)"),
     }
     let redis = config.redis_client()?;
-    // Only cleartext connections can sendfile; TLS encrypts in user space.
-    packager::shm::set_enabled(config.http.sendfile && config.http.tls_cert.is_none());
+    packager::shm::set_enabled(config.sendfile());
     let streams = stream_entries(&config)?;
     let keys = Arc::new(StreamKeys::new(
         streams.iter().map(|s| (s.key.clone(), s.name.clone())),

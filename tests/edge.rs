@@ -59,6 +59,30 @@ fn cmd(port: u16, line: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// Waits until the origin's video playlist lists two segments.
+fn two_segments(origin: &Server) {
+    wait_for("two segments", Duration::from_secs(60), || {
+        let p = get(origin.http, "/live/demo/video/index.m3u8").ok()?.text();
+        (tags(&p, "#EXTINF").len() >= 2).then_some(())
+    });
+}
+
+/// Waits until each of `paths` answers the same bytes at the origin and the edge (compared at
+/// one instant: a part may land between two requests).
+fn same_playlists(origin: &Server, edge: &Edge, paths: &[&str]) {
+    for path in paths {
+        wait_for(
+            &format!("{path} identical at the edge"),
+            Duration::from_secs(60),
+            || {
+                let o = get(origin.http, path).ok()?;
+                let e = get(edge.http, path).ok()?;
+                (o.status == 200 && o.body == e.body).then_some(())
+            },
+        );
+    }
+}
+
 /// The last part `playlist` lists, fetched from both: the same bytes. Its URI and the edge's
 /// answer.
 fn same_last_part(origin: &Server, edge: &Edge, playlist: &str) -> (String, Resp) {
@@ -143,27 +167,18 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
     let mut origin = Server::start(&redis_config(port));
     let edge = Edge::start_with(&redis_config(port));
     let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 60);
-    wait_for("two segments", Duration::from_secs(60), || {
-        let p = get(origin.http, "/live/demo/video/index.m3u8").ok()?.text();
-        (tags(&p, "#EXTINF").len() >= 2).then_some(())
-    });
+    two_segments(&origin);
 
-    // The same playlists (compared at one instant: a part may land between two requests).
-    for path in [
-        "/live/demo/index.m3u8",
-        "/live/demo/video/index.m3u8",
-        "/live/demo/audio/index.m3u8",
-    ] {
-        wait_for(
-            &format!("{path} identical at the edge"),
-            Duration::from_secs(60),
-            || {
-                let o = get(origin.http, path).ok()?;
-                let e = get(edge.http, path).ok()?;
-                (o.status == 200 && o.body == e.body).then_some(())
-            },
-        );
-    }
+    // The same playlists.
+    same_playlists(
+        &origin,
+        &edge,
+        &[
+            "/live/demo/index.m3u8",
+            "/live/demo/video/index.m3u8",
+            "/live/demo/audio/index.m3u8",
+        ],
+    );
     // The same bytes.
     let playlist = get(origin.http, "/live/demo/video/index.m3u8")
         .unwrap()
@@ -556,21 +571,12 @@ fn an_edge_serves_through_a_redis_cluster() {
     let origin = Server::start(&cluster.config(0));
     let edge = Edge::start_with(&cluster.config(2));
     let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 60);
-    wait_for("two segments", Duration::from_secs(60), || {
-        let p = get(origin.http, "/live/demo/video/index.m3u8").ok()?.text();
-        (tags(&p, "#EXTINF").len() >= 2).then_some(())
-    });
-    for path in ["/live/demo/index.m3u8", "/live/demo/video/index.m3u8"] {
-        wait_for(
-            &format!("{path} identical at the edge"),
-            Duration::from_secs(60),
-            || {
-                let o = get(origin.http, path).ok()?;
-                let e = get(edge.http, path).ok()?;
-                (o.status == 200 && o.body == e.body).then_some(())
-            },
-        );
-    }
+    two_segments(&origin);
+    same_playlists(
+        &origin,
+        &edge,
+        &["/live/demo/index.m3u8", "/live/demo/video/index.m3u8"],
+    );
     // A stream's keys share one slot, so one node holds them all (the others redirect).
     let holders: Vec<u16> = cluster
         .ports

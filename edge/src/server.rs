@@ -271,6 +271,17 @@ mod tests {
             assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second}");
         }
 
+        // Served by the workers: three threads of their own.
+        #[cfg(target_os = "linux")]
+        {
+            let workers = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.starts_with("http-"))
+                .count();
+            assert_eq!(workers, 3, "worker threads");
+        }
+
         let mut held = TcpStream::connect(addr).await.unwrap();
         healthz(&mut held).await;
         cancel.cancel();

@@ -55,9 +55,9 @@ impl Dir<'_> {
         Path::from(format!("{}/{rest}", self.id))
     }
 
-    async fn put(&self, rest: &str, data: Bytes) -> object_store::Result<()> {
+    async fn put(&self, rest: &str, data: impl Into<PutPayload>) -> object_store::Result<()> {
         self.store
-            .put(&self.path(rest), PutPayload::from(data))
+            .put(&self.path(rest), data.into())
             .await
             .map(|_| ())
     }
@@ -99,7 +99,8 @@ pub async fn run(w: Arc<StreamWindow>, store: Store) {
         });
         let changed = !new.is_empty();
         for (i, rendition, a, chunks) in new {
-            let data = Bytes::from(chunks.concat());
+            // The segment's parts as they are in the window: one object, no copy into one buffer.
+            let data: PutPayload = chunks.into_iter().collect();
             if let Err(e) = dir.put(&format!("{rendition}/{}.m4s", a.msn), data).await {
                 warn!(stream = %w.name, error = %e, "archive write failed; segment skipped");
                 continue;

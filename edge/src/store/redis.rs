@@ -778,15 +778,16 @@ async fn replay(
                     Some(redis::Value::BulkString(b)) => Bytes::from(b),
                     _ => Bytes::new(),
                 };
-                let get = |f: &str| -> Option<Vec<u8>> {
+                // The other fields, read in place (a dozen small values per part).
+                let get = |f: &str| -> Option<&[u8]> {
                     match id.map.get(f)? {
-                        redis::Value::BulkString(b) => Some(b.clone()),
+                        redis::Value::BulkString(b) => Some(b.as_slice()),
                         _ => None,
                     }
                 };
                 let num =
-                    |f: &str| -> Option<f64> { String::from_utf8(get(f)?).ok()?.parse().ok() };
-                match get("type").as_deref() {
+                    |f: &str| -> Option<f64> { std::str::from_utf8(get(f)?).ok()?.parse().ok() };
+                match get("type") {
                     Some(b"part") => {
                         let (Some(track), Some(msn), Some(index)) =
                             (num("track"), num("msn"), num("index"))

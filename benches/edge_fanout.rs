@@ -3,7 +3,7 @@
 //! A real `redis-server` (free port) and a real `estuary edge` process (this build). This
 //! process is the origin: it fills a window with a synthetic stream (a video track of
 //! `PART_KB` parts every 0.334 s, six to a segment, and a small audio track) at real-time pace
-//! and mirrors it into Redis with the origin's own mirror (`edge::store::redis::mirror_all`).
+//! and mirrors it into Redis with the origin's own mirror (`replica::mirror_all`).
 //! `VIEWERS` (5,000) clients, each on its own keep-alive HTTP/1.1 connection, do what hls.js
 //! does in low-latency mode: hold a blocking reload (`_HLS_msn`/`_HLS_part`) for the next
 //! part, and with `MODE=parts` (default) then fetch that part. For every part it reports the
@@ -123,13 +123,13 @@ async fn produce(
                 msn,
                 index,
                 data,
-                duration: PART,
+                duration: Duration::from_secs_f64(PART),
                 independent: index == 0 || track == 1,
                 gap: false,
                 last_in_segment: false,
                 end_expected: last,
                 discontinuity: false,
-                start: n as f64 * PART,
+                start: Duration::from_secs_f64(n as f64 * PART),
                 samples: if track == 0 { 10 } else { 16 },
             });
         }
@@ -359,10 +359,11 @@ fn main() {
             vec![(video, Bytes::from_static(b"init-v")), (audio, Bytes::from_static(b"init-a"))],
         ));
         windows.insert(w.clone());
-        tokio::spawn(edge::store::redis::mirror_all(
+        tokio::spawn(replica::mirror_all(
             windows.clone(),
-            edge::store::redis::RedisClient::open(&format!("redis://127.0.0.1:{redis_port}"), false)
-                .unwrap(),
+            replica::RedisClient::open(&format!("redis://127.0.0.1:{redis_port}"), false).unwrap(),
+            tokio_util::task::TaskTracker::new(),
+            tokio_util::sync::CancellationToken::new(),
         ));
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));

@@ -80,7 +80,7 @@ fn make_stream(dir: &Path) -> (Vec<Vec<u8>>, PathBuf) {
         assert!(st.success());
     }
     let data = std::fs::read(&raw).unwrap();
-    let nals = media::h264::annexb_nals(&data);
+    let nals = media::annexb::nals(&data);
     let mut units: Vec<Vec<u8>> = Vec::new();
     for nal in nals {
         if nal[0] & 0x1f == 9 {

@@ -155,7 +155,7 @@ async fn run(ts: Vec<u8>) {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let srt_addr = udp.local_addr().unwrap();
     drop(udp);
-    let bound = ingest::srt::conn::bind(srt_addr, LATENCY).await.unwrap();
+    let bound = ingest::srt::bind(srt_addr, LATENCY).await.unwrap();
     let keys = Arc::new(ingest::StreamKeys::new([(
         "bench-key".to_string(),
         "bench".to_string(),

@@ -92,7 +92,7 @@ fn frames(raw: &Path) -> (TrackInfo, Vec<Frame>) {
             });
         }
     };
-    for nal in h264::annexb_nals(&data) {
+    for nal in media::annexb::nals(&data) {
         match nal[0] & 0x1f {
             9 => {
                 flush(&mut cur, &mut out);

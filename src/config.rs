@@ -1,4 +1,6 @@
-//! `estuary.toml`: every key, its default and its meaning are in `config/estuary.toml`.
+//! `estuary.toml`: every key, its default and its meaning are in `config/estuary.toml`. This
+//! module reads it and is the one place that turns it into the crates' runtime settings
+//! (`*_config` methods), so nothing else knows the file's shape.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,7 +8,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
+use ingest::StreamKeys;
+use media::Hub;
+use serde::{Deserialize, Deserializer};
+
+/// A length of time written in seconds (`15`, `0.5`): every `*_secs` key and the `[hls]`
+/// times.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seconds(pub Duration);
+
+impl Seconds {
+    pub const fn from_secs(s: u64) -> Seconds {
+        Seconds(Duration::from_secs(s))
+    }
+
+    pub const fn from_millis(ms: u64) -> Seconds {
+        Seconds(Duration::from_millis(ms))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(serde::de::Error::custom("a number of seconds, 0 or more"));
+        }
+        Duration::try_from_secs_f64(v)
+            .map(Seconds)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -80,8 +111,8 @@ pub struct EdgeSection {
     pub cache_mb: usize,
     /// Megabytes the live windows replayed from Redis may hold together.
     pub replica_mb: usize,
-    /// Seconds a stream nobody asked this edge for stays replayed from Redis.
-    pub idle_secs: f64,
+    /// How long a stream nobody asked this edge for stays replayed from Redis.
+    pub idle_secs: Seconds,
 }
 
 impl Default for EdgeSection {
@@ -90,7 +121,7 @@ impl Default for EdgeSection {
             origins: Vec::new(),
             cache_mb: 256,
             replica_mb: 1024,
-            idle_secs: 60.0,
+            idle_secs: Seconds::from_secs(60),
         }
     }
 }
@@ -147,16 +178,26 @@ pub struct LadderRung {
     pub level: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     /// Where generated state (the first-start stream key) is kept.
     pub data_dir: Option<PathBuf>,
     /// Host name used in the URLs printed at start-up.
     pub public_host: Option<String>,
-    /// Seconds a stream whose publisher dropped (not stopped) waits for it to reconnect and
+    /// How long a stream whose publisher dropped (not stopped) waits for it to reconnect and
     /// continue (OBS reconnects automatically after 10 s by default).
-    pub reconnect_grace_secs: Option<f64>,
+    pub reconnect_grace_secs: Seconds,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            public_host: None,
+            reconnect_grace_secs: Seconds::from_secs(15),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,7 +238,7 @@ impl Default for HttpSection {
 pub struct RtmpSection {
     pub listen: SocketAddr,
     pub app: String,
-    pub idle_timeout_secs: u64,
+    pub idle_timeout_secs: Seconds,
     pub max_connections: usize,
 }
 
@@ -206,7 +247,7 @@ impl Default for RtmpSection {
         Self {
             listen: ([0, 0, 0, 0], 1935).into(),
             app: "live".into(),
-            idle_timeout_secs: 30,
+            idle_timeout_secs: Seconds::from_secs(30),
             max_connections: 1024,
         }
     }
@@ -220,7 +261,7 @@ pub struct SrtSection {
     pub latency_ms: u64,
     /// When set, callers must encrypt with it (10 to 79 characters).
     pub passphrase: Option<String>,
-    pub idle_timeout_secs: u64,
+    pub idle_timeout_secs: Seconds,
 }
 
 impl Default for SrtSection {
@@ -229,7 +270,7 @@ impl Default for SrtSection {
             listen: ([0, 0, 0, 0], 9000).into(),
             latency_ms: 120,
             passphrase: None,
-            idle_timeout_secs: 10,
+            idle_timeout_secs: Seconds::from_secs(10),
         }
     }
 }
@@ -242,8 +283,8 @@ pub struct WhipSection {
     pub listen: SocketAddr,
     /// ICE candidate addresses to announce (public IPs behind NAT); empty: local interfaces.
     pub announce: Vec<std::net::IpAddr>,
-    pub connect_timeout_secs: u64,
-    pub idle_timeout_secs: u64,
+    pub connect_timeout_secs: Seconds,
+    pub idle_timeout_secs: Seconds,
     pub max_sessions: usize,
 }
 
@@ -253,8 +294,8 @@ impl Default for WhipSection {
             enabled: true,
             listen: ([0, 0, 0, 0], 8189).into(),
             announce: Vec::new(),
-            connect_timeout_secs: 15,
-            idle_timeout_secs: 10,
+            connect_timeout_secs: Seconds::from_secs(15),
+            idle_timeout_secs: Seconds::from_secs(10),
             max_sessions: 256,
         }
     }
@@ -263,23 +304,23 @@ impl Default for WhipSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HlsSection {
-    /// Seconds. Segments start on a keyframe once this much has passed.
-    pub segment_target: f64,
-    /// Seconds. LL-HLS part (and LL-DASH chunk) target.
-    pub part_target: f64,
+    /// Segments start on a keyframe once this much has passed.
+    pub segment_target: Seconds,
+    /// LL-HLS part (and LL-DASH chunk) target.
+    pub part_target: Seconds,
     /// Complete segments kept in memory per track.
     pub window_segments: usize,
-    /// Seconds the playlist stays live after the publisher leaves.
-    pub end_grace: f64,
+    /// How long the playlist stays live after the publisher leaves.
+    pub end_grace: Seconds,
 }
 
 impl Default for HlsSection {
     fn default() -> Self {
         Self {
-            segment_target: 2.0,
-            part_target: 0.334,
+            segment_target: Seconds::from_secs(2),
+            part_target: Seconds::from_millis(334),
             window_segments: 10,
-            end_grace: 2.0,
+            end_grace: Seconds::from_secs(2),
         }
     }
 }
@@ -310,22 +351,28 @@ pub struct PullEntry {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<String>,
-    /// "auto" (TCP, UDP if the camera refuses TCP; the default), "tcp" or "udp".
-    #[serde(default = "default_transport")]
-    pub transport: String,
-    /// Seconds the stream stays live while the camera is away and being reconnected.
+    #[serde(default)]
+    pub transport: Transport,
+    /// How long the stream stays live while the camera is away and being reconnected.
     #[serde(default = "default_reconnect_grace")]
-    pub reconnect_grace_secs: u64,
+    pub reconnect_grace_secs: Seconds,
     #[serde(default = "yes")]
     pub transcode: bool,
 }
 
-fn default_transport() -> String {
-    "auto".into()
+/// How RTP comes from an RTSP camera.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TCP, or UDP when the camera refuses TCP.
+    #[default]
+    Auto,
+    Tcp,
+    Udp,
 }
 
-fn default_reconnect_grace() -> u64 {
-    30
+fn default_reconnect_grace() -> Seconds {
+    Seconds::from_secs(30)
 }
 
 impl Config {
@@ -340,11 +387,14 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         let h = &self.hls;
-        if !(0.5..=30.0).contains(&h.segment_target) {
+        if !(Seconds::from_millis(500)..=Seconds::from_secs(30)).contains(&h.segment_target) {
             bail!("[hls] segment_target must be between 0.5 and 30 seconds");
         }
-        if !(0.05..=h.segment_target).contains(&h.part_target) {
+        if !(Seconds::from_millis(50)..=h.segment_target).contains(&h.part_target) {
             bail!("[hls] part_target must be between 0.05 s and segment_target");
+        }
+        if !(self.archive.retention_hours.is_finite() && self.archive.retention_hours >= 0.0) {
+            bail!("[archive] retention_hours must be a number of hours, 0 or more");
         }
         if h.window_segments < 3 {
             bail!("[hls] window_segments must be at least 3");
@@ -380,12 +430,6 @@ impl Config {
             if !p.url.starts_with("rtsp://") {
                 bail!("[[pull]] {:?}: url must be rtsp://...", p.name);
             }
-            if !matches!(p.transport.as_str(), "auto" | "tcp" | "udp") {
-                bail!(
-                    "[[pull]] {:?}: transport is \"auto\", \"tcp\" or \"udp\"",
-                    p.name
-                );
-            }
             if !names.insert(&p.name) {
                 bail!("[[pull]] name {:?} appears twice", p.name);
             }
@@ -417,8 +461,8 @@ impl Config {
     }
 
     /// The HTTP service's settings; `viewers`: serve `/live` and `/vod` (an edge always does).
-    pub fn http_config(&self, viewers: bool) -> edge::HttpConfig {
-        edge::HttpConfig {
+    pub fn http_config(&self, viewers: bool) -> httpd::HttpConfig {
+        httpd::HttpConfig {
             max_connections: self.http.max_connections,
             cors_origin: self.http.cors_origin.clone(),
             tls: self.http.tls_cert.is_some(),
@@ -437,21 +481,21 @@ impl Config {
     }
 
     /// The TLS acceptor when `[http] tls_cert` and `tls_key` are set.
-    pub fn tls_acceptor(&self) -> anyhow::Result<Option<edge::tls::TlsAcceptor>> {
+    pub fn tls_acceptor(&self) -> anyhow::Result<Option<httpd::tls::TlsAcceptor>> {
         match (&self.http.tls_cert, &self.http.tls_key) {
             (Some(cert), Some(key)) => Ok(Some(
-                edge::tls::acceptor(cert, key).context("loading the TLS certificate")?,
+                httpd::tls::acceptor(cert, key).context("loading the TLS certificate")?,
             )),
             _ => Ok(None),
         }
     }
 
     /// The Redis (or Redis Cluster) client, when `[redis] url` is set.
-    pub fn redis_client(&self) -> anyhow::Result<Option<edge::store::redis::RedisClient>> {
+    pub fn redis_client(&self) -> anyhow::Result<Option<replica::RedisClient>> {
         let Some(url) = &self.redis.url else {
             return Ok(None);
         };
-        edge::store::redis::RedisClient::open(url, self.redis.cluster)
+        replica::RedisClient::open(url, self.redis.cluster)
             .map(Some)
             .with_context(|| format!("[redis] url = {url:?}"))
     }
@@ -547,7 +591,7 @@ impl Config {
             encoder: self.transcode.encoder.clone(),
             preset: self.transcode.preset.clone(),
             tune: self.transcode.tune.clone(),
-            gop: Self::secs(self.hls.segment_target),
+            gop: self.hls.segment_target.0,
             ..Default::default()
         };
         if !self.ladder.is_empty() {
@@ -568,9 +612,121 @@ impl Config {
         c
     }
 
-    pub fn secs(v: f64) -> Duration {
-        Duration::from_secs_f64(v.max(0.0))
+    /// The streams served as they come (`transcode = false`), by name.
+    pub fn untranscoded(&self) -> std::collections::HashSet<String> {
+        let streams = self.streams.iter().filter(|s| !s.transcode).map(|s| &s.name);
+        let pulls = self.pull.iter().filter(|p| !p.transcode).map(|p| &p.name);
+        streams.chain(pulls).cloned().collect()
     }
+
+    pub fn packager_config(
+        &self,
+        archive: Option<packager::archive::Store>,
+    ) -> packager::PackagerConfig {
+        packager::PackagerConfig {
+            window: packager::WindowConfig {
+                segments: self.hls.window_segments,
+                segment_target: self.hls.segment_target.0,
+                part_target: self.hls.part_target.0,
+            },
+            end_grace: self.hls.end_grace.0,
+            archive,
+            ..Default::default()
+        }
+    }
+
+    /// Archives that ended longer ago than this are deleted.
+    pub fn retention(&self) -> Duration {
+        Duration::try_from_secs_f64(self.archive.retention_hours * 3600.0).unwrap_or(Duration::MAX)
+    }
+
+    pub fn reconnect_grace(&self) -> Duration {
+        self.server.reconnect_grace_secs.0
+    }
+
+    pub fn rtmp_config(&self, keys: Arc<StreamKeys>, hub: Hub) -> ingest::rtmp::RtmpConfig {
+        ingest::rtmp::RtmpConfig {
+            keys,
+            hub,
+            app: self.rtmp.app.clone(),
+            idle_timeout: at_least_a_second(self.rtmp.idle_timeout_secs),
+            max_connections: self.rtmp.max_connections,
+        }
+    }
+
+    pub fn srt_latency(&self) -> Duration {
+        Duration::from_millis(self.srt.latency_ms)
+    }
+
+    pub fn srt_config(&self, keys: Arc<StreamKeys>, hub: Hub) -> ingest::srt::SrtConfig {
+        ingest::srt::SrtConfig {
+            keys,
+            hub,
+            latency: self.srt_latency(),
+            passphrase: self.srt.passphrase.clone(),
+            idle_timeout: at_least_a_second(self.srt.idle_timeout_secs),
+        }
+    }
+
+    pub fn whip_config(&self, keys: Arc<StreamKeys>, hub: Hub) -> ingest::whip::WhipConfig {
+        ingest::whip::WhipConfig {
+            keys,
+            hub,
+            listen: self.whip.listen,
+            announce: self.whip.announce.clone(),
+            connect_timeout: at_least_a_second(self.whip.connect_timeout_secs),
+            idle_timeout: at_least_a_second(self.whip.idle_timeout_secs),
+            max_sessions: self.whip.max_sessions,
+            keyframe_interval: self.hls.segment_target.0,
+        }
+    }
+
+    pub fn pull_config(p: &PullEntry) -> ingest::rtsp::PullConfig {
+        ingest::rtsp::PullConfig {
+            name: p.name.clone(),
+            url: p.url.clone(),
+            username: p.username.clone(),
+            password: p.password.clone(),
+            transport: match p.transport {
+                Transport::Auto => ingest::rtsp::RtspTransport::Auto,
+                Transport::Tcp => ingest::rtsp::RtspTransport::Tcp,
+                Transport::Udp => ingest::rtsp::RtspTransport::Udp,
+            },
+            reconnect_grace: p.reconnect_grace_secs.0,
+        }
+    }
+
+    /// An edge's fallback to its origins over HTTP, when `[edge] origins` names any.
+    pub fn upstream(&self) -> anyhow::Result<Option<httpd::edge::upstream::Upstream>> {
+        if self.edge.origins.is_empty() {
+            return Ok(None);
+        }
+        httpd::edge::upstream::Upstream::new(&self.edge.origins, self.edge.cache_mb << 20)
+            .map(Some)
+            .context("[edge] origins")
+    }
+
+    /// An edge's bookkeeping of which streams its viewers ask for.
+    pub fn demand(&self) -> replica::Demand {
+        replica::Demand::new(self.edge.idle_secs.0, self.edge.replica_mb << 20)
+    }
+
+    /// Viewers' resume positions: in Redis when configured (shared with the edges), else in the
+    /// data directory.
+    pub fn resume_store(
+        &self,
+        redis: Option<&replica::RedisClient>,
+    ) -> httpd::api::resume::ResumeStore {
+        match redis {
+            Some(client) => httpd::api::resume::ResumeStore::redis(client.clone()),
+            None => httpd::api::resume::ResumeStore::open(self.data_dir().join("resume.json")),
+        }
+    }
+}
+
+/// Timeouts below a second would drop everyone.
+fn at_least_a_second(s: Seconds) -> Duration {
+    s.0.max(Duration::from_secs(1))
 }
 
 /// A public stream name: one URL path segment.
@@ -600,5 +756,18 @@ mod tests {
     #[test]
     fn typos_are_errors() {
         assert!(toml::from_str::<Config>("[http]\nlisten_on = \"0.0.0.0:1\"").is_err());
+        let pull = "[[pull]]\nname = \"c\"\nurl = \"rtsp://c/s\"\ntransport = \"carrier-pigeon\"";
+        assert!(toml::from_str::<Config>(pull).is_err());
+    }
+
+    #[test]
+    fn seconds_are_whole_or_fractional_never_negative() {
+        let c: Config = toml::from_str("[server]\nreconnect_grace_secs = 20\n[hls]\nend_grace = 0.5")
+            .unwrap();
+        assert_eq!(c.reconnect_grace(), Duration::from_secs(20));
+        assert_eq!(c.hls.end_grace.0, Duration::from_millis(500));
+        assert_eq!(Config::default().reconnect_grace(), Duration::from_secs(15));
+        assert!(toml::from_str::<Config>("[rtmp]\nidle_timeout_secs = -1").is_err());
+        assert!(toml::from_str::<Config>("[edge]\nidle_secs = nan").is_err());
     }
 }

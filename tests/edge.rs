@@ -69,7 +69,7 @@ fn two_segments(origin: &Server) {
 
 /// Waits until each of `paths` answers the same bytes at the origin and the edge (compared at
 /// one instant: a part may land between two requests).
-fn same_playlists(origin: &Server, edge: &Edge, paths: &[&str]) {
+fn same_playlists(origin: &Server, edge: &Server, paths: &[&str]) {
     for path in paths {
         wait_for(
             &format!("{path} identical at the edge"),
@@ -85,7 +85,7 @@ fn same_playlists(origin: &Server, edge: &Edge, paths: &[&str]) {
 
 /// The last part `playlist` lists, fetched from both: the same bytes. Its URI and the edge's
 /// answer.
-fn same_last_part(origin: &Server, edge: &Edge, playlist: &str) -> (String, Resp) {
+fn same_last_part(origin: &Server, edge: &Server, playlist: &str) -> (String, Resp) {
     let part = tags(playlist, "#EXT-X-PART:")
         .last()
         .and_then(|l| attr(l, "URI"))
@@ -99,7 +99,7 @@ fn same_last_part(origin: &Server, edge: &Edge, playlist: &str) -> (String, Resp
 }
 
 /// A position PUT at the origin for `viewer/asset` reads back at the edge.
-fn assert_resume_shared(origin: &Server, edge: &Edge, viewer_asset: &str, position: &str) {
+fn assert_resume_shared(origin: &Server, edge: &Server, viewer_asset: &str, position: &str) {
     let path = format!("/api/v1/resume/{viewer_asset}");
     let r = request(
         origin.http,
@@ -126,7 +126,7 @@ fn origins_config(origin: &Server) -> String {
 }
 
 /// The edge's upstream counters (`/api/v1/edge`).
-fn upstream_stats(edge: &Edge) -> serde_json::Value {
+fn upstream_stats(edge: &Server) -> serde_json::Value {
     let r = get(edge.http, "/api/v1/edge").unwrap();
     assert_eq!(r.status, 200);
     serde_json::from_str::<serde_json::Value>(&r.text()).unwrap()["upstream"].clone()
@@ -165,7 +165,7 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
     let port = free_port();
     let _redis = Redis::start(port);
     let mut origin = Server::start(&redis_config(port));
-    let edge = Edge::start_with(&redis_config(port));
+    let edge = Server::edge(&redis_config(port));
     let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 60);
     two_segments(&origin);
 
@@ -210,8 +210,7 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
     }
 
     // The origin dies: the edge keeps serving what Redis holds.
-    let _ = origin.child.kill();
-    let _ = origin.child.wait();
+    origin.process.kill();
     let r = get(edge.http, "/live/demo/video/index.m3u8").unwrap();
     assert_eq!(r.status, 200);
     assert!(r.text().contains("#EXTINF"));
@@ -234,7 +233,7 @@ fn redis_restarting_mid_stream_breaks_nothing_and_mirroring_resumes() {
     let port = free_port();
     let redis = Redis::start(port);
     let origin = Server::start(&redis_config(port));
-    let edge = Edge::start_with(&redis_config(port));
+    let edge = Server::edge(&redis_config(port));
     let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 90);
     wait_for("the edge live", Duration::from_secs(60), || {
         let r = get(edge.http, "/live/demo/video/index.m3u8").ok()?;
@@ -268,8 +267,8 @@ fn redis_restarting_mid_stream_breaks_nothing_and_mirroring_resumes() {
 fn an_origin_can_leave_viewers_to_the_edges() {
     let port = free_port();
     let _redis = Redis::start(port);
-    let origin = Server::start_with_http(&redis_config(port), "viewers = false\n");
-    let edge = Edge::start_with(&redis_config(port));
+    let origin = Server::start(&format!("{}[http]\nviewers = false\n", redis_config(port)));
+    let edge = Server::edge(&redis_config(port));
     let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 30);
     wait_for("the stream at the edge", Duration::from_secs(60), || {
         let r = get(edge.http, "/live/demo/video/index.m3u8").ok()?;
@@ -288,7 +287,7 @@ fn an_origin_can_leave_viewers_to_the_edges() {
 #[test]
 fn an_edge_without_redis_serves_from_its_origin_coalescing_and_caching() {
     let mut origin = Server::start("[hls]\nend_grace = 1.0\n");
-    let edge = Edge::start_with(&origins_config(&origin));
+    let edge = Server::edge(&origins_config(&origin));
     let publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 14);
     wait_for("two segments at the edge", Duration::from_secs(60), || {
         let p = get(edge.http, "/live/demo/video/index.m3u8").ok()?;
@@ -417,8 +416,7 @@ fn an_edge_without_redis_serves_from_its_origin_coalescing_and_caching() {
     assert_eq!(e.body, get(origin.http, &path).unwrap().body);
 
     // The origin dies: what the edge cached is still served; the rest is a clear 502.
-    let _ = origin.child.kill();
-    let _ = origin.child.wait();
+    origin.process.kill();
     let e = get(edge.http, &format!("/live/demo/video/{part}")).unwrap();
     assert_eq!(e.status, 200);
     assert_eq!(get(edge.http, &path).unwrap().status, 200);
@@ -433,7 +431,7 @@ fn with_redis_gone_an_edge_falls_back_to_its_origin_and_back() {
     let port = free_port();
     let redis = Redis::start(port);
     let origin = Server::start(&redis_config(port));
-    let edge = Edge::start_with(&format!(
+    let edge = Server::edge(&format!(
         "{}{}",
         redis_config(port),
         origins_config(&origin)
@@ -569,7 +567,7 @@ impl Cluster {
 fn an_edge_serves_through_a_redis_cluster() {
     let cluster = Cluster::start();
     let origin = Server::start(&cluster.config(0));
-    let edge = Edge::start_with(&cluster.config(2));
+    let edge = Server::edge(&cluster.config(2));
     let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 60);
     two_segments(&origin);
     same_playlists(
@@ -617,7 +615,7 @@ fn an_edge_serves_through_a_redis_cluster() {
 }
 
 /// Whether the edge holds a replica of `demo` (its stream API lists what it holds).
-fn replicated(edge: &Edge) -> bool {
+fn replicated(edge: &Server) -> bool {
     get(edge.http, "/api/v1/streams")
         .map(|r| r.text().contains("\"demo\""))
         .unwrap_or(false)
@@ -628,7 +626,7 @@ fn an_edge_replays_only_the_streams_its_viewers_watch() {
     let port = free_port();
     let _redis = Redis::start(port);
     let origin = Server::start(&redis_config(port));
-    let edge = Edge::start_with(&format!("{}[edge]\nidle_secs = 3\n", redis_config(port)));
+    let edge = Server::edge(&format!("{}[edge]\nidle_secs = 3\n", redis_config(port)));
     let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 60);
     wait_for("the stream in Redis", Duration::from_secs(60), || {
         cmd(port, "EXISTS {s:demo}:events")

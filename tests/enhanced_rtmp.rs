@@ -11,7 +11,8 @@ use std::process::Command;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
-use ingest::rtmp::adapter::{Adapter, AdapterEvent};
+use ingest::rtmp::adapter::Adapter;
+use ingest::AdapterEvent;
 use mp4_atom::{Any, Codec, Decode, Encode, StszSamples};
 use packager::segmenter::{Segmenter, SegmenterConfig};
 
@@ -167,7 +168,7 @@ fn roundtrip(fourcc: &[u8; 4], encoder_args: &[&str], expect_codec: &str, expect
         };
         seq += 1;
         out.extend_from_slice(
-            &packager::cmaf::fragment(seq, p.base_dts as u64, &p.samples).unwrap(),
+            &packager::cmaf::fragment(seq, p.start.ticks as u64, &p.samples).unwrap(),
         );
     }
     let path = dir.0.join("out.mp4");

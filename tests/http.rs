@@ -48,7 +48,16 @@ fn tls_offers_http2_by_alpn() {
         .expect("openssl must be installed");
     assert!(st.status.success());
     let port = free_port();
-    let srv = Server::start_tls(&cert, &key, port);
+    let tls = format!(
+        "[http]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let srv = Estuary::serve()
+        .config(&tls)
+        .http_port(port)
+        .unchecked()
+        .start();
     let out = curl(&[
         "-k",
         "--http2",
@@ -137,7 +146,7 @@ fn sigterm_shuts_down_cleanly_while_a_stream_is_live() {
             .filter(|r| r.status == 200)
             .map(|_| ())
     });
-    let pid = srv.child.id().to_string();
+    let pid = srv.process.pid().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -146,7 +155,7 @@ fn sigterm_shuts_down_cleanly_while_a_stream_is_live() {
     let status = wait_for(
         "exit after SIGTERM",
         std::time::Duration::from_secs(30),
-        || srv.child.try_wait().unwrap(),
+        || srv.process.try_wait(),
     );
     assert!(status.success(), "exit status {status:?}");
     let log = srv.log_text();

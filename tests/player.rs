@@ -63,7 +63,7 @@ fn field(line: &str, key: &str) -> Option<f64> {
 /// last stats line after the checks every player must pass.
 fn play(page: &str, manifest: &str, transcoding: bool, query: &str) -> String {
     let srv = if transcoding {
-        Server::start_transcoding("")
+        Server::start("[transcode]\nenabled = true\n")
     } else {
         Server::start("")
     };

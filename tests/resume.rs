@@ -21,7 +21,7 @@ fn session_of(playlist: &str) -> String {
 
 #[test]
 fn a_publisher_that_reconnects_within_the_grace_continues_the_stream() {
-    let srv = Server::start_with_grace("[hls]\nend_grace = 1.0\n", 20);
+    let srv = Server::start("[server]\nreconnect_grace_secs = 20\n[hls]\nend_grace = 1.0\n");
     let first = Publisher::rtmp(&srv.rtmp_url(KEY), 60);
     let before = wait_for("two segments", Duration::from_secs(60), || {
         let p = get(srv.http, "/live/demo/video/index.m3u8").ok()?.text();
@@ -76,7 +76,7 @@ fn a_publisher_that_reconnects_within_the_grace_continues_the_stream() {
 
 #[test]
 fn a_publisher_that_stops_ends_the_stream_at_once() {
-    let srv = Server::start_with_grace("[hls]\nend_grace = 1.0\n", 30);
+    let srv = Server::start("[server]\nreconnect_grace_secs = 30\n[hls]\nend_grace = 1.0\n");
     // ffmpeg reaching the end of its input unpublishes (FCUnpublish, deleteStream).
     let _p = Publisher::rtmp(&srv.rtmp_url(KEY), 5);
     assert_advances(&srv, NAME);
@@ -123,16 +123,7 @@ fn a_viewers_position_round_trips_and_survives_a_restart() {
     assert!(got.contains("\"position\":93.5"), "{got}");
 
     // The same data directory after a restart.
-    let _ = srv.child.kill();
-    let _ = srv.child.wait();
-    srv.child = std::process::Command::new(env!("CARGO_BIN_EXE_estuary"))
-        .args(["serve", "--config"])
-        .arg(srv.dir.0.join("estuary.toml"))
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    srv.restart();
     let got = wait_for("the restarted server", Duration::from_secs(60), || {
         get(srv.http, "/api/v1/resume/viewer-1/demo-abc")
             .ok()

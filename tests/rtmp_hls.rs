@@ -243,7 +243,7 @@ fn garbage_on_the_rtmp_port_is_closed_and_logged() {
 
 #[test]
 fn without_streams_a_key_is_created_printed_and_kept() {
-    let srv = Server::start_with("");
+    let srv = Server::start("streams = []\n");
     let key_file = srv.dir.0.join("data").join("stream-key");
     let key = wait_for("generated key", LONG, || {
         std::fs::read_to_string(&key_file).ok()
@@ -318,4 +318,39 @@ fn stalled_blocking_reload_gets_503_and_abandoned_parts_404() {
         waited >= Duration::from_millis(5500),
         "answered after {waited:?}"
     );
+}
+
+/// An encoder that sends one keyframe and then none for a minute (fed six times faster than
+/// real time): the segment is closed at ten segment targets with a log line, nothing more is
+/// held while video waits for a keyframe, and the stream ends cleanly.
+#[test]
+fn a_publisher_without_keyframes_is_capped_and_holds_nothing() {
+    let srv = Server::start("[hls]\nsegment_target = 1.0\nend_grace = 0.5\n");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-readrate", "6"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"])
+        .args(["-g", "100000", "-keyint_min", "100000", "-sc_threshold", "0"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-t", "62", "-f", "flv"])
+        .arg(srv.rtmp_url(KEY))
+        .status()
+        .expect("ffmpeg must be installed (see README)");
+    assert!(status.success());
+    let video = wait_for("the stream to end", LONG, || {
+        playlist(srv.http, "/live/demo/video/index.m3u8").filter(|p| p.contains("#EXT-X-ENDLIST"))
+    });
+    let segments = tags(&video, "#EXTINF:");
+    assert_eq!(segments.len(), 1, "one segment, closed at the cap:\n{video}");
+    let secs: f64 = segments[0][8..].trim_end_matches(',').parse().unwrap();
+    assert!((9.9..=10.1).contains(&secs), "ten segment targets: {secs}\n{video}");
+    let parts = tags(&video, "#EXT-X-PART:").len();
+    assert!(parts <= 31, "nothing after the cap: {parts} parts\n{video}");
+    let log = srv.log_text();
+    assert!(log.contains("segment closed at the cap"), "{log}");
+    assert!(
+        log.contains("set the encoder's keyframe interval"),
+        "the log line says what to do: {log}"
+    );
+    assert!(get(srv.http, "/healthz").unwrap().status == 200);
 }

@@ -52,8 +52,8 @@ fn camera_is_pulled_and_the_stream_survives_a_camera_restart() {
     let port = free_port();
     let dead = free_port();
     let camera = Camera::start(port, &["user", "pass"]);
-    let srv = Server::start_with(&format!(
-        "{}{}{}",
+    let srv = Server::start(&format!(
+        "streams = []\n{}{}{}",
         pull("cam", port, "user", "pass"),
         pull("nocam", dead, "user", "pass"),
         pull("badauth", port, "user", "wrong"),
@@ -112,7 +112,7 @@ fn camera_is_pulled_and_the_stream_survives_a_camera_restart() {
     let log = srv.log_text();
     assert!(log.contains("RTSP camera lost; reconnecting"), "{log}");
     assert!(
-        log.contains("RTSP camera back; the stream continues"),
+        log.contains("the source is back; the stream continues"),
         "{log}"
     );
     assert!(
@@ -140,8 +140,8 @@ fn secs_of_day(line: &str) -> f64 {
 fn hevc_camera_is_pulled_as_hvc1() {
     let port = free_port();
     let _camera = Camera::start(port, &["--hevc"]);
-    let srv = Server::start_with(&format!(
-        "[[pull]]\nname = \"cam\"\nurl = \"rtsp://127.0.0.1:{port}/cam\"\n"
+    let srv = Server::start(&format!(
+        "streams = []\n[[pull]]\nname = \"cam\"\nurl = \"rtsp://127.0.0.1:{port}/cam\"\n"
     ));
     let mv = wait_for("the camera's playlist", Duration::from_secs(60), || {
         get(srv.http, "/live/cam/index.m3u8")
@@ -157,8 +157,8 @@ fn hevc_camera_is_pulled_as_hvc1() {
 fn camera_over_udp_transport() {
     let port = free_port();
     let _camera = Camera::start(port, &[]);
-    let srv = Server::start_with(&format!(
-        "[[pull]]\nname = \"cam\"\nurl = \"rtsp://127.0.0.1:{port}/cam\"\ntransport = \"udp\"\n"
+    let srv = Server::start(&format!(
+        "streams = []\n[[pull]]\nname = \"cam\"\nurl = \"rtsp://127.0.0.1:{port}/cam\"\ntransport = \"udp\"\n"
     ));
     assert_video_decodes(&srv, "cam", 2, 640, 360);
     let audio = wait_for("audio segments", Duration::from_secs(60), || {

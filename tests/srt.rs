@@ -144,7 +144,7 @@ fn access_control_stream_id_and_refusals() {
 #[test]
 fn passphrase_is_required_and_checked() {
     let pass = "correct-horse-battery";
-    let srv = Server::start_srt(&format!("passphrase = \"{pass}\""));
+    let srv = Server::start(&format!("[srt]\npassphrase = \"{pass}\"\n"));
     let (ok, _) = Publisher::srt(&srv.srt_url(&format!("publish:{KEY}"), ""), 3).wait(LONG);
     assert!(!ok, "an unencrypted caller must be refused");
     let (ok, _) = Publisher::srt(

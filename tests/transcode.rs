@@ -45,7 +45,7 @@ fn segment_start(srv: &Server, rendition: &str, playlist: &str, msn: u64) -> (f6
 
 #[test]
 fn ladder_renditions_are_listed_decode_and_line_up() {
-    let srv = Server::start_transcoding("");
+    let srv = Server::start("[transcode]\nenabled = true\n");
     let _publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 60);
     let mv = wait_for("three renditions", Duration::from_secs(60), || {
         let m = get(srv.http, "/live/demo/index.m3u8").ok()?.text();
@@ -143,7 +143,7 @@ fn ladder_renditions_are_listed_decode_and_line_up() {
 
 #[test]
 fn transcode_false_serves_the_stream_as_it_comes() {
-    let srv = Server::start_transcoding("transcode = false\n");
+    let srv = Server::start(&format!("[transcode]\nenabled = true\n{STREAM}transcode = false\n"));
     let _publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 30);
     assert_advances(&srv, NAME);
     let mv = get(srv.http, "/live/demo/index.m3u8").unwrap().text();
@@ -157,8 +157,8 @@ fn transcode_false_serves_the_stream_as_it_comes() {
 #[test]
 fn without_a_copy_rung_the_rungs_keep_a_fixed_gop() {
     // The source's keyframes are 4 s apart; a ladder with no `copy` rung cuts 2 s segments.
-    let srv = Server::start_transcoding(
-        "[[ladder]]\nname = \"480p\"\nheight = 480\nbitrate_kbps = 1200\n[[ladder]]\nname = \"360p\"\nheight = 360\nbitrate_kbps = 700\n",
+    let srv = Server::start(
+        "[transcode]\nenabled = true\n[[ladder]]\nname = \"480p\"\nheight = 480\nbitrate_kbps = 1200\n[[ladder]]\nname = \"360p\"\nheight = 360\nbitrate_kbps = 700\n",
     );
     let _publisher = Publisher::rtmp_args(&srv.rtmp_url(KEY), 40, &["-g", "120"]);
     let p = wait_for("four segments", Duration::from_secs(90), || {

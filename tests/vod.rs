@@ -29,19 +29,21 @@ fn a_finished_stream_plays_from_the_archive() {
     assert!(!live.contains("#EXT-X-ENDLIST"), "{live}");
 
     drop(publisher);
-    let vod = wait_for("the VOD playlist", Duration::from_secs(60), || {
-        let p = get(srv.http, &format!("/vod/{id}/video/index.m3u8"))
-            .ok()?
-            .text();
-        p.contains("#EXT-X-ENDLIST").then_some(p)
+    // The archive is finished once its meta says it ended (written last, after the playlists
+    // and the MPD).
+    wait_for("the archive listed as ended", Duration::from_secs(60), || {
+        let list = get(srv.http, "/api/v1/vod").ok()?.text();
+        list.contains("\"ended\":\"20").then_some(())
     });
+    let vod = get(srv.http, &format!("/vod/{id}/video/index.m3u8"))
+        .unwrap()
+        .text();
+    assert!(vod.contains("#EXT-X-ENDLIST"), "{vod}");
     assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{vod}");
     assert!(tags(&vod, "#EXTINF").len() >= 3, "{vod}");
     let mpd = get(srv.http, &format!("/vod/{id}/manifest.mpd")).unwrap();
     assert_eq!(mpd.status, 200);
     assert!(mpd.text().contains("type=\"static\""), "{}", mpd.text());
-    let list = get(srv.http, "/api/v1/vod").unwrap().text();
-    assert!(list.contains("\"ended\":\"20"), "{list}");
 
     // Played end to end through its multivariant playlist, as a player would.
     let text = ffprobe_streams(&format!(
@@ -183,7 +185,7 @@ fn an_archive_in_object_storage_plays_from_the_origin_and_an_edge() {
     assert!(vod.contains("#EXT-X-ENDLIST"), "{vod}");
 
     // An edge with the same storage serves it too, without its origin.
-    let edge = Edge::start_with(&archive);
+    let edge = Server::edge(&archive);
     let http = edge.http;
     let list = get(http, "/api/v1/vod").unwrap().text();
     assert!(list.contains(&id), "{list}");

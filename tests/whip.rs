@@ -241,7 +241,7 @@ fn chromium_publishes_vp9_over_whip() {
 
 #[test]
 fn a_publisher_that_goes_silent_is_ended_after_the_idle_timeout() {
-    let srv = Server::start_whip("idle_timeout_secs = 3");
+    let srv = Server::start("[whip]\nidle_timeout_secs = 3\n[hls]\nend_grace = 1.0\n");
     let (mut child, rx) = chromium_publisher(&srv, KEY, 5, "silent");
     assert_eq!(next(&rx)["created"]["status"], 201);
     assert_advances(&srv, NAME);
@@ -262,7 +262,7 @@ fn a_publisher_that_goes_silent_is_ended_after_the_idle_timeout() {
 
 #[test]
 fn a_session_that_never_connects_is_dropped_and_frees_the_name() {
-    let srv = Server::start_whip("connect_timeout_secs = 2");
+    let srv = Server::start("[whip]\nconnect_timeout_secs = 2\n[hls]\nend_grace = 1.0\n");
     // A real browser offer, answered, but nobody ever does ICE.
     let offer = include_str!("../ingest/tests/fixtures/chrome-whip-offer.sdp");
     let post = || {
@@ -302,7 +302,7 @@ fn a_session_that_never_connects_is_dropped_and_frees_the_name() {
 
 #[test]
 fn whip_opus_becomes_aac_for_the_ladder() {
-    let srv = Server::start_transcoding("[hls]\nend_grace = 1.0\n");
+    let srv = Server::start("[transcode]\nenabled = true\n[hls]\nend_grace = 1.0\n");
     let (mut child, rx) = chromium_publisher(&srv, KEY, 12, "");
     assert_eq!(next(&rx)["created"]["status"], 201);
     let mv = wait_for("the ladder", Duration::from_secs(60), || {

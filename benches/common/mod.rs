@@ -35,13 +35,14 @@ pub async fn origin_with_whip(
                 a.reader,
                 windows.clone(),
                 packager::PackagerConfig::default(),
+                CancellationToken::new(),
             ));
         });
     }
     let cancel = CancellationToken::new();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_port = http.local_addr().unwrap().port();
-    let mut service = edge::Service::new(windows, Default::default());
+    let mut service = httpd::Service::new(windows, Default::default());
     let mut whip_addr = None;
     if let Some((key, name)) = whip {
         let w = ingest::whip::Whip::start(
@@ -58,14 +59,15 @@ pub async fn origin_with_whip(
                 max_sessions: 16,
                 keyframe_interval: Duration::from_secs(2),
             },
+            &tokio_util::task::TaskTracker::new(),
             cancel.clone(),
         )
         .await
         .unwrap();
         whip_addr = Some(w.local_addr());
-        service = service.with_whip(w);
+        service = service.with_whip(estuary::whip::WhipBridge(w));
     }
-    tokio::spawn(edge::serve(http, service, cancel.clone()));
+    tokio::spawn(httpd::serve(http, service, cancel.clone()));
     (
         Origin {
             hub,

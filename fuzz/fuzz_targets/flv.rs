@@ -4,7 +4,8 @@
 #![no_main]
 
 use bytes::Bytes;
-use ingest::rtmp::adapter::{Adapter, AdapterEvent};
+use ingest::rtmp::adapter::Adapter;
+use ingest::AdapterEvent;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

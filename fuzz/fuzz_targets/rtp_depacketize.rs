@@ -7,6 +7,7 @@ use bytes::Bytes;
 use ingest::whip::adapter::{RtpFrame, SenderClock, WhipAdapter, WhipCodec};
 use ingest::AdapterEvent;
 use libfuzzer_sys::fuzz_target;
+use media::{Timescale, Timestamp};
 
 fuzz_target!(|data: &[u8]| {
     let _ = str0m::_internal_test_exports::fuzz::depack(data);
@@ -26,17 +27,21 @@ fuzz_target!(|data: &[u8]| {
             2 => WhipCodec::Vp9,
             _ => WhipCodec::Opus,
         };
+        let clock = Timescale(if codec == WhipCodec::Opus { 48_000 } else { 90_000 });
+        let us = |t: i64| Timestamp::new(t, Timescale::MICROS);
         a.push(RtpFrame {
             codec,
-            rtp_time: rtp,
-            clock: if codec == WhipCodec::Opus { 48_000 } else { 90_000 },
-            arrival_us: now,
+            time: Timestamp::new(rtp as i64, clock),
+            arrival: us(now),
             contiguous: flags & 2 == 0,
             keyframe: flags & 8 != 0,
             data: Bytes::copy_from_slice(body),
-            sender: (flags & 4 != 0).then_some(SenderClock { ntp_us: now * 3, rtp: rtp / 2 }),
+            sender: (flags & 4 != 0).then_some(SenderClock {
+                ntp: us(now * 3),
+                rtp: Timestamp::new(rtp as i64 / 2, clock),
+            }),
         });
-        a.tick(now);
+        a.tick(us(now));
         let _ = a.wants_keyframe();
         while let Some(ev) = a.pull() {
             match ev {

@@ -7,7 +7,11 @@ use bytes::Bytes;
 use ingest::rtsp::adapter::{Kind, RtspAdapter};
 use ingest::AdapterEvent;
 use libfuzzer_sys::fuzz_target;
-use media::{CodecConfig, TrackInfo};
+use media::{CodecConfig, Timescale, Timestamp, TrackInfo};
+
+fn us(t: i64) -> Timestamp {
+    Timestamp::new(t, Timescale::MICROS)
+}
 
 fuzz_target!(|data: &[u8]| {
     let mut a = RtspAdapter::new();
@@ -30,9 +34,10 @@ fuzz_target!(|data: &[u8]| {
             ),
             3 | 4 => {
                 let key = ingest::rtsp::has_random_access(body, op & 8 != 0);
-                a.video(t * 100, 90_000, key || op & 16 != 0, op & 32 != 0, Bytes::copy_from_slice(body), now);
+                let at = Timestamp::new(t * 100, Timescale::VIDEO);
+                a.video(at, key || op & 16 != 0, op & 32 != 0, Bytes::copy_from_slice(body), us(now));
             }
-            _ => a.audio(t * 50, 48_000, Bytes::copy_from_slice(body), now),
+            _ => a.audio(Timestamp::new(t * 50, Timescale(48_000)), Bytes::copy_from_slice(body), us(now)),
         }
         while let Some(ev) = a.pull() {
             match ev {

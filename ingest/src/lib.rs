@@ -1,9 +1,19 @@
 //! Ingest: each protocol turns a publisher's connection into a [`media::Broadcast`].
 //!
-//! Every protocol module has the same shape: a sans-IO core (parsing, state), a small adapter
-//! from protocol messages to the media model, and a thin tokio task for sockets and timers.
-//! Publishers are authenticated with a stream key, looked up in [`StreamKeys`].
+//! Data flow, the same in every protocol folder (`rtmp/`, `srt/`, `whip/`, `rtsp/`): a
+//! sans-IO core parses the protocol (ours where no library does it: `flv.rs`, `ts.rs`,
+//! `sdp.rs`; rml_rtmp's session, str0m and retina otherwise), `adapter.rs` turns its messages
+//! into tracks and frames ([`AdapterEvent`]s, push/pull), and `task.rs` is the thin tokio task
+//! around them: sockets, timers, admission. Every task hands the adapter's events to one
+//! [`publisher::Publisher`], which owns the publisher's life (reserve → live → end) and its log
+//! lines. What they share: [`early`] (media kept until a broadcast can start) and
+//! [`SampleClock`] (audio on an exact sample clock).
+//!
+//! Publishers are authenticated with a stream key, looked up in [`StreamKeys`]; an RTSP camera
+//! is pulled by name from the config.
 
+pub mod early;
+pub mod publisher;
 pub mod rtmp;
 pub mod rtsp;
 pub mod srt;

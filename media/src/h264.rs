@@ -1,5 +1,6 @@
-//! Just enough H.264 parsing for playlists and the packager: the `avcC` record and the
-//! picture size and profile from an SPS.
+//! Just enough H.264 parsing for playlists and the packager: the `avcC` record, the picture
+//! size and profile from an SPS, and the bit reader H.265 and AAC share. Annex B streams are
+//! in [`crate::annexb`].
 
 /// An MSB-first bit reader with Exp-Golomb codes; every read is checked.
 pub struct BitReader<'a> {
@@ -68,36 +69,6 @@ pub fn length_prefixed_nals(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
         data = &data[4 + len..];
         Some(nal)
     })
-}
-
-/// NAL units of an Annex B byte stream (start codes 00 00 01 / 00 00 00 01 removed).
-pub fn annexb_nals(data: &[u8]) -> Vec<&[u8]> {
-    let mut nals = Vec::new();
-    let mut i = 0;
-    let mut start: Option<usize> = None;
-    while i + 2 < data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            if let Some(s) = start {
-                let mut end = i;
-                while end > s && data[end - 1] == 0 {
-                    end -= 1; // trailing zero of a 4-byte start code
-                }
-                if end > s {
-                    nals.push(&data[s..end]);
-                }
-            }
-            i += 3;
-            start = Some(i);
-        } else {
-            i += 1;
-        }
-    }
-    if let Some(s) = start {
-        if s < data.len() {
-            nals.push(&data[s..]);
-        }
-    }
-    nals
 }
 
 /// An `avcC` body for one SPS and one PPS, with 4-byte NAL lengths.
@@ -286,16 +257,9 @@ mod tests {
     }
 
     #[test]
-    fn annexb_split_and_avcc() {
-        let data = [
-            0, 0, 0, 1, 0x67, 1, 2, 3, 0, 0, 1, 0x68, 4, 0, 0, 0, 1, 0x65, 9, 9,
-        ];
-        let nals = annexb_nals(&data);
-        assert_eq!(
-            nals,
-            vec![&[0x67, 1, 2, 3][..], &[0x68, 4][..], &[0x65, 9, 9][..]]
-        );
-        let avcc = avcc_from(nals[0], nals[1]).unwrap();
+    fn avcc_round_trip() {
+        let (sps, pps) = ([0x67, 1, 2, 3], [0x68, 4]);
+        let avcc = avcc_from(&sps, &pps).unwrap();
         let parsed = AvcConfig::parse(&avcc).unwrap();
         assert_eq!(
             (
@@ -303,9 +267,8 @@ mod tests {
                 parsed.pps[0].as_slice(),
                 parsed.length_size
             ),
-            (nals[0], nals[1], 4)
+            (&sps[..], &pps[..], 4)
         );
-        assert!(annexb_nals(&[1, 2, 3]).is_empty());
     }
 
     #[test]

@@ -176,6 +176,17 @@ impl Hub {
         *self.inner.reconnect_grace.lock().unwrap() = grace;
     }
 
+    /// The process is stopping: broadcasts held for a reconnect end now, and a publisher that
+    /// goes from now on ends its broadcast at once.
+    pub fn shut_down(&self) {
+        *self.inner.reconnect_grace.lock().unwrap() = Duration::ZERO;
+        let held: Vec<(String, Held)> = self.inner.held.lock().unwrap().drain().collect();
+        for (name, h) in held {
+            h.broadcast.close();
+            self.release(&name, h.id);
+        }
+    }
+
     pub fn is_live(&self, name: &str) -> bool {
         self.inner.live.lock().unwrap().contains_key(name)
     }
@@ -375,5 +386,24 @@ mod tests {
             !hub.is_live("a"),
             "an explicit end releases the name at once"
         );
+    }
+
+    #[tokio::test]
+    async fn shutting_down_ends_held_broadcasts_and_holds_no_more() {
+        let hub = Hub::new();
+        hub.set_reconnect_grace(Duration::from_secs(30));
+        let readers = Arc::new(Mutex::new(vec![]));
+        let r = readers.clone();
+        hub.on_publish(move |ann| r.lock().unwrap().push(ann.reader));
+        drop(hub.publish("a", vec![]).unwrap());
+        let b = hub.publish("b", vec![]).unwrap();
+        assert!(hub.is_live("a"), "held");
+        hub.shut_down();
+        assert!(!hub.is_live("a"), "the held one ended");
+        drop(b);
+        assert!(!hub.is_live("b"), "not held any more");
+        for mut r in readers.lock().unwrap().drain(..) {
+            assert_eq!(r.try_recv(), Some(None), "{} ended", r.name());
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Timestamps that carry their timescale.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Ticks per second of a track's clock (90 000 for video, the sample rate for audio).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -9,6 +10,8 @@ pub struct Timescale(pub u32);
 impl Timescale {
     pub const VIDEO: Timescale = Timescale(90_000);
     pub const MILLIS: Timescale = Timescale(1_000);
+    /// For clocks rather than tracks: arrival times, RTCP's NTP wall clock.
+    pub const MICROS: Timescale = Timescale(1_000_000);
 
     /// Converts `ticks` of `from` into this timescale, rounding to nearest.
     pub fn convert(self, ticks: i64, from: Timescale) -> i64 {
@@ -22,7 +25,7 @@ impl Timescale {
     }
 }
 
-/// A point on a track's timeline.
+/// A point on a timeline (a track's, or a clock's), in ticks of its timescale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Timestamp {
     pub ticks: i64,
@@ -32,6 +35,29 @@ pub struct Timestamp {
 impl Timestamp {
     pub fn new(ticks: i64, scale: Timescale) -> Self {
         Self { ticks, scale }
+    }
+
+    /// `d` after the timeline's zero, in ticks of `scale` (rounded to nearest).
+    pub fn from_duration(d: Duration, scale: Timescale) -> Self {
+        let ticks = (d.as_nanos() * scale.0 as u128 + 500_000_000) / 1_000_000_000;
+        Self::new(ticks.min(i64::MAX as u128) as i64, scale)
+    }
+
+    /// The same point in ticks of `scale` (rounded to nearest).
+    pub fn rescale(self, scale: Timescale) -> Self {
+        Self::new(scale.convert(self.ticks, self.scale), scale)
+    }
+
+    /// Time from the timeline's zero (zero for a point before it).
+    pub fn as_duration(self) -> Duration {
+        let nanos = self.ticks.max(0) as u128 * 1_000_000_000 / self.scale.0.max(1) as u128;
+        Duration::from_nanos(nanos.min(u64::MAX as u128) as u64)
+    }
+
+    /// Time from `earlier` to this point (zero if `earlier` is later).
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        let earlier = earlier.rescale(self.scale);
+        Timestamp::new(self.ticks.saturating_sub(earlier.ticks), self.scale).as_duration()
     }
 
     pub fn as_secs_f64(self) -> f64 {
@@ -76,6 +102,27 @@ mod tests {
         assert_eq!(Timescale::VIDEO.convert(33, Timescale::MILLIS), 2970);
         assert_eq!(Timescale(48_000).convert(90_000, Timescale::VIDEO), 48_000);
         assert_eq!(Timescale::MILLIS.convert(-1500, Timescale::VIDEO), -17);
+    }
+
+    #[test]
+    fn durations() {
+        let t = Timestamp::new(135_000, Timescale::VIDEO);
+        assert_eq!(t.as_duration(), Duration::from_millis(1500));
+        assert_eq!(Timestamp::from_duration(t.as_duration(), Timescale::VIDEO), t);
+        assert_eq!(
+            t.rescale(Timescale(48_000)),
+            Timestamp::new(72_000, Timescale(48_000))
+        );
+        assert_eq!(
+            t.since(Timestamp::new(24_000, Timescale(48_000))),
+            Duration::from_millis(1000)
+        );
+        assert_eq!(Timestamp::new(-5, Timescale::VIDEO).as_duration(), Duration::ZERO);
+        assert_eq!(
+            Timestamp::new(1, Timescale::VIDEO).since(t),
+            Duration::ZERO,
+            "never negative"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use media::TrackKind;
+use media::{Timestamp, TrackKind};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tracing::{info, warn};
@@ -36,7 +36,7 @@ use crate::window::StreamWindow;
 #[derive(Clone, Debug)]
 struct Archived {
     msn: u64,
-    duration: f64,
+    duration: Duration,
     discontinuity: bool,
     start: SystemTime,
 }
@@ -193,7 +193,8 @@ async fn playlists(
         let td = segs
             .iter()
             .map(|s| s.duration)
-            .fold(w.config.segment_target.as_secs_f64(), f64::max)
+            .fold(w.config.segment_target, Duration::max)
+            .as_secs_f64()
             .ceil() as u64;
         let mut p = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
         let _ = writeln!(p, "#EXT-X-TARGETDURATION:{td}");
@@ -215,7 +216,12 @@ async fn playlists(
             if k == 0 || s.discontinuity {
                 let _ = writeln!(p, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339(s.start));
             }
-            let _ = writeln!(p, "#EXTINF:{:.5},\n{}.m4s", s.duration, s.msn);
+            let _ = writeln!(
+                p,
+                "#EXTINF:{:.5},\n{}.m4s",
+                s.duration.as_secs_f64(),
+                s.msn
+            );
         }
         if ended {
             p.push_str("#EXT-X-ENDLIST\n");
@@ -239,15 +245,12 @@ fn static_mpd(
     infos: &[(media::TrackInfo, u64)],
     done: &[Vec<Archived>],
 ) -> String {
-    let secs = |t: SystemTime| {
-        t.duration_since(w.started)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0)
-    };
+    let since_start = |t: SystemTime| t.duration_since(w.started).unwrap_or_default();
     let total = done
         .first()
-        .and_then(|s| s.last().map(|l| secs(l.start) + l.duration))
-        .unwrap_or(0.0);
+        .and_then(|s| s.last().map(|l| since_start(l.start) + l.duration))
+        .unwrap_or_default()
+        .as_secs_f64();
     let mut out = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"static\" mediaPresentationDuration=\"PT{total:.3}S\" minBufferTime=\"PT2S\">\n  <Period id=\"0\" start=\"PT0S\">\n"
     );
@@ -262,7 +265,7 @@ fn static_mpd(
             TrackKind::Video => ("video", "video/mp4"),
             TrackKind::Audio => ("audio", "audio/mp4"),
         };
-        let scale = infos[first].0.timescale.0 as f64;
+        let scale = infos[first].0.timescale;
         let _ = write!(
             out,
             "    <AdaptationSet id=\"{set}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">\n      <SegmentTemplate timescale=\"{}\" initialization=\"$RepresentationID$/init.mp4\" media=\"$RepresentationID$/$Number$.m4s\" startNumber=\"{}\">\n        <SegmentTimeline>\n",
@@ -273,8 +276,8 @@ fn static_mpd(
             let _ = writeln!(
                 out,
                 "          <S t=\"{}\" d=\"{}\"/>",
-                (secs(s.start) * scale).round() as u64,
-                (s.duration * scale).round() as u64
+                Timestamp::from_duration(since_start(s.start), scale).ticks,
+                Timestamp::from_duration(s.duration, scale).ticks
             );
         }
         out.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");

@@ -36,7 +36,7 @@ pub fn mpd(w: &StreamWindow, st: &WindowState, now: SystemTime, time_url: &str) 
     let window_secs: f64 = st
         .tracks
         .first()
-        .map(|t| t.segments.iter().map(|s| s.duration).sum())
+        .map(|t| t.segments.iter().map(|s| s.duration.as_secs_f64()).sum())
         .unwrap_or(0.0);
     if live {
         let _ = writeln!(
@@ -60,7 +60,7 @@ pub fn mpd(w: &StreamWindow, st: &WindowState, now: SystemTime, time_url: &str) 
             .tracks
             .first()
             .and_then(|t| t.segments.back())
-            .map(|s| secs_since(w, s.program_date_time) + s.duration)
+            .map(|s| secs_since(w, s.program_date_time) + s.duration.as_secs_f64())
             .unwrap_or(0.0);
         let _ = writeln!(
             out,
@@ -117,7 +117,7 @@ fn template(
     let first_msn = t.segments.front().map(|s| s.msn).unwrap_or(0);
     // The segment being written is announced with the duration it is expected to reach.
     let open = t.segments.back().filter(|s| live && !s.complete);
-    let expected = open.map(|s| target.max(s.duration + part));
+    let expected = open.map(|s| target.max(s.duration.as_secs_f64() + part));
     let _ = write!(
         out,
         "      <SegmentTemplate timescale=\"{}\" initialization=\"$RepresentationID$/{}/init.mp4\" media=\"$RepresentationID$/{}/$Number$.m4s\" startNumber=\"{first_msn}\"",
@@ -138,7 +138,7 @@ fn template(
         }
         let start = (secs_since(w, s.program_date_time) * scale).round() as u64;
         let d = if s.complete {
-            s.duration
+            s.duration.as_secs_f64()
         } else {
             expected.unwrap_or(target)
         };

@@ -176,7 +176,7 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
     let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}/init.mp4\"", w.session);
 
     // Time from each segment's start to the live edge decides skipping and part listing.
-    let total: f64 = t.segments.iter().map(|s| s.duration).sum();
+    let total: f64 = t.segments.iter().map(|s| s.duration.as_secs_f64()).sum();
     let skip_until = (td * SKIP_UNTIL_TARGETS) as f64;
     let mut skipped = 0;
     if skip != Skip::No {
@@ -186,7 +186,7 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
                 break;
             }
             // A segment may be skipped only if it starts more than the skip boundary from the end.
-            before_edge -= s.duration;
+            before_edge -= s.duration.as_secs_f64();
             skipped += 1;
         }
         if skipped > 0 {
@@ -198,7 +198,7 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
     let mut pdt_written = false;
     for (i, s) in t.segments.iter().enumerate() {
         let starts_before_edge = total - elapsed;
-        elapsed += s.duration;
+        elapsed += s.duration.as_secs_f64();
         if i < skipped {
             continue;
         }
@@ -215,13 +215,17 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
             pdt_written = true;
         }
         let list_parts =
-            !s.complete || starts_before_edge <= PART_LISTING_TARGETS * td as f64 + s.duration;
+            !s.complete
+                || starts_before_edge <= PART_LISTING_TARGETS * td as f64 + s.duration.as_secs_f64();
         if list_parts {
             for (p_idx, p) in s.parts.iter().enumerate() {
                 let _ = write!(
                     out,
                     "#EXT-X-PART:DURATION={:.5},URI=\"{}/{}.{}.m4s\"",
-                    p.duration, w.session, s.msn, p_idx
+                    p.duration.as_secs_f64(),
+                    w.session,
+                    s.msn,
+                    p_idx
                 );
                 if p.independent && !p.gap {
                     out.push_str(",INDEPENDENT=YES");
@@ -236,7 +240,9 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
             let _ = writeln!(
                 out,
                 "#EXTINF:{:.5},\n{}/{}.m4s",
-                s.duration, w.session, s.msn
+                s.duration.as_secs_f64(),
+                w.session,
+                s.msn
             );
         }
     }

@@ -1,11 +1,13 @@
 //! The packager task: one per live broadcast. Reads frames, cuts them into CMAF parts with the
-//! segmenter and publishes each part to the stream's window the moment it is complete.
+//! segmenter, publishes each part to the stream's window the moment it is complete, and (when
+//! an archive is configured) runs the stream's archive writer beside it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use media::{BroadcastReader, ReadEvent};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cmaf;
@@ -44,8 +46,15 @@ fn session_id() -> String {
     format!("{:x}", (nanos ^ (n << 48)) & 0xffff_ffff_ffff)
 }
 
-/// Packages one broadcast into `windows` until it ends.
-pub async fn run(mut reader: BroadcastReader, windows: Windows, config: PackagerConfig) {
+/// Packages one broadcast into `windows` until it ends, and archives it alongside; returns once
+/// the archive holds everything and the window is gone. On `shutdown` the broadcast is still
+/// read to its end (the ingest ends it), but the end grace and the linger are cut short.
+pub async fn run(
+    reader: BroadcastReader,
+    windows: Windows,
+    config: PackagerConfig,
+    shutdown: CancellationToken,
+) {
     let name = reader.name().to_string();
     let tracks = reader.tracks().to_vec();
     let mut inits = Vec::with_capacity(tracks.len());
@@ -65,9 +74,33 @@ pub async fn run(mut reader: BroadcastReader, windows: Windows, config: Packager
         inits,
     ));
     windows.insert(window.clone());
-    if let Some(root) = &config.archive {
-        tokio::spawn(crate::archive::run(window.clone(), root.clone()));
+    let archive = async {
+        if let Some(store) = &config.archive {
+            crate::archive::run(window.clone(), store.clone()).await;
+        }
+    };
+    let package = async {
+        package(reader, &window, &config).await;
+        info!(stream = %name, "publisher gone; ending the playlist after the grace period");
+        pause(config.end_grace, &shutdown).await;
+        window.end();
+    };
+    tokio::join!(package, archive);
+    pause(config.linger, &shutdown).await;
+    windows.remove(&window);
+}
+
+/// Sleeps for `d`, or until shutdown.
+async fn pause(d: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.cancelled() => {}
     }
+}
+
+/// Reads the broadcast to its end into the window.
+async fn package(mut reader: BroadcastReader, window: &StreamWindow, config: &PackagerConfig) {
+    let tracks = reader.tracks().to_vec();
     let seg_cfg = SegmenterConfig {
         segment_target: config.window.segment_target,
         part_target: config.window.part_target,
@@ -75,16 +108,13 @@ pub async fn run(mut reader: BroadcastReader, windows: Windows, config: Packager
     let mut segmenter = Segmenter::new(&tracks, seg_cfg);
     let mut sequence = vec![0u32; tracks.len()];
     let mut lagged_total = 0u64;
+    let name = &window.name;
     info!(stream = %name, session = %window.session, "packaging");
     loop {
         let event = reader.recv().await;
-        window.skipped.store(
-            reader
-                .stats()
-                .skipped
-                .load(std::sync::atomic::Ordering::Relaxed),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        window
+            .skipped
+            .store(reader.stats().skipped.load(Ordering::Relaxed), Ordering::Relaxed);
         match event {
             Some(ReadEvent::Frame(f)) => segmenter.push(f),
             Some(ReadEvent::Lagged { skipped }) => {
@@ -98,17 +128,12 @@ pub async fn run(mut reader: BroadcastReader, windows: Windows, config: Packager
             }
             None => {
                 segmenter.finish();
-                drain(&mut segmenter, &window, &tracks, &mut sequence);
-                break;
+                drain(&mut segmenter, window, &tracks, &mut sequence);
+                return;
             }
         }
-        drain(&mut segmenter, &window, &tracks, &mut sequence);
+        drain(&mut segmenter, window, &tracks, &mut sequence);
     }
-    info!(stream = %name, "publisher gone; ending the playlist after the grace period");
-    tokio::time::sleep(config.end_grace).await;
-    window.end();
-    tokio::time::sleep(config.linger).await;
-    windows.remove(&window);
 }
 
 /// Moves every finished part out of the segmenter into the window as CMAF; returns how many.
@@ -127,15 +152,22 @@ pub fn drain(
                 window.complete_segment(track, msn);
                 continue;
             }
+            Output::Capped { msn, length } => {
+                warn!(stream = %window.name, msn, secs = length.as_secs(), "no keyframe to start a new segment with: segment closed at the cap; video waits for the next keyframe (set the encoder's keyframe interval to the segment target, 2 s by default)");
+                continue;
+            }
+            Output::Silent { track } => {
+                info!(stream = %window.name, track = %tracks[track].codec.codec_string(), "a track has sent nothing for a while; its parts are gaps until it is back");
+                continue;
+            }
         };
         n += 1;
-        let scale = tracks[p.track].timescale.0 as f64;
         let gap = p.samples.is_empty();
         let data = if gap {
             bytes::Bytes::new()
         } else {
             sequence[p.track] += 1;
-            match cmaf::fragment(sequence[p.track], p.base_dts.max(0) as u64, &p.samples) {
+            match cmaf::fragment(sequence[p.track], p.start.ticks.max(0) as u64, &p.samples) {
                 Ok(d) => d,
                 Err(e) => {
                     warn!(stream = %window.name, error = %e, "could not write a fragment");
@@ -148,13 +180,13 @@ pub fn drain(
             msn: p.msn,
             index: p.index,
             data,
-            duration: p.duration as f64 / scale,
+            duration: p.end.since(p.start),
             independent: p.independent,
             gap,
             last_in_segment: p.last_in_segment,
             end_expected: p.end_expected,
             discontinuity: p.discontinuity,
-            start: p.base_dts as f64 / scale,
+            start: p.start.as_duration(),
             samples: p.samples.len() as u32,
         });
     }

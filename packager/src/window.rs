@@ -34,8 +34,7 @@ impl Default for WindowConfig {
 #[derive(Clone, Debug)]
 pub struct Part {
     pub data: Bytes,
-    /// Seconds.
-    pub duration: f64,
+    pub duration: Duration,
     pub independent: bool,
     /// No media for this track in the part's time range.
     pub gap: bool,
@@ -53,8 +52,8 @@ pub struct Segment {
     pub discontinuity: bool,
     /// Wall-clock time of the segment's first sample.
     pub program_date_time: SystemTime,
-    /// Seconds; the sum of the parts so far.
-    pub duration: f64,
+    /// The sum of the parts so far.
+    pub duration: Duration,
     pub samples: u32,
     pub bytes: usize,
 }
@@ -80,7 +79,8 @@ pub struct TrackWindow {
     /// Largest complete-segment bitrate seen, bits/s.
     pub peak_bitrate: u64,
     pub total_bytes: u64,
-    pub total_secs: f64,
+    /// Media time packaged since the start.
+    pub total_duration: Duration,
     pub total_samples: u64,
     /// EXT-X-DISCONTINUITY-SEQUENCE: discontinuities that slid out of the playlist.
     pub discontinuity_sequence: u64,
@@ -131,11 +131,14 @@ impl TrackWindow {
             .segments
             .iter()
             .filter(|s| s.complete)
-            .fold((0usize, 0f64), |(b, d), s| (b + s.bytes, d + s.duration));
+            .fold((0usize, 0f64), |(b, d), s| {
+                (b + s.bytes, d + s.duration.as_secs_f64())
+            });
+        let total = self.total_duration.as_secs_f64();
         if secs > 0.0 {
             (bytes as f64 * 8.0 / secs) as u64
-        } else if self.total_secs > 0.0 {
-            (self.total_bytes as f64 * 8.0 / self.total_secs) as u64
+        } else if total > 0.0 {
+            (self.total_bytes as f64 * 8.0 / total) as u64
         } else {
             0
         }
@@ -145,8 +148,9 @@ impl TrackWindow {
         if self.info.kind() != TrackKind::Video {
             return None;
         }
-        if self.total_secs > 0.5 {
-            return Some(self.total_samples as f64 / self.total_secs);
+        let total = self.total_duration.as_secs_f64();
+        if total > 0.5 {
+            return Some(self.total_samples as f64 / total);
         }
         self.info.frame_rate_hint
     }
@@ -159,8 +163,8 @@ pub struct WindowState {
     pub tracks: Vec<TrackWindow>,
     /// The stream has ended: playlists carry EXT-X-ENDLIST and nothing more will come.
     pub ended: bool,
-    /// Longest segment seen, seconds (TARGETDURATION never goes below the configured target).
-    pub longest_segment: f64,
+    /// Longest segment seen (TARGETDURATION never goes below the configured target).
+    pub longest_segment: Duration,
 }
 
 /// One live stream's window.
@@ -183,20 +187,21 @@ pub struct StreamWindow {
 }
 
 /// What a packager hands the window.
+#[derive(Clone, Debug, PartialEq)]
 pub struct PartIn {
     pub track: usize,
     pub msn: u64,
     pub index: u32,
     pub data: Bytes,
-    pub duration: f64,
+    pub duration: Duration,
     pub independent: bool,
     pub gap: bool,
     pub last_in_segment: bool,
     /// The segment is expected to end after this part.
     pub end_expected: bool,
     pub discontinuity: bool,
-    /// Position of the part's start on the stream timeline, seconds.
-    pub start: f64,
+    /// Position of the part's start on the stream timeline.
+    pub start: Duration,
     pub samples: u32,
 }
 
@@ -237,7 +242,7 @@ impl StreamWindow {
                     segments: VecDeque::new(),
                     peak_bitrate: 0,
                     total_bytes: 0,
-                    total_secs: 0.0,
+                    total_duration: Duration::ZERO,
                     total_samples: 0,
                     discontinuity_sequence: 0,
                 }
@@ -256,7 +261,7 @@ impl StreamWindow {
                 version: 0,
                 tracks,
                 ended: false,
-                longest_segment: 0.0,
+                longest_segment: Duration::ZERO,
             }),
             version,
             rendered: Mutex::new(HashMap::new()),
@@ -265,7 +270,6 @@ impl StreamWindow {
         }
     }
 
-    /// Runs `f` with the state locked. Keep `f` short: no I/O, no awaiting.
     /// The same window as another node's (an edge replaying the origin's): its start time, so
     /// program date times match.
     pub fn with_started(mut self, started: SystemTime) -> Self {
@@ -273,6 +277,7 @@ impl StreamWindow {
         self
     }
 
+    /// Runs `f` with the state locked. Keep `f` short: no I/O, no awaiting.
     pub fn read<R>(&self, f: impl FnOnce(&WindowState) -> R) -> R {
         f(&self.state.lock().unwrap())
     }
@@ -313,7 +318,7 @@ impl StreamWindow {
                 .back()
                 .is_some_and(|s| !s.complete && s.msn == p.msn);
             if !open {
-                let pdt = self.started + Duration::from_secs_f64(p.start.max(0.0));
+                let pdt = self.started.checked_add(p.start).unwrap_or(self.started);
                 track.segments.push_back(Segment {
                     msn: p.msn,
                     parts: Vec::new(),
@@ -321,7 +326,7 @@ impl StreamWindow {
                     end_expected: false,
                     discontinuity: p.discontinuity,
                     program_date_time: pdt,
-                    duration: 0.0,
+                    duration: Duration::ZERO,
                     samples: 0,
                     bytes: 0,
                 });
@@ -339,7 +344,7 @@ impl StreamWindow {
                 gap: p.gap,
                 samples: p.samples,
             });
-            track.total_secs += p.duration;
+            track.total_duration += p.duration;
             track.total_samples += p.samples as u64;
             if p.last_in_segment {
                 Self::complete(&mut st, p.track, p.msn, keep);
@@ -372,8 +377,9 @@ impl StreamWindow {
         };
         seg.complete = true;
         let d = seg.duration;
-        if d > 0.0 {
-            t.peak_bitrate = t.peak_bitrate.max((seg.bytes as f64 * 8.0 / d) as u64);
+        if !d.is_zero() {
+            let bitrate = seg.bytes as f64 * 8.0 / d.as_secs_f64();
+            t.peak_bitrate = t.peak_bitrate.max(bitrate as u64);
         }
         while t.segments.iter().filter(|s| s.complete).count() > keep {
             t.segments.pop_front();
@@ -404,17 +410,28 @@ impl StreamWindow {
         let target = self
             .config
             .segment_target
-            .as_secs_f64()
-            .max(st.longest_segment);
+            .max(st.longest_segment)
+            .as_secs_f64();
         // RFC 8216bis §4.4.3.1: each EXTINF, rounded to the nearest integer, must not exceed it.
         (target.round() as u64).max(1)
     }
 }
 
 /// Every live (and recently ended) stream's window, by public name.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Windows {
     map: Arc<Mutex<HashMap<String, Arc<StreamWindow>>>>,
+    /// Bumped whenever a window comes or goes, for what follows the set (the Redis mirror).
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Windows {
+            map: Arc::default(),
+            changed: watch::channel(0).0,
+        }
+    }
 }
 
 impl Windows {
@@ -431,13 +448,18 @@ impl Windows {
         if let Some(old) = old {
             old.end();
         }
+        self.changed.send_modify(|v| *v += 1);
     }
 
     /// Removes `w` if it is still the window registered under its name.
     pub fn remove(&self, w: &Arc<StreamWindow>) {
-        let mut map = self.map.lock().unwrap();
-        if map.get(&w.name).is_some_and(|cur| Arc::ptr_eq(cur, w)) {
-            map.remove(&w.name);
+        let removed = {
+            let mut map = self.map.lock().unwrap();
+            let current = map.get(&w.name).is_some_and(|cur| Arc::ptr_eq(cur, w));
+            current && map.remove(&w.name).is_some()
+        };
+        if removed {
+            self.changed.send_modify(|v| *v += 1);
         }
     }
 
@@ -445,6 +467,11 @@ impl Windows {
         let mut v: Vec<_> = self.map.lock().unwrap().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// A receiver that changes whenever a window is added or removed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 }
 
@@ -461,13 +488,13 @@ pub(crate) fn fill_for_tests(w: &StreamWindow, complete: u64, open_parts: u32, d
                     msn,
                     index: i,
                     data: Bytes::from(vec![0u8; 1000]),
-                    duration: 1.0 / 3.0,
+                    duration: Duration::from_secs(1) / 3,
                     independent: i == 0 || track == 1,
                     gap: false,
                     last_in_segment: i == 5,
                     end_expected: false,
                     discontinuity: disc == Some(msn) && i == 0,
-                    start: msn as f64 * 2.0 + i as f64 / 3.0,
+                    start: Duration::from_secs(msn * 2) + Duration::from_secs(i as u64) / 3,
                     samples: 10,
                 });
             }
@@ -486,13 +513,13 @@ mod tests {
             msn,
             index,
             data: Bytes::from(vec![0u8; 1000]),
-            duration: 0.5,
+            duration: Duration::from_millis(500),
             independent: index == 0,
             gap: false,
             last_in_segment: last,
             end_expected: false,
             discontinuity: false,
-            start: msn as f64 * 2.0 + index as f64 * 0.5,
+            start: Duration::from_millis(msn * 2000 + index as u64 * 500),
             samples: 15,
         }
     }

@@ -2,14 +2,15 @@
 
 use std::sync::{Arc, Once};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use ff::codec::{self, packet, Id};
 use ff::format::Pixel;
 use ff::software::scaling;
 use ff::util::frame;
 use ff::util::picture;
 use ffmpeg_next as ff;
-use media::{h264, Broadcast, BroadcastReader, CodecConfig, Frame, ReadEvent, Timescale};
+use media::annexb::{self, AnnexB};
+use media::{Broadcast, BroadcastReader, CodecConfig, Frame, ReadEvent, Timescale};
 use media::{Timestamp, TrackInfo, TrackKind};
 use tracing::{info, warn};
 
@@ -45,7 +46,7 @@ pub fn start(
     source: BroadcastReader,
     config: TranscodeConfig,
     on_output: Arc<dyn Fn(BroadcastReader) + Send + Sync>,
-) -> Result<(), TranscodeError> {
+) -> Result<crate::Finished, TranscodeError> {
     check(&config)?;
     let video = source
         .tracks()
@@ -53,15 +54,17 @@ pub fn start(
         .position(|t| t.kind() == TrackKind::Video)
         .ok_or(TranscodeError::NoVideo)?;
     let name = source.name().to_string();
+    let (finished, done) = futures::channel::oneshot::channel::<()>();
     std::thread::Builder::new()
         .name(format!("transcode {name}"))
         .spawn(move || {
             if let Err(e) = run(source, video, config, on_output) {
                 warn!(stream = %name, error = %e, "transcoder stopped");
             }
+            drop(finished);
         })
         .map_err(|e| TranscodeError::Ffmpeg(e.to_string()))?;
-    Ok(())
+    Ok(crate::Finished(done))
 }
 
 fn err(e: impl std::fmt::Display) -> TranscodeError {
@@ -76,6 +79,8 @@ struct Encoded {
     width: u32,
     height: u32,
     encoder: ff::encoder::video::Encoder,
+    /// The encoder's Annex B output as samples (its parameter sets are in the track's avcC).
+    stream: AnnexB,
     /// Earliest pts (90 kHz) the next non-key frame may have.
     next_pts: i64,
 }
@@ -106,6 +111,15 @@ fn share(src: &frame::Video) -> frame::Video {
 }
 
 impl Pipeline {
+    /// The source ended: every rung encodes what it was given, then the renditions end.
+    fn finish(self) {
+        let Pipeline { rungs, threads, .. } = self;
+        drop(rungs);
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
     /// Waits until every rung thread has pushed what it was given.
     fn sync(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -132,6 +146,8 @@ impl Pipeline {
 struct Pipeline {
     out: Arc<Broadcast>,
     rungs: Vec<Output>,
+    /// The encoded rungs' threads.
+    threads: Vec<std::thread::JoinHandle<()>>,
     /// Source track index → output track index (audio passed through).
     audio: Vec<(usize, usize)>,
     /// Source audio that is not AAC (WHIP's Opus), made AAC once for every rendition.
@@ -315,6 +331,9 @@ fn run(
             }
         }
     }
+    if let Some(p) = pipeline {
+        p.finish();
+    }
     info!(stream = %name, "source ended; transcoder done");
     Ok(())
 }
@@ -397,16 +416,13 @@ fn build(
         let height = rung.height & !1;
         let width = width_for(src_w, src_h, height);
         let encoder = open_encoder(config, &rung, width, height, fps)?;
-        let headers = extradata(&encoder);
-        let nals = h264::annexb_nals(&headers);
-        let sps = nals.iter().find(|n| n[0] & 0x1f == 7);
-        let pps = nals.iter().find(|n| n[0] & 0x1f == 8);
-        let avcc = match (sps, pps) {
-            (Some(s), Some(p)) => h264::avcc_from(s, p),
-            _ => None,
-        }
-        .ok_or_else(|| err(format!("{}: the encoder gave no SPS/PPS", rung.name)))?;
-        let mut info = TrackInfo::video(CodecConfig::H264 { avcc: avcc.into() });
+        let mut stream = AnnexB::new(annexb::Codec::H264);
+        stream.push(&extradata(&encoder)); // parameter sets only: no sample
+        let avcc = stream
+            .config()
+            .cloned()
+            .ok_or_else(|| err(format!("{}: the encoder gave no SPS/PPS", rung.name)))?;
+        let mut info = TrackInfo::video(avcc);
         info.bitrate_hint = Some(rung.bitrate);
         info.frame_rate_hint = Some(rung.max_fps.map_or(fps, |m| m.min(fps)));
         info!(stream = %name, rung = %rung.name, width, height, bitrate = rung.bitrate, "transcoding rung");
@@ -416,6 +432,7 @@ fn build(
             width,
             height,
             encoder,
+            stream,
             next_pts: i64::MIN,
         });
         rungs.push(None);
@@ -448,6 +465,7 @@ fn build(
     let out = Arc::new(Broadcast::new(name, tracks));
     let mut encoded = pending.into_iter();
     let mut outputs = Vec::new();
+    let mut threads = Vec::new();
     for r in rungs {
         let o = match r {
             Some(o) => o,
@@ -456,7 +474,7 @@ fn build(
                 let (tx, rx) = std::sync::mpsc::sync_channel::<RungMsg>(4);
                 let out = out.clone();
                 let stream = name.to_string();
-                std::thread::Builder::new()
+                let thread = std::thread::Builder::new()
                     .name(format!("rung {}", e.rung.name))
                     .spawn(move || {
                         let mut scaler = None;
@@ -475,6 +493,7 @@ fn build(
                         }
                     })
                     .map_err(err)?;
+                threads.push(thread);
                 Output::Encoded(tx)
             }
         };
@@ -483,6 +502,7 @@ fn build(
     Ok(Pipeline {
         out,
         rungs: outputs,
+        threads,
         audio,
         to_aac,
     })
@@ -597,23 +617,16 @@ fn encode(
     let mut pkt = ff::Packet::empty();
     while e.encoder.receive_packet(&mut pkt).is_ok() {
         let Some(data) = pkt.data() else { continue };
-        let mut body = BytesMut::with_capacity(data.len() + 16);
-        for nal in h264::annexb_nals(data) {
-            match nal[0] & 0x1f {
-                7..=9 => {} // parameter sets (in the avcC) and delimiters
-                _ => {
-                    body.put_u32(nal.len() as u32);
-                    body.put_slice(nal);
-                }
-            }
-        }
+        let Some(sample) = e.stream.push(data) else {
+            continue;
+        };
         let at = Timestamp::new(pkt.pts().unwrap_or(pts), Timescale::VIDEO);
         out.push(Frame {
             track: e.track,
             pts: at,
             dts: Timestamp::new(pkt.dts().unwrap_or(at.ticks), Timescale::VIDEO),
             keyframe: pkt.is_key(),
-            data: body.freeze(),
+            data: sample.data,
         });
     }
     Ok(())

@@ -18,7 +18,10 @@
 //!
 //! Built without the `ffmpeg` feature, [`available`] says why and streams pass through.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use media::BroadcastReader;
 
@@ -129,13 +132,26 @@ pub fn available(config: &TranscodeConfig) -> Result<(), TranscodeError> {
     }
 }
 
+/// Completes when a transcoder's thread has finished: its source ended, and its renditions were
+/// flushed and ended.
+pub struct Finished(futures::channel::oneshot::Receiver<()>);
+
+impl Future for Finished {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // The thread drops its sender as it ends.
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
 /// Transcodes `source` on a new thread. `on_output` gets the reader of the output broadcast
 /// (named as the source) once its tracks are known: after the first decoded picture.
 pub fn start(
     source: BroadcastReader,
     config: TranscodeConfig,
     on_output: Arc<dyn Fn(BroadcastReader) + Send + Sync>,
-) -> Result<(), TranscodeError> {
+) -> Result<Finished, TranscodeError> {
     #[cfg(feature = "ffmpeg")]
     {
         ffmpeg::start(source, config, on_output)

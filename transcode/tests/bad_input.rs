@@ -37,7 +37,7 @@ fn clip(dir: &std::path::Path, size: &str, secs: u32) -> Vec<(Bytes, bool, Vec<u
     let mut out = Vec::new();
     let (mut sps, mut pps) = (Vec::new(), Vec::new());
     let mut cur: Option<(BytesMut, bool)> = None;
-    for nal in h264::annexb_nals(&data) {
+    for nal in media::annexb::nals(&data) {
         match nal[0] & 0x1f {
             9 => {
                 if let Some((b, k)) = cur.take() {

@@ -14,7 +14,7 @@ use media::time::Unwrapper32;
 use media::{CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
 
 use super::flv::{self, AudioMessage, FlvError, FlvVideoCodec, VideoMessage};
-use crate::SampleClock;
+use crate::{AdapterEvent, SampleClock};
 
 /// What the publisher announced in `@setDataFrame`/`onMetaData`.
 #[derive(Clone, Debug, Default)]
@@ -24,8 +24,6 @@ pub struct PublishHints {
     pub audio_kbps: Option<u32>,
     pub frame_rate: Option<f64>,
 }
-
-pub use crate::AdapterEvent;
 
 /// Audio frames dropped while waiting for video before going audio-only (about 3 s of AAC).
 const AUDIO_ONLY_AFTER: u32 = 140;

@@ -13,8 +13,13 @@
 
 use std::collections::VecDeque;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use media::{Frame, Timescale, Timestamp, TrackInfo};
+
+/// A reconnect's first frame goes at least this long after the last frame before it.
+const MIN_GAP: Duration = Duration::from_millis(40);
 
 use crate::AdapterEvent;
 
@@ -45,9 +50,10 @@ pub struct RtspAdapter {
     /// This connection has started emitting.
     running: bool,
     need_key: bool,
-    /// Arrival (µs) of the broadcast's zero and the end of the latest frame, on the timeline.
-    zero_arrival: Option<i64>,
-    last_us: i64,
+    /// Arrival of the broadcast's zero.
+    zero_arrival: Option<Timestamp>,
+    /// The latest frame, on the broadcast's timeline ([`Timescale::MICROS`]).
+    last: i64,
     noticed_reorder: bool,
     out: VecDeque<AdapterEvent>,
 }
@@ -93,16 +99,16 @@ impl RtspAdapter {
         }
     }
 
-    /// A video frame: `elapsed` is RTP time since the connection's start at `clock` Hz,
-    /// `data` length-prefixed NAL units; `loss` says packets were lost before it.
+    /// A video frame: `elapsed` is RTP time since the connection's start (its timescale the
+    /// RTP clock), `data` length-prefixed NAL units; `loss` says packets were lost before it.
+    /// `arrival` is on any monotonic clock that is the same for every connection.
     pub fn video(
         &mut self,
-        elapsed: i64,
-        clock: u32,
+        elapsed: Timestamp,
         keyframe: bool,
         loss: bool,
         data: Bytes,
-        arrival_us: i64,
+        arrival: Timestamp,
     ) {
         if loss && self.running && !self.need_key {
             self.need_key = true;
@@ -114,26 +120,26 @@ impl RtspAdapter {
             if !keyframe {
                 return;
             }
-            if !self.running && !self.try_start(elapsed, clock, arrival_us) {
+            if !self.running && !self.try_start(elapsed, arrival) {
                 return;
             }
             self.need_key = false;
         }
-        self.emit(Kind::Video, elapsed, clock, keyframe, data);
+        self.emit(Kind::Video, elapsed, keyframe, data);
     }
 
-    /// An audio frame (a raw AAC access unit), `elapsed` as for video.
-    pub fn audio(&mut self, elapsed: i64, clock: u32, data: Bytes, arrival_us: i64) {
+    /// An audio frame (a raw AAC access unit), times as for video.
+    pub fn audio(&mut self, elapsed: Timestamp, data: Bytes, arrival: Timestamp) {
         if !self.running {
-            if self.expect_video || !self.try_start(elapsed, clock, arrival_us) {
+            if self.expect_video || !self.try_start(elapsed, arrival) {
                 return;
             }
             self.need_key = false;
         }
-        self.emit(Kind::Audio, elapsed, clock, true, data);
+        self.emit(Kind::Audio, elapsed, true, data);
     }
 
-    fn try_start(&mut self, elapsed: i64, clock: u32, arrival_us: i64) -> bool {
+    fn try_start(&mut self, elapsed: Timestamp, arrival: Timestamp) -> bool {
         if (self.expect_video && self.video.info.is_none())
             || (self.expect_audio && self.audio.info.is_none())
         {
@@ -145,37 +151,41 @@ impl RtspAdapter {
             .collect();
         // Where this connection's first frame goes on the timeline (µs): the real time since
         // the broadcast's zero, and always after everything already emitted.
-        let first_us = match self.zero_arrival {
+        let arrival = arrival.rescale(Timescale::MICROS);
+        let first = match self.zero_arrival {
             None => {
-                self.zero_arrival = Some(arrival_us);
+                self.zero_arrival = Some(arrival);
                 0
             }
             Some(zero) if self.published.as_ref() == Some(&tracks) => {
-                (arrival_us - zero).max(self.last_us + 40_000)
+                (arrival.ticks - zero.ticks).max(self.last + MIN_GAP.as_micros() as i64)
             }
             // New tracks: a new broadcast, with its own zero.
             Some(_) => {
-                self.zero_arrival = Some(arrival_us);
-                self.last_us = 0;
+                self.zero_arrival = Some(arrival);
+                self.last = 0;
                 0
             }
         };
-        let elapsed_us = elapsed * 1_000_000 / clock.max(1) as i64;
-        let conn_us = first_us - elapsed_us; // timeline µs at elapsed 0
+        // The timeline at this connection's elapsed zero.
+        let at_zero = Timestamp::new(
+            first - elapsed.rescale(Timescale::MICROS).ticks,
+            Timescale::MICROS,
+        );
         let mut index = 0;
         for t in [&mut self.video, &mut self.audio] {
             if let Some(info) = &t.info {
-                t.offset = conn_us * info.timescale.0 as i64 / 1_000_000;
+                t.offset = at_zero.rescale(info.timescale).ticks;
                 t.index = Some(index);
                 index += 1;
-                if first_us == 0 {
+                if first == 0 {
                     t.last = None;
                 }
             } else {
                 t.index = None;
             }
         }
-        if self.published.as_ref() == Some(&tracks) && first_us > 0 {
+        if self.published.as_ref() == Some(&tracks) && first > 0 {
             self.out.push_back(AdapterEvent::Discontinuity);
         } else {
             self.out.push_back(AdapterEvent::Start(tracks.clone()));
@@ -185,7 +195,7 @@ impl RtspAdapter {
         true
     }
 
-    fn emit(&mut self, kind: Kind, elapsed: i64, clock: u32, keyframe: bool, data: Bytes) {
+    fn emit(&mut self, kind: Kind, elapsed: Timestamp, keyframe: bool, data: Bytes) {
         let t = match kind {
             Kind::Video => &mut self.video,
             Kind::Audio => &mut self.audio,
@@ -193,13 +203,8 @@ impl RtspAdapter {
         let (Some(index), Some(info)) = (t.index, &t.info) else {
             return;
         };
-        let scale = info.timescale.0;
-        let ticks = if clock == scale {
-            elapsed
-        } else {
-            Timescale(scale).convert(elapsed, Timescale(clock))
-        };
-        let ts = ticks + t.offset;
+        let scale = info.timescale;
+        let ts = elapsed.rescale(scale).ticks + t.offset;
         if ts < 0 {
             return;
         }
@@ -215,8 +220,8 @@ impl RtspAdapter {
             return;
         }
         t.last = Some(ts);
-        self.last_us = self.last_us.max(ts * 1_000_000 / scale as i64);
-        let at = Timestamp::new(ts, Timescale(scale));
+        let at = Timestamp::new(ts, scale);
+        self.last = self.last.max(at.rescale(Timescale::MICROS).ticks);
         self.out.push_back(AdapterEvent::Frame(Frame {
             track: index,
             dts: at,
@@ -250,6 +255,18 @@ mod tests {
         )
     }
 
+    fn v(ticks: i64) -> Timestamp {
+        Timestamp::new(ticks, Timescale::VIDEO)
+    }
+
+    fn au(ticks: i64) -> Timestamp {
+        Timestamp::new(ticks, Timescale(48_000))
+    }
+
+    fn us(ticks: i64) -> Timestamp {
+        Timestamp::new(ticks, Timescale::MICROS)
+    }
+
     fn drain(a: &mut RtspAdapter) -> Vec<AdapterEvent> {
         std::iter::from_fn(|| a.pull()).collect()
     }
@@ -276,18 +293,11 @@ mod tests {
         a.connect(true, true);
         a.params(Kind::Video, video_info(1));
         a.params(Kind::Audio, aac());
-        a.audio(0, 48_000, Bytes::from_static(b"a"), 0); // before the keyframe: dropped
-        a.video(3600, 90_000, false, false, Bytes::from_static(b"p"), 0); // not a keyframe
-        a.video(7200, 90_000, true, false, Bytes::from_static(b"k"), 80_000);
-        a.audio(3840, 48_000, Bytes::from_static(b"a"), 80_000);
-        a.video(
-            10_800,
-            90_000,
-            false,
-            false,
-            Bytes::from_static(b"p"),
-            120_000,
-        );
+        a.audio(au(0), Bytes::from_static(b"a"), us(0)); // before the keyframe: dropped
+        a.video(v(3600), false, false, Bytes::from_static(b"p"), us(0)); // not a keyframe
+        a.video(v(7200), true, false, Bytes::from_static(b"k"), us(80_000));
+        a.audio(au(3840), Bytes::from_static(b"a"), us(80_000));
+        a.video(v(10_800), false, false, Bytes::from_static(b"p"), us(120_000));
         assert_eq!(
             summary(&drain(&mut a)),
             ["start2", "0@0k", "1@0k", "0@3600"]
@@ -296,8 +306,8 @@ mod tests {
         a.connect(true, true);
         a.params(Kind::Video, video_info(1));
         a.params(Kind::Audio, aac());
-        a.video(0, 90_000, true, false, Bytes::from_static(b"k"), 5_080_000);
-        a.audio(960, 48_000, Bytes::from_static(b"a"), 5_100_000);
+        a.video(v(0), true, false, Bytes::from_static(b"k"), us(5_080_000));
+        a.audio(au(960), Bytes::from_static(b"a"), us(5_100_000));
         assert_eq!(summary(&drain(&mut a)), ["disc", "0@450000k", "1@240960k"]);
     }
 
@@ -306,11 +316,11 @@ mod tests {
         let mut a = RtspAdapter::new();
         a.connect(true, false);
         a.params(Kind::Video, video_info(1));
-        a.video(0, 90_000, true, false, Bytes::from_static(b"k"), 0);
-        a.video(3600, 90_000, false, false, Bytes::from_static(b"p"), 40_000);
+        a.video(v(0), true, false, Bytes::from_static(b"k"), us(0));
+        a.video(v(3600), false, false, Bytes::from_static(b"p"), us(40_000));
         a.connect(true, false);
         a.params(Kind::Video, video_info(2));
-        a.video(0, 90_000, true, false, Bytes::from_static(b"k"), 9_000_000);
+        a.video(v(0), true, false, Bytes::from_static(b"k"), us(9_000_000));
         assert_eq!(
             summary(&drain(&mut a)),
             ["start1", "0@0k", "0@3600", "start1", "0@0k"]
@@ -322,17 +332,10 @@ mod tests {
         let mut a = RtspAdapter::new();
         a.connect(true, false);
         a.params(Kind::Video, video_info(1));
-        a.video(0, 90_000, true, false, Bytes::from_static(b"k"), 0);
-        a.video(3600, 90_000, false, true, Bytes::from_static(b"p"), 40_000);
-        a.video(7200, 90_000, false, false, Bytes::from_static(b"p"), 80_000);
-        a.video(
-            10_800,
-            90_000,
-            true,
-            false,
-            Bytes::from_static(b"k"),
-            120_000,
-        );
+        a.video(v(0), true, false, Bytes::from_static(b"k"), us(0));
+        a.video(v(3600), false, true, Bytes::from_static(b"p"), us(40_000));
+        a.video(v(7200), false, false, Bytes::from_static(b"p"), us(80_000));
+        a.video(v(10_800), true, false, Bytes::from_static(b"k"), us(120_000));
         assert_eq!(
             summary(&drain(&mut a)),
             ["start1", "0@0k", "notice", "0@10800k"]

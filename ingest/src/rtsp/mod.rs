@@ -1,26 +1,24 @@
 //! RTSP pull: IP cameras configured as `[[pull]]` entries are pulled continuously as live
-//! streams, on retina (RTSP/RTP client and depacketizers for H.264, H.265 and AAC).
+//! streams, on retina (RTSP/RTP client and depacketizers for H.264, H.265 and AAC: the sans-IO
+//! part is retina's).
 //!
-//! One task per camera: DESCRIBE, SETUP the first H.264/H.265 video and AAC audio streams
-//! (RTP interleaved over the RTSP connection by default, or UDP), PLAY, and hand frames to
-//! [`adapter::RtspAdapter`]. When the camera goes away the task reconnects with backoff (1 s
-//! doubling to 30 s); the broadcast stays live for `reconnect_grace`, so the playlist
-//! continues across the reconnect with an EXT-X-DISCONTINUITY instead of ending.
+//! One task per camera ([`task::run`]): DESCRIBE, SETUP the first H.264/H.265 video and AAC
+//! audio streams (RTP interleaved over the RTSP connection by default, or UDP), PLAY, and hand
+//! frames to [`adapter::RtspAdapter`], whose output goes to the camera's publisher. When the
+//! camera goes away the task reconnects with backoff (1 s doubling to 30 s); the broadcast
+//! stays live for `reconnect_grace`, so the playlist continues across the reconnect with an
+//! EXT-X-DISCONTINUITY instead of ending.
 
 pub mod adapter;
+pub mod task;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use media::{CodecConfig, Hub, Published, TrackInfo};
-use retina::client::{PlayOptions, SessionOptions, SetupOptions, TcpTransportOptions, Transport};
-use retina::codec::{CodecItem, FrameFormat, ParametersRef};
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use media::{CodecConfig, TrackInfo};
+use retina::codec::ParametersRef;
 
-use crate::AdapterEvent;
-use adapter::{Kind, RtspAdapter};
+pub use task::run;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum RtspTransport {
@@ -47,11 +45,6 @@ pub struct PullConfig {
     pub reconnect_grace: Duration,
 }
 
-const BACKOFF_START: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A connection that delivers nothing for this long is dropped and retried.
-const STALL: Duration = Duration::from_secs(10);
-
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
     #[error("bad camera URL: {0}")]
@@ -68,235 +61,6 @@ pub enum PullError {
     NameTaken(String),
 }
 
-/// Pulls one camera until `cancel`.
-pub async fn run(config: PullConfig, hub: Hub, cancel: CancellationToken) {
-    let (url, creds) = match camera_url(&config) {
-        Ok(v) => v,
-        Err(e) => {
-            warn!(stream = %config.name, error = %e, "RTSP pull disabled");
-            return;
-        }
-    };
-    let shown = redacted(&url);
-    let mut st = PullState::default();
-    let mut backoff = BACKOFF_START;
-    let mut away_since: Option<Instant> = None;
-    // Arrival times across connections are on this one clock.
-    let epoch = Instant::now();
-    loop {
-        st.played = false;
-        let result = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = pull_once(&url, creds.clone(), &config, &hub, epoch, &mut st) => r,
-        };
-        let err = match result {
-            Ok(()) => PullError::Ended,
-            Err(e) => e,
-        };
-        if st.published.is_some() {
-            warn!(stream = %config.name, camera = %shown, error = %err, "RTSP camera lost; reconnecting (the stream stays live)");
-        } else {
-            warn!(stream = %config.name, camera = %shown, error = %err, retry_in = ?backoff, "RTSP camera unreachable");
-        }
-        if st.played {
-            // It had been working: retry soon, and the grace period starts now.
-            backoff = BACKOFF_START;
-            away_since = None;
-        }
-        let since = *away_since.get_or_insert_with(Instant::now);
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-        if st.published.is_some() && since.elapsed() > config.reconnect_grace {
-            info!(stream = %config.name, "RTSP camera away longer than the grace period; ending the stream");
-            if let Some(p) = st.published.take() {
-                p.end();
-            }
-            st = PullState {
-                udp_fallback: st.udp_fallback,
-                ..Default::default()
-            };
-        }
-        if st.published.is_none() {
-            away_since = None;
-        }
-    }
-}
-
-/// What outlives one connection to the camera.
-#[derive(Default)]
-struct PullState {
-    adapter: RtspAdapter,
-    published: Option<Published>,
-    /// The last connection delivered media.
-    played: bool,
-    /// In `Auto`, the camera refused TCP: use UDP from now on.
-    udp_fallback: bool,
-}
-
-/// One connection: returns when the camera goes away (or never came).
-async fn pull_once(
-    url: &url::Url,
-    creds: Option<retina::client::Credentials>,
-    config: &PullConfig,
-    hub: &Hub,
-    epoch: Instant,
-    st: &mut PullState,
-) -> Result<(), PullError> {
-    let PullState {
-        adapter,
-        published,
-        played,
-        ..
-    } = st;
-    let mut session = tokio::time::timeout(
-        STALL,
-        retina::client::Session::describe(
-            url.clone(),
-            SessionOptions::default()
-                .creds(creds)
-                .user_agent(format!("Estuary/{}", env!("CARGO_PKG_VERSION"))),
-        ),
-    )
-    .await
-    .map_err(|_| PullError::Stalled(STALL))??;
-    let video = session
-        .streams()
-        .iter()
-        .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"));
-    let audio = session
-        .streams()
-        .iter()
-        .position(|s| s.media() == "audio" && s.encoding_name() == "mpeg4-generic");
-    if video.is_none() && audio.is_none() {
-        let offered: Vec<String> = session
-            .streams()
-            .iter()
-            .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
-            .collect();
-        return Err(PullError::NoStreams(offered.join(", ")));
-    }
-    let udp = match config.transport {
-        RtspTransport::Auto => st.udp_fallback,
-        RtspTransport::Tcp => false,
-        RtspTransport::Udp => true,
-    };
-    let transport = if udp {
-        Transport::Udp(Default::default())
-    } else {
-        Transport::Tcp(TcpTransportOptions::default())
-    };
-    for i in [video, audio].into_iter().flatten() {
-        let setup = session
-            .setup(
-                i,
-                SetupOptions::default()
-                    .transport(transport.clone())
-                    .frame_format(FrameFormat::MP4),
-            )
-            .await;
-        if let Err(e) = setup {
-            if config.transport == RtspTransport::Auto && !udp && is_unsupported_transport(&e) {
-                info!(stream = %config.name, "the camera refuses RTP over TCP (461); using UDP");
-                st.udp_fallback = true;
-            }
-            return Err(e.into());
-        }
-    }
-    let mut session = session
-        .play(
-            PlayOptions::default()
-                .initial_timestamp(retina::client::InitialTimestampPolicy::Permissive),
-        )
-        .await?
-        .demuxed()?;
-    info!(stream = %config.name, camera = %redacted(url), video = video.map(|i| session.streams()[i].encoding_name().to_string()), audio = audio.is_some(), "RTSP camera playing");
-    adapter.connect(video.is_some(), audio.is_some());
-    for (kind, i) in [(Kind::Video, video), (Kind::Audio, audio)] {
-        if let Some(info) = i.and_then(|i| track_info(session.streams()[i].parameters())) {
-            adapter.params(kind, info);
-        }
-    }
-    loop {
-        let item = match tokio::time::timeout(STALL, session.next()).await {
-            Err(_) => return Err(PullError::Stalled(STALL)),
-            Ok(None) => return Ok(()),
-            Ok(Some(item)) => item?,
-        };
-        let arrival_us = epoch.elapsed().as_micros() as i64;
-        *played = true;
-        match item {
-            CodecItem::VideoFrame(f) if Some(f.stream_id()) == video => {
-                if f.has_new_parameters() {
-                    if let Some(info) = track_info(session.streams()[f.stream_id()].parameters()) {
-                        adapter.params(Kind::Video, info);
-                    }
-                }
-                let ts = f.timestamp();
-                let (elapsed, clock) = (ts.elapsed(), ts.clock_rate().get());
-                let hevc = session.streams()[f.stream_id()].encoding_name() == "h265";
-                let keyframe = f.is_random_access_point() || has_random_access(f.data(), hevc);
-                let loss = f.loss() > 0;
-                adapter.video(
-                    elapsed,
-                    clock,
-                    keyframe,
-                    loss,
-                    Bytes::from(f.into_data()),
-                    arrival_us,
-                );
-            }
-            CodecItem::AudioFrame(f) if Some(f.stream_id()) == audio => {
-                let ts = f.timestamp();
-                adapter.audio(
-                    ts.elapsed(),
-                    ts.clock_rate().get(),
-                    Bytes::copy_from_slice(f.data()),
-                    arrival_us,
-                );
-            }
-            _ => continue,
-        }
-        while let Some(ev) = adapter.pull() {
-            match ev {
-                AdapterEvent::Start(tracks) => {
-                    let codecs: Vec<String> =
-                        tracks.iter().map(|t| t.codec.codec_string()).collect();
-                    // A new broadcast (first connection, or the camera's parameters changed).
-                    if let Some(p) = published.take() {
-                        p.end();
-                    }
-                    let p = hub
-                        .publish(&config.name, tracks)
-                        .map_err(|_| PullError::NameTaken(config.name.clone()))?;
-                    info!(stream = %config.name, ?codecs, "RTSP stream live");
-                    *published = Some(p);
-                }
-                AdapterEvent::Discontinuity => {
-                    if let Some(p) = published.as_ref() {
-                        info!(stream = %config.name, "RTSP camera back; the stream continues");
-                        p.discontinuity();
-                    }
-                }
-                AdapterEvent::Frame(f) => {
-                    if let Some(p) = published.as_ref() {
-                        p.push(f);
-                    }
-                }
-                AdapterEvent::Notice(n) => warn!(stream = %config.name, "{n}"),
-            }
-        }
-    }
-}
-
-/// A SETUP refused with `461 Unsupported Transport` (retina reports the status first).
-fn is_unsupported_transport(e: &retina::Error) -> bool {
-    let msg = e.to_string();
-    msg.starts_with("461 ") || msg.contains(" 461 ")
-}
-
 /// Whether length-prefixed NAL units hold an IDR (H.264) or IRAP (H.265) picture. Some
 /// encoders' keyframes (x265's) are not flagged by the depacketizer, so we look ourselves.
 pub fn has_random_access(data: &[u8], hevc: bool) -> bool {
@@ -307,6 +71,7 @@ pub fn has_random_access(data: &[u8], hevc: bool) -> bool {
     })
 }
 
+/// A stream's track, from the parameters retina has for it.
 fn track_info(p: Option<ParametersRef<'_>>) -> Option<TrackInfo> {
     match p? {
         ParametersRef::Video(v) => {
@@ -372,6 +137,7 @@ fn camera_url(
     Ok((url, creds))
 }
 
+/// The URL as logs may show it (no password).
 fn redacted(url: &url::Url) -> String {
     let mut u = url.clone();
     let _ = u.set_password(None);

@@ -1,7 +1,7 @@
-//! Turns demuxed MPEG-TS (PES packets) into the media model: H.264/HEVC from Annex B into
-//! length-prefixed NAL units with an `avcC`/`hvcC` built from the in-band parameter sets, AAC
-//! from ADTS into raw frames with an AudioSpecificConfig, Opus out of its control headers.
-//! Timestamps are rebased to the first frame.
+//! Turns demuxed MPEG-TS (PES packets) into the media model: H.264/HEVC through
+//! [`media::annexb`] (length-prefixed NAL units, an `avcC`/`hvcC` from the in-band parameter
+//! sets), AAC out of ADTS ([`media::adts`]) with its AudioSpecificConfig, Opus out of its
+//! control headers ([`media::opus`]). Timestamps are rebased to the first frame.
 //!
 //! Push/pull contract: `push(event)` for each [`TsEvent`], then `pull()` until `None`. The
 //! broadcast starts on the first video keyframe once every supported stream of the program has
@@ -10,11 +10,13 @@
 
 use std::collections::VecDeque;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use media::annexb::{self, AnnexB};
 use media::codec::AacConfig;
-use media::{h264, h265, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
+use media::{adts, opus, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
 
 use super::ts::{EsInfo, StreamKind, TsEvent};
+use crate::early::Early;
 use crate::{AdapterEvent, SampleClock};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,17 +27,11 @@ pub enum TsAdapterError {
 
 /// PES packets to wait for every stream's configuration before starting without the missing one.
 const MAX_WAIT_PES: u32 = 300;
-/// Media kept while waiting to start (a pathological GOP is dropped rather than kept).
-const MAX_EARLY: usize = 4096;
 const AAC_FRAME: i64 = 1024;
 
 struct Video {
     pid: u16,
-    hevc: bool,
-    vps: Option<Vec<u8>>,
-    sps: Option<Vec<u8>>,
-    pps: Option<Vec<u8>>,
-    config: Option<CodecConfig>,
+    stream: AnnexB,
     /// Waiting for a keyframe (after loss).
     need_key: bool,
     track: Option<usize>,
@@ -50,8 +46,8 @@ struct Audio {
     clock: SampleClock,
 }
 
-/// Media that arrived before the broadcast could start, from the latest video keyframe on.
-enum Early {
+/// Media that arrived before the broadcast could start.
+enum Waiting {
     Video {
         pts: i64,
         dts: i64,
@@ -64,17 +60,31 @@ enum Early {
     },
 }
 
-#[derive(Default)]
 pub struct TsAdapter {
     video: Option<Video>,
     audio: Option<Audio>,
     started: bool,
     /// 90 kHz time of the broadcast's zero.
     base: i64,
-    early: Vec<Early>,
+    early: Early<Waiting>,
     waited: u32,
     noticed_change: bool,
     out: VecDeque<AdapterEvent>,
+}
+
+impl Default for TsAdapter {
+    fn default() -> Self {
+        TsAdapter {
+            video: None,
+            audio: None,
+            started: false,
+            base: 0,
+            early: Early::new(true),
+            waited: 0,
+            noticed_change: false,
+            out: VecDeque::new(),
+        }
+    }
 }
 
 impl TsAdapter {
@@ -104,9 +114,6 @@ impl TsAdapter {
                 }
                 if !self.started {
                     self.waited += 1;
-                    if self.early.len() > MAX_EARLY {
-                        self.early.clear();
-                    }
                     self.try_start();
                 }
                 Ok(())
@@ -160,11 +167,11 @@ impl TsAdapter {
         }
         self.video = video.map(|e| Video {
             pid: e.pid,
-            hevc: e.kind == StreamKind::H265,
-            vps: None,
-            sps: None,
-            pps: None,
-            config: None,
+            stream: AnnexB::new(if e.kind == StreamKind::H265 {
+                annexb::Codec::H265
+            } else {
+                annexb::Codec::H264
+            }),
             need_key: false,
             track: None,
         });
@@ -175,7 +182,7 @@ impl TsAdapter {
             track: None,
             clock: SampleClock::default(),
         });
-        self.early.clear();
+        self.early = Early::new(self.video.is_some());
         Ok(())
     }
 
@@ -186,70 +193,33 @@ impl TsAdapter {
         if after_loss {
             v.need_key = true;
         }
-        let mut keyframe = false;
-        let mut out = BytesMut::with_capacity(data.len() + 16);
-        for nal in h264::annexb_nals(&data) {
-            // Parameter sets go into the configuration record, delimiters nowhere.
-            let carried = if v.hevc {
-                match h265::nal_type(nal) {
-                    h265::NAL_VPS => keep(&mut v.vps, nal),
-                    h265::NAL_SPS => keep(&mut v.sps, nal),
-                    h265::NAL_PPS => keep(&mut v.pps, nal),
-                    h265::NAL_AUD => {}
-                    t => {
-                        keyframe |= h265::is_irap(t);
-                        out.put_u32(nal.len() as u32);
-                        out.put_slice(nal);
-                    }
-                }
-                continue;
-            } else {
-                nal[0] & 0x1f
-            };
-            match carried {
-                7 => keep(&mut v.sps, nal),
-                8 => keep(&mut v.pps, nal),
-                9 => {}
-                t => {
-                    keyframe |= t == 5;
-                    out.put_u32(nal.len() as u32);
-                    out.put_slice(nal);
-                }
-            }
-        }
-        if v.config.is_none() {
-            v.config = match (v.hevc, &v.vps, &v.sps, &v.pps) {
-                (false, _, Some(sps), Some(pps)) => {
-                    h264::avcc_from(sps, pps).map(|a| CodecConfig::H264 { avcc: a.into() })
-                }
-                (true, Some(vps), Some(sps), Some(pps)) => {
-                    h265::hvcc_from(vps, sps, pps).map(|h| CodecConfig::H265 { hvcc: h.into() })
-                }
-                _ => None,
-            };
-        }
-        if out.is_empty() {
+        let Some(sample) = v.stream.push(&data) else {
             return;
+        };
+        if sample.new_picture {
+            self.out.push_back(AdapterEvent::Notice(
+                "the video's parameter sets changed; the new ones go in-band with each keyframe"
+                    .into(),
+            ));
         }
         if v.need_key {
-            if !keyframe {
+            if !sample.keyframe {
                 return;
             }
             v.need_key = false;
         }
-        let data = out.freeze();
+        let (keyframe, data) = (sample.keyframe, sample.data);
         if !self.started {
+            let w = Waiting::Video {
+                pts,
+                dts,
+                keyframe,
+                data,
+            };
             if keyframe {
-                // Start from the newest keyframe: older media cannot be decoded from here.
-                self.early.clear();
-            }
-            if keyframe || !self.early.is_empty() {
-                self.early.push(Early::Video {
-                    pts,
-                    dts,
-                    keyframe,
-                    data,
-                });
+                self.early.keyframe(w);
+            } else {
+                self.early.push(w);
             }
             return;
         }
@@ -278,18 +248,7 @@ impl TsAdapter {
         if self.audio.as_ref().is_some_and(|a| a.opus) {
             return self.opus_pes(pts, data);
         }
-        let mut frames = Vec::new();
-        let mut first = None;
-        let mut rest = &data[..];
-        while rest.len() >= 7 {
-            let Some(h) = Adts::parse(rest) else { break };
-            if h.frame_len > rest.len() || h.frame_len < h.header_len {
-                break;
-            }
-            first.get_or_insert(h);
-            frames.push(data.slice_ref(&rest[h.header_len..h.frame_len]));
-            rest = &rest[h.frame_len..];
-        }
+        let (first, frames) = adts::frames(&data);
         let Some(first) = first else { return };
         let a = self.audio.as_mut().expect("checked by caller");
         if a.config.is_none() {
@@ -311,59 +270,20 @@ impl TsAdapter {
     /// Audio frames: emitted once started, kept for the start before that.
     fn audio_frames(&mut self, pts: i64, frames: Vec<Bytes>) {
         if !self.started {
-            if self.video.is_none() || !self.early.is_empty() {
-                self.early.push(Early::Audio { pts, frames });
-            }
+            self.early.push(Waiting::Audio { pts, frames });
             return;
         }
         self.emit_audio(pts, frames);
     }
 
-    /// Opus in MPEG-TS, as ffmpeg writes it: each access unit is preceded by an
-    /// `opus_control_header` (0x7FE0 prefix, size bytes, optional trims); the first start trim
-    /// is the encoder's pre-skip.
+    /// Opus in MPEG-TS, as ffmpeg writes it; the first start trim is the encoder's pre-skip.
     fn opus_pes(&mut self, pts: i64, data: Bytes) {
-        let mut frames = Vec::new();
-        let mut pre_skip = None;
-        let mut rest = &data[..];
-        while rest.len() >= 3 && rest[0] == 0x7f && rest[1] & 0xe0 == 0xe0 {
-            let flags = rest[1];
-            let mut pos = 2;
-            let mut size = 0usize;
-            loop {
-                let Some(&b) = rest.get(pos) else { return };
-                pos += 1;
-                size += b as usize;
-                if b != 0xff {
-                    break;
-                }
-            }
-            if flags & 0x10 != 0 {
-                let Some(t) = rest.get(pos..pos + 2) else {
-                    return;
-                };
-                pre_skip.get_or_insert(u16::from_be_bytes([t[0], t[1]]));
-                pos += 2;
-            }
-            if flags & 0x08 != 0 {
-                pos += 2;
-            }
-            if flags & 0x04 != 0 {
-                let Some(&len) = rest.get(pos) else { return };
-                pos += 1 + len as usize;
-            }
-            let Some(au) = rest.get(pos..pos + size) else {
-                return;
-            };
-            if !au.is_empty() {
-                frames.push(data.slice_ref(au));
-            }
-            rest = &rest[pos + size..];
-        }
-        let Some(first) = frames.first() else { return };
+        let opus::TsPackets { packets, pre_skip } = opus::ts_packets(&data);
+        let Some(channels) = packets.first().and_then(|p| opus::channels(p)) else {
+            return;
+        };
         let a = self.audio.as_mut().expect("checked by caller");
         if a.config.is_none() {
-            let channels = if first[0] & 0x04 != 0 { 2 } else { 1 };
             let cfg = CodecConfig::Opus {
                 channels,
                 pre_skip: pre_skip.unwrap_or(312),
@@ -371,7 +291,7 @@ impl TsAdapter {
             };
             a.config = Some(TrackInfo::audio(cfg, 48_000, channels as u16));
         }
-        self.audio_frames(pts, frames);
+        self.audio_frames(pts, packets);
     }
 
     fn emit_audio(&mut self, pts: i64, frames: Vec<Bytes>) {
@@ -384,7 +304,7 @@ impl TsAdapter {
         let durations: Vec<i64> = if a.opus {
             frames
                 .iter()
-                .map(|f| opus_samples(f).unwrap_or(960))
+                .map(|f| opus::samples(f).unwrap_or(960))
                 .collect()
         } else {
             vec![AAC_FRAME; frames.len()]
@@ -412,11 +332,14 @@ impl TsAdapter {
     /// there is a keyframe to start on; video that never gets going does not hold audio back
     /// for ever, nor audio the video.
     fn try_start(&mut self) {
-        let video_ready = self.video.as_ref().is_none_or(|v| v.config.is_some())
+        let video_ready = self
+            .video
+            .as_ref()
+            .is_none_or(|v| v.stream.config().is_some())
             && (self.video.is_none()
                 || matches!(
                     self.early.first(),
-                    Some(Early::Video { keyframe: true, .. })
+                    Some(Waiting::Video { keyframe: true, .. })
                 ));
         let audio_ready = self.audio.as_ref().is_none_or(|a| a.config.is_some());
         let waited_out = self.waited >= MAX_WAIT_PES;
@@ -427,20 +350,21 @@ impl TsAdapter {
                     "no audio configuration yet; publishing video only".into(),
                 ));
                 self.audio = None;
-                self.early.retain(|e| matches!(e, Early::Video { .. }));
+                self.early.retain(|e| matches!(e, Waiting::Video { .. }));
             }
             (false, true) if waited_out && self.audio.is_some() => {
                 self.out.push_back(AdapterEvent::Notice(
                     "no decodable video yet; publishing audio only".into(),
                 ));
                 self.video = None;
-                self.early.retain(|e| matches!(e, Early::Audio { .. }));
+                self.early.retain(|e| matches!(e, Waiting::Audio { .. }));
+                self.early.without_video();
             }
             _ => return,
         }
         let Some(at) = self.early.first().map(|e| match e {
-            Early::Video { dts, .. } => *dts,
-            Early::Audio { pts, .. } => *pts,
+            Waiting::Video { dts, .. } => *dts,
+            Waiting::Audio { pts, .. } => *pts,
         }) else {
             return;
         };
@@ -448,7 +372,7 @@ impl TsAdapter {
         self.base = at;
         let mut tracks = Vec::new();
         if let Some(v) = self.video.as_mut() {
-            let cfg = v.config.clone().expect("ready");
+            let cfg = v.stream.config().cloned().expect("ready");
             v.track = Some(tracks.len());
             tracks.push(TrackInfo::video(cfg));
         }
@@ -458,110 +382,23 @@ impl TsAdapter {
             tracks.push(info);
         }
         self.out.push_back(AdapterEvent::Start(tracks));
-        for e in std::mem::take(&mut self.early) {
+        for e in self.early.take() {
             match e {
-                Early::Video {
+                Waiting::Video {
                     pts,
                     dts,
                     keyframe,
                     data,
                 } => self.emit_video(pts, dts, keyframe, data),
-                Early::Audio { pts, frames } => self.emit_audio(pts, frames),
+                Waiting::Audio { pts, frames } => self.emit_audio(pts, frames),
             }
         }
-    }
-}
-
-/// Stores a parameter set; encoders repeat them before every keyframe, so copy only a change.
-fn keep(slot: &mut Option<Vec<u8>>, nal: &[u8]) {
-    if slot.as_deref() != Some(nal) {
-        *slot = Some(nal.to_vec());
-    }
-}
-
-/// Samples (at 48 kHz) in an Opus packet, from its TOC byte (RFC 6716 §3.1).
-fn opus_samples(packet: &[u8]) -> Option<i64> {
-    let toc = *packet.first()?;
-    let config = toc >> 3;
-    let per_frame = match config {
-        0..=11 => [480, 960, 1920, 2880][(config % 4) as usize],
-        12..=15 => [480, 960][(config % 2) as usize],
-        _ => [120, 240, 480, 960][(config % 4) as usize],
-    };
-    let frames = match toc & 3 {
-        0 => 1,
-        1 | 2 => 2,
-        _ => (*packet.get(1)? & 0x3f) as i64,
-    };
-    Some(per_frame * frames)
-}
-
-/// An ADTS header (ISO 14496-3 §1.A.2.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Adts {
-    object_type: u8,
-    freq_index: u8,
-    channels: u8,
-    header_len: usize,
-    frame_len: usize,
-}
-
-impl Adts {
-    fn parse(b: &[u8]) -> Option<Adts> {
-        if b.len() < 7 || b[0] != 0xff || b[1] & 0xf6 != 0xf0 {
-            return None;
-        }
-        let protection_absent = b[1] & 1 == 1;
-        let object_type = ((b[2] >> 6) & 3) + 1;
-        let freq_index = (b[2] >> 2) & 0x0f;
-        let channels = ((b[2] & 1) << 2) | (b[3] >> 6);
-        let frame_len =
-            (((b[3] & 3) as usize) << 11) | ((b[4] as usize) << 3) | ((b[5] >> 5) as usize);
-        if freq_index > 12 {
-            return None;
-        }
-        Some(Adts {
-            object_type,
-            freq_index,
-            channels,
-            header_len: if protection_absent { 7 } else { 9 },
-            frame_len,
-        })
-    }
-
-    fn audio_specific_config(&self) -> [u8; 2] {
-        let v: u16 = (self.object_type as u16) << 11
-            | (self.freq_index as u16) << 7
-            | (self.channels as u16) << 3;
-        v.to_be_bytes()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn adts_header() {
-        // AAC-LC, 48 kHz (index 3), stereo, 371-byte frame, no CRC.
-        let h = [0xff, 0xf1, 0x4c, 0x80, 0x2e, 0x7f, 0xfc];
-        let a = Adts::parse(&h).unwrap();
-        assert_eq!(
-            (
-                a.object_type,
-                a.freq_index,
-                a.channels,
-                a.header_len,
-                a.frame_len
-            ),
-            (2, 3, 2, 7, 371)
-        );
-        assert_eq!(a.audio_specific_config(), [0x11, 0x90]);
-        assert!(
-            Adts::parse(&[0xff, 0xf1, 0x7c, 0x80, 0x2e, 0x7f, 0xfc]).is_none(),
-            "frequency index 15"
-        );
-    }
 
     /// Everything the adapter makes of a whole TS file.
     fn adapt(data: &[u8]) -> Vec<AdapterEvent> {

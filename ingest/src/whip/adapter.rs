@@ -3,9 +3,9 @@
 //! str0m reorders RTP packets and reassembles access units (on the marker bit) and Opus packets;
 //! this adapter takes those frames with their RTP times and:
 //!
-//! - H.264 (Annex B from the depacketizer): parameter sets go into an `avcC`, the rest become
-//!   length-prefixed NAL units; a changed SPS (a browser lowering its resolution) is kept in-band
-//!   in that keyframe so decoders can follow it.
+//! - H.264 (Annex B from the depacketizer): through [`media::annexb`], whose rule for changed
+//!   parameter sets (a browser lowering its resolution) is every Annex B source's: carried
+//!   in-band on each keyframe.
 //! - AV1 (OBUs with size fields from the depacketizer): temporal delimiters dropped, the
 //!   sequence header also goes into the `av1C`.
 //! - VP9: frames (and superframes) pass as they are; a keyframe's header gives the `vpcC`.
@@ -16,6 +16,7 @@
 //!   timestamps advance exactly with the RTP clocks and audio and video stay in sync.
 //! - Loss: a video frame that does not continue the previous one (or arrives without its
 //!   parameter sets) drops video until the next keyframe and asks for one ([`wants_keyframe`]).
+//! - Waiting to start: media is kept in an [`Early`] buffer, from the newest video keyframe.
 //!
 //! Push/pull contract like the other adapters: [`WhipAdapter::push`] each frame, then
 //! [`WhipAdapter::pull`] until `None`.
@@ -23,16 +24,17 @@
 //! [`wants_keyframe`]: WhipAdapter::wants_keyframe
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use media::{av1, h264, vp9, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
+use media::annexb::{self, AnnexB};
+use media::{av1, opus, vp9, CodecConfig, Frame, Timescale, Timestamp, TrackInfo};
 
+use crate::early::Early;
 use crate::AdapterEvent;
 
 /// How long to wait for every track's first sender report before mapping clocks by arrival.
-const SR_WAIT_US: i64 = 2_500_000;
-/// Media kept while waiting to start (a keyframe that never comes must not grow memory).
-const MAX_EARLY: usize = 2048;
+const SR_WAIT: Duration = Duration::from_millis(2500);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WhipCodec {
@@ -42,23 +44,25 @@ pub enum WhipCodec {
     Opus,
 }
 
-/// A sender report's clock pair: NTP wall time (µs since the Unix epoch) and extended RTP time.
+/// A sender report's clock pair: the same instant on the NTP wall clock and on the stream's
+/// RTP clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SenderClock {
-    pub ntp_us: i64,
-    pub rtp: u64,
+    /// Since the Unix epoch ([`Timescale::MICROS`]).
+    pub ntp: Timestamp,
+    /// Extended (unwrapped) RTP time, in the stream's clock.
+    pub rtp: Timestamp,
 }
 
 /// One reassembled frame as it comes out of the depacketizer.
 #[derive(Clone, Debug)]
 pub struct RtpFrame {
     pub codec: WhipCodec,
-    /// Extended (unwrapped) RTP timestamp.
-    pub rtp_time: u64,
-    /// RTP clock rate.
-    pub clock: u32,
-    /// Arrival of the frame's first packet, µs on any monotonic clock (the same for all frames).
-    pub arrival_us: i64,
+    /// Extended (unwrapped) RTP time; its timescale is the RTP clock rate.
+    pub time: Timestamp,
+    /// Arrival of the frame's first packet, on any monotonic clock that is the same for all
+    /// frames ([`Timescale::MICROS`]).
+    pub arrival: Timestamp,
     /// False when packets were lost between the previous frame and this one.
     pub contiguous: bool,
     /// The depacketizer saw a keyframe (AV1: a new coded video sequence).
@@ -71,24 +75,16 @@ pub struct RtpFrame {
 #[derive(Debug, Default)]
 struct Track {
     codec: Option<WhipCodec>,
-    clock: u32,
+    clock: Option<Timescale>,
     sender: Option<SenderClock>,
-    first: Option<(u64, i64)>,
+    /// (RTP time, arrival) of the first frame.
+    first: Option<(Timestamp, Timestamp)>,
     info: Option<TrackInfo>,
     /// Index in the broadcast.
     index: Option<usize>,
-    /// RTP time + offset = track time; fixed at start.
+    /// RTP ticks + offset = track ticks; fixed at start.
     offset: Option<i64>,
     last_ts: Option<i64>,
-}
-
-#[derive(Debug, Default)]
-struct VideoState {
-    sps: Option<Vec<u8>>,
-    pps: Option<Vec<u8>>,
-    /// The parameter set in the track's configuration record (SPS, or AV1 sequence header).
-    config: Option<Vec<u8>>,
-    need_key: bool,
 }
 
 #[derive(Debug)]
@@ -98,9 +94,9 @@ enum Slot {
 }
 
 #[derive(Debug)]
-struct Early {
+struct Waiting {
     slot: Slot,
-    rtp_time: u64,
+    time: Timestamp,
     keyframe: bool,
     data: Bytes,
 }
@@ -112,28 +108,35 @@ pub struct WhipAdapter {
     expect_audio: bool,
     video: Track,
     audio: Track,
-    video_state: VideoState,
+    h264: AnnexB,
+    /// Video waits for a keyframe (on join, after loss).
+    need_key: bool,
     started: bool,
-    first_arrival: Option<i64>,
-    early: Vec<Early>,
+    first_arrival: Option<Timestamp>,
+    early: Early<Waiting>,
     keyframe_wanted: bool,
     noticed: u32,
     out: VecDeque<AdapterEvent>,
 }
 
-/// A track's clock pair: from its sender report, or its first frame's arrival.
-fn anchor(t: &Track, by_reports: bool) -> (u64, i64) {
+/// A track's clock pair (RTP time, wall time): from its sender report, or its first frame's
+/// arrival.
+fn anchor(t: &Track, by_reports: bool) -> (Timestamp, Timestamp) {
     match (by_reports, t.sender, t.first) {
-        (true, Some(s), _) => (s.rtp, s.ntp_us),
+        (true, Some(s), _) => (s.rtp, s.ntp),
         (_, _, Some(first)) => first,
-        _ => (0, 0),
+        _ => (
+            Timestamp::new(0, t.clock.unwrap_or(Timescale::VIDEO)),
+            Timestamp::new(0, Timescale::MICROS),
+        ),
     }
 }
 
-/// Where RTP time `rtp` of track `t` falls on the common wall clock, in µs.
-fn wall(t: &Track, rtp: u64, by_reports: bool) -> i64 {
-    let (r, us) = anchor(t, by_reports);
-    us + (rtp as i64 - r as i64) * 1_000_000 / t.clock.max(1) as i64
+/// Where RTP time `rtp` of track `t` falls on the common wall clock.
+fn wall(t: &Track, rtp: Timestamp, by_reports: bool) -> Timestamp {
+    let (r, at) = anchor(t, by_reports);
+    let since = Timestamp::new(rtp.ticks - r.ticks, rtp.scale).rescale(Timescale::MICROS);
+    Timestamp::new(at.ticks + since.ticks, Timescale::MICROS)
 }
 
 impl WhipAdapter {
@@ -144,13 +147,11 @@ impl WhipAdapter {
             expect_audio,
             video: Track::default(),
             audio: Track::default(),
-            video_state: VideoState {
-                need_key: true,
-                ..Default::default()
-            },
+            h264: AnnexB::new(annexb::Codec::H264),
+            need_key: true,
             started: false,
             first_arrival: None,
-            early: Vec::new(),
+            early: Early::new(expect_video),
             keyframe_wanted: expect_video,
             noticed: 0,
             out: VecDeque::new(),
@@ -167,7 +168,7 @@ impl WhipAdapter {
 
     /// Video is waiting for a keyframe (after joining or after loss).
     pub fn waits_for_keyframe(&self) -> bool {
-        self.expect_video && self.video_state.need_key
+        self.expect_video && self.need_key
     }
 
     /// True once after video lost its picture (or on join): the session should send a PLI.
@@ -175,16 +176,16 @@ impl WhipAdapter {
         std::mem::take(&mut self.keyframe_wanted)
     }
 
-    /// A periodic tick (arrival clock, µs): starts a broadcast that has waited long enough for
-    /// sender reports.
-    pub fn tick(&mut self, now_us: i64) {
+    /// A periodic tick (on the arrival clock): starts a broadcast that has waited long enough
+    /// for sender reports.
+    pub fn tick(&mut self, now: Timestamp) {
         if !self.started {
-            self.try_start(now_us);
+            self.try_start(now);
         }
     }
 
     pub fn push(&mut self, f: RtpFrame) {
-        self.first_arrival.get_or_insert(f.arrival_us);
+        self.first_arrival.get_or_insert(f.arrival);
         match f.codec {
             WhipCodec::H264 | WhipCodec::Av1 | WhipCodec::Vp9 => self.video_frame(f),
             WhipCodec::Opus => self.audio_frame(f),
@@ -204,12 +205,13 @@ impl WhipAdapter {
             Slot::Video => &mut self.video,
             Slot::Audio => &mut self.audio,
         };
-        if t.codec.is_some_and(|c| c != f.codec) || (t.clock != 0 && t.clock != f.clock) {
+        let clock = Timescale(f.time.scale.0.max(1));
+        if t.codec.is_some_and(|c| c != f.codec) || t.clock.is_some_and(|c| c != clock) {
             return false;
         }
         t.codec = Some(f.codec);
-        t.clock = f.clock.max(1);
-        t.first.get_or_insert((f.rtp_time, f.arrival_us));
+        t.clock = Some(clock);
+        t.first.get_or_insert((f.time, f.arrival));
         if f.sender.is_some() {
             t.sender = f.sender;
         }
@@ -221,8 +223,8 @@ impl WhipAdapter {
             self.notice("the video codec changed mid-session; ignoring the new one".into());
             return;
         }
-        if !f.contiguous && !self.video_state.need_key {
-            self.video_state.need_key = true;
+        if !f.contiguous && !self.need_key {
+            self.need_key = true;
             self.keyframe_wanted = true;
             self.notice("video packets were lost; waiting for the next keyframe".into());
         }
@@ -234,70 +236,30 @@ impl WhipAdapter {
         let Some((data, keyframe)) = payload else {
             return;
         };
-        if self.video_state.need_key {
+        if self.need_key {
             if !keyframe || self.video.info.is_none() {
                 return;
             }
-            self.video_state.need_key = false;
+            self.need_key = false;
         }
-        self.media(Slot::Video, f.rtp_time, keyframe, data, f.arrival_us);
+        self.media(Slot::Video, f.time, keyframe, data, f.arrival);
     }
 
     /// Annex B access unit → length-prefixed NAL units; parameter sets go into `avcC`.
     fn h264_payload(&mut self, f: &RtpFrame) -> Option<(Bytes, bool)> {
-        let v = &mut self.video_state;
-        let mut keyframe = false;
-        let mut params: Vec<&[u8]> = Vec::new();
-        let mut out = BytesMut::with_capacity(f.data.len() + 16);
-        for nal in h264::annexb_nals(&f.data) {
-            match nal[0] & 0x1f {
-                7 => {
-                    if v.sps.as_deref() != Some(nal) {
-                        v.sps = Some(nal.to_vec());
-                    }
-                    params.push(nal);
-                }
-                8 => {
-                    if v.pps.as_deref() != Some(nal) {
-                        v.pps = Some(nal.to_vec());
-                    }
-                    params.push(nal);
-                }
-                9 => {}
-                t => {
-                    keyframe |= t == 5;
-                    out.put_u32(nal.len() as u32);
-                    out.put_slice(nal);
-                }
-            }
-        }
-        let mut changed = false;
+        let sample = self.h264.push(&f.data)?;
         if self.video.info.is_none() {
-            if let (Some(sps), Some(pps)) = (&v.sps, &v.pps) {
-                if let Some(avcc) = h264::avcc_from(sps, pps) {
-                    v.config = Some(sps.clone());
-                    self.video.info =
-                        Some(TrackInfo::video(CodecConfig::H264 { avcc: avcc.into() }));
-                }
+            if let Some(c) = self.h264.config() {
+                self.video.info = Some(TrackInfo::video(c.clone()));
             }
-        } else {
-            changed = keyframe && v.sps.is_some() && v.sps != v.config;
         }
-        if out.is_empty() {
-            return None;
+        if sample.new_picture {
+            self.notice(
+                "the video's parameter sets changed (a new picture size?); the new ones go in-band with each keyframe"
+                    .into(),
+            );
         }
-        if !changed {
-            return Some((out.freeze(), keyframe));
-        }
-        // The stream's picture changed (browsers adapt resolution): carry the new parameter
-        // sets in-band in this keyframe.
-        let mut with = BytesMut::with_capacity(out.len() + 64);
-        for p in params {
-            with.put_u32(p.len() as u32);
-            with.put_slice(p);
-        }
-        with.put_slice(&out);
-        Some((with.freeze(), keyframe))
+        Some((sample.data, sample.keyframe))
     }
 
     /// A VP9 frame or superframe goes into a sample as it is; a keyframe's header gives the
@@ -332,7 +294,6 @@ impl WhipAdapter {
     /// A temporal unit of OBUs: temporal delimiters and padding dropped (ISOBMFF samples carry
     /// none); the first sequence header also goes into `av1C`.
     fn av1_payload(&mut self, f: &RtpFrame) -> Option<(Bytes, bool)> {
-        let v = &mut self.video_state;
         let mut out = BytesMut::with_capacity(f.data.len());
         let mut has_sequence_header = false;
         for obu in av1::obus(&f.data) {
@@ -340,9 +301,8 @@ impl WhipAdapter {
                 av1::OBU_TEMPORAL_DELIMITER | av1::OBU_PADDING => {}
                 av1::OBU_SEQUENCE_HEADER => {
                     has_sequence_header = true;
-                    if v.config.is_none() {
+                    if self.video.info.is_none() {
                         if let Some(av1c) = av1::av1c_from(obu.bytes) {
-                            v.config = Some(obu.bytes.to_vec());
                             self.video.info =
                                 Some(TrackInfo::video(CodecConfig::Av1 { av1c: av1c.into() }));
                         }
@@ -364,11 +324,10 @@ impl WhipAdapter {
             self.notice("the audio codec changed mid-session; ignoring the new one".into());
             return;
         }
-        let Some(&toc) = f.data.first() else {
+        let Some(channels) = opus::channels(&f.data) else {
             return; // DTX / padding
         };
         if self.audio.info.is_none() {
-            let channels = if toc & 0x04 != 0 { 2 } else { 1 };
             self.audio.info = Some(TrackInfo::audio(
                 CodecConfig::Opus {
                     channels,
@@ -379,30 +338,30 @@ impl WhipAdapter {
                 channels as u16,
             ));
         }
-        self.media(Slot::Audio, f.rtp_time, true, f.data, f.arrival_us);
+        self.media(Slot::Audio, f.time, true, f.data, f.arrival);
     }
 
-    fn media(&mut self, slot: Slot, rtp_time: u64, keyframe: bool, data: Bytes, now_us: i64) {
+    fn media(&mut self, slot: Slot, time: Timestamp, keyframe: bool, data: Bytes, now: Timestamp) {
         if self.started {
-            self.emit(&slot, rtp_time, keyframe, data);
+            self.emit(&slot, time, keyframe, data);
             return;
         }
-        if matches!(slot, Slot::Video) && keyframe {
-            // Start from the newest keyframe: older media cannot be decoded from here.
-            self.early.clear();
+        let video_key = matches!(slot, Slot::Video) && keyframe;
+        let w = Waiting {
+            slot,
+            time,
+            keyframe,
+            data,
+        };
+        if video_key {
+            self.early.keyframe(w);
+        } else {
+            self.early.push(w);
         }
-        if self.early.len() < MAX_EARLY {
-            self.early.push(Early {
-                slot,
-                rtp_time,
-                keyframe,
-                data,
-            });
-        }
-        self.try_start(now_us);
+        self.try_start(now);
     }
 
-    fn try_start(&mut self, now_us: i64) {
+    fn try_start(&mut self, now: Timestamp) {
         let has_key = self
             .early
             .iter()
@@ -417,8 +376,8 @@ impl WhipAdapter {
             .filter(|t| t.info.is_some())
             .collect();
         let all_reports = active.iter().all(|t| t.sender.is_some());
-        let waited = now_us - self.first_arrival.unwrap_or(now_us);
-        if !all_reports && waited < SR_WAIT_US {
+        let waited = now.since(self.first_arrival.unwrap_or(now));
+        if !all_reports && waited < SR_WAIT {
             return;
         }
         // The broadcast's zero: the first media kept (the video keyframe when there is video).
@@ -427,19 +386,22 @@ impl WhipAdapter {
             .iter()
             .find(|e| !self.expect_video || matches!(e.slot, Slot::Video))
             .map(|e| match e.slot {
-                Slot::Video => wall(&self.video, e.rtp_time, all_reports),
-                Slot::Audio => wall(&self.audio, e.rtp_time, all_reports),
+                Slot::Video => wall(&self.video, e.time, all_reports),
+                Slot::Audio => wall(&self.audio, e.time, all_reports),
             })
-            .unwrap_or(0);
+            .unwrap_or(Timestamp::new(0, Timescale::MICROS));
         let mut tracks = Vec::new();
         for t in [&mut self.video, &mut self.audio] {
-            let Some(info) = t.info.clone() else { continue };
-            let (rtp, us) = anchor(t, all_reports);
+            let (Some(info), Some(clock)) = (t.info.clone(), t.clock) else {
+                continue;
+            };
+            let (rtp, at) = anchor(t, all_reports);
             // track ticks = (wall - zero) in the track's clock = rtp - anchor rtp + (anchor wall - zero)
-            t.offset = Some((us - zero) * t.clock as i64 / 1_000_000 - rtp as i64);
+            let from_zero = Timestamp::new(at.ticks - zero.ticks, Timescale::MICROS);
+            t.offset = Some(from_zero.rescale(clock).ticks - rtp.ticks);
             t.index = Some(tracks.len());
             let mut info = info;
-            info.timescale = Timescale(t.clock);
+            info.timescale = clock;
             tracks.push(info);
         }
         self.started = true;
@@ -450,25 +412,25 @@ impl WhipAdapter {
                     .into(),
             );
         }
-        for e in std::mem::take(&mut self.early) {
-            self.emit(&e.slot, e.rtp_time, e.keyframe, e.data);
+        for e in self.early.take() {
+            self.emit(&e.slot, e.time, e.keyframe, e.data);
         }
     }
 
-    fn emit(&mut self, slot: &Slot, rtp_time: u64, keyframe: bool, data: Bytes) {
+    fn emit(&mut self, slot: &Slot, time: Timestamp, keyframe: bool, data: Bytes) {
         let t = match slot {
             Slot::Video => &mut self.video,
             Slot::Audio => &mut self.audio,
         };
-        let (Some(index), Some(offset)) = (t.index, t.offset) else {
+        let (Some(index), Some(offset), Some(clock)) = (t.index, t.offset, t.clock) else {
             return; // a track that appeared after the start
         };
-        let ts = rtp_time as i64 + offset;
+        let ts = time.ticks + offset;
         if ts < 0 || t.last_ts.is_some_and(|l| ts <= l) {
             return; // before the broadcast's zero, or out of order
         }
         t.last_ts = Some(ts);
-        let at = Timestamp::new(ts, Timescale(t.clock));
+        let at = Timestamp::new(ts, clock);
         self.out.push_back(AdapterEvent::Frame(Frame {
             track: index,
             dts: at,
@@ -499,7 +461,11 @@ mod tests {
         b.into()
     }
 
-    fn video(rtp: u64, arrival_ms: i64, key: bool, contiguous: bool) -> RtpFrame {
+    fn ms(ms: i64) -> Timestamp {
+        Timestamp::new(ms * 1000, Timescale::MICROS)
+    }
+
+    fn video(rtp: i64, arrival_ms: i64, key: bool, contiguous: bool) -> RtpFrame {
         let data = if key {
             annexb(&[SPS, PPS, &[0x65, 0x88, 0x84]])
         } else {
@@ -507,9 +473,8 @@ mod tests {
         };
         RtpFrame {
             codec: WhipCodec::H264,
-            rtp_time: rtp,
-            clock: 90_000,
-            arrival_us: arrival_ms * 1000,
+            time: Timestamp::new(rtp, Timescale::VIDEO),
+            arrival: ms(arrival_ms),
             contiguous,
             keyframe: key,
             data,
@@ -517,12 +482,11 @@ mod tests {
         }
     }
 
-    fn opus(rtp: u64, arrival_ms: i64) -> RtpFrame {
+    fn opus(rtp: i64, arrival_ms: i64) -> RtpFrame {
         RtpFrame {
             codec: WhipCodec::Opus,
-            rtp_time: rtp,
-            clock: 48_000,
-            arrival_us: arrival_ms * 1000,
+            time: Timestamp::new(rtp, Timescale(48_000)),
+            arrival: ms(arrival_ms),
             contiguous: true,
             keyframe: true,
             data: Bytes::from_static(&[0xfc, 1, 2, 3]),
@@ -550,12 +514,12 @@ mod tests {
         // Video's RTP clock starts at 1_000_000 and audio's at 7; the reports say video time
         // 1_000_000 and audio time 7 + 4800 (100 ms later) are the same instant.
         let vs = SenderClock {
-            ntp_us: 10_000_000,
-            rtp: 1_000_000,
+            ntp: ms(10_000),
+            rtp: Timestamp::new(1_000_000, Timescale::VIDEO),
         };
         let au = SenderClock {
-            ntp_us: 10_000_000,
-            rtp: 7 + 4800,
+            ntp: ms(10_000),
+            rtp: Timestamp::new(7 + 4800, Timescale(48_000)),
         };
         let mut f = video(1_000_000 - 3000, 0, false, true);
         f.sender = Some(vs);
@@ -588,7 +552,10 @@ mod tests {
         a.push(video(90_000, 1000, true, true));
         a.push(opus(48_000, 1010));
         assert!(drain(&mut a).is_empty(), "waits for sender reports");
-        a.tick(1_000_000 + SR_WAIT_US);
+        a.tick(Timestamp::new(
+            1_000_000 + SR_WAIT.as_micros() as i64,
+            Timescale::MICROS,
+        ));
         let ev = drain(&mut a);
         assert!(matches!(ev[0], AdapterEvent::Start(_)));
         // Audio arrived 10 ms after the keyframe: 480 ticks at 48 kHz.
@@ -600,7 +567,7 @@ mod tests {
         let mut a = WhipAdapter::new(true, false);
         a.wants_keyframe();
         a.push(video(0, 0, true, true));
-        a.tick(SR_WAIT_US);
+        a.tick(Timestamp::new(SR_WAIT.as_micros() as i64, Timescale::MICROS));
         drain(&mut a);
         a.push(video(3000, 33, false, false));
         a.push(video(6000, 66, false, true));
@@ -622,7 +589,7 @@ mod tests {
         f.codec = WhipCodec::Av1;
         f.data = Bytes::from_static(tu);
         a.push(f);
-        a.tick(SR_WAIT_US);
+        a.tick(Timestamp::new(SR_WAIT.as_micros() as i64, Timescale::MICROS));
         let ev = drain(&mut a);
         let AdapterEvent::Start(t) = &ev[0] else {
             panic!("{ev:?}")
@@ -661,7 +628,7 @@ mod tests {
             v.data = Bytes::copy_from_slice(data);
             a.push(v);
         }
-        a.tick(i64::MAX / 2);
+        a.tick(Timestamp::new(i64::MAX / 2, Timescale::MICROS));
         assert!(!a.is_started());
     }
 }

@@ -1,7 +1,7 @@
 //! WHIP ingest (RFC 9725): browsers and OBS publish over WebRTC.
 //!
-//! The HTTP side (`POST /whip`, `DELETE` on the session URL) lives in the edge service and
-//! calls [`Whip::publish`] / [`Whip::end`]. The WebRTC side is str0m, a sans-IO WebRTC stack:
+//! The HTTP side (`POST /whip`, `DELETE` on the session URL) is the HTTP server's; the binary
+//! connects it to [`Whip::publish`] / [`Whip::end`]. The WebRTC side is str0m, a sans-IO WebRTC stack:
 //! one task owns one UDP socket (a single muxed port, easy to open in a firewall or map through
 //! NAT) and every session's `Rtc`, routes each datagram to the session whose ICE credentials or
 //! remote address it matches, and feeds timers. Estuary is an ICE-lite endpoint with host
@@ -12,8 +12,8 @@
 //! sender reports and asks for keyframes (PLI) on join and after loss.
 
 pub mod adapter;
-mod engine;
 pub mod sdp;
+mod task;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,7 +22,9 @@ use std::time::Duration;
 use media::{Hub, HubError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::publisher::{Protocol, Publisher};
 use crate::{redact_key, StreamKeys};
 pub use sdp::OfferError;
 
@@ -73,7 +75,7 @@ pub(crate) enum Command {
     Create {
         offer: str0m::change::SdpOffer,
         sections: Vec<sdp::Section>,
-        reservation: media::Reservation,
+        publisher: Publisher,
         peer: SocketAddr,
         reply: oneshot::Sender<Result<Created, WhipError>>,
     },
@@ -93,8 +95,13 @@ pub struct Whip {
 }
 
 impl Whip {
-    /// Binds the media socket and starts the session task.
-    pub async fn start(config: WhipConfig, cancel: CancellationToken) -> std::io::Result<Whip> {
+    /// Binds the media socket and starts the session task on `tasks`; it ends (every session
+    /// with it) on `cancel`.
+    pub async fn start(
+        config: WhipConfig,
+        tasks: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> std::io::Result<Whip> {
         let socket = tokio::net::UdpSocket::bind(config.listen).await?;
         let local = socket.local_addr()?;
         let candidates = candidate_addrs(&config, local);
@@ -106,7 +113,7 @@ impl Whip {
             hub: config.hub.clone(),
             local,
         };
-        tokio::spawn(engine::run(socket, candidates, config, rx, cancel));
+        tasks.spawn(task::run(socket, candidates, config, rx, cancel));
         Ok(whip)
     }
 
@@ -135,7 +142,7 @@ impl Whip {
             tracing::warn!(%peer, stream = %name, error = %e, "WHIP offer does not parse");
             WhipError::Sdp(e.to_string())
         })?;
-        let reservation = self.hub.reserve(&name).map_err(|e| match e {
+        let publisher = Publisher::reserve(&self.hub, &name, Protocol::Whip).map_err(|e| match e {
             HubError::AlreadyLive(n) => {
                 tracing::warn!(%peer, stream = %n, "WHIP publish refused: stream already live");
                 WhipError::AlreadyLive(n)
@@ -146,7 +153,7 @@ impl Whip {
             .send(Command::Create {
                 offer: parsed,
                 sections,
-                reservation,
+                publisher,
                 peer,
                 reply,
             })

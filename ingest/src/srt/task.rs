@@ -1,4 +1,5 @@
-//! The SRT listener and one task per publisher.
+//! The SRT listener and one task per publisher: the stream id's key checked in the handshake,
+//! then the connection's payloads through the demuxer and the adapter to its [`Publisher`].
 //!
 //! Admission happens in the handshake, before any media flows: the stream id must name a
 //! publish key from `[[streams]]` (`publish:KEY`, `#!::r=KEY,m=publish`, or a bare `KEY`), the
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use media::{Hub, Published};
+use media::Hub;
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::{KeySize, Passphrase};
@@ -21,7 +22,8 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::adapter::{TsAdapter, TsAdapterError};
 use super::ts::TsDemuxer;
-use crate::{redact_key, AdapterEvent, StreamKeys};
+use crate::publisher::{Protocol, Publisher};
+use crate::{redact_key, StreamKeys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SrtError {
@@ -29,6 +31,8 @@ pub enum SrtError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Ts(#[from] TsAdapterError),
+    #[error("{0}")]
+    Hub(#[from] media::HubError),
     #[error("no data for {0:?}")]
     Idle(Duration),
 }
@@ -122,15 +126,18 @@ pub async fn serve(
         let span = tracing::info_span!("srt", %peer);
         tracker.spawn(
             async move {
-                let Some((socket, name, published)) = admit(request, &config).await else {
+                let Some((socket, mut publisher)) = admit(request, &config).await else {
                     return;
                 };
                 let result = tokio::select! {
-                    r = receive(socket, &name, published, &config) => r,
+                    r = receive(socket, &mut publisher, &config) => r,
                     _ = cancel.cancelled() => Ok(()),
                 };
+                let name = publisher.name().to_string();
                 match result {
-                    Ok(()) => info!(stream = %name, "publisher finished"),
+                    // SRT has no "stop publishing": a closed connection is a publisher that
+                    // left, and the stream waits its reconnect grace.
+                    Ok(()) => info!(stream = %name, "publisher closed the connection"),
                     Err(e) => warn!(stream = %name, error = %e, "connection closed with error"),
                 }
             }
@@ -142,22 +149,12 @@ pub async fn serve(
     listener.close().await;
 }
 
-/// What a publisher will become once its tracks are known.
-enum Pending {
-    Reserved(media::Reservation),
-    Live(Published),
-    Gone,
-}
-
 /// Why a caller is refused, and what SRT reject reason it gets.
 struct Refusal(String, ServerRejectReason);
 
-async fn admit(
-    request: ConnectionRequest,
-    config: &SrtConfig,
-) -> Option<(SrtSocket, String, Pending)> {
+async fn admit(request: ConnectionRequest, config: &SrtConfig) -> Option<(SrtSocket, Publisher)> {
     let decision = decide(&request, config);
-    let (name, key_settings, reservation) = match decision {
+    let (key_settings, publisher) = match decision {
         Ok(d) => d,
         Err(Refusal(why, reason)) => {
             warn!(reason = ?reason, "refused: {why}");
@@ -168,13 +165,10 @@ async fn admit(
         }
     };
     match request.accept(key_settings).await {
-        Ok(socket) => {
-            info!(stream = %name, "publish accepted");
-            Some((socket, name, Pending::Reserved(reservation)))
-        }
+        Ok(socket) => Some((socket, publisher)),
         Err(e) => {
             // srt-tokio reports a wrong passphrase here.
-            warn!(stream = %name, error = %e, "handshake failed (wrong passphrase?)");
+            warn!(stream = %publisher.name(), error = %e, "handshake failed (wrong passphrase?)");
             None
         }
     }
@@ -183,7 +177,7 @@ async fn admit(
 fn decide(
     request: &ConnectionRequest,
     config: &SrtConfig,
-) -> Result<(String, Option<KeySettings>, media::Reservation), Refusal> {
+) -> Result<(Option<KeySettings>, Publisher), Refusal> {
     let key = parse_stream_id(request.stream_id().map(|s| s.as_str())).map_err(|e| {
         let reason = match e {
             StreamIdError::NotPublish(_) => ServerRejectReason::BadMode,
@@ -228,17 +222,14 @@ fn decide(
             })
         }
     };
-    let reservation = config
-        .hub
-        .reserve(&name)
+    let publisher = Publisher::reserve(&config.hub, &name, Protocol::Srt)
         .map_err(|e| Refusal(e.to_string(), ServerRejectReason::Conflict))?;
-    Ok((name, key_settings, reservation))
+    Ok((key_settings, publisher))
 }
 
 async fn receive(
     mut socket: SrtSocket,
-    name: &str,
-    mut pending: Pending,
+    publisher: &mut Publisher,
     config: &SrtConfig,
 ) -> Result<(), SrtError> {
     let mut demux = TsDemuxer::new();
@@ -251,15 +242,15 @@ async fn receive(
         let Some(item) = next else {
             // The caller closed: pass on what is buffered, then end.
             demux.finish();
-            drain(&mut demux, &mut adapter, &mut pending, name)?;
+            drain(&mut demux, &mut adapter, publisher)?;
             return Ok(());
         };
         let (_, payload) = item?;
         demux.push(&payload);
-        drain(&mut demux, &mut adapter, &mut pending, name)?;
+        drain(&mut demux, &mut adapter, publisher)?;
         let errors = demux.stats.cc_errors + demux.stats.dropped_pes;
         if errors > reported_errors {
-            debug!(stream = %name, cc_errors = demux.stats.cc_errors, dropped_pes = demux.stats.dropped_pes, resync_bytes = demux.stats.resync_bytes, "loss in the transport stream");
+            debug!(stream = %publisher.name(), cc_errors = demux.stats.cc_errors, dropped_pes = demux.stats.dropped_pes, resync_bytes = demux.stats.resync_bytes, "loss in the transport stream");
             reported_errors = errors;
         }
     }
@@ -268,31 +259,11 @@ async fn receive(
 fn drain(
     demux: &mut TsDemuxer,
     adapter: &mut TsAdapter,
-    pending: &mut Pending,
-    name: &str,
+    publisher: &mut Publisher,
 ) -> Result<(), SrtError> {
     while let Some(ev) = demux.pull() {
         adapter.push(ev)?;
-        while let Some(out) = adapter.pull() {
-            match out {
-                AdapterEvent::Start(tracks) => {
-                    let codecs: Vec<String> =
-                        tracks.iter().map(|t| t.codec.codec_string()).collect();
-                    info!(stream = %name, ?codecs, "live");
-                    *pending = match std::mem::replace(pending, Pending::Gone) {
-                        Pending::Reserved(r) => Pending::Live(r.publish(tracks)),
-                        other => other,
-                    };
-                }
-                AdapterEvent::Frame(f) => {
-                    if let Pending::Live(p) = pending {
-                        p.push(f);
-                    }
-                }
-                AdapterEvent::Discontinuity => {}
-                AdapterEvent::Notice(n) => info!(stream = %name, "{n}"),
-            }
-        }
+        publisher.drain(|| adapter.pull())?;
     }
     Ok(())
 }

@@ -240,7 +240,7 @@ impl Upstream {
         let path_and_query = path_and_query.as_str();
         // Only playlists, MPDs and JSON are compressed; media has one cache entry.
         let text = [".m3u8", ".mpd", "/vod"].iter().any(|e| path.ends_with(e));
-        let gzip = text && crate::routes::accepts_gzip_header(headers);
+        let gzip = text && crate::response::accepts_gzip(headers);
         let mut forward = HeaderMap::new();
         if gzip {
             forward.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
@@ -448,7 +448,7 @@ async fn follow(fetch: Arc<Fetch>) -> Response<Body> {
                     return respond(&head, stream_body(fetch.clone(), rx));
                 }
                 (None, Some(_)) => {
-                    return crate::routes::error(
+                    return crate::response::error(
                         StatusCode::BAD_GATEWAY,
                         "no origin could answer this request",
                     );
@@ -457,7 +457,7 @@ async fn follow(fetch: Arc<Fetch>) -> Response<Body> {
             }
         }
         if rx.changed().await.is_err() {
-            return crate::routes::error(StatusCode::BAD_GATEWAY, "origin request dropped");
+            return crate::response::error(StatusCode::BAD_GATEWAY, "origin request dropped");
         }
     }
 }

@@ -1,6 +1,11 @@
 //! The HTTP listener: one task per connection, HTTP/1.1 or HTTP/2 chosen per connection (ALPN
 //! over TLS, the connection preface in cleartext), admission bounded by a semaphore, graceful
-//! shutdown on cancel.
+//! shutdown on cancel. Connections are served on worker threads of their own ([`serve_tls`]);
+//! cleartext ones send parts kept in shared memory with `sendfile` ([`sendfile`]).
+
+#[cfg(target_os = "linux")]
+pub mod sendfile;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +22,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 
-use crate::routes::Service;
+use crate::service::Service;
+
+/// The HTTP listener, with an accept queue long enough for a crowd of viewers (re)connecting
+/// at once (the kernel caps it at `net.core.somaxconn`); tokio's default is 1024.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
+}
 
 /// Serves HTTP on `listener` until `cancel` fires. Open connections get a few seconds to
 /// finish what they are sending.
@@ -161,7 +179,7 @@ async fn accept_loop(
             match tls {
                 #[cfg(target_os = "linux")]
                 None if packager::shm::enabled() => {
-                    let io = crate::sendfile::SendfileIo::new(socket);
+                    let io = sendfile::SendfileIo::new(socket);
                     connection(io, service, cancel, peer).await
                 }
                 None => connection(socket, service, cancel, peer).await,
@@ -218,7 +236,7 @@ async fn connection<IO>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::HttpConfig;
+    use crate::service::HttpConfig;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 

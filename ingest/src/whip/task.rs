@@ -1,11 +1,12 @@
-//! The WHIP session task: one UDP socket, every session's `Rtc`, timers and deadlines.
+//! The WHIP session task: one UDP socket, every session's `Rtc`, timers and deadlines; each
+//! session's adapter output goes to its [`Publisher`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use media::{Published, Reservation};
+use media::{Timescale, Timestamp};
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -16,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::adapter::{RtpFrame, SenderClock, WhipAdapter, WhipCodec};
 use super::{Command, Created, WhipConfig, WhipError};
-use crate::AdapterEvent;
+use crate::publisher::Publisher;
 
 /// Deadlines, adapter ticks and keyframe-request retries are checked this often.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
@@ -28,8 +29,7 @@ struct Session {
     name: String,
     peer: SocketAddr,
     rtc: Rtc,
-    reservation: Option<Reservation>,
-    published: Option<Published>,
+    publisher: Publisher,
     adapter: WhipAdapter,
     video_mid: Option<Mid>,
     created: Instant,
@@ -111,11 +111,11 @@ impl Engine {
             Command::Create {
                 offer,
                 sections,
-                reservation,
+                publisher,
                 peer,
                 reply,
             } => {
-                let _ = reply.send(self.create(offer, sections, reservation, peer));
+                let _ = reply.send(self.create(offer, sections, publisher, peer));
             }
             Command::End { id, reply } => {
                 let found = self.sessions.contains_key(&id);
@@ -131,11 +131,11 @@ impl Engine {
         &mut self,
         offer: str0m::change::SdpOffer,
         sections: Vec<super::sdp::Section>,
-        reservation: Reservation,
+        publisher: Publisher,
         peer: SocketAddr,
     ) -> Result<Created, WhipError> {
         if self.sessions.len() >= self.config.max_sessions {
-            warn!(%peer, stream = reservation.name(), "WHIP publish refused: too many sessions");
+            warn!(%peer, stream = publisher.name(), "WHIP publish refused: too many sessions");
             return Err(WhipError::Busy);
         }
         let now = Instant::now();
@@ -149,12 +149,12 @@ impl Engine {
             }
         }
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
-            warn!(%peer, stream = reservation.name(), error = %e, "WHIP offer refused by WebRTC");
+            warn!(%peer, stream = publisher.name(), error = %e, "WHIP offer refused by WebRTC");
             WhipError::Sdp(e.to_string())
         })?;
         let sends = |kind: &str| sections.iter().any(|s| s.kind == kind && s.sends);
         let id = session_id();
-        let name = reservation.name().to_string();
+        let name = publisher.name().to_string();
         let answer = answer.to_sdp_string();
         info!(session = %id, stream = %name, %peer, "WHIP session created; waiting for ICE/DTLS");
         let mut s = Session {
@@ -162,8 +162,7 @@ impl Engine {
             name: name.clone(),
             peer,
             rtc,
-            reservation: Some(reservation),
-            published: None,
+            publisher,
             adapter: WhipAdapter::new(sends("video"), sends("audio")),
             video_mid: None,
             created: now,
@@ -257,7 +256,7 @@ impl Engine {
     }
 
     fn housekeeping(&mut self, now: Instant) {
-        let now_us = self.micros(now);
+        let arrival = self.arrival(now);
         let mut ended = Vec::new();
         for s in self.sessions.values_mut() {
             if !s.connected && now - s.created > self.config.connect_timeout {
@@ -271,7 +270,7 @@ impl Engine {
                 ended.push((s.id.clone(), "no media (idle timeout)".to_string()));
                 continue;
             }
-            s.adapter.tick(now_us);
+            s.adapter.tick(arrival);
             if let Err(reason) = s.outputs() {
                 ended.push((s.id.clone(), reason));
             }
@@ -295,8 +294,10 @@ impl Engine {
         }
     }
 
-    fn micros(&self, t: Instant) -> i64 {
-        t.saturating_duration_since(self.epoch).as_micros() as i64
+    /// `t` on the adapters' arrival clock.
+    fn arrival(&self, t: Instant) -> Timestamp {
+        let us = t.saturating_duration_since(self.epoch).as_micros();
+        Timestamp::new(us as i64, Timescale::MICROS)
     }
 
     fn drive_id(&mut self, id: &str) -> Result<(), String> {
@@ -354,13 +355,16 @@ impl Engine {
                     }
                 };
                 let rtp_time = d.time.numer();
+                let clock = Timescale(spec.clock_rate.get());
                 let sender = d.last_sender_info.map(|i| SenderClock {
-                    ntp_us: i
-                        .ntp_time
-                        .duration_since(UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_micros() as i64,
-                    rtp: nearest_extended(i.rtp_time.numer(), rtp_time),
+                    ntp: Timestamp::from_duration(
+                        i.ntp_time.duration_since(UNIX_EPOCH).unwrap_or_default(),
+                        Timescale::MICROS,
+                    ),
+                    rtp: Timestamp::new(
+                        nearest_extended(i.rtp_time.numer(), rtp_time) as i64,
+                        clock,
+                    ),
                 });
                 s.last_media = Instant::now();
                 if d.is_keyframe() {
@@ -369,9 +373,8 @@ impl Engine {
                 s.frames += 1;
                 s.adapter.push(RtpFrame {
                     codec,
-                    rtp_time,
-                    clock: spec.clock_rate.get(),
-                    arrival_us: self.micros(d.network_time),
+                    time: Timestamp::new(rtp_time as i64, clock),
+                    arrival: self.arrival(d.network_time),
                     contiguous: d.contiguous,
                     keyframe: d.is_keyframe(),
                     // The depacketized frame itself, not a copy.
@@ -403,18 +406,16 @@ impl Engine {
                 Output::Event(_) => {}
             }
         }
-        // DELETE and shutdown end the stream; a connection that broke (ICE, silence) leaves it
-        // held for the publisher to come back.
-        if matches!(reason, "publisher sent DELETE" | "server shutting down") {
-            if let Some(p) = s.published.take() {
-                p.end();
-            }
-        }
         let lived = s.created.elapsed().as_secs_f64();
         if s.frames > 0 {
             info!(session = %s.id, stream = %s.name, peer = %s.peer, reason, frames = s.frames, secs = format!("{lived:.1}"), "WHIP session ended");
         } else {
             warn!(session = %s.id, stream = %s.name, peer = %s.peer, reason, secs = format!("{lived:.1}"), "WHIP session ended before media started");
+        }
+        // DELETE and shutdown end the stream; a connection that broke (ICE, silence) leaves it
+        // held for the publisher to come back.
+        if matches!(reason, "publisher sent DELETE" | "server shutting down") {
+            s.publisher.end();
         }
     }
 }
@@ -422,29 +423,10 @@ impl Engine {
 impl Session {
     /// Hands the adapter's output to the broadcast.
     fn outputs(&mut self) -> Result<(), String> {
-        while let Some(ev) = self.adapter.pull() {
-            match ev {
-                AdapterEvent::Start(tracks) => {
-                    let codecs: Vec<String> =
-                        tracks.iter().map(|t| t.codec.codec_string()).collect();
-                    let Some(r) = self.reservation.take() else {
-                        return Err("media started twice".into());
-                    };
-                    info!(session = %self.id, stream = %self.name, ?codecs, "WHIP stream live");
-                    self.published = Some(r.publish(tracks));
-                }
-                AdapterEvent::Frame(f) => {
-                    if let Some(p) = &self.published {
-                        p.push(f);
-                    }
-                }
-                AdapterEvent::Discontinuity => {}
-                AdapterEvent::Notice(msg) => {
-                    warn!(session = %self.id, stream = %self.name, "{msg}")
-                }
-            }
-        }
-        Ok(())
+        let adapter = &mut self.adapter;
+        self.publisher
+            .drain(|| adapter.pull())
+            .map_err(|e| e.to_string())
     }
 
     fn request_keyframe(&mut self, now: Instant) {

@@ -1,16 +1,16 @@
-//! The RTMP listener and one task per publisher connection around rml_rtmp's session.
+//! The RTMP listener and one task per publisher connection around rml_rtmp's session, handing
+//! the adapter's output to the connection's [`Publisher`].
 //!
 //! Lifecycle: handshake → `connect` (app must be the configured one, `live`) → `publish` with
 //! a stream key from `[[streams]]` → audio/video until `deleteStream`, EOF, an idle timeout or
 //! a protocol error. A refused or broken connection gets an `onStatus` error, a log line naming
 //! the peer and stream, and is closed; other connections never notice.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use media::{Hub, Published, Reservation};
+use media::Hub;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
 use rml_rtmp::messages::RtmpMessage;
@@ -27,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-use super::adapter::{Adapter, AdapterEvent, PublishHints};
+use super::adapter::{Adapter, PublishHints};
 use super::flv::FlvError;
+use crate::publisher::{Protocol, Publisher};
 use crate::{redact_key, StreamKeys};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,8 @@ pub enum RtmpError {
     SessionPanic,
     #[error("refused: {0}")]
     Refused(String),
+    #[error("{0}")]
+    Hub(#[from] media::HubError),
     #[error("no data for {0:?}")]
     Idle(Duration),
 }
@@ -88,7 +91,7 @@ pub async fn serve(listener: TcpListener, config: RtmpConfig, cancel: Cancellati
             async move {
                 debug!("connected");
                 let _ = socket.set_nodelay(true);
-                let mut conn = Connection::new(socket, peer, config);
+                let mut conn = Connection::new(socket, config);
                 let result = tokio::select! {
                     r = conn.run() => r,
                     _ = cancel.cancelled() => Ok(()),
@@ -109,38 +112,29 @@ pub async fn serve(listener: TcpListener, config: RtmpConfig, cancel: Cancellati
     tracker.wait().await;
 }
 
-/// Where this connection's media goes.
-enum Publishing {
-    None,
-    /// Accepted, waiting for the adapter to know the tracks.
-    Reserved(Reservation),
-    Live(Published),
-}
-
 /// The message stream id rml_rtmp's server session gives the first `createStream`, which is the
 /// one every publisher uses.
 const PUBLISH_STREAM_ID: u32 = 1;
 
 struct Connection {
     socket: TcpStream,
-    peer: SocketAddr,
     config: RtmpConfig,
     session: Option<ServerSession>,
     stream_name: Option<String>,
-    state: Publishing,
+    /// Where this connection's media goes, from an accepted `publish` until it finishes.
+    publisher: Option<Publisher>,
     adapter: Adapter,
     pending: Vec<ServerSessionResult>,
 }
 
 impl Connection {
-    fn new(socket: TcpStream, peer: SocketAddr, config: RtmpConfig) -> Self {
+    fn new(socket: TcpStream, config: RtmpConfig) -> Self {
         Self {
             socket,
-            peer,
             config,
             session: None,
             stream_name: None,
-            state: Publishing::None,
+            publisher: None,
             adapter: Adapter::new(),
             pending: Vec::new(),
         }
@@ -190,7 +184,7 @@ impl Connection {
                 return Ok(());
             }
             self.input(&buf[..n]).await?;
-            if matches!(self.state, Publishing::None) && self.stream_name.is_some() {
+            if self.publisher.is_none() && self.stream_name.is_some() {
                 // The publisher finished (deleteStream / FCUnpublish).
                 return Ok(());
             }
@@ -277,8 +271,8 @@ impl Connection {
                     )));
                 };
                 self.stream_name = Some(name.clone());
-                let reservation = match self.config.hub.reserve(&name) {
-                    Ok(r) => r,
+                let publisher = match Publisher::reserve(&self.config.hub, &name, Protocol::Rtmp) {
+                    Ok(p) => p,
                     Err(e) => {
                         let r = self.session().reject_request(
                             request_id,
@@ -289,8 +283,7 @@ impl Connection {
                         return Err(RtmpError::Refused(e.to_string()));
                     }
                 };
-                info!(stream = %name, peer = %self.peer, "publish accepted");
-                self.state = Publishing::Reserved(reservation);
+                self.publisher = Some(publisher);
                 self.adapter = Adapter::new();
                 Ok(self.session().accept_request(request_id)?)
             }
@@ -313,10 +306,9 @@ impl Connection {
                 Ok(vec![])
             }
             ServerSessionEvent::PublishStreamFinished { .. } => {
-                info!(stream = self.stream_name(), "publisher finished");
                 // Stopped on purpose (OBS "Stop Streaming"): the stream ends without waiting
                 // for a reconnect.
-                if let Publishing::Live(p) = std::mem::replace(&mut self.state, Publishing::None) {
+                if let Some(p) = self.publisher.take() {
                     p.end();
                 }
                 Ok(vec![])
@@ -352,41 +344,20 @@ impl Connection {
     }
 
     fn media(&mut self, video: bool, ts: RtmpTimestamp, data: Bytes) -> Result<(), RtmpError> {
-        if matches!(self.state, Publishing::None) {
+        let Some(publisher) = self.publisher.as_mut() else {
             return Ok(());
-        }
+        };
         let r = if video {
             self.adapter.video(ts.value, &data)
         } else {
             self.adapter.audio(ts.value, &data)
         };
         if let Err(source) = r {
-            let stream = self.stream_name().to_string();
+            let stream = publisher.name().to_string();
             return Err(RtmpError::Media { stream, source });
         }
-        while let Some(ev) = self.adapter.pull() {
-            match ev {
-                AdapterEvent::Frame(frame) => {
-                    if let Publishing::Live(p) = &self.state {
-                        p.push(frame);
-                    }
-                }
-                AdapterEvent::Start(tracks) => {
-                    let stream = self.stream_name.as_deref().unwrap_or("-");
-                    let codecs: Vec<String> =
-                        tracks.iter().map(|t| t.codec.codec_string()).collect();
-                    info!(stream, ?codecs, "live");
-                    self.state = match std::mem::replace(&mut self.state, Publishing::None) {
-                        Publishing::Reserved(r) => Publishing::Live(r.publish(tracks)),
-                        other => other,
-                    };
-                }
-                AdapterEvent::Discontinuity => {}
-                AdapterEvent::Notice(n) => {
-                    info!(stream = self.stream_name.as_deref().unwrap_or("-"), "{n}")
-                }
-            }
-        }
+        let adapter = &mut self.adapter;
+        publisher.drain(|| adapter.pull())?;
         Ok(())
     }
 

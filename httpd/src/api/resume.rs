@@ -8,7 +8,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use replica::RedisClient;
 use serde::{Deserialize, Serialize};
+
+use crate::body::Body;
+use crate::response::{error, json};
+use crate::route::plain_name;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Position {
@@ -25,21 +32,11 @@ pub struct ResumeStore {
 
 struct Inner {
     /// Positions live in Redis instead of the file.
-    redis: Option<crate::store::redis::RedisClient>,
+    redis: Option<RedisClient>,
     path: PathBuf,
     map: Mutex<HashMap<String, Position>>,
     /// Serializes file writes (the newest map always ends up on disk).
     write: tokio::sync::Mutex<()>,
-}
-
-/// Viewer and asset ids, and archive path segments: one path segment of letters, digits, `-`,
-/// `_`, `.`, not starting with a dot.
-pub fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 200
-        && !s.starts_with('.')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 impl ResumeStore {
@@ -60,7 +57,7 @@ impl ResumeStore {
     }
 
     /// A store kept in Redis (shared by the origin and its edges).
-    pub fn redis(client: crate::store::redis::RedisClient) -> Self {
+    pub fn redis(client: RedisClient) -> Self {
         ResumeStore {
             inner: Arc::new(Inner {
                 redis: Some(client),
@@ -136,6 +133,57 @@ impl ResumeStore {
     }
 }
 
+/// `GET /api/v1/resume/{viewer}/{asset}`
+pub async fn get(store: &ResumeStore, viewer: &str, asset: &str) -> Response<Body> {
+    match store.get(viewer, asset).await {
+        Some(p) => json(&serde_json::json!(p)),
+        None => error(StatusCode::NOT_FOUND, "no position stored"),
+    }
+}
+
+/// `PUT /api/v1/resume/{viewer}/{asset}` with `{"position": SECONDS}`.
+pub async fn put<B>(store: &ResumeStore, viewer: &str, asset: &str, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body + Send,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if !plain_name(viewer) || !plain_name(asset) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "viewer and asset ids: letters, digits, '-', '_', '.'",
+        );
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 1024)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "send {\"position\": SECONDS}",
+            )
+        }
+    };
+    let Some(position) = parse_position(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "send {\"position\": SECONDS} (a number >= 0)",
+        );
+    };
+    match store.put(viewer, asset, position).await {
+        Ok(p) => json(&serde_json::json!(p)),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not store a resume position");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not store the position",
+            )
+        }
+    }
+}
+
 /// The position in a `PUT` body: `{"position": 12.5}` or a bare number.
 pub fn parse_position(body: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(body).ok()?.trim();
@@ -152,14 +200,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bodies_and_ids() {
+    fn bodies() {
         assert_eq!(parse_position(b"{\"position\": 12.5}"), Some(12.5));
         assert_eq!(parse_position(b" 7 "), Some(7.0));
         assert_eq!(parse_position(b"-1"), None);
         assert_eq!(parse_position(b"{\"pos\": 1}"), None);
         assert_eq!(parse_position(b"nope"), None);
-        assert!(valid_id("viewer-1") && valid_id("demo-3c903290b91f"));
-        assert!(!valid_id("..") && !valid_id("a/b") && !valid_id(""));
     }
 
     #[tokio::test]

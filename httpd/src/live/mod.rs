@@ -1,0 +1,261 @@
+//! Live streams, from the windows this node holds: LL-HLS playlists, the LL-DASH MPD, and the
+//! CMAF init segments, segments and parts they name. Requests that wait for what is about to
+//! exist (blocking reloads, preload hints, growing segments) are in [`blocking`].
+
+pub mod blocking;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{header, HeaderMap, Response, StatusCode};
+use media::TrackKind;
+use packager::hls::{self, Skip};
+use packager::window::{TrackWindow, WindowState};
+use packager::{StreamWindow, Windows};
+
+use crate::body::Body;
+use crate::response::{self, error, set_static, Cache};
+use blocking::PlaylistQuery;
+
+/// The live routes of one node.
+pub struct Live {
+    windows: Windows,
+    /// Served over TLS (the MPD's UTCTiming URL is absolute).
+    tls: bool,
+}
+
+/// Key for a window's render cache: which playlist, which delta form, which encoding.
+fn cache_key(track: usize, skip: Skip, gzip: bool) -> u64 {
+    let skip = match skip {
+        Skip::No => 0,
+        Skip::Segments => 1,
+        Skip::SegmentsAndDateRanges => 2,
+    };
+    ((track as u64) << 3) | (skip << 1) | gzip as u64
+}
+
+/// Part `part` of segment `msn` (the whole segment when `None`, once complete), if it exists
+/// and is not a gap.
+fn media_body(t: &TrackWindow, msn: u64, part: Option<u32>) -> Option<Body> {
+    match part {
+        Some(p) => t
+            .part(msn, p)
+            .filter(|p| !p.gap)
+            .map(|p| Body::from(p.data.clone())),
+        None => t
+            .segment(msn)
+            .filter(|s| s.complete)
+            .map(|s| Body::chunks(s.chunks())),
+    }
+}
+
+/// `{msn}.m4s` → (msn, None); `{msn}.{part}.m4s` → (msn, Some(part)).
+fn media_file(file: &str) -> Option<(u64, Option<u32>)> {
+    let stem = file.strip_suffix(".m4s")?;
+    match stem.split_once('.') {
+        Some((m, p)) => Some((m.parse().ok()?, Some(p.parse().ok()?))),
+        None => Some((stem.parse().ok()?, None)),
+    }
+}
+
+impl Live {
+    pub fn new(windows: Windows, tls: bool) -> Self {
+        Live { windows, tls }
+    }
+
+    pub fn windows(&self) -> &Windows {
+        &self.windows
+    }
+
+    fn window(&self, name: &str) -> Result<Arc<StreamWindow>, Response<Body>> {
+        self.windows
+            .get(name)
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such live stream"))
+    }
+
+    /// `/live/{name}/index.m3u8`
+    pub fn multivariant(&self, name: &str, gzip: bool) -> Response<Body> {
+        let w = match self.window(name) {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
+        let td = w.read(|st| w.target_duration(st));
+        let body = w.rendered(cache_key(usize::MAX, Skip::No, gzip), |st| {
+            response::encode(hls::multivariant(&w, st), gzip)
+        });
+        let cache = Cache::MaxAge((td / 2).max(1));
+        response::playlist(body, gzip, response::PLAYLIST, cache)
+    }
+
+    /// `/live/{name}/manifest.mpd`. Its UTCTiming points at `/api/v1/time` on the host the
+    /// player asked (or the one a proxy says it asked); `authority` is the request URI's
+    /// (HTTP/2 names the host there).
+    pub fn mpd(
+        &self,
+        name: &str,
+        headers: &HeaderMap,
+        authority: Option<&str>,
+        gzip: bool,
+    ) -> Response<Body> {
+        let w = match self.window(name) {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
+        let host = headers
+            .get("x-forwarded-host")
+            .or_else(|| headers.get(header::HOST))
+            .and_then(|h| h.to_str().ok())
+            .or(authority)
+            .unwrap_or("localhost");
+        let scheme = headers
+            .get("x-forwarded-proto")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(if self.tls { "https" } else { "http" });
+        let time_url = format!("{scheme}://{host}/api/v1/time");
+        let body = w.read(|st| packager::dash::mpd(&w, st, SystemTime::now(), &time_url));
+        let body = response::encode(body, gzip);
+        let mut r = response::playlist(body, gzip, response::MPD, Cache::MaxAge(1));
+        // The time URL comes from these: a shared cache must not give one host's to another.
+        set_static(
+            &mut r,
+            header::VARY,
+            "Accept-Encoding, Host, X-Forwarded-Host, X-Forwarded-Proto",
+        );
+        r
+    }
+
+    /// `/live/{name}/{rendition}/index.m3u8`, blocking when asked for a part not yet there.
+    pub async fn media_playlist(
+        &self,
+        name: &str,
+        rendition: &str,
+        query: &str,
+        gzip: bool,
+    ) -> Response<Body> {
+        let q = match PlaylistQuery::parse(query) {
+            Ok(q) => q,
+            Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+        };
+        let w = match self.window(name) {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
+        let Some((track, td)) = w.read(|st| {
+            st.tracks
+                .iter()
+                .position(|t| t.rendition == rendition)
+                .map(|i| (i, w.target_duration(st)))
+        }) else {
+            return error(StatusCode::NOT_FOUND, "no such rendition");
+        };
+        if let Some(msn) = q.msn {
+            let part = q.part;
+            if w.read(|st| blocking::too_far_ahead(&st.tracks[track], msn, part)) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "_HLS_msn/_HLS_part too far ahead of the live edge",
+                );
+            }
+            let ready = move |st: &WindowState| blocking::playlist_has(st, track, msn, part);
+            if !blocking::wait_until(&w, Duration::from_secs(3 * td), ready).await {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the requested part did not appear in time",
+                );
+            }
+        }
+        let ended = w.is_ended();
+        let body = w.rendered(cache_key(track, q.skip, gzip), |st| {
+            response::encode(hls::media_playlist(&w, st, track, q.skip), gzip)
+        });
+        let cache = if ended || q.msn.is_some() {
+            // Identical blocking requests from every viewer map to one cached response.
+            Cache::MaxAge(6 * td)
+        } else {
+            // Half a part target, rounded to what max-age can say.
+            Cache::MaxAge(1)
+        };
+        response::playlist(body, gzip, response::PLAYLIST, cache)
+    }
+
+    /// `/live/{name}/{rendition}/{session}/{file}`: init segment, segment or part.
+    pub async fn media(
+        &self,
+        name: &str,
+        rendition: &str,
+        session: &str,
+        file: &str,
+    ) -> Response<Body> {
+        let w = match self.window(name) {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
+        if w.session != session {
+            return error(StatusCode::NOT_FOUND, "that publish session is over");
+        }
+        let Some((track, kind)) = w.read(|st| {
+            st.tracks
+                .iter()
+                .position(|t| t.rendition == rendition)
+                .map(|i| (i, st.tracks[i].info.kind()))
+        }) else {
+            return error(StatusCode::NOT_FOUND, "no such rendition");
+        };
+        let content_type = match kind {
+            TrackKind::Video => "video/mp4",
+            TrackKind::Audio => "audio/mp4",
+        };
+        if file == "init.mp4" {
+            let init = w.read(|st| st.tracks[track].init.clone());
+            return response::sized(Body::from(init), content_type, Cache::Immutable);
+        }
+        let Some((msn, part)) = media_file(file) else {
+            return error(StatusCode::NOT_FOUND, "not found");
+        };
+        // One look at the window: the bytes when they are there, else what to wait for.
+        let (body, td, (open_msn, _), complete, soon) = w.read(|st| {
+            let t = &st.tracks[track];
+            (
+                media_body(t, msn, part),
+                w.target_duration(st),
+                blocking::live_edge(t),
+                t.segment(msn).is_some_and(|s| s.complete),
+                blocking::coming_soon(t, msn, part),
+            )
+        });
+        if let Some(b) = body {
+            return response::sized(b, content_type, Cache::Immutable);
+        }
+        let patience = Duration::from_secs(3 * td);
+        // A segment being written (or the next one) is sent as it grows.
+        if part.is_none() && !complete && (msn == open_msn || msn == open_msn + 1) {
+            return blocking::growing_segment(w, track, msn, patience, content_type);
+        }
+        // A part not produced yet but about to be (a preload hint) is waited for; the response
+        // then carries the whole thing.
+        if soon {
+            let ready = move |st: &WindowState| blocking::settled(&st.tracks[track], msn, part);
+            if !blocking::wait_until(&w, patience, ready).await {
+                return error(StatusCode::NOT_FOUND, "not produced in time");
+            }
+        }
+        match w.read(|st| media_body(&st.tracks[track], msn, part)) {
+            Some(b) => response::sized(b, content_type, Cache::Immutable),
+            // Evicted, abandoned (the segment ended before this part), or never will exist.
+            None => error(StatusCode::NOT_FOUND, "not in the live window"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_file_names() {
+        assert_eq!(media_file("12.m4s"), Some((12, None)));
+        assert_eq!(media_file("12.3.m4s"), Some((12, Some(3))));
+        assert_eq!(media_file("12.x.m4s"), None);
+        assert_eq!(media_file("init.mp4"), None);
+    }
+}

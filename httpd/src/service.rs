@@ -1,0 +1,337 @@
+//! The service: what a node serves, and the one path every request takes. The route is read
+//! once ([`Route::parse`]); a CORS preflight, a method the route does not answer, `HEAD` and
+//! the CORS headers are handled here for every route; then the request goes to its area
+//! ([`crate::live`], [`crate::vod`], [`crate::api`], [`crate::whip`]), through the edge's
+//! hooks first on an edge ([`crate::edge`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use packager::Windows;
+use tracing::debug;
+
+use crate::api::resume::{self, ResumeStore};
+use crate::body::Body;
+use crate::edge::upstream::Upstream;
+use crate::edge::Edge;
+use crate::live::Live;
+use crate::response::{accepts_gzip, error, method_not_allowed, set_static, text};
+use crate::route::{segments_buf, split_path, Route};
+use crate::vod::Vod;
+use crate::whip::WhipIngest;
+
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub max_connections: usize,
+    /// `Access-Control-Allow-Origin` (players on other origins need it).
+    pub cors_origin: String,
+    /// Served over TLS (for absolute URLs the service writes, like the MPD's UTCTiming).
+    pub tls: bool,
+    /// Serve viewers' routes (`/live`, `/vod`); an origin whose viewers go to edges turns
+    /// them off and keeps ingest (WHIP), the APIs and health checks.
+    pub viewers: bool,
+    /// Threads of their own serving connections, each a single-threaded runtime (0: on the
+    /// caller's runtime).
+    pub workers: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16_384,
+            cors_origin: "*".into(),
+            tls: false,
+            viewers: true,
+            workers: 0,
+        }
+    }
+}
+
+/// What one node serves; cheap to clone (one per connection).
+#[derive(Clone)]
+pub struct Service {
+    parts: Arc<Parts>,
+}
+
+/// The areas, each with what it needs; absent ones answer 404.
+struct Parts {
+    config: HttpConfig,
+    started: SystemTime,
+    cors_origin: Option<HeaderValue>,
+    live: Live,
+    vod: Option<Vod>,
+    resume: Option<ResumeStore>,
+    whip: Option<Box<dyn WhipIngest>>,
+    edge: Edge,
+}
+
+impl Service {
+    pub fn new(windows: Windows, config: HttpConfig) -> Self {
+        let cors_origin = HeaderValue::from_str(&config.cors_origin).ok();
+        Service {
+            parts: Arc::new(Parts {
+                live: Live::new(windows, config.tls),
+                config,
+                started: SystemTime::now(),
+                cors_origin,
+                vod: None,
+                resume: None,
+                whip: None,
+                edge: Edge::default(),
+            }),
+        }
+    }
+
+    /// The service's parts while it is being put together (before it is cloned).
+    fn setup(&mut self) -> &mut Parts {
+        Arc::get_mut(&mut self.parts).expect("with_* is called before the service is shared")
+    }
+
+    /// Serves the VOD archive in `store` at `/vod/...` and lists it at `/api/v1/vod`.
+    pub fn with_archive(mut self, store: packager::archive::Store) -> Self {
+        self.setup().vod = Some(Vod::new(store));
+        self
+    }
+
+    /// Keeps viewers' resume positions at `/api/v1/resume/{viewer}/{asset}`.
+    pub fn with_resume(mut self, store: ResumeStore) -> Self {
+        self.setup().resume = Some(store);
+        self
+    }
+
+    /// Serves WHIP publishers at `/whip`.
+    pub fn with_whip(mut self, ingest: impl WhipIngest) -> Self {
+        self.setup().whip = Some(Box::new(ingest));
+        self
+    }
+
+    /// An edge: fetches what this node does not hold (live streams it has no window for, the
+    /// VOD archive when it has none) from origins over HTTP.
+    pub fn with_upstream(mut self, upstream: Upstream) -> Self {
+        self.setup().edge.upstream = Some(upstream);
+        self
+    }
+
+    /// An edge: live streams come from Redis replicas opened as viewers ask for them.
+    pub fn with_demand(mut self, demand: replica::Demand) -> Self {
+        self.setup().edge.demand = Some(demand);
+        self
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.parts.config
+    }
+
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body + Send,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let method = req.method().clone();
+        let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
+        let mut resp = self.route(req, peer).await;
+        let h = resp.headers_mut();
+        if let Some(v) = &self.parts.cors_origin {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v.clone());
+        }
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Content-Length, Date, Age, Location, Link, ETag"),
+        );
+        if method == Method::HEAD {
+            *resp.body_mut() = Body::empty();
+        }
+        if let Some(path) = logged {
+            debug!(%method, path, status = resp.status().as_u16(), "request");
+        }
+        resp
+    }
+
+    async fn route<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body + Send,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        match *req.method() {
+            Method::GET | Method::HEAD => self.get(&req).await,
+            Method::OPTIONS => {
+                let mut buf = segments_buf();
+                preflight(&req, &Route::parse(split_path(req.uri().path(), &mut buf)))
+            }
+            // Boxed: the request future holds the largest of its routes' futures, and these
+            // (Redis, WebRTC) are big and rare.
+            _ => Box::pin(self.send(req, peer)).await,
+        }
+    }
+
+    /// Methods that send something: WHIP offers and session ends, resume positions.
+    async fn send<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body + Send,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        // The path is read from a handle of its own, so the request can be handed on whole.
+        let uri = req.uri().clone();
+        let mut buf = segments_buf();
+        let route = Route::parse(split_path(uri.path(), &mut buf));
+        let p = &*self.parts;
+        match (req.method(), route) {
+            (_, Route::Whip(w)) => match &p.whip {
+                Some(ingest) => crate::whip::handle(ingest.as_ref(), w, req, peer).await,
+                None => error(StatusCode::NOT_FOUND, "WHIP ingest is not enabled here"),
+            },
+            (&Method::PUT, Route::Resume(at)) => match (&p.resume, at) {
+                (None, _) => error(StatusCode::NOT_FOUND, "no resume store"),
+                (Some(_), None) => error(StatusCode::NOT_FOUND, "not found"),
+                (Some(store), Some((viewer, asset))) => resume::put(store, viewer, asset, req).await,
+            },
+            (_, route) => method_not_allowed("method not allowed here", route.allow()),
+        }
+    }
+
+    /// `GET` and `HEAD`.
+    async fn get<B>(&self, req: &Request<B>) -> Response<Body> {
+        let p = &*self.parts;
+        let uri = req.uri();
+        let mut buf = segments_buf();
+        let route = Route::parse(split_path(uri.path(), &mut buf));
+        if route.is_viewer() && !p.config.viewers {
+            return error(
+                StatusCode::NOT_FOUND,
+                "viewers are served by the edges, not by this origin",
+            );
+        }
+        if p.edge.upstream.is_some() || p.edge.demand.is_some() {
+            let pq = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+            let elsewhere = p.edge.before_local(
+                &route,
+                pq,
+                req.headers(),
+                p.live.windows(),
+                p.vod.is_some(),
+                p.config.tls,
+            );
+            if let Some(r) = Box::pin(elsewhere).await {
+                return r;
+            }
+        }
+        let gzip = accepts_gzip(req.headers());
+        let query = uri.query().unwrap_or("");
+        match route {
+            Route::Health => text(StatusCode::OK, "ok\n"),
+            Route::Time => crate::api::time(),
+            Route::Streams => crate::api::streams(p.live.windows(), p.started),
+            Route::EdgeStats => p.edge.stats(),
+            Route::Multivariant { name } => p.live.multivariant(name, gzip),
+            Route::Mpd { name } => {
+                let authority = uri.authority().map(|a| a.as_str());
+                p.live.mpd(name, req.headers(), authority, gzip)
+            }
+            Route::MediaPlaylist { name, rendition } => {
+                p.live.media_playlist(name, rendition, query, gzip).await
+            }
+            Route::Media {
+                name,
+                rendition,
+                session,
+                file,
+            } => p.live.media(name, rendition, session, file).await,
+            // Boxed, as the rare routes that wait on object storage or Redis.
+            Route::VodList => match &p.vod {
+                Some(vod) => Box::pin(vod.list()).await,
+                None => error(StatusCode::NOT_FOUND, "no archive configured"),
+            },
+            Route::Vod(rest) => match &p.vod {
+                Some(vod) => Box::pin(vod.file(rest, query)).await,
+                None => error(StatusCode::NOT_FOUND, "no archive configured"),
+            },
+            Route::Resume(at) => match (&p.resume, at) {
+                (None, _) => error(StatusCode::NOT_FOUND, "no resume store"),
+                (Some(_), None) => error(StatusCode::NOT_FOUND, "not found"),
+                (Some(store), Some((viewer, asset))) => {
+                    Box::pin(resume::get(store, viewer, asset)).await
+                }
+            },
+            Route::Whip(_) | Route::NotFound => error(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+}
+
+/// A CORS preflight: the methods the route answers, and the headers the page asked to send.
+fn preflight<B>(req: &Request<B>, route: &Route<'_>) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    if matches!(route, Route::Whip(_)) {
+        set_static(
+            &mut r,
+            header::HeaderName::from_static("accept-post"),
+            "application/sdp",
+        );
+    }
+    set_static(&mut r, header::ACCESS_CONTROL_ALLOW_METHODS, route.allow());
+    // `*` does not cover Authorization (which WHIP publishers send): echo what was asked.
+    let asked = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("*"));
+    r.headers_mut()
+        .insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
+    set_static(&mut r, header::ACCESS_CONTROL_MAX_AGE, "86400");
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// The request future is moved into place once per request (and spawned as a task per
+    /// HTTP/2 stream): the rarely used routes are boxed so the common ones stay small.
+    #[test]
+    fn the_request_future_stays_small() {
+        let service = Service::new(Windows::new(), HttpConfig::default());
+        let req = Request::new(http_body_util::Empty::<Bytes>::new());
+        let fut = service.handle(req, ([127, 0, 0, 1], 1).into());
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("request future: {size} bytes");
+        assert!(size <= 2048, "request future is {size} bytes");
+    }
+
+    async fn call(service: &Service, method: Method, path: &str) -> Response<Body> {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        service.handle(req, ([127, 0, 0, 1], 1).into()).await
+    }
+
+    /// Methods, preflights and HEAD are decided once for every route.
+    #[tokio::test]
+    async fn methods_preflight_and_head() {
+        let service = Service::new(Windows::new(), HttpConfig::default());
+        let r = call(&service, Method::POST, "/live/s/index.m3u8").await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "GET, HEAD, OPTIONS");
+        let r = call(&service, Method::OPTIONS, "/api/v1/resume/v/a").await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            r.headers()[header::ACCESS_CONTROL_ALLOW_METHODS],
+            "GET, HEAD, PUT, OPTIONS"
+        );
+        let r = call(&service, Method::OPTIONS, "/whip").await;
+        assert_eq!(r.headers()["accept-post"], "application/sdp");
+        let r = call(&service, Method::HEAD, "/healthz").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(http_body::Body::is_end_stream(r.body()), "no body for HEAD");
+        assert_eq!(r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        let r = call(&service, Method::POST, "/whip").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "WHIP is not enabled");
+    }
+}

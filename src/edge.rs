@@ -1,0 +1,68 @@
+//! `estuary edge`: viewers' routes only, from the windows the origin mirrors into Redis
+//! (replayed while viewers ask for them), and from the origins over HTTP (cached, coalesced)
+//! for whatever Redis does not give. Shutdown as [`crate::serve`]'s: every task on one
+//! tracker, waited for.
+
+use anyhow::{bail, Context};
+use packager::Windows;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::config::Config;
+use crate::shutdown;
+
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    if config.redis.url.is_none()
+        && config.edge.origins.is_empty()
+        && config.archive.url.is_none()
+        && config.archive.dir.is_none()
+    {
+        bail!(
+            "an edge serves what the origin mirrors into Redis, what origins answer over HTTP, or \
+             archives in shared storage: set [redis] url, [edge] origins or [archive] url/dir"
+        );
+    }
+    let tasks = TaskTracker::new();
+    let redis = config.redis_client()?;
+    packager::shm::set_enabled(config.sendfile());
+    let windows = Windows::new();
+    let listener = httpd::server::bind(config.http.listen)
+        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+    let http_addr = listener.local_addr()?;
+    let mut service = httpd::Service::new(windows.clone(), config.http_config(true))
+        .with_resume(config.resume_store(redis.as_ref()));
+    if let Some((store, at)) = config.edge_archive_store()? {
+        info!(at, "serving VOD archives from shared storage");
+        service = service.with_archive(store);
+    }
+    let upstream = config.upstream()?;
+    let fallback = upstream.is_some();
+    if let Some(upstream) = upstream {
+        service = service.with_upstream(upstream);
+    }
+    if let Some(client) = redis {
+        let demand = config.demand();
+        service = service.with_demand(demand.clone());
+        tasks.spawn(replica::replay_all(
+            windows,
+            client,
+            demand,
+            fallback,
+            tasks.clone(),
+            cancel.clone(),
+        ));
+    }
+    let tls = config.tls_acceptor()?;
+    tasks.spawn(httpd::serve_tls(listener, tls, service, cancel.clone()));
+    info!(
+        %http_addr,
+        redis = config.redis.url.as_deref().unwrap_or("(none)"),
+        origins = ?config.edge.origins,
+        "edge node listening (LL-HLS and LL-DASH)"
+    );
+    cancel.cancelled().await;
+    info!("shutting down");
+    shutdown::drain(&tasks).await;
+    Ok(())
+}

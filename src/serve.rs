@@ -1,0 +1,125 @@
+//! `estuary serve`: an origin, everything on one machine.
+//!
+//! Wiring, as the data flows: ingest (RTMP, SRT, WHIP, RTSP pulls) publishes into the hub →
+//! the [`pipeline`] (transcoder, then a packager per broadcast with its archive writer) → the
+//! windows → HTTP, and the Redis mirror when `[redis] url` is set.
+//!
+//! Shutdown, when `cancel` fires: the listeners stop, every publisher is ended (the hub holds
+//! nothing back for a reconnect), each transcoder encodes what it was given and ends its
+//! renditions, each packager closes its last segments and ends its window at once, each archive
+//! writer stores them with the final VOD playlists, each Redis mirror sends the end, and open
+//! HTTP responses finish. Every task is on one tracker; [`run`] returns when all are done
+//! (or after [`crate::shutdown::SHUTDOWN_LIMIT`]).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use media::Hub;
+use packager::Windows;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::whip::WhipBridge;
+use crate::{pipeline, shutdown, streams};
+
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    let tasks = TaskTracker::new();
+    let redis = config.redis_client()?;
+    packager::shm::set_enabled(config.sendfile());
+    let streams = streams::entries(&config)?;
+    let keys = Arc::new(streams::keys(&streams));
+    let hub = Hub::new();
+    hub.set_reconnect_grace(config.reconnect_grace());
+    let windows = Windows::new();
+
+    let (archive, archive_at) = config.archive_store()?.unzip();
+    if let (Some(store), Some(at)) = (&archive, &archive_at) {
+        info!(
+            at,
+            retention_hours = config.archive.retention_hours,
+            "archiving every stream as VOD (/vod/ID/index.m3u8, listed at /api/v1/vod)"
+        );
+        tasks.spawn(pipeline::retention(
+            store.clone(),
+            config.retention(),
+            cancel.clone(),
+        ));
+    }
+    pipeline::start(&config, &hub, &windows, archive.clone(), &tasks, &cancel);
+    if let Some(client) = redis.clone() {
+        tasks.spawn(replica::mirror_all(
+            windows.clone(),
+            client,
+            tasks.clone(),
+            cancel.clone(),
+        ));
+    }
+
+    let http_listener = httpd::server::bind(config.http.listen)
+        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+    let rtmp_listener = tokio::net::TcpListener::bind(config.rtmp.listen)
+        .await
+        .with_context(|| format!("binding RTMP on {}", config.rtmp.listen))?;
+    let srt_bound = ingest::srt::bind(config.srt.listen, config.srt_latency())
+        .await
+        .with_context(|| format!("binding SRT on {} (udp)", config.srt.listen))?;
+    let http_addr = http_listener.local_addr()?;
+    let rtmp_addr = rtmp_listener.local_addr()?;
+
+    let mut service =
+        httpd::Service::new(windows.clone(), config.http_config(config.http.viewers));
+    if let Some(store) = archive {
+        service = service.with_archive(store);
+    }
+    if let Err(e) = std::fs::create_dir_all(config.data_dir()) {
+        warn!(dir = %config.data_dir().display(), error = %e, "cannot create the data directory; resume positions will not be kept");
+    }
+    service = service.with_resume(config.resume_store(redis.as_ref()));
+    if config.whip.enabled {
+        let whip = ingest::whip::Whip::start(
+            config.whip_config(keys.clone(), hub.clone()),
+            &tasks,
+            cancel.clone(),
+        )
+        .await
+        .with_context(|| format!("binding WHIP media on {} (udp)", config.whip.listen))?;
+        service = service.with_whip(WhipBridge(whip));
+    }
+    let tls = config.tls_acceptor()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tasks.spawn(httpd::serve_tls(
+        http_listener,
+        tls,
+        service,
+        cancel.clone(),
+    ));
+    tasks.spawn(ingest::srt::serve(
+        srt_bound,
+        config.srt_config(keys.clone(), hub.clone()),
+        cancel.clone(),
+    ));
+    tasks.spawn(ingest::rtmp::serve(
+        rtmp_listener,
+        config.rtmp_config(keys, hub.clone()),
+        cancel.clone(),
+    ));
+    for p in &config.pull {
+        tasks.spawn(ingest::rtsp::run(
+            Config::pull_config(p),
+            hub.clone(),
+            cancel.clone(),
+        ));
+    }
+    info!(%http_addr, %scheme, "HTTP listening (LL-HLS under /live/NAME/index.m3u8; HTTP/1.1 and HTTP/2)");
+    info!(%rtmp_addr, "RTMP listening");
+    info!(listen = %config.srt.listen, encrypted = config.srt.passphrase.is_some(), "SRT listening (udp)");
+    streams::banner(&config, &streams, http_addr, rtmp_addr, scheme == "https");
+
+    cancel.cancelled().await;
+    info!("shutting down: ending every stream, then its archive and mirror");
+    hub.shut_down();
+    shutdown::drain(&tasks).await;
+    Ok(())
+}

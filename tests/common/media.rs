@@ -1,0 +1,197 @@
+//! Media for the tests: a real `ffmpeg` publisher, `ffprobe`, and reading playlists.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{get, wait_for, Server};
+
+/// An ffmpeg publisher; killed on drop.
+pub struct Publisher(pub Child);
+
+impl Publisher {
+    /// 1280x720 30 fps H.264 (keyframe every 2 s) + 48 kHz AAC, in real time, for `secs`.
+    pub fn rtmp(url: &str, secs: u32) -> Publisher {
+        Self::rtmp_args(url, secs, &[])
+    }
+
+    /// The same test source as MPEG-TS over SRT.
+    pub fn srt(url: &str, secs: u32) -> Publisher {
+        Self::rtmp_args(url, secs, &["-f", "mpegts"])
+    }
+
+    pub fn rtmp_args(url: &str, secs: u32, extra: &[&str]) -> Publisher {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                "60",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+            .args(["-t", &secs.to_string()])
+            .args(if extra.contains(&"-f") {
+                &[][..]
+            } else {
+                &["-f", "flv"][..]
+            })
+            .args(extra)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Publisher(cmd.spawn().expect("ffmpeg must be installed (see README)"))
+    }
+
+    /// Waits for ffmpeg to exit; returns (success, stderr).
+    pub fn wait(mut self, timeout: Duration) -> (bool, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = self.0.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return (status.success(), err);
+            }
+            if Instant::now() > deadline {
+                panic!("ffmpeg did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Decodes a file with ffprobe and returns (codec, width, height, decoded frames) per stream.
+pub fn ffprobe_frames(path: &Path) -> Vec<(String, u32, u32, u64)> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe must be installed (see README)");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let n = |i: usize| f.get(i).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            (f[0].to_string(), n(1) as u32, n(2) as u32, n(f.len() - 1))
+        })
+        .collect()
+}
+
+/// Lines of a playlist that start with `tag`.
+pub fn tags<'a>(playlist: &'a str, tag: &str) -> Vec<&'a str> {
+    playlist.lines().filter(|l| l.starts_with(tag)).collect()
+}
+
+/// Value of `KEY=` in an attribute list line (quotes removed).
+pub fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    let rest = &line[start..];
+    if let Some(r) = rest.strip_prefix('"') {
+        return r.split('"').next();
+    }
+    rest.split(',').next()
+}
+
+/// Waits until `/live/{name}` has `segments` complete video segments, then checks that init +
+/// those segments decode with ffprobe at `width`x`height`. Returns the decoded frame count.
+pub fn assert_video_decodes(
+    srv: &Server,
+    name: &str,
+    segments: usize,
+    width: u32,
+    height: u32,
+) -> u64 {
+    assert_codec_decodes(srv, name, segments, width, height, "h264")
+}
+
+/// As [`assert_video_decodes`], for a given ffprobe codec name.
+pub fn assert_codec_decodes(
+    srv: &Server,
+    name: &str,
+    segments: usize,
+    width: u32,
+    height: u32,
+    codec: &str,
+) -> u64 {
+    let playlist = wait_for("complete segments", Duration::from_secs(90), || {
+        let r = get(srv.http, &format!("/live/{name}/video/index.m3u8")).ok()?;
+        (r.status == 200 && tags(&r.text(), "#EXTINF").len() >= segments).then(|| r.text())
+    });
+    let path = download_rendition(srv, name, "video", &playlist);
+    let probe = ffprobe_frames(&path);
+    assert_eq!(probe[0].0, codec, "{probe:?}");
+    assert_eq!((probe[0].1, probe[0].2), (width, height), "{probe:?}");
+    assert!(probe[0].3 > 0, "{probe:?}");
+    probe[0].3
+}
+
+/// Fetches the init segment and every segment `playlist` lists for one rendition, checking each
+/// answers 200, and writes them into one file for ffprobe.
+pub fn download_rendition(srv: &Server, name: &str, rendition: &str, playlist: &str) -> PathBuf {
+    let map = attr(tags(playlist, "#EXT-X-MAP:")[0], "URI").expect("EXT-X-MAP URI");
+    let init = get(srv.http, &format!("/live/{name}/{rendition}/{map}")).unwrap();
+    assert_eq!(init.status, 200, "{map}");
+    let mut file = init.body;
+    for seg in playlist
+        .lines()
+        .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+    {
+        let r = get(srv.http, &format!("/live/{name}/{rendition}/{seg}")).unwrap();
+        assert_eq!(r.status, 200, "{seg}");
+        file.extend_from_slice(&r.body);
+    }
+    let path = srv.dir.0.join(format!("{name}-{rendition}.mp4"));
+    std::fs::write(&path, &file).unwrap();
+    path
+}
+
+/// Waits until the video playlist of `name` lists a part it did not list before, and is not
+/// ended: the stream is live and advancing.
+pub fn assert_advances(srv: &Server, name: &str) {
+    let path = format!("/live/{name}/video/index.m3u8");
+    let last_part = |p: &str| {
+        tags(p, "#EXT-X-PART:")
+            .last()
+            .and_then(|l| attr(l, "URI"))
+            .map(str::to_string)
+    };
+    let before = last_part(&get(srv.http, &path).unwrap().text());
+    wait_for("the stream to advance", Duration::from_secs(60), || {
+        let now = get(srv.http, &path).ok()?.text();
+        assert!(!now.contains("#EXT-X-ENDLIST"), "the stream ended:\n{now}");
+        (last_part(&now).is_some() && last_part(&now) != before).then_some(())
+    });
+}

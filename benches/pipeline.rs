@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ingest::rtmp::adapter::{Adapter, AdapterEvent};
+use ingest::rtmp::adapter::Adapter;
+use ingest::AdapterEvent;
 use media::{Frame, TrackInfo};
 use packager::segmenter::{Segmenter, SegmenterConfig};
 use packager::window::{StreamWindow, WindowConfig};

@@ -614,7 +614,11 @@ impl Config {
 
     /// The streams served as they come (`transcode = false`), by name.
     pub fn untranscoded(&self) -> std::collections::HashSet<String> {
-        let streams = self.streams.iter().filter(|s| !s.transcode).map(|s| &s.name);
+        let streams = self
+            .streams
+            .iter()
+            .filter(|s| !s.transcode)
+            .map(|s| &s.name);
         let pulls = self.pull.iter().filter(|p| !p.transcode).map(|p| &p.name);
         streams.chain(pulls).cloned().collect()
     }
@@ -762,8 +766,8 @@ mod tests {
 
     #[test]
     fn seconds_are_whole_or_fractional_never_negative() {
-        let c: Config = toml::from_str("[server]\nreconnect_grace_secs = 20\n[hls]\nend_grace = 0.5")
-            .unwrap();
+        let c: Config =
+            toml::from_str("[server]\nreconnect_grace_secs = 20\n[hls]\nend_grace = 0.5").unwrap();
         assert_eq!(c.reconnect_grace(), Duration::from_secs(20));
         assert_eq!(c.hls.end_grace.0, Duration::from_millis(500));
         assert_eq!(Config::default().reconnect_grace(), Duration::from_secs(15));

@@ -35,7 +35,11 @@ pub fn start(
     let untranscoded = config.untranscoded();
     let tasks = tasks.clone();
     hub.on_publish(move |a| {
-        let has_video = a.reader.tracks().iter().any(|t| t.kind() == TrackKind::Video);
+        let has_video = a
+            .reader
+            .tracks()
+            .iter()
+            .any(|t| t.kind() == TrackKind::Video);
         let Some(ladder) = transcode
             .as_ref()
             .filter(|_| has_video && !untranscoded.contains(&a.name))
@@ -97,11 +101,7 @@ fn transcoder(config: &Config) -> Option<transcode::TranscodeConfig> {
 }
 
 /// Deletes archives that ended more than `keep` ago, every ten minutes, until `cancel`.
-pub async fn retention(
-    store: packager::archive::Store,
-    keep: Duration,
-    cancel: CancellationToken,
-) {
+pub async fn retention(store: packager::archive::Store, keep: Duration, cancel: CancellationToken) {
     loop {
         let removed = packager::archive::prune(store.as_ref(), keep).await;
         if removed > 0 {

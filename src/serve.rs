@@ -68,8 +68,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let http_addr = http_listener.local_addr()?;
     let rtmp_addr = rtmp_listener.local_addr()?;
 
-    let mut service =
-        httpd::Service::new(windows.clone(), config.http_config(config.http.viewers));
+    let mut service = httpd::Service::new(windows.clone(), config.http_config(config.http.viewers));
     if let Some(store) = archive {
         service = service.with_archive(store);
     }

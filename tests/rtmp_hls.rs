@@ -327,12 +327,35 @@ fn stalled_blocking_reload_gets_503_and_abandoned_parts_404() {
 fn a_publisher_without_keyframes_is_capped_and_holds_nothing() {
     let srv = Server::start("[hls]\nsegment_target = 1.0\nend_grace = 0.5\n");
     let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-readrate", "6"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-readrate",
+            "6",
+        ])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"])
-        .args(["-g", "100000", "-keyint_min", "100000", "-sc_threshold", "0"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-t", "62", "-f", "flv"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g",
+            "100000",
+            "-keyint_min",
+            "100000",
+            "-sc_threshold",
+            "0",
+        ])
+        .args([
+            "-pix_fmt", "yuv420p", "-c:a", "aac", "-t", "62", "-f", "flv",
+        ])
         .arg(srv.rtmp_url(KEY))
         .status()
         .expect("ffmpeg must be installed (see README)");
@@ -341,9 +364,16 @@ fn a_publisher_without_keyframes_is_capped_and_holds_nothing() {
         playlist(srv.http, "/live/demo/video/index.m3u8").filter(|p| p.contains("#EXT-X-ENDLIST"))
     });
     let segments = tags(&video, "#EXTINF:");
-    assert_eq!(segments.len(), 1, "one segment, closed at the cap:\n{video}");
+    assert_eq!(
+        segments.len(),
+        1,
+        "one segment, closed at the cap:\n{video}"
+    );
     let secs: f64 = segments[0][8..].trim_end_matches(',').parse().unwrap();
-    assert!((9.9..=10.1).contains(&secs), "ten segment targets: {secs}\n{video}");
+    assert!(
+        (9.9..=10.1).contains(&secs),
+        "ten segment targets: {secs}\n{video}"
+    );
     let parts = tags(&video, "#EXT-X-PART:").len();
     assert!(parts <= 31, "nothing after the cap: {parts} parts\n{video}");
     let log = srv.log_text();

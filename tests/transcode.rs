@@ -143,7 +143,9 @@ fn ladder_renditions_are_listed_decode_and_line_up() {
 
 #[test]
 fn transcode_false_serves_the_stream_as_it_comes() {
-    let srv = Server::start(&format!("[transcode]\nenabled = true\n{STREAM}transcode = false\n"));
+    let srv = Server::start(&format!(
+        "[transcode]\nenabled = true\n{STREAM}transcode = false\n"
+    ));
     let _publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 30);
     assert_advances(&srv, NAME);
     let mv = get(srv.http, "/live/demo/index.m3u8").unwrap().text();

@@ -31,10 +31,14 @@ fn a_finished_stream_plays_from_the_archive() {
     drop(publisher);
     // The archive is finished once its meta says it ended (written last, after the playlists
     // and the MPD).
-    wait_for("the archive listed as ended", Duration::from_secs(60), || {
-        let list = get(srv.http, "/api/v1/vod").ok()?.text();
-        list.contains("\"ended\":\"20").then_some(())
-    });
+    wait_for(
+        "the archive listed as ended",
+        Duration::from_secs(60),
+        || {
+            let list = get(srv.http, "/api/v1/vod").ok()?.text();
+            list.contains("\"ended\":\"20").then_some(())
+        },
+    );
     let vod = get(srv.http, &format!("/vod/{id}/video/index.m3u8"))
         .unwrap()
         .text();

@@ -47,7 +47,8 @@ pub fn set_static(r: &mut Response<Body>, name: header::HeaderName, value: &'sta
 
 fn with(mut r: Response<Body>, content_type: &'static str, cache: Cache) -> Response<Body> {
     set_static(&mut r, header::CONTENT_TYPE, content_type);
-    r.headers_mut().insert(header::CACHE_CONTROL, cache.header());
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, cache.header());
     r
 }
 
@@ -61,7 +62,12 @@ pub fn sized(body: Body, content_type: &'static str, cache: Cache) -> Response<B
 }
 
 /// A playlist or MPD: `body` is gzip-encoded when `gzip` says so.
-pub fn playlist(body: Bytes, gzip: bool, content_type: &'static str, cache: Cache) -> Response<Body> {
+pub fn playlist(
+    body: Bytes,
+    gzip: bool,
+    content_type: &'static str,
+    cache: Cache,
+) -> Response<Body> {
     let mut r = sized(Body::from(body), content_type, cache);
     if gzip {
         set_static(&mut r, header::CONTENT_ENCODING, "gzip");
@@ -71,7 +77,11 @@ pub fn playlist(body: Bytes, gzip: bool, content_type: &'static str, cache: Cach
 }
 
 pub fn json(v: &serde_json::Value) -> Response<Body> {
-    with(Response::new(Body::from(v.to_string())), JSON, Cache::NoStore)
+    with(
+        Response::new(Body::from(v.to_string())),
+        JSON,
+        Cache::NoStore,
+    )
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -82,7 +92,11 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// An error: the status and a line a person can act on; never cached.
 pub fn error(status: StatusCode, msg: &str) -> Response<Body> {
-    let mut r = with(Response::new(Body::from(format!("{msg}\n"))), TEXT, Cache::NoStore);
+    let mut r = with(
+        Response::new(Body::from(format!("{msg}\n"))),
+        TEXT,
+        Cache::NoStore,
+    );
     *r.status_mut() = status;
     r
 }

@@ -185,7 +185,10 @@ mod tests {
         assert_eq!(route("/api/v1/resume/v"), Route::Resume(None));
         assert_eq!(route("/live/s"), Route::NotFound);
         let mut buf = segments_buf();
-        assert!(split_path("/a/b/c/d/e/f/g/h/i", &mut buf).is_empty(), "too deep");
+        assert!(
+            split_path("/a/b/c/d/e/f/g/h/i", &mut buf).is_empty(),
+            "too deep"
+        );
     }
 
     #[test]

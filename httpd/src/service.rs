@@ -188,7 +188,9 @@ impl Service {
             (&Method::PUT, Route::Resume(at)) => match (&p.resume, at) {
                 (None, _) => error(StatusCode::NOT_FOUND, "no resume store"),
                 (Some(_), None) => error(StatusCode::NOT_FOUND, "not found"),
-                (Some(store), Some((viewer, asset))) => resume::put(store, viewer, asset, req).await,
+                (Some(store), Some((viewer, asset))) => {
+                    resume::put(store, viewer, asset, req).await
+                }
             },
             (_, route) => method_not_allowed("method not allowed here", route.allow()),
         }

@@ -149,7 +149,9 @@ where
         })
         .map(|k| k.trim().to_string());
     let Some(key) = bearer.or(path_key) else {
-        return unauthorized("send the stream key as Authorization: Bearer KEY (or POST /whip/KEY)");
+        return unauthorized(
+            "send the stream key as Authorization: Bearer KEY (or POST /whip/KEY)",
+        );
     };
     let body: Bytes = match Limited::new(req.into_body(), MAX_OFFER).collect().await {
         Ok(c) => c.to_bytes(),

@@ -172,7 +172,10 @@ impl AnnexB {
             });
         }
         let new_picture = self.announced != self.current.sps
-            && self.recorded.as_ref().is_some_and(|r| r.sps != self.current.sps);
+            && self
+                .recorded
+                .as_ref()
+                .is_some_and(|r| r.sps != self.current.sps);
         self.announced.clone_from(&self.current.sps);
         let mut with = BytesMut::with_capacity(out.len() + 256);
         for set in [&self.current.vps, &self.current.sps, &self.current.pps]
@@ -249,9 +252,15 @@ mod tests {
         );
         assert!(nals(&[1, 2, 3]).is_empty());
         let mut a = AnnexB::new(Codec::H264);
-        let s = a.push(&annexb(&[&[9, 0xf0], SPS, PPS, &[0x65, 1]])).unwrap();
+        let s = a
+            .push(&annexb(&[&[9, 0xf0], SPS, PPS, &[0x65, 1]]))
+            .unwrap();
         assert!(s.keyframe && !s.new_picture);
-        assert_eq!(s.data, prefixed(&[&[0x65, 1]]), "sets and delimiter left out");
+        assert_eq!(
+            s.data,
+            prefixed(&[&[0x65, 1]]),
+            "sets and delimiter left out"
+        );
         let Some(CodecConfig::H264 { avcc }) = a.config() else {
             panic!("no avcC")
         };

@@ -108,7 +108,10 @@ mod tests {
     fn durations() {
         let t = Timestamp::new(135_000, Timescale::VIDEO);
         assert_eq!(t.as_duration(), Duration::from_millis(1500));
-        assert_eq!(Timestamp::from_duration(t.as_duration(), Timescale::VIDEO), t);
+        assert_eq!(
+            Timestamp::from_duration(t.as_duration(), Timescale::VIDEO),
+            t
+        );
         assert_eq!(
             t.rescale(Timescale(48_000)),
             Timestamp::new(72_000, Timescale(48_000))
@@ -117,7 +120,10 @@ mod tests {
             t.since(Timestamp::new(24_000, Timescale(48_000))),
             Duration::from_millis(1000)
         );
-        assert_eq!(Timestamp::new(-5, Timescale::VIDEO).as_duration(), Duration::ZERO);
+        assert_eq!(
+            Timestamp::new(-5, Timescale::VIDEO).as_duration(),
+            Duration::ZERO
+        );
         assert_eq!(
             Timestamp::new(1, Timescale::VIDEO).since(t),
             Duration::ZERO,

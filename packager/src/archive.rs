@@ -216,12 +216,7 @@ async fn playlists(
             if k == 0 || s.discontinuity {
                 let _ = writeln!(p, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339(s.start));
             }
-            let _ = writeln!(
-                p,
-                "#EXTINF:{:.5},\n{}.m4s",
-                s.duration.as_secs_f64(),
-                s.msn
-            );
+            let _ = writeln!(p, "#EXTINF:{:.5},\n{}.m4s", s.duration.as_secs_f64(), s.msn);
         }
         if ended {
             p.push_str("#EXT-X-ENDLIST\n");

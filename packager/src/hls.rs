@@ -214,9 +214,8 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
             );
             pdt_written = true;
         }
-        let list_parts =
-            !s.complete
-                || starts_before_edge <= PART_LISTING_TARGETS * td as f64 + s.duration.as_secs_f64();
+        let list_parts = !s.complete
+            || starts_before_edge <= PART_LISTING_TARGETS * td as f64 + s.duration.as_secs_f64();
         if list_parts {
             for (p_idx, p) in s.parts.iter().enumerate() {
                 let _ = write!(

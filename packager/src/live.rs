@@ -112,9 +112,10 @@ async fn package(mut reader: BroadcastReader, window: &StreamWindow, config: &Pa
     info!(stream = %name, session = %window.session, "packaging");
     loop {
         let event = reader.recv().await;
-        window
-            .skipped
-            .store(reader.stats().skipped.load(Ordering::Relaxed), Ordering::Relaxed);
+        window.skipped.store(
+            reader.stats().skipped.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         match event {
             Some(ReadEvent::Frame(f)) => segmenter.push(f),
             Some(ReadEvent::Lagged { skipped }) => {

@@ -101,9 +101,14 @@ pub enum Output {
     },
     /// Segment `msn` reached the cap without a keyframe and was closed; the leader waits for
     /// its next keyframe.
-    Capped { msn: u64, length: Duration },
+    Capped {
+        msn: u64,
+        length: Duration,
+    },
     /// `track` had nothing for the follower lag: its parts are gaps until it is back.
-    Silent { track: usize },
+    Silent {
+        track: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -366,7 +371,8 @@ impl Segmenter {
                 }
                 let start = st.scale.convert(t, leader_scale);
                 let before = st.pending.len();
-                st.pending.retain(|f| f.dts.ticks >= start - st.last_interval);
+                st.pending
+                    .retain(|f| f.dts.ticks >= start - st.last_interval);
                 self.dropped += (before - st.pending.len()) as u64;
             }
         }
@@ -852,8 +858,15 @@ mod tests {
         assert_eq!(first, 20 * 90_000, "closed at ten segment targets");
         let after: Vec<&PartOut> = parts.iter().filter(|p| p.msn == 1).collect();
         assert!(after[0].independent && after[0].discontinuity);
-        assert_eq!(after[0].start.ticks, 60 * 90_000, "resumes at the next keyframe");
-        assert!(held < 250, "{held} frames held: about the follower lag's worth");
+        assert_eq!(
+            after[0].start.ticks,
+            60 * 90_000,
+            "resumes at the next keyframe"
+        );
+        assert!(
+            held < 250,
+            "{held} frames held: about the follower lag's worth"
+        );
     }
 
     proptest! {

@@ -159,7 +159,10 @@ fn new_events(
                     completed: false,
                 };
             }
-            let seg_start = s.program_date_time.duration_since(w.started).unwrap_or_default();
+            let seg_start = s
+                .program_date_time
+                .duration_since(w.started)
+                .unwrap_or_default();
             let mut start = seg_start
                 + s.parts[..c.parts.min(s.parts.len())]
                     .iter()
@@ -231,7 +234,9 @@ async fn send(
     }
     // Older than the window (and some): nobody needs it.
     let keep = window * 3 / 2 + Duration::from_secs(10);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let min_id = now.saturating_sub(keep).as_millis() as u64;
     pipe.cmd("XTRIM")
         .arg(&events_key)

@@ -223,7 +223,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -368,20 +368,22 @@ mod tests {
             (any::<u64>(), any::<u64>(), any::<u32>()),
             (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
         )
-            .prop_map(|((track, msn, index), data, (d, s, samples), flags)| PartIn {
-                track,
-                msn,
-                index,
-                data: Bytes::from(data),
-                duration: Duration::from_nanos(d),
-                independent: flags.0,
-                gap: flags.1,
-                last_in_segment: false,
-                end_expected: flags.2,
-                discontinuity: flags.3,
-                start: Duration::from_nanos(s),
-                samples,
-            })
+            .prop_map(
+                |((track, msn, index), data, (d, s, samples), flags)| PartIn {
+                    track,
+                    msn,
+                    index,
+                    data: Bytes::from(data),
+                    duration: Duration::from_nanos(d),
+                    independent: flags.0,
+                    gap: flags.1,
+                    last_in_segment: false,
+                    end_expected: flags.2,
+                    discontinuity: flags.3,
+                    start: Duration::from_nanos(s),
+                    samples,
+                },
+            )
     }
 
     fn event() -> impl Strategy<Value = Event> {
@@ -516,6 +518,9 @@ mod tests {
             segment_target: Duration::from_secs(3600),
             ..zero
         };
-        assert!(Meta::from_json(&slow.to_json()).is_err(), "an hour per segment");
+        assert!(
+            Meta::from_json(&slow.to_json()).is_err(),
+            "an hour per segment"
+        );
     }
 }

@@ -102,4 +102,3 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
-

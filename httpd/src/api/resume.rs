@@ -142,7 +142,12 @@ pub async fn get(store: &ResumeStore, viewer: &str, asset: &str) -> Response<Bod
 }
 
 /// `PUT /api/v1/resume/{viewer}/{asset}` with `{"position": SECONDS}`.
-pub async fn put<B>(store: &ResumeStore, viewer: &str, asset: &str, req: Request<B>) -> Response<Body>
+pub async fn put<B>(
+    store: &ResumeStore,
+    viewer: &str,
+    asset: &str,
+    req: Request<B>,
+) -> Response<Body>
 where
     B: http_body::Body + Send,
     B::Data: Send,

@@ -49,6 +49,10 @@ fn media_body(t: &TrackWindow, msn: u64, part: Option<u32>) -> Option<Body> {
     }
 }
 
+fn not_live() -> Response<Body> {
+    error(StatusCode::NOT_FOUND, "no such live stream")
+}
+
 /// `{msn}.m4s` → (msn, None); `{msn}.{part}.m4s` → (msn, Some(part)).
 fn media_file(file: &str) -> Option<(u64, Option<u32>)> {
     let stem = file.strip_suffix(".m4s")?;
@@ -67,17 +71,14 @@ impl Live {
         &self.windows
     }
 
-    fn window(&self, name: &str) -> Result<Arc<StreamWindow>, Response<Body>> {
-        self.windows
-            .get(name)
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such live stream"))
+    fn window(&self, name: &str) -> Option<Arc<StreamWindow>> {
+        self.windows.get(name)
     }
 
     /// `/live/{name}/index.m3u8`
     pub fn multivariant(&self, name: &str, gzip: bool) -> Response<Body> {
-        let w = match self.window(name) {
-            Ok(w) => w,
-            Err(r) => return r,
+        let Some(w) = self.window(name) else {
+            return not_live();
         };
         let td = w.read(|st| w.target_duration(st));
         let body = w.rendered(cache_key(usize::MAX, Skip::No, gzip), |st| {
@@ -97,9 +98,8 @@ impl Live {
         authority: Option<&str>,
         gzip: bool,
     ) -> Response<Body> {
-        let w = match self.window(name) {
-            Ok(w) => w,
-            Err(r) => return r,
+        let Some(w) = self.window(name) else {
+            return not_live();
         };
         let host = headers
             .get("x-forwarded-host")
@@ -136,9 +136,8 @@ impl Live {
             Ok(q) => q,
             Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
         };
-        let w = match self.window(name) {
-            Ok(w) => w,
-            Err(r) => return r,
+        let Some(w) = self.window(name) else {
+            return not_live();
         };
         let Some((track, td)) = w.read(|st| {
             st.tracks
@@ -186,9 +185,8 @@ impl Live {
         session: &str,
         file: &str,
     ) -> Response<Body> {
-        let w = match self.window(name) {
-            Ok(w) => w,
-            Err(r) => return r,
+        let Some(w) = self.window(name) else {
+            return not_live();
         };
         if w.session != session {
             return error(StatusCode::NOT_FOUND, "that publish session is over");

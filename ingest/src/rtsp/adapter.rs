@@ -297,7 +297,13 @@ mod tests {
         a.video(v(3600), false, false, Bytes::from_static(b"p"), us(0)); // not a keyframe
         a.video(v(7200), true, false, Bytes::from_static(b"k"), us(80_000));
         a.audio(au(3840), Bytes::from_static(b"a"), us(80_000));
-        a.video(v(10_800), false, false, Bytes::from_static(b"p"), us(120_000));
+        a.video(
+            v(10_800),
+            false,
+            false,
+            Bytes::from_static(b"p"),
+            us(120_000),
+        );
         assert_eq!(
             summary(&drain(&mut a)),
             ["start2", "0@0k", "1@0k", "0@3600"]
@@ -335,7 +341,13 @@ mod tests {
         a.video(v(0), true, false, Bytes::from_static(b"k"), us(0));
         a.video(v(3600), false, true, Bytes::from_static(b"p"), us(40_000));
         a.video(v(7200), false, false, Bytes::from_static(b"p"), us(80_000));
-        a.video(v(10_800), true, false, Bytes::from_static(b"k"), us(120_000));
+        a.video(
+            v(10_800),
+            true,
+            false,
+            Bytes::from_static(b"k"),
+            us(120_000),
+        );
         assert_eq!(
             summary(&drain(&mut a)),
             ["start1", "0@0k", "notice", "0@10800k"]

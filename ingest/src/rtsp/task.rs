@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::adapter::{Kind, RtspAdapter};
-use super::{camera_url, has_random_access, redacted, track_info, PullConfig, PullError, RtspTransport};
+use super::{
+    camera_url, has_random_access, redacted, track_info, PullConfig, PullError, RtspTransport,
+};
 use crate::publisher::{Protocol, Publisher};
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -223,4 +225,3 @@ fn is_unsupported_transport(e: &retina::Error) -> bool {
     let msg = e.to_string();
     msg.starts_with("461 ") || msg.contains(" 461 ")
 }
-

@@ -567,7 +567,10 @@ mod tests {
         let mut a = WhipAdapter::new(true, false);
         a.wants_keyframe();
         a.push(video(0, 0, true, true));
-        a.tick(Timestamp::new(SR_WAIT.as_micros() as i64, Timescale::MICROS));
+        a.tick(Timestamp::new(
+            SR_WAIT.as_micros() as i64,
+            Timescale::MICROS,
+        ));
         drain(&mut a);
         a.push(video(3000, 33, false, false));
         a.push(video(6000, 66, false, true));
@@ -589,7 +592,10 @@ mod tests {
         f.codec = WhipCodec::Av1;
         f.data = Bytes::from_static(tu);
         a.push(f);
-        a.tick(Timestamp::new(SR_WAIT.as_micros() as i64, Timescale::MICROS));
+        a.tick(Timestamp::new(
+            SR_WAIT.as_micros() as i64,
+            Timescale::MICROS,
+        ));
         let ev = drain(&mut a);
         let AdapterEvent::Start(t) = &ev[0] else {
             panic!("{ev:?}")

@@ -71,6 +71,8 @@ pub struct Created {
     pub answer: String,
 }
 
+// One `Create` per publish, at most a channel's worth (64) in flight: not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     Create {
         offer: str0m::change::SdpOffer,
@@ -142,12 +144,13 @@ impl Whip {
             tracing::warn!(%peer, stream = %name, error = %e, "WHIP offer does not parse");
             WhipError::Sdp(e.to_string())
         })?;
-        let publisher = Publisher::reserve(&self.hub, &name, Protocol::Whip).map_err(|e| match e {
-            HubError::AlreadyLive(n) => {
-                tracing::warn!(%peer, stream = %n, "WHIP publish refused: stream already live");
-                WhipError::AlreadyLive(n)
-            }
-        })?;
+        let publisher =
+            Publisher::reserve(&self.hub, &name, Protocol::Whip).map_err(|e| match e {
+                HubError::AlreadyLive(n) => {
+                    tracing::warn!(%peer, stream = %n, "WHIP publish refused: stream already live");
+                    WhipError::AlreadyLive(n)
+                }
+            })?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Create {

@@ -460,6 +460,23 @@ impl Config {
         Ok(())
     }
 
+    /// An edge needs something to serve: what the origin mirrors into Redis, what origins
+    /// answer over HTTP, or archives in shared storage.
+    pub fn edge_sources(&self) -> anyhow::Result<()> {
+        if self.redis.url.is_none()
+            && self.edge.origins.is_empty()
+            && self.archive.url.is_none()
+            && self.archive.dir.is_none()
+        {
+            bail!(
+                "an edge serves what the origin mirrors into Redis, what origins answer over \
+                 HTTP, or archives in shared storage: set [redis] url, [edge] origins or \
+                 [archive] url/dir"
+            );
+        }
+        Ok(())
+    }
+
     /// The HTTP service's settings; `viewers`: serve `/live` and `/vod` (an edge always does).
     pub fn http_config(&self, viewers: bool) -> httpd::HttpConfig {
         httpd::HttpConfig {

@@ -3,7 +3,7 @@
 //! for whatever Redis does not give. Shutdown as [`crate::serve`]'s: every task on one
 //! tracker, waited for.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use packager::Windows;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -12,17 +12,8 @@ use tracing::info;
 use crate::config::Config;
 use crate::shutdown;
 
+/// Runs an edge with `config` (checked with [`Config::edge_sources`]) until `cancel`.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
-    if config.redis.url.is_none()
-        && config.edge.origins.is_empty()
-        && config.archive.url.is_none()
-        && config.archive.dir.is_none()
-    {
-        bail!(
-            "an edge serves what the origin mirrors into Redis, what origins answer over HTTP, or \
-             archives in shared storage: set [redis] url, [edge] origins or [archive] url/dir"
-        );
-    }
     let tasks = TaskTracker::new();
     let redis = config.redis_client()?;
     packager::shm::set_enabled(config.sendfile());

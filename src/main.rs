@@ -58,6 +58,12 @@ fn main() -> anyhow::Result<()> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    if edge {
+        let named = config_path.as_ref().map(|p| format!("in {}", p.display()));
+        config
+            .edge_sources()
+            .with_context(|| named.unwrap_or_else(|| "in the config (--config FILE)".into()))?;
+    }
     match &config_path {
         Some(p) => info!(config = %p.display(), "starting"),
         None => info!("starting with embedded defaults (no --config)"),
@@ -72,14 +78,10 @@ fn main() -> anyhow::Result<()> {
             estuary::shutdown::signal().await;
             stop.cancel();
         });
-        let run = if edge {
+        if edge {
             estuary::edge::run(config, cancel).await
         } else {
             estuary::serve::run(config, cancel).await
-        };
-        match (&config_path, run) {
-            (Some(p), Err(e)) => Err(e.context(format!("with {}", p.display()))),
-            (_, r) => r,
         }
     })
 }

@@ -83,6 +83,8 @@ pub enum Route<'a> {
 pub enum Whip<'a> {
     /// `/whip`, or `/whip/{key}`.
     Endpoint(Option<&'a str>),
+    /// `/whip/session`: not a key, and nothing to publish to.
+    Sessions,
     /// `/whip/session/{id}`.
     Session(&'a str),
     /// Anything else under `/whip/`.
@@ -111,7 +113,8 @@ impl<'a> Route<'a> {
             ["vod", rest @ ..] => Route::Vod(rest),
             ["whip"] => Route::Whip(Whip::Endpoint(None)),
             ["whip", "session", id] => Route::Whip(Whip::Session(id)),
-            ["whip", key] if *key != "session" => Route::Whip(Whip::Endpoint(Some(key))),
+            ["whip", "session"] => Route::Whip(Whip::Sessions),
+            ["whip", key] => Route::Whip(Whip::Endpoint(Some(key))),
             ["whip", ..] => Route::Whip(Whip::Other),
             _ => Route::NotFound,
         }
@@ -181,7 +184,8 @@ mod tests {
         assert_eq!(route("/whip"), Route::Whip(Whip::Endpoint(None)));
         assert_eq!(route("/whip/k"), Route::Whip(Whip::Endpoint(Some("k"))));
         assert_eq!(route("/whip/session/x"), Route::Whip(Whip::Session("x")));
-        assert_eq!(route("/whip/session"), Route::Whip(Whip::Other));
+        assert_eq!(route("/whip/session"), Route::Whip(Whip::Sessions));
+        assert_eq!(route("/whip/session/x/y"), Route::Whip(Whip::Other));
         assert_eq!(route("/api/v1/resume/v"), Route::Resume(None));
         assert_eq!(route("/live/s"), Route::NotFound);
         let mut buf = segments_buf();

@@ -156,19 +156,22 @@ impl Service {
         B::Data: Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        // WHIP's resources answer every method themselves (405s name what they take).
+        let whip = req.uri().path() == "/whip" || req.uri().path().starts_with("/whip/");
         match *req.method() {
-            Method::GET | Method::HEAD => self.get(&req).await,
             Method::OPTIONS => {
                 let mut buf = segments_buf();
                 preflight(&req, &Route::parse(split_path(req.uri().path(), &mut buf)))
             }
+            Method::GET | Method::HEAD if !whip => self.get(&req).await,
             // Boxed: the request future holds the largest of its routes' futures, and these
             // (Redis, WebRTC) are big and rare.
             _ => Box::pin(self.send(req, peer)).await,
         }
     }
 
-    /// Methods that send something: WHIP offers and session ends, resume positions.
+    /// Methods that send something (WHIP offers and session ends, resume positions), and
+    /// anything on WHIP's resources.
     async fn send<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
     where
         B: http_body::Body + Send,
@@ -192,7 +195,14 @@ impl Service {
                     resume::put(store, viewer, asset, req).await
                 }
             },
-            (_, route) => method_not_allowed("method not allowed here", route.allow()),
+            (_, route) => {
+                let allow = route.allow();
+                let only = match allow.rsplit_once(", ") {
+                    Some((most, last)) => format!("only {most} and {last}"),
+                    None => format!("only {allow}"),
+                };
+                method_not_allowed(&only, allow)
+            }
         }
     }
 
@@ -259,6 +269,7 @@ impl Service {
                     Box::pin(resume::get(store, viewer, asset)).await
                 }
             },
+            // (WHIP's resources go to `send`.)
             Route::Whip(_) | Route::NotFound => error(StatusCode::NOT_FOUND, "not found"),
         }
     }
@@ -321,6 +332,10 @@ mod tests {
         let r = call(&service, Method::POST, "/live/s/index.m3u8").await;
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()[header::ALLOW], "GET, HEAD, OPTIONS");
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap();
+        assert_eq!(&body.to_bytes()[..], b"only GET, HEAD and OPTIONS\n");
         let r = call(&service, Method::OPTIONS, "/api/v1/resume/v/a").await;
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         assert_eq!(
@@ -333,7 +348,9 @@ mod tests {
         assert_eq!(r.status(), StatusCode::OK);
         assert!(http_body::Body::is_end_stream(r.body()), "no body for HEAD");
         assert_eq!(r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
-        let r = call(&service, Method::POST, "/whip").await;
-        assert_eq!(r.status(), StatusCode::NOT_FOUND, "WHIP is not enabled");
+        for (method, path) in [(Method::POST, "/whip"), (Method::GET, "/whip/session/x")] {
+            let r = call(&service, method, path).await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "WHIP is not enabled");
+        }
     }
 }

@@ -92,7 +92,9 @@ where
             let key = key.map(str::to_string);
             post(ingest, req, key, peer).await
         }
-        (_, Whip::Endpoint(_)) => method_not_allowed("publish with POST", "POST, OPTIONS"),
+        (_, Whip::Endpoint(_) | Whip::Sessions) => {
+            method_not_allowed("publish with POST", "POST, OPTIONS")
+        }
         (&Method::DELETE, Whip::Session(id)) => {
             if ingest.end(id).await {
                 let mut r = Response::new(Body::empty());

@@ -6,9 +6,11 @@
 //! `DELETE`): the stream ends now. Dropping the publisher is a connection that broke: the hub
 //! holds the broadcast for its reconnect grace, so a publisher that comes back continues it.
 //!
-//! Every protocol logs the same lines here, with the stream and the protocol: the publish
-//! accepted (info), the stream live with its codecs (info), the adapter's notices (warn: they
-//! describe a problem in what the publisher sends), and the end (info).
+//! The lines every protocol logs are written here, with the stream and the protocol: the
+//! publish accepted (info; not for an RTSP pull, which nobody has to admit), the stream live
+//! with its codecs (info), the adapter's notices (warn: they describe a problem in what the
+//! publisher sends), a source coming back (info) and a stop on purpose (info). A broken
+//! connection is logged by its task, and the hub logs the stream held for a reconnect.
 
 use media::{Hub, HubError, Published, Reservation};
 use tracing::{info, warn};

@@ -123,16 +123,20 @@ impl Drop for Published {
         let Some(b) = self.broadcast.take() else {
             return;
         };
+        // The grace is read and the broadcast held under one lock, which `Hub::shut_down`
+        // takes too: a publisher that goes while the hub shuts down is never held.
+        let mut held = self.hub.inner.held.lock().unwrap();
         let grace = *self.hub.inner.reconnect_grace.lock().unwrap();
         let runtime = tokio::runtime::Handle::try_current();
         let (false, Ok(runtime)) = (grace.is_zero(), runtime) else {
+            drop(held);
             b.close();
             self.hub.release(b.name(), self.id);
             return;
         };
         let name = b.name().to_string();
         tracing::info!(stream = %name, grace_secs = grace.as_secs_f64(), "publisher gone; holding the stream for a reconnect");
-        self.hub.inner.held.lock().unwrap().insert(
+        held.insert(
             name.clone(),
             Held {
                 broadcast: b,
@@ -141,6 +145,7 @@ impl Drop for Published {
                 left: Instant::now(),
             },
         );
+        drop(held);
         let hub = self.hub.clone();
         let id = self.id;
         runtime.spawn(async move {
@@ -179,8 +184,11 @@ impl Hub {
     /// The process is stopping: broadcasts held for a reconnect end now, and a publisher that
     /// goes from now on ends its broadcast at once.
     pub fn shut_down(&self) {
-        *self.inner.reconnect_grace.lock().unwrap() = Duration::ZERO;
-        let held: Vec<(String, Held)> = self.inner.held.lock().unwrap().drain().collect();
+        let held: Vec<(String, Held)> = {
+            let mut held = self.inner.held.lock().unwrap();
+            *self.inner.reconnect_grace.lock().unwrap() = Duration::ZERO;
+            held.drain().collect()
+        };
         for (name, h) in held {
             h.broadcast.close();
             self.release(&name, h.id);

@@ -84,10 +84,10 @@ pub async fn run(
         info!(stream = %name, "publisher gone; ending the playlist after the grace period");
         pause(config.end_grace, &shutdown).await;
         window.end();
+        pause(config.linger, &shutdown).await;
+        windows.remove(&window);
     };
     tokio::join!(package, archive);
-    pause(config.linger, &shutdown).await;
-    windows.remove(&window);
 }
 
 /// Sleeps for `d`, or until shutdown.
@@ -157,8 +157,8 @@ pub fn drain(
                 warn!(stream = %window.name, msn, secs = length.as_secs(), "no keyframe to start a new segment with: segment closed at the cap; video waits for the next keyframe (set the encoder's keyframe interval to the segment target, 2 s by default)");
                 continue;
             }
-            Output::Silent { track } => {
-                info!(stream = %window.name, track = %tracks[track].codec.codec_string(), "a track has sent nothing for a while; its parts are gaps until it is back");
+            Output::Behind { track } => {
+                warn!(stream = %window.name, track = %tracks[track].codec.codec_string(), "a track has sent nothing for a while, or is far behind the video: its parts are closed without it (gaps) until it catches up");
                 continue;
             }
         };

@@ -20,9 +20,11 @@
 //! Bounds (memory never grows with uptime, whatever the publisher sends):
 //!
 //! - **A follower that goes silent** (audio muted at the source, a dead track) is not waited
-//!   for beyond [`FOLLOWER_LAG_TARGETS`] segment targets: its parts older than that are closed
-//!   as gaps, [`Output::Silent`] says so once, and frames that arrive later for a part already
-//!   closed are dropped (counted in `dropped`). The boundaries kept for it stay bounded.
+//!   for: once it has sent nothing while the leader went on for [`FOLLOWER_LAG_TARGETS`]
+//!   segment targets, its parts older than that are closed as gaps. A follower that keeps
+//!   sending but late (or has not started yet) is waited for, up to [`MAX_BEHIND`] parts. Either way [`Output::Behind`]
+//!   says so once, frames that arrive later for a part already closed are dropped (counted in
+//!   `dropped`), and the boundaries kept for a follower stay bounded.
 //! - **A leader without keyframes**: a segment that reaches [`SEGMENT_CAP_TARGETS`] segment
 //!   targets without a keyframe to start the next one is closed there ([`Output::Capped`]);
 //!   leader frames are then dropped until the next keyframe, which starts a segment after a
@@ -40,9 +42,12 @@ use crate::cmaf::Sample;
 const MAX_PENDING: usize = 2048;
 /// Leader intervals averaged to predict the next frame's time.
 const INTERVAL_WINDOW: usize = 16;
-/// A follower part is closed (as a gap if it has nothing) once the leader is this many
-/// segment targets past its end.
+/// A follower that sent nothing while the leader went on for this many segment targets has its
+/// older parts closed (as gaps).
 pub const FOLLOWER_LAG_TARGETS: i64 = 2;
+/// A follower is never waited for more than this many parts (a minute and a half of 1/3 s
+/// parts).
+pub const MAX_BEHIND: u64 = 256;
 /// A segment without a keyframe to end it is closed at this many segment targets.
 pub const SEGMENT_CAP_TARGETS: i64 = 10;
 
@@ -105,8 +110,9 @@ pub enum Output {
         msn: u64,
         length: Duration,
     },
-    /// `track` had nothing for the follower lag: its parts are gaps until it is back.
-    Silent {
+    /// Follower `track`'s parts are being closed without waiting for it (it went silent, or
+    /// fell [`MAX_BEHIND`] parts behind): gaps where it has nothing, until it is back.
+    Behind {
         track: usize,
     },
 }
@@ -132,8 +138,10 @@ struct TrackState {
     /// A follower's parts up to here (its ticks) were closed without waiting for it: frames
     /// before it come too late.
     closed_until: Option<i64>,
-    /// A follower told [`Output::Silent`], until its next frame.
-    silent: bool,
+    /// The leader's newest decode time when this follower's last frame arrived.
+    heard: Option<i64>,
+    /// A follower told [`Output::Behind`], until a frame of it is taken again.
+    behind: bool,
 }
 
 pub struct Segmenter {
@@ -197,7 +205,8 @@ impl Segmenter {
                         t.timescale.0 as i64 / 30
                     },
                     closed_until: None,
-                    silent: false,
+                    heard: None,
+                    behind: false,
                 })
                 .collect(),
             boundaries: VecDeque::new(),
@@ -225,6 +234,7 @@ impl Segmenter {
         // next segment may use.
         let waiting = self.seg_start.is_none() && self.next_seq > 0;
         let (lag, leader_scale) = (self.follower_lag, self.leader_scale);
+        let leader_now = self.last_dts;
         let Some(track) = self.tracks.get_mut(frame.track) else {
             return;
         };
@@ -235,12 +245,13 @@ impl Segmenter {
         }
         if frame.track != self.leader {
             let index = frame.track;
-            track.silent = false;
+            track.heard = Some(leader_now);
             if track.closed_until.is_some_and(|c| frame.dts.ticks < c) {
-                // Its part was closed without it (the track had gone silent).
+                // Its part was closed without it (the track had gone silent or fell behind).
                 self.dropped += 1;
                 return;
             }
+            track.behind = false;
             // Bounded: if the leader stalls, a follower's oldest frames go rather than memory.
             if track.pending.len() >= MAX_PENDING {
                 track.pending.pop_front();
@@ -478,7 +489,7 @@ impl Segmenter {
         for i in 0..self.tracks.len() {
             if i != leader {
                 self.close_follower(i, false);
-                self.close_silent(i, end - self.follower_lag);
+                self.close_behind(i, end);
             }
         }
         self.forget_closed_boundaries();
@@ -500,18 +511,28 @@ impl Segmenter {
         self.forget_closed_boundaries();
     }
 
-    /// Closes, without waiting any longer, the follower's parts that end before `before`
-    /// (leader ticks): a track that went silent gets gap parts instead of holding boundaries.
-    fn close_silent(&mut self, track: usize, before: i64) {
+    /// Closes, without waiting any longer, the parts of a follower that went silent (those
+    /// ending more than the follower lag before `leader_end`) or fell more than [`MAX_BEHIND`]
+    /// parts behind: gap parts instead of boundaries held for ever.
+    fn close_behind(&mut self, track: usize, leader_end: i64) {
+        let lag = self.follower_lag;
+        // Not heard from at all yet (an encoder may start a track late): only the bound holds.
+        let silent = self.tracks[track]
+            .heard
+            .is_some_and(|heard| leader_end - heard > lag);
         let mut closed = false;
-        while let Some(b) = self.next_boundary_of(track).filter(|b| b.end < before) {
+        while let Some(b) = self.next_boundary_of(track) {
+            let stale = silent && b.end < leader_end - lag;
+            if !stale && self.next_seq - b.seq <= MAX_BEHIND {
+                break;
+            }
             self.close_follower_part(track, b);
             let end = self.follower_end(track, b.end);
             self.tracks[track].closed_until = Some(end);
             closed = true;
         }
-        if closed && !std::mem::replace(&mut self.tracks[track].silent, true) {
-            self.out.push_back(Output::Silent { track });
+        if closed && !std::mem::replace(&mut self.tracks[track].behind, true) {
+            self.out.push_back(Output::Behind { track });
         }
         self.forget_closed_boundaries();
     }
@@ -676,7 +697,7 @@ mod tests {
                     parts.push(p);
                 }
                 Output::SegmentEnd { track, msn } => ends.push((track, msn)),
-                Output::Capped { .. } | Output::Silent { .. } => {}
+                Output::Capped { .. } | Output::Behind { .. } => {}
             }
         }
         (parts, ends)
@@ -807,7 +828,7 @@ mod tests {
         let mut audio = vec![];
         while let Some(o) = s.pull() {
             match o {
-                Output::Silent { track } => {
+                Output::Behind { track } => {
                     assert_eq!(track, 1);
                     silent += 1;
                 }
@@ -825,6 +846,49 @@ mod tests {
         assert!(at(30).samples.is_empty(), "a gap while silent");
         assert!(!at(80).samples.is_empty(), "back with the audio");
         assert_eq!(audio.len(), 90 * 3, "one audio part per video part");
+    }
+
+    /// A track that never sends anything holds at most [`MAX_BEHIND`] boundaries.
+    #[test]
+    fn a_follower_that_never_sends_is_bounded() {
+        let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+        let mut most = 0;
+        for n in 0..200 * 30 {
+            s.push(v(n * 3000, n % 60 == 0));
+            most = most.max(s.boundaries.len());
+        }
+        assert!(most as u64 <= MAX_BEHIND + 1, "{most} boundaries");
+        let behind = std::iter::from_fn(|| s.pull())
+            .filter(|o| matches!(o, Output::Behind { track: 1 }))
+            .count();
+        assert_eq!(behind, 1);
+    }
+
+    /// Audio that keeps coming but five seconds behind the video (a big sync offset at the
+    /// encoder) is waited for, not cut into gaps.
+    #[test]
+    fn a_late_follower_is_waited_for() {
+        let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+        let mut next_audio = 0i64;
+        for n in 0..40 * 30 {
+            let t = n * 3000;
+            s.push(v(t, n % 60 == 0));
+            while next_audio * 90_000 / 48000 <= t - 5 * 90_000 {
+                s.push(a(next_audio));
+                next_audio += 1024;
+            }
+        }
+        let mut audio = vec![];
+        while let Some(o) = s.pull() {
+            match o {
+                Output::Behind { .. } => panic!("a late track is not cut"),
+                Output::Part(p) if p.track == 1 => audio.push(p),
+                _ => {}
+            }
+        }
+        assert!(audio.len() >= 3 * 34, "{} audio parts", audio.len());
+        assert!(audio.iter().all(|p| !p.samples.is_empty()), "no gaps");
+        assert_eq!(s.dropped, 0);
     }
 
     /// An encoder that sends one keyframe and then none for a minute: the segment is closed

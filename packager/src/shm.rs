@@ -3,7 +3,7 @@
 //! A part normally lives in heap memory, and every response copies it into the socket
 //! (`writev`). With this on, the window copies each part once, when it lands, into a slab: a
 //! `memfd` mapped into memory. The part's `Bytes` point into that mapping. The HTTP server (the
-//! `edge` crate) recognises such slices with [`lookup`] and sends them with `sendfile(2)` from
+//! `httpd` crate) recognises such slices with [`lookup`] and sends them with `sendfile(2)` from
 //! the memfd: on Linux that passes references to the pages to the socket instead of copying
 //! them, as nginx does when it sends a file from tmpfs.
 //!

@@ -26,7 +26,8 @@ use tracing::{debug, info, warn};
 use crate::client::{Conn, RedisClient};
 use crate::wire::{self, Event, Meta};
 
-/// Mirror counters, for logs and the API.
+/// What the mirrors did: events sent, and attempts that failed (each followed by a reconnect
+/// and a re-send of the window).
 #[derive(Debug, Default)]
 pub struct MirrorStats {
     pub sent: AtomicU64,

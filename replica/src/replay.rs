@@ -128,7 +128,7 @@ async fn read_meta(conn: &mut Conn, name: &str) -> Option<Meta> {
     match Meta::from_json(&text?) {
         Ok(m) => Some(m),
         Err(e) => {
-            warn!(stream = %name, error = %e, "unusable meta in Redis; not replayed");
+            debug!(stream = %name, error = %e, "unusable meta in Redis; not replayed");
             None
         }
     }

@@ -51,7 +51,7 @@ pub enum WireError {
 }
 
 /// Limits a meta must keep (see [`Meta::from_json`]).
-pub const MAX_SEGMENTS: usize = 10_000;
+pub const MAX_SEGMENTS: usize = 1_000_000;
 pub const MAX_SEGMENT_TARGET: Duration = Duration::from_secs(60);
 const LATEST_START_SECS: u64 = 64_000_000_000;
 

@@ -326,40 +326,17 @@ fn stalled_blocking_reload_gets_503_and_abandoned_parts_404() {
 #[test]
 fn a_publisher_without_keyframes_is_capped_and_holds_nothing() {
     let srv = Server::start("[hls]\nsegment_target = 1.0\nend_grace = 0.5\n");
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-readrate",
-            "6",
-        ])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g",
-            "100000",
-            "-keyint_min",
-            "100000",
-            "-sc_threshold",
-            "0",
-        ])
-        .args([
-            "-pix_fmt", "yuv420p", "-c:a", "aac", "-t", "62", "-f", "flv",
-        ])
-        .arg(srv.rtmp_url(KEY))
-        .status()
-        .expect("ffmpeg must be installed (see README)");
-    assert!(status.success());
+    let no_keyframes = [
+        "-g",
+        "100000",
+        "-keyint_min",
+        "100000",
+        "-sc_threshold",
+        "0",
+    ];
+    let publisher = Publisher::source(&srv.rtmp_url(KEY), 62, "320x240", 6, &no_keyframes);
+    let (ok, err) = publisher.wait(LONG);
+    assert!(ok, "{err}");
     let video = wait_for("the stream to end", LONG, || {
         playlist(srv.http, "/live/demo/video/index.m3u8").filter(|p| p.contains("#EXT-X-ENDLIST"))
     });

@@ -22,9 +22,21 @@ impl Publisher {
     }
 
     pub fn rtmp_args(url: &str, secs: u32, extra: &[&str]) -> Publisher {
+        Self::source(url, secs, "1280x720", 1, extra)
+    }
+
+    /// The test source at `size`, read `speed` times faster than real time, with `extra`
+    /// output options (they override the defaults: `-g`, `-f`, ...).
+    pub fn source(url: &str, secs: u32, size: &str, speed: u32, extra: &[&str]) -> Publisher {
         let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-            .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+            .args(["-readrate", &speed.to_string()])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("testsrc2=size={size}:rate=30"),
+            ])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
             .args([
                 "-c:v",

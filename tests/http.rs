@@ -136,17 +136,20 @@ fn cleartext_http2_cors_and_errors() {
     assert!(api.text().contains("\"streams\":[]"), "{}", api.text());
 }
 
+/// SIGTERM while a stream is live (and would be held 15 s for a reconnect): the stream ends at
+/// once, its archive is finished (VOD playlist, `ended` in its meta), and the process exits.
 #[test]
 fn sigterm_shuts_down_cleanly_while_a_stream_is_live() {
-    let mut srv = Server::start("");
+    let mut srv = Server::start("[server]\nreconnect_grace_secs = 15\n");
     let _p = Publisher::rtmp(&srv.rtmp_url(KEY), 30);
-    wait_for("stream live", std::time::Duration::from_secs(60), || {
-        get(srv.http, "/live/demo/index.m3u8")
+    wait_for("a complete segment", std::time::Duration::from_secs(60), || {
+        get(srv.http, "/live/demo/video/index.m3u8")
             .ok()
-            .filter(|r| r.status == 200)
+            .filter(|r| r.text().contains("#EXTINF"))
             .map(|_| ())
     });
     let pid = srv.process.pid().to_string();
+    let asked = std::time::Instant::now();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -163,4 +166,20 @@ fn sigterm_shuts_down_cleanly_while_a_stream_is_live() {
         log.contains("shutting down") && log.contains("stopped"),
         "{log}"
     );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(12),
+        "not held for the reconnect grace: {:?}\n{log}",
+        asked.elapsed()
+    );
+    let archive = srv.dir.0.join("data/archive");
+    let id = std::fs::read_dir(&archive)
+        .unwrap()
+        .next()
+        .expect("an archive")
+        .unwrap()
+        .path();
+    let vod = std::fs::read_to_string(id.join("video/index.m3u8")).unwrap();
+    assert!(vod.contains("#EXT-X-ENDLIST"), "the archive was finished:\n{vod}");
+    let meta = std::fs::read_to_string(id.join("meta.json")).unwrap();
+    assert!(meta.contains("\"ended\":\"20"), "{meta}");
 }

@@ -16,6 +16,9 @@
 //! Audio: AAC passes through; anything else (WHIP's Opus) is decoded and encoded to AAC-LC
 //! once, shared by every rendition.
 //!
+//! [`start`] returns a [`Finished`] future: when the source ends, the thread encodes what its
+//! rungs were given, ends the renditions and finishes it (the binary's shutdown waits for it).
+//!
 //! Built without the `ffmpeg` feature, [`available`] says why and streams pass through.
 
 use std::future::Future;

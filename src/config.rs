@@ -216,6 +216,16 @@ pub struct HttpSection {
     pub sendfile: bool,
     /// Threads serving HTTP connections, each with a runtime of its own; 0: one per CPU core.
     pub workers: usize,
+    /// A request's headers must arrive within this (also the keep-alive idle time).
+    pub header_timeout_secs: Seconds,
+    /// Connections one remote address may hold open; 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// Requests waiting for a part at once; more get 503 with Retry-After.
+    pub max_held_requests: usize,
+    /// HTTP/2 streams one connection may have open.
+    pub http2_max_streams: u32,
+    /// HTTP/2 keep-alive ping interval (and how long an answer may take).
+    pub http2_keepalive_secs: Seconds,
 }
 
 impl Default for HttpSection {
@@ -229,6 +239,11 @@ impl Default for HttpSection {
             viewers: true,
             sendfile: true,
             workers: 0,
+            header_timeout_secs: Seconds::from_secs(30),
+            max_connections_per_ip: 0,
+            max_held_requests: 50_000,
+            http2_max_streams: 128,
+            http2_keepalive_secs: Seconds::from_secs(30),
         }
     }
 }
@@ -488,6 +503,11 @@ impl Config {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n,
             },
+            header_timeout: at_least_a_second(self.http.header_timeout_secs),
+            max_connections_per_ip: self.http.max_connections_per_ip,
+            max_held: self.http.max_held_requests,
+            http2_max_streams: self.http.http2_max_streams.max(1),
+            http2_keepalive: at_least_a_second(self.http.http2_keepalive_secs),
         }
     }
 

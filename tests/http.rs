@@ -142,12 +142,16 @@ fn cleartext_http2_cors_and_errors() {
 fn sigterm_shuts_down_cleanly_while_a_stream_is_live() {
     let mut srv = Server::start("[server]\nreconnect_grace_secs = 15\n");
     let _p = Publisher::rtmp(&srv.rtmp_url(KEY), 30);
-    wait_for("a complete segment", std::time::Duration::from_secs(60), || {
-        get(srv.http, "/live/demo/video/index.m3u8")
-            .ok()
-            .filter(|r| r.text().contains("#EXTINF"))
-            .map(|_| ())
-    });
+    wait_for(
+        "a complete segment",
+        std::time::Duration::from_secs(60),
+        || {
+            get(srv.http, "/live/demo/video/index.m3u8")
+                .ok()
+                .filter(|r| r.text().contains("#EXTINF"))
+                .map(|_| ())
+        },
+    );
     let pid = srv.process.pid().to_string();
     let asked = std::time::Instant::now();
     assert!(Command::new("kill")
@@ -179,7 +183,10 @@ fn sigterm_shuts_down_cleanly_while_a_stream_is_live() {
         .unwrap()
         .path();
     let vod = std::fs::read_to_string(id.join("video/index.m3u8")).unwrap();
-    assert!(vod.contains("#EXT-X-ENDLIST"), "the archive was finished:\n{vod}");
+    assert!(
+        vod.contains("#EXT-X-ENDLIST"),
+        "the archive was finished:\n{vod}"
+    );
     let meta = std::fs::read_to_string(id.join("meta.json")).unwrap();
     assert!(meta.contains("\"ended\":\"20"), "{meta}");
 }

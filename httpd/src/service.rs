@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use packager::Windows;
@@ -35,6 +35,18 @@ pub struct HttpConfig {
     /// Threads of their own serving connections, each a single-threaded runtime (0: on the
     /// caller's runtime).
     pub workers: usize,
+    /// A request's headers must arrive within this, counted from the connection's start (its
+    /// first bytes too) or the end of the previous response (so it is the keep-alive idle time).
+    pub header_timeout: Duration,
+    /// Connections one remote address may hold open (0: no cap).
+    pub max_connections_per_ip: usize,
+    /// Requests waiting on a window at once (blocking reloads, parts about to land, growing
+    /// segments); more are answered 503 with `Retry-After`.
+    pub max_held: usize,
+    /// HTTP/2 streams one connection may have open.
+    pub http2_max_streams: u32,
+    /// HTTP/2 pings this often; a peer that does not answer one in as long is dropped.
+    pub http2_keepalive: Duration,
 }
 
 impl Default for HttpConfig {
@@ -45,6 +57,11 @@ impl Default for HttpConfig {
             tls: false,
             viewers: true,
             workers: 0,
+            header_timeout: Duration::from_secs(30),
+            max_connections_per_ip: 0,
+            max_held: 50_000,
+            http2_max_streams: 128,
+            http2_keepalive: Duration::from_secs(30),
         }
     }
 }
@@ -72,7 +89,7 @@ impl Service {
         let cors_origin = HeaderValue::from_str(&config.cors_origin).ok();
         Service {
             parts: Arc::new(Parts {
-                live: Live::new(windows, config.tls),
+                live: Live::new(windows, config.tls, config.max_held),
                 config,
                 started: SystemTime::now(),
                 cors_origin,
@@ -237,7 +254,7 @@ impl Service {
         match route {
             Route::Health => text(StatusCode::OK, "ok\n"),
             Route::Time => crate::api::time(),
-            Route::Streams => crate::api::streams(p.live.windows(), p.started),
+            Route::Streams => crate::api::streams(p.live.windows(), p.started, p.live.held()),
             Route::EdgeStats => p.edge.stats(),
             Route::Multivariant { name } => p.live.multivariant(name, gzip),
             Route::Mpd { name } => {

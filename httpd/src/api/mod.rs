@@ -20,8 +20,9 @@ pub fn time() -> Response<Body> {
     response::sized(Body::from(now), response::TEXT, Cache::NoStore)
 }
 
-/// `GET /api/v1/streams`: every live stream with its tracks, codecs, bitrates and uptime.
-pub fn streams(windows: &Windows, started: SystemTime) -> Response<Body> {
+/// `GET /api/v1/streams`: every live stream with its tracks, codecs, bitrates and uptime; and
+/// how many requests wait for parts right now (`held_requests`).
+pub fn streams(windows: &Windows, started: SystemTime, held: usize) -> Response<Body> {
     let now = SystemTime::now();
     let streams: Vec<serde_json::Value> = windows
         .all()
@@ -62,6 +63,7 @@ pub fn streams(windows: &Windows, started: SystemTime) -> Response<Body> {
         .collect();
     json(&serde_json::json!({
         "uptime_secs": now.duration_since(started).unwrap_or_default().as_secs(),
+        "held_requests": held,
         "streams": streams,
     }))
 }

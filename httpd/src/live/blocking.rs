@@ -2,16 +2,67 @@
 //! exist. Blocking playlist reloads (`_HLS_msn`/`_HLS_part`), preload-hinted parts, and LL-DASH
 //! segments still being written, which are streamed part by part as they land.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Response;
+use http::{Response, StatusCode};
 use packager::hls::Skip;
 use packager::window::{TrackWindow, WindowState};
 use packager::StreamWindow;
 
 use crate::body::Body;
-use crate::response::{set_static, Cache};
+use crate::response::{error, set_static, Cache};
+
+/// Requests waiting on a window, counted against a cap: a crowd (or an attacker) holding
+/// blocking reloads cannot grow memory without bound.
+#[derive(Clone)]
+pub struct Held {
+    count: Arc<AtomicUsize>,
+    cap: usize,
+}
+
+/// One waiting request; it stops counting when dropped.
+pub struct Holding(Arc<AtomicUsize>);
+
+impl Held {
+    pub fn new(cap: usize) -> Self {
+        Held {
+            count: Arc::default(),
+            cap,
+        }
+    }
+
+    /// A place for one more waiting request, if the cap allows.
+    pub fn take(&self) -> Option<Holding> {
+        let before = self.count.fetch_add(1, Ordering::Relaxed);
+        if before >= self.cap {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Holding(self.count.clone()))
+    }
+
+    pub fn now(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `503` with `Retry-After`: too many requests wait already.
+pub fn too_many() -> Response<Body> {
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many requests are waiting for parts; try again",
+    );
+    set_static(&mut r, http::header::RETRY_AFTER, "1");
+    r
+}
 
 /// RFC 8216bis §6.2.5.2: a request more than two segments ahead is answered at once.
 pub const ADVANCE_SEGMENT_LIMIT: u64 = 2;
@@ -130,9 +181,11 @@ pub fn growing_segment(
     msn: u64,
     patience: Duration,
     content_type: &'static str,
+    held: Holding,
 ) -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
+        let _held = held;
         let mut next = 0u32;
         loop {
             let ready = |st: &WindowState| {
@@ -180,6 +233,18 @@ pub fn growing_segment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cap_on_waiting_requests_frees_as_they_end() {
+        let held = Held::new(2);
+        let a = held.take().unwrap();
+        let _b = held.take().unwrap();
+        assert!(held.take().is_none(), "a third waits for room");
+        drop(a);
+        assert_eq!(held.now(), 1);
+        assert!(held.take().is_some());
+        assert_eq!(too_many().headers()[http::header::RETRY_AFTER], "1");
+    }
 
     #[test]
     fn query_rules() {

@@ -22,6 +22,7 @@ pub struct Live {
     windows: Windows,
     /// Served over TLS (the MPD's UTCTiming URL is absolute).
     tls: bool,
+    held: blocking::Held,
 }
 
 /// Key for a window's render cache: which playlist, which delta form, which encoding.
@@ -63,12 +64,22 @@ fn media_file(file: &str) -> Option<(u64, Option<u32>)> {
 }
 
 impl Live {
-    pub fn new(windows: Windows, tls: bool) -> Self {
-        Live { windows, tls }
+    /// `max_held`: requests that may wait on a window at once.
+    pub fn new(windows: Windows, tls: bool, max_held: usize) -> Self {
+        Live {
+            windows,
+            tls,
+            held: blocking::Held::new(max_held),
+        }
     }
 
     pub fn windows(&self) -> &Windows {
         &self.windows
+    }
+
+    /// Requests waiting on a window right now.
+    pub fn held(&self) -> usize {
+        self.held.now()
     }
 
     fn window(&self, name: &str) -> Option<Arc<StreamWindow>> {
@@ -156,11 +167,16 @@ impl Live {
                 );
             }
             let ready = move |st: &WindowState| blocking::playlist_has(st, track, msn, part);
-            if !blocking::wait_until(&w, Duration::from_secs(3 * td), ready).await {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the requested part did not appear in time",
-                );
+            if !w.read(ready) {
+                let Some(_held) = self.held.take() else {
+                    return blocking::too_many();
+                };
+                if !blocking::wait_until(&w, Duration::from_secs(3 * td), ready).await {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the requested part did not appear in time",
+                    );
+                }
             }
         }
         let ended = w.is_ended();
@@ -227,11 +243,17 @@ impl Live {
         let patience = Duration::from_secs(3 * td);
         // A segment being written (or the next one) is sent as it grows.
         if part.is_none() && !complete && (msn == open_msn || msn == open_msn + 1) {
-            return blocking::growing_segment(w, track, msn, patience, content_type);
+            let Some(held) = self.held.take() else {
+                return blocking::too_many();
+            };
+            return blocking::growing_segment(w, track, msn, patience, content_type, held);
         }
         // A part not produced yet but about to be (a preload hint) is waited for; the response
         // then carries the whole thing.
         if soon {
+            let Some(_held) = self.held.take() else {
+                return blocking::too_many();
+            };
             let ready = move |st: &WindowState| blocking::settled(&st.tracks[track], msn, part);
             if !blocking::wait_until(&w, patience, ready).await {
                 return error(StatusCode::NOT_FOUND, "not produced in time");

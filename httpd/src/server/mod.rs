@@ -1,8 +1,12 @@
 //! The HTTP listener: one task per connection, HTTP/1.1 or HTTP/2 chosen per connection (ALPN
 //! over TLS, the connection preface in cleartext), admission bounded by a semaphore, graceful
 //! shutdown on cancel. Connections are served on worker threads of their own ([`serve_tls`]);
-//! cleartext ones send parts kept in shared memory with `sendfile` ([`sendfile`]).
+//! cleartext ones send parts kept in shared memory with `sendfile` ([`sendfile`]). What one
+//! client may hold ([`limits`]): connections per address, a deadline for its first bytes and
+//! each request's headers (hyper's header timeout, also the keep-alive idle time), and HTTP/2
+//! pings and a stream cap.
 
+pub mod limits;
 #[cfg(target_os = "linux")]
 pub mod sendfile;
 pub mod tls;
@@ -11,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -23,6 +27,15 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 
 use crate::service::Service;
+use limits::{FirstBytes, PerIp};
+
+/// Who may take a connection slot: at most `max_connections` at once (more wait in the accept
+/// queue), and at most the per-address cap from one address (more are closed at once).
+#[derive(Clone)]
+struct Admission {
+    permits: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+}
 
 /// The HTTP listener, with an accept queue long enough for a crowd of viewers (re)connecting
 /// at once (the kernel caps it at `net.core.somaxconn`); tokio's default is 1024.
@@ -57,10 +70,13 @@ pub async fn serve_tls(
     service: Service,
     cancel: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(service.config().max_connections.max(1)));
+    let admission = Admission {
+        permits: Arc::new(Semaphore::new(service.config().max_connections.max(1))),
+        per_ip: PerIp::new(service.config().max_connections_per_ip),
+    };
     let workers = service.config().workers;
     if workers == 0 {
-        accept_loop(listener, tls, service, cancel, permits).await;
+        accept_loop(listener, tls, service, cancel, admission).await;
         return;
     }
     let listener = match listener.into_std() {
@@ -81,11 +97,11 @@ pub async fn serve_tls(
         };
         let (ready_tx, ready_rx) = oneshot::channel::<()>();
         let (stopped_tx, stopped_rx) = oneshot::channel::<()>();
-        let (tls, service, cancel, permits) = (
+        let (tls, service, cancel, admission) = (
             tls.clone(),
             service.clone(),
             cancel.clone(),
-            permits.clone(),
+            admission.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name(format!("http-{i}"))
@@ -109,7 +125,7 @@ pub async fn serve_tls(
                         }
                     };
                     let _ = ready_tx.send(());
-                    accept_loop(listener, tls, service, cancel, permits).await;
+                    accept_loop(listener, tls, service, cancel, admission).await;
                     drop(stopped_tx);
                     // Clients shared with the rest of the process (Redis, the origins, object
                     // storage) may keep connection tasks on this runtime that the rest of the
@@ -132,7 +148,7 @@ pub async fn serve_tls(
     if running.is_empty() {
         warn!("no http worker started; serving on the main runtime");
         match TcpListener::from_std(listener) {
-            Ok(l) => accept_loop(l, tls, service, cancel, permits).await,
+            Ok(l) => accept_loop(l, tls, service, cancel, admission).await,
             Err(e) => error!(error = %e, "http listener lost"),
         }
         return;
@@ -150,13 +166,14 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     service: Service,
     cancel: CancellationToken,
-    permits: Arc<Semaphore>,
+    admission: Admission,
 ) {
     let tracker = TaskTracker::new();
+    let first_bytes = service.config().header_timeout;
     loop {
         let permit = tokio::select! {
             _ = cancel.cancelled() => break,
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            p = admission.permits.clone().acquire_owned() => p.expect("semaphore never closed"),
         };
         let (socket, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -169,6 +186,10 @@ async fn accept_loop(
                 }
             },
         };
+        let Some(counted) = admission.per_ip.admit(peer.ip()) else {
+            debug!(%peer, "connection refused: too many from this address");
+            continue;
+        };
         let _ = socket.set_nodelay(true);
         let service = service.clone();
         // A token of its own: a connection checks it each time it wakes, and one shared by
@@ -179,21 +200,27 @@ async fn accept_loop(
             match tls {
                 #[cfg(target_os = "linux")]
                 None if packager::shm::enabled() => {
-                    let io = sendfile::SendfileIo::new(socket);
+                    let io = FirstBytes::new(sendfile::SendfileIo::new(socket), first_bytes);
                     connection(io, service, cancel, peer).await
                 }
-                None => connection(socket, service, cancel, peer).await,
+                None => {
+                    let io = FirstBytes::new(socket, first_bytes);
+                    connection(io, service, cancel, peer).await
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(socket))
                         .await
                     {
-                        Ok(Ok(stream)) => connection(stream, service, cancel, peer).await,
+                        Ok(Ok(stream)) => {
+                            let io = FirstBytes::new(stream, first_bytes);
+                            connection(io, service, cancel, peer).await
+                        }
                         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
-            drop(permit);
+            drop((permit, counted));
         });
     }
     tracker.close();
@@ -208,14 +235,28 @@ async fn connection<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let config = service.config().clone();
     let svc = service_fn(move |req| {
         let service = service.clone();
         async move { Ok::<_, std::convert::Infallible>(service.handle(req, peer).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Queue body chunks for vectored writes instead of flattening them into hyper's buffer:
-    // a part or segment goes from the window to the socket without being copied.
-    builder.http1().writev(true);
+    // a part or segment goes from the window to the socket without being copied. A request's
+    // headers must arrive within the header timeout, counted from the connection's start or the
+    // end of the previous response (so it is the keep-alive idle time too).
+    builder
+        .http1()
+        .writev(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout);
+    // HTTP/2: pings find dead peers; a cap on the streams one connection may hold open.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(config.http2_keepalive)
+        .keep_alive_timeout(config.http2_keepalive)
+        .max_concurrent_streams(config.http2_max_streams);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -1,0 +1,163 @@
+//! What a client may hold, tried as an attacker would: silent and half-sent connections are
+//! closed after the header timeout while everyone else is served, one address cannot take
+//! more than its share of connections, and requests waiting for parts are capped.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Whether the server closed `c` (EOF or reset) within `within`.
+fn closed_within(c: &mut TcpStream, within: Duration) -> bool {
+    c.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // an error response before the close
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn silent_and_half_sent_clients_cost_only_their_own_connections() {
+    let srv = Server::start("[http]\nheader_timeout_secs = 3\n");
+    let mut held = Vec::new();
+    for i in 0..2000 {
+        let mut c = TcpStream::connect(("127.0.0.1", srv.http)).unwrap();
+        if i % 2 == 1 {
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+        }
+        held.push(c);
+    }
+    // Everyone else is served meanwhile.
+    let t = Instant::now();
+    let r = get(srv.http, "/healthz").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // And each of them is closed once its time is up.
+    for (i, c) in held.iter_mut().enumerate() {
+        assert!(
+            closed_within(c, LONG),
+            "connection {i} ({}) still open",
+            if i % 2 == 1 { "half-sent" } else { "silent" }
+        );
+    }
+    assert_eq!(get(srv.http, "/healthz").unwrap().status, 200);
+}
+
+#[test]
+fn a_keep_alive_connection_is_closed_once_idle() {
+    let srv = Server::start("[http]\nheader_timeout_secs = 2\n");
+    let mut c = TcpStream::connect(("127.0.0.1", srv.http)).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.ends_with(b"ok\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let t = Instant::now();
+    assert!(closed_within(&mut c, LONG));
+    assert!(t.elapsed() >= Duration::from_secs(1), "not before its time");
+}
+
+/// A connection from `source` (any 127.0.0.0/8 address works on Linux's loopback).
+fn connect_from(source: [u8; 4], port: u16) -> std::io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4()?;
+        s.bind((std::net::Ipv4Addr::from(source), 0).into())?;
+        let c = s.connect(([127, 0, 0, 1], port).into()).await?;
+        c.into_std()
+    })
+    .and_then(|c| {
+        c.set_nonblocking(false)?;
+        Ok(c)
+    })
+}
+
+fn healthz_on(mut c: TcpStream) -> String {
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    c.set_read_timeout(Some(LONG)).unwrap();
+    let mut got = String::new();
+    let _ = c.read_to_string(&mut got);
+    got
+}
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    let srv = Server::start("[http]\nmax_connections_per_ip = 4\n");
+    let mut four: Vec<TcpStream> = (0..4)
+        .map(|_| connect_from([127, 0, 0, 5], srv.http).unwrap())
+        .collect();
+    // The fifth from the same address is closed at once...
+    let mut fifth = connect_from([127, 0, 0, 5], srv.http).unwrap();
+    assert!(closed_within(&mut fifth, Duration::from_secs(10)));
+    // ... while another address is served.
+    let other = healthz_on(connect_from([127, 0, 0, 6], srv.http).unwrap());
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    // One of the four goes: there is room again.
+    drop(four.pop());
+    let again = wait_for("room for the address again", LONG, || {
+        let got = healthz_on(connect_from([127, 0, 0, 5], srv.http).ok()?);
+        got.starts_with("HTTP/1.1 200").then_some(got)
+    });
+    assert!(again.contains("ok"));
+}
+
+#[test]
+fn requests_waiting_for_parts_are_capped() {
+    let srv = Server::start("[http]\nmax_held_requests = 2\n");
+    let _p = Publisher::rtmp(&srv.rtmp_url(KEY), 30);
+    let playlist = wait_for("the stream live", LONG, || {
+        let p = get(srv.http, "/live/demo/video/index.m3u8").ok()?.text();
+        p.contains("#EXT-X-PART:").then_some(p)
+    });
+    // Two segments ahead of the last listed one: a while to wait.
+    let next = tags(&playlist, "#EXT-X-MEDIA-SEQUENCE:")[0][22..]
+        .parse::<u64>()
+        .unwrap()
+        + tags(&playlist, "#EXTINF").len() as u64
+        + 2;
+    let path = format!("/live/demo/video/index.m3u8?_HLS_msn={next}&_HLS_part=0");
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let (port, path) = (srv.http, path.clone());
+            std::thread::spawn(move || get(port, &path).unwrap().status)
+        })
+        .collect();
+    wait_for("both requests waiting", LONG, || {
+        let api = get(srv.http, "/api/v1/streams").ok()?.text();
+        api.contains("\"held_requests\":2").then_some(())
+    });
+    // A third is turned away at once.
+    let refused = get(srv.http, &path).unwrap();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("1"), "{refused:?}");
+    for w in waiting {
+        assert_eq!(w.join().unwrap(), 200, "the held requests are answered");
+    }
+    assert_eq!(get(srv.http, &path).unwrap().status, 200, "room again");
+}

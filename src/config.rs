@@ -534,7 +534,7 @@ impl Config {
         };
         replica::RedisClient::open(url, self.redis.cluster)
             .map(Some)
-            .with_context(|| format!("[redis] url = {url:?}"))
+            .with_context(|| format!("[redis] url = {:?}", replica::client::redacted(url)))
     }
 
     /// The VOD archive directory, when archiving is on.

@@ -48,7 +48,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     tasks.spawn(httpd::serve_tls(listener, tls, service, cancel.clone()));
     info!(
         %http_addr,
-        redis = config.redis.url.as_deref().unwrap_or("(none)"),
+        redis = config.redis.url.as_deref().map(replica::client::redacted).unwrap_or_else(|| "(none)".into()),
         origins = ?config.edge.origins,
         "edge node listening (LL-HLS and LL-DASH)"
     );

@@ -202,8 +202,13 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
     );
     // A viewer's position stored at the origin reads back at the edge (both keep it in Redis).
     assert_resume_shared(&origin, &edge, "viewer-9/demo-vod", "61.25");
-    // Everything of the window in Redis expires.
-    for key in ["{s:demo}:meta", "{s:demo}:events", "{s:demo}:init:0"] {
+    // Everything of the window in Redis expires, and so do resume positions.
+    for key in [
+        "{s:demo}:meta",
+        "{s:demo}:events",
+        "{s:demo}:init:0",
+        "estuary:resume:viewer-9:demo-vod",
+    ] {
         let ttl = cmd(port, &format!("TTL {key}")).unwrap();
         let secs: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
         assert!(secs > 0, "{key}: {ttl}");

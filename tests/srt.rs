@@ -273,3 +273,16 @@ fn garbage_datagrams_do_not_disturb_a_stream() {
     assert_eq!(get(srv.http, "/healthz").unwrap().status, 200);
     assert_advances(&srv, NAME);
 }
+
+/// The access-control form has to be percent-encoded in a URL, and ffmpeg hands the text over
+/// as it is: the server decodes it.
+#[test]
+fn an_encoded_stream_id_is_decoded() {
+    let srv = Server::start("");
+    let id = format!("%23%21%3A%3Ar%3D{KEY}%2Cm%3Dpublish");
+    let _p = Publisher::srt(&srv.srt_url(&id, ""), 20);
+    wait_for("a complete segment", LONG, || {
+        let p = get(srv.http, "/live/demo/video/index.m3u8").ok()?.text();
+        p.contains("#EXTINF").then_some(())
+    });
+}

@@ -88,8 +88,9 @@ impl RedisClient {
         })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The URL as logs may show it: no password.
+    pub fn url(&self) -> String {
+        redacted(&self.url)
     }
 
     /// A new connection (a blocking `XREAD` needs its own).
@@ -136,5 +137,43 @@ impl RedisClient {
                 }
             }
         }
+    }
+}
+
+/// `redis://user:secret@host:6379` → `redis://user:***@host:6379` (each of a cluster's seeds).
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|u| {
+            let u = u.trim();
+            let Some((scheme, rest)) = u.split_once("://") else {
+                return u.to_string();
+            };
+            match rest.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+                    format!("{scheme}://{user}:***@{host}")
+                }
+                None => u.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redacted("rediss://:hunter2@r:6380/0"),
+            "rediss://:***@r:6380/0"
+        );
+        assert_eq!(
+            redacted("redis://u:p@a:1, redis://u:p@b:2"),
+            "redis://u:***@a:1,redis://u:***@b:2"
+        );
     }
 }

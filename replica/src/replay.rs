@@ -41,7 +41,7 @@ pub async fn replay_all(
     tasks: TaskTracker,
     cancel: CancellationToken,
 ) {
-    let url = client.url().to_string();
+    let url = client.url();
     // Stream name → session being replayed; a replay that stops takes its entry out.
     let running: Arc<std::sync::Mutex<HashMap<String, String>>> = Arc::default();
     let mut conn = None;

@@ -1,7 +1,8 @@
 //! Viewers' resume positions: `PUT /api/v1/resume/{viewer}/{asset}` with a position in seconds,
 //! `GET` to read it back. Kept in memory and in a JSON file in the data directory (written to a
 //! temporary file and renamed), so positions survive a restart; or, with `[redis] url`, in Redis
-//! (`estuary:resume:{viewer}:{asset}`), shared by the origin and every edge.
+//! (`estuary:resume:{viewer}:{asset}`, expiring a year after its last write), shared by the
+//! origin and every edge.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,6 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::body::Body;
 use crate::response::{error, json};
 use crate::route::plain_name;
+
+/// How long a position is kept in Redis after it was last written (a year: "continue
+/// watching" outlives a season, and abandoned viewers do not grow Redis for ever).
+pub const KEEP: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Position {
@@ -110,8 +115,9 @@ impl ResumeStore {
         if let Some(client) = &self.inner.redis {
             let mut c = client.shared().await.map_err(std::io::Error::other)?;
             let text = serde_json::to_string(&p).map_err(std::io::Error::other)?;
+            let key = Self::redis_key(viewer, asset);
             let set: redis::RedisResult<()> =
-                redis::AsyncCommands::set(&mut c, Self::redis_key(viewer, asset), text).await;
+                redis::AsyncCommands::set_ex(&mut c, key, text, KEEP.as_secs()).await;
             if let Err(e) = set {
                 client.reset_shared().await;
                 return Err(std::io::Error::other(e));

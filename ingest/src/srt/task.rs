@@ -60,12 +60,21 @@ pub enum StreamIdError {
     NoKey,
 }
 
-/// The publish key in an SRT stream id.
+/// The publish key in an SRT stream id. A stream id that arrives percent-encoded in one of
+/// the forms below (`publish%3AKEY`, `%23%21%3A%3Ar%3DKEY%2Cm%3Dpublish`: ffmpeg passes an SRT
+/// URL's text as it is, and the `#!::` form has to be encoded in a URL) is decoded first.
 pub fn parse_stream_id(id: Option<&str>) -> Result<String, StreamIdError> {
     let id = id
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or(StreamIdError::Missing)?;
+    let decoded = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+    let forms = ["#!::", "publish:", "read:", "request:", "play:"];
+    let id = if id.contains('%') && forms.iter().any(|f| decoded.starts_with(f)) {
+        decoded.as_ref()
+    } else {
+        id
+    };
     if let Some(acl) = id.strip_prefix("#!::") {
         // SRT access control (github.com/Haivision/srt/blob/master/docs/features/access-control.md).
         let mut key = None;
@@ -293,6 +302,18 @@ mod tests {
             Err(StreamIdError::NotPublish("read".into()))
         );
         assert_eq!(parse_stream_id(None), Err(StreamIdError::Missing));
+        // As ffmpeg passes them when the URL carries them encoded.
+        assert_eq!(parse_stream_id(Some("publish%3Aabc")), Ok("abc".into()));
+        assert_eq!(
+            parse_stream_id(Some("%23%21%3A%3Ar%3Dabc%2Cm%3Dpublish")),
+            Ok("abc".into())
+        );
+        assert_eq!(
+            parse_stream_id(Some("%23%21%3A%3Ar%3Dabc%2Cm%3Drequest")),
+            Err(StreamIdError::NotPublish("request".into()))
+        );
+        // A key that happens to hold a `%` is taken as it is.
+        assert_eq!(parse_stream_id(Some("ab%41cd")), Ok("ab%41cd".into()));
         assert_eq!(
             parse_stream_id(Some("#!::m=publish")),
             Err(StreamIdError::NoKey)

@@ -453,22 +453,10 @@ fn nearest_extended(rtp: u64, near: u64) -> u64 {
         .unwrap_or(low)
 }
 
+/// 128 bits from a CSPRNG: the session's resource URL is all a `DELETE` needs.
 fn session_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    // Two independently seeded SipHash outputs: unguessable enough for a resource URL that
-    // also needs the session to exist, without another dependency.
-    let mut out = String::with_capacity(32);
-    for _ in 0..2 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
+    let bits: u128 = rand::random();
+    format!("{bits:032x}")
 }
 
 #[cfg(test)]

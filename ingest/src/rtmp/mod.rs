@@ -5,7 +5,11 @@
 //! around `rml_rtmp::sessions::ServerSession`.
 
 pub mod adapter;
+pub mod amf0;
+pub mod chunk;
 pub mod flv;
+pub mod handshake;
+pub mod session;
 pub mod task;
 
 pub use task::{serve, RtmpConfig, RtmpError};

@@ -215,6 +215,7 @@ async fn latency(tags: Vec<Tag>) {
             hub,
             app: "live".into(),
             idle_timeout: Duration::from_secs(30),
+            publish_timeout: Duration::from_secs(10),
             max_connections: 8,
         },
         cancel.clone(),

@@ -254,6 +254,8 @@ pub struct RtmpSection {
     pub listen: SocketAddr,
     pub app: String,
     pub idle_timeout_secs: Seconds,
+    /// A connection that has not been let publish this long after it connected is closed.
+    pub publish_timeout_secs: Seconds,
     pub max_connections: usize,
 }
 
@@ -263,6 +265,7 @@ impl Default for RtmpSection {
             listen: ([0, 0, 0, 0], 1935).into(),
             app: "live".into(),
             idle_timeout_secs: Seconds::from_secs(30),
+            publish_timeout_secs: Seconds::from_secs(10),
             max_connections: 1024,
         }
     }
@@ -691,6 +694,7 @@ impl Config {
             hub,
             app: self.rtmp.app.clone(),
             idle_timeout: at_least_a_second(self.rtmp.idle_timeout_secs),
+            publish_timeout: at_least_a_second(self.rtmp.publish_timeout_secs),
             max_connections: self.rtmp.max_connections,
         }
     }

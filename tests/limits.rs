@@ -1,6 +1,7 @@
-//! What a client may hold, tried as an attacker would: silent and half-sent connections are
-//! closed after the header timeout while everyone else is served, one address cannot take
-//! more than its share of connections, and requests waiting for parts are capped.
+//! What a client may hold, tried as an attacker would: silent and half-sent HTTP connections
+//! are closed after the header timeout while everyone else is served, one address cannot take
+//! more than its share of connections, requests waiting for parts are capped, and RTMP clients
+//! that never publish or send an AMF0 bomb lose only their own connection.
 
 mod common;
 
@@ -160,4 +161,123 @@ fn requests_waiting_for_parts_are_capped() {
         assert_eq!(w.join().unwrap(), 200, "the held requests are answered");
     }
     assert_eq!(get(srv.http, &path).unwrap().status, 200, "room again");
+}
+
+/// An RTMP client past the handshake (C0+C1, S0+S1+S2 read, C2 sent).
+fn rtmp_handshaken(port: u16) -> TcpStream {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(LONG)).unwrap();
+    let mut hello = vec![3u8];
+    hello.resize(1 + 1536, 0);
+    c.write_all(&hello).unwrap();
+    let mut answer = vec![0u8; 1 + 2 * 1536];
+    c.read_exact(&mut answer).unwrap();
+    assert_eq!(answer[0], 3);
+    c.write_all(&answer[1..1 + 1536]).unwrap();
+    c
+}
+
+#[test]
+fn rtmp_clients_that_never_publish_or_send_a_bomb_lose_only_their_connection() {
+    use ingest::rtmp::chunk::{types, write_message};
+    let srv = Server::start("[rtmp]\npublish_timeout_secs = 3\n");
+    let publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 40);
+    wait_for("the stream to be live", LONG, || {
+        get(srv.http, "/live/demo/video/index.m3u8")
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+
+    // A `connect` whose command object nests 100 000 arrays (half a megabyte, sent in 128-byte
+    // chunks as RTMP's default chunk size has it): refused at the message limit or the AMF0
+    // depth limit, whichever comes first, without the server holding it.
+    let mut bomb_body = vec![0x02, 0, 7];
+    bomb_body.extend_from_slice(b"connect");
+    bomb_body.extend_from_slice(&[0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]);
+    let mut deep = bomb_body.clone();
+    for _ in 0..100_000 {
+        bomb_body.extend_from_slice(&[0x0a, 0, 0, 0, 1]);
+    }
+    // Small enough for the message limit, so it reaches the AMF0 decoder.
+    for _ in 0..1_000 {
+        deep.extend_from_slice(&[0x03, 0, 1, b'a']);
+    }
+    let mut bombs = Vec::new();
+    for body in [&bomb_body, &deep] {
+        let mut c = rtmp_handshaken(srv.rtmp);
+        let mut msg = Vec::new();
+        write_message(&mut msg, 3, 0, types::COMMAND_AMF0, 0, body, 128);
+        // The server may close before it has read everything.
+        let _ = c.write_all(&msg);
+        bombs.push(c);
+    }
+    for (i, c) in bombs.iter_mut().enumerate() {
+        assert!(closed_within(c, LONG), "bomb {i} still open");
+    }
+
+    // Clients that connect and never get to publishing: silent before the handshake, silent
+    // after it, and one trickling pings after it.
+    let t = Instant::now();
+    let mut silent = TcpStream::connect(("127.0.0.1", srv.rtmp)).unwrap();
+    let mut handshaken = rtmp_handshaken(srv.rtmp);
+    let mut trickle = rtmp_handshaken(srv.rtmp);
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let mut trickle_closed = false;
+    while t.elapsed() < Duration::from_secs(30) {
+        // An acknowledgement (type 3) every half second: bytes, but never a publish.
+        let mut ack = Vec::new();
+        write_message(
+            &mut ack,
+            2,
+            0,
+            types::ACKNOWLEDGEMENT,
+            0,
+            &[0, 0, 0, 1],
+            128,
+        );
+        if trickle.write_all(&ack).is_err() {
+            trickle_closed = true;
+            break;
+        }
+        match trickle.read(&mut buf) {
+            Ok(0) => {
+                trickle_closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                trickle_closed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        trickle_closed,
+        "a client sending bytes but never publishing was kept"
+    );
+    assert!(closed_within(&mut silent, LONG), "a silent client was kept");
+    assert!(
+        closed_within(&mut handshaken, LONG),
+        "a handshaken, silent client was kept"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(2),
+        "closed before the publish timeout"
+    );
+
+    // Everyone else went on: the HTTP side and the real publisher.
+    assert_eq!(get(srv.http, "/healthz").unwrap().status, 200);
+    assert_advances(&srv, "demo");
+    let log = srv.log_text();
+    assert!(log.contains("did not publish within 3s"), "{log}");
+    assert!(log.contains("nested too deep"), "{log}");
+    drop(publisher);
 }

@@ -1,8 +1,8 @@
 //! Ingest: each protocol turns a publisher's connection into a [`media::Broadcast`].
 //!
 //! Data flow, the same in every protocol folder (`rtmp/`, `srt/`, `whip/`, `rtsp/`): a
-//! sans-IO core parses the protocol (ours where no library does it: `flv.rs`, `ts.rs`,
-//! `sdp.rs`; rml_rtmp's session, str0m and retina otherwise), `adapter.rs` turns its messages
+//! sans-IO core parses the protocol (ours where no library does it well: the RTMP server,
+//! `ts.rs`, `sdp.rs`; str0m and retina otherwise), `adapter.rs` turns its messages
 //! into tracks and frames ([`AdapterEvent`]s, push/pull), and `task.rs` is the thin tokio task
 //! around them: sockets, timers, admission. Every task hands the adapter's events to one
 //! [`publisher::Publisher`], which owns the publisher's life (reserve → live → end) and its log

@@ -1,112 +1,74 @@
-//! Malformed RTMP commands get an error, never a panic (regressions for rml_rtmp 0.8.0 panics
-//! patched in third_party/rml_rtmp; see its ESTUARY.md).
+//! Malformed RTMP gets an error for its connection, never a panic: the inputs that crashed
+//! rml_rtmp 0.8.0 (found by fuzzing, kept in `fixtures/`), and commands missing arguments,
+//! through our own session.
 
-use rml_rtmp::chunk_io::ChunkSerializer;
-use rml_rtmp::messages::RtmpMessage;
-use rml_rtmp::rml_amf0::Amf0Value;
-use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
-};
-use rml_rtmp::time::RtmpTimestamp;
+use ingest::rtmp::amf0::{self, Amf0};
+use ingest::rtmp::chunk::{self, types};
+use ingest::rtmp::session::{Event, Session, STREAM_ID};
 
-fn command(
-    ser: &mut ChunkSerializer,
-    name: &str,
-    txn: f64,
-    object: Amf0Value,
-    args: Vec<Amf0Value>,
-    stream: u32,
-) -> Vec<u8> {
-    let msg = RtmpMessage::Amf0Command {
-        command_name: name.into(),
-        transaction_id: txn,
-        command_object: object,
-        additional_arguments: args,
-    };
-    let payload = msg
-        .into_message_payload(RtmpTimestamp::new(0), stream)
-        .unwrap();
-    ser.serialize(&payload, false, false).unwrap().bytes
+fn command(name: &str, txn: f64, args: &[Amf0], stream: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    for v in [amf0::string(name), Amf0::Number(txn)].iter().chain(args) {
+        amf0::encode(v, &mut body);
+    }
+    let mut wire = Vec::new();
+    chunk::write_message(&mut wire, 3, 0, types::COMMAND_AMF0, stream, &body, 128);
+    wire
 }
 
 /// A session that has accepted `connect` to `live` and created stream 1.
-fn connected() -> (ServerSession, ChunkSerializer) {
-    let (mut session, _) = ServerSession::new(ServerSessionConfig::new()).unwrap();
-    let mut ser = ChunkSerializer::new();
-    let mut props = std::collections::HashMap::new();
-    props.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
-    let bytes = command(
-        &mut ser,
-        "connect",
-        1.0,
-        Amf0Value::Object(props),
-        vec![],
-        0,
-    );
-    let results = session.handle_input(&bytes).unwrap();
-    let request_id = results
-        .iter()
-        .find_map(|r| match r {
-            ServerSessionResult::RaisedEvent(ServerSessionEvent::ConnectionRequested {
-                request_id,
-                ..
-            }) => Some(*request_id),
-            _ => None,
-        })
-        .expect("connect raises a request");
-    session.accept_request(request_id).unwrap();
-    let bytes = command(&mut ser, "createStream", 2.0, Amf0Value::Null, vec![], 0);
-    session.handle_input(&bytes).unwrap();
-    (session, ser)
-}
-
-/// The session sent something back (for a refused command: its error status).
-fn answers(results: &[ServerSessionResult]) -> bool {
-    results
-        .iter()
-        .any(|r| matches!(r, ServerSessionResult::OutboundResponse(_)))
+fn connected() -> Session {
+    let mut s = Session::new();
+    let app = amf0::object([("app", amf0::string("live"))]);
+    s.push(&command("connect", 1.0, &[app], 0)).unwrap();
+    assert_eq!(s.pull(), Some(Event::Connect { app: "live".into() }));
+    s.accept_connect().unwrap();
+    s.push(&command("createStream", 2.0, &[Amf0::Null], 0))
+        .unwrap();
+    s.take_output();
+    s
 }
 
 #[test]
 fn fuzz_crash_amf0_command_with_two_values() {
     let input = include_bytes!("fixtures/amf0-command-two-values.bin");
-    let (mut session, _) = ServerSession::new(ServerSessionConfig::new()).unwrap();
-    assert!(session.handle_input(input).is_err());
+    let mut s = Session::new();
+    let _ = s.push(input);
 }
 
 #[test]
 fn fuzz_crash_extended_timestamp_below_threshold() {
     let input = include_bytes!("fixtures/extended-timestamp-below-threshold.bin");
-    let (mut session, _) = ServerSession::new(ServerSessionConfig::new()).unwrap();
-    for chunk in input.chunks(97) {
-        if session.handle_input(chunk).is_err() {
+    let mut s = Session::new();
+    for piece in input.chunks(97) {
+        if s.push(piece).is_err() {
             break;
         }
     }
 }
 
 #[test]
-fn publish_without_arguments_is_refused() {
-    let (mut session, mut ser) = connected();
-    let bytes = command(&mut ser, "publish", 3.0, Amf0Value::Null, vec![], 1);
-    let results = session.handle_input(&bytes).unwrap();
-    assert!(answers(&results), "an error status goes back");
-    let (mut session, mut ser) = connected();
-    let bytes = command(
-        &mut ser,
+fn publish_without_a_name_is_an_error() {
+    let mut s = connected();
+    assert!(s
+        .push(&command("publish", 3.0, &[Amf0::Null], STREAM_ID))
+        .is_err());
+    let mut s = connected();
+    let ok = command(
         "publish",
         3.0,
-        Amf0Value::Null,
-        vec![Amf0Value::Utf8String("key".into())],
-        1,
+        &[Amf0::Null, amf0::string("key")],
+        STREAM_ID,
     );
-    assert!(session.handle_input(&bytes).is_ok());
+    s.push(&ok).unwrap();
+    assert_eq!(s.pull(), Some(Event::Publish { key: "key".into() }));
 }
 
 #[test]
-fn play_without_arguments_is_refused() {
-    let (mut session, mut ser) = connected();
-    let bytes = command(&mut ser, "play", 3.0, Amf0Value::Null, vec![], 1);
-    let results = session.handle_input(&bytes).unwrap();
-    assert!(answers(&results), "an error status goes back");
+fn play_is_refused_with_a_status() {
+    let mut s = connected();
+    s.push(&command("play", 3.0, &[Amf0::Null], STREAM_ID))
+        .unwrap();
+    assert_eq!(s.pull(), Some(Event::PlayRefused));
+    assert!(!s.take_output().is_empty(), "an error status goes back");
 }

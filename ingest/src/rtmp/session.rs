@@ -217,14 +217,13 @@ impl Session {
             types::WINDOW_ACK_SIZE => {
                 self.peer_window = Some(be_u32(&m.payload).ok_or(protocol("short window size"))?);
             }
-            types::USER_CONTROL => {
-                // A ping request (event 6) is answered with its timestamp (event 7).
-                if m.payload.len() >= 6 && m.payload[..2] == [0, 6] {
-                    let mut pong = vec![0, 7];
-                    pong.extend_from_slice(&m.payload[2..6]);
-                    self.send(CONTROL_CSID, types::USER_CONTROL, 0, &pong);
-                }
+            // A ping request (event 6) is answered with its timestamp (event 7).
+            types::USER_CONTROL if m.payload.len() >= 6 && m.payload[..2] == [0, 6] => {
+                let mut pong = vec![0, 7];
+                pong.extend_from_slice(&m.payload[2..6]);
+                self.send(CONTROL_CSID, types::USER_CONTROL, 0, &pong);
             }
+            types::USER_CONTROL => {}
             types::ACKNOWLEDGEMENT | types::SET_PEER_BANDWIDTH => {}
             types::AUDIO | types::VIDEO if self.state == State::Publishing => {
                 let (timestamp, data) = (m.timestamp, m.payload);
@@ -360,11 +359,9 @@ impl Session {
                     what: "publish sent twice",
                 })
             }
-            "FCUnpublish" | "deleteStream" | "closeStream" => {
-                if self.state == State::Publishing {
-                    self.state = State::Connected;
-                    self.events.push_back(Event::Unpublish);
-                }
+            "FCUnpublish" | "deleteStream" | "closeStream" if self.state == State::Publishing => {
+                self.state = State::Connected;
+                self.events.push_back(Event::Unpublish);
             }
             "play" => {
                 let st = status(

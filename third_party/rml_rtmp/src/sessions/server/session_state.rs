@@ -1,5 +1,0 @@
-#[derive(Eq, PartialEq)]
-pub enum SessionState {
-    Started,
-    Connected,
-}

@@ -5,10 +5,12 @@
 # same bytes. Server CPU is utime+stime from /proc over a 20 s window after an 8 s warm-up.
 #
 #   cargo build --release && benches/ingest_cpu.sh
+#   ESTUARY_BIN=/path/to/estuary PROTOS=rtmp COUNTS="10 50" benches/ingest_cpu.sh   # another build, RTMP only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${ESTUARY_BIN:-${CARGO_TARGET_DIR:-target}/release/estuary}
 COUNTS=${COUNTS:-"1 10 50"}
+PROTOS=${PROTOS:-"rtmp srt"}
 WINDOW=${WINDOW:-20}
 work=$(mktemp -d)
 pids=()
@@ -26,6 +28,7 @@ ffmpeg -hide_banner -loglevel error -y -i "$work/clip.flv" -c copy -f mpegts "$w
   echo "[http]"; echo "listen = \"127.0.0.1:$HTTP\""
   echo "[rtmp]"; echo "listen = \"127.0.0.1:$RTMP\""
   echo "[srt]"; echo "listen = \"127.0.0.1:$SRT\""
+  echo "[transcode]"; echo "enabled = false"   # ingest and packaging only, not the ladder
   for i in $(seq 50); do echo "[[streams]]"; echo "name = \"s$i\""; echo "key = \"bench-key-$i\""; done
 } > "$work/estuary.toml"
 
@@ -33,7 +36,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 echo "clip: 720p30 2 Mbit/s + AAC 128k; window ${WINDOW}s; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 printf '%-6s %5s %8s %12s %14s\n' proto n live "server CPU" "per stream"
-for proto in rtmp srt; do
+for proto in $PROTOS; do
   for n in $COUNTS; do
     RUST_LOG=warn "$BIN" serve --config "$work/estuary.toml" > "$work/estuary-$proto-$n.log" 2>&1 &
     server=$!

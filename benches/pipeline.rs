@@ -210,6 +210,7 @@ async fn latency(tags: Vec<Tag>) {
     )]));
     tokio::spawn(ingest::rtmp::serve(
         rtmp,
+        None,
         ingest::rtmp::RtmpConfig {
             keys,
             hub,

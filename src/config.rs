@@ -252,6 +252,11 @@ impl Default for HttpSection {
 #[serde(deny_unknown_fields, default)]
 pub struct RtmpSection {
     pub listen: SocketAddr,
+    /// RTMPS (RTMP over TLS): off unless set; 1936 is the customary port.
+    pub tls_listen: Option<SocketAddr>,
+    /// RTMPS's certificate and key; without them, `[http]`'s.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub app: String,
     pub idle_timeout_secs: Seconds,
     /// A connection that has not been let publish this long after it connected is closed.
@@ -263,6 +268,9 @@ impl Default for RtmpSection {
     fn default() -> Self {
         Self {
             listen: ([0, 0, 0, 0], 1935).into(),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
             app: "live".into(),
             idle_timeout_secs: Seconds::from_secs(30),
             publish_timeout_secs: Seconds::from_secs(10),
@@ -425,6 +433,17 @@ impl Config {
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
             bail!("[http] tls_cert and tls_key go together");
         }
+        if self.rtmp.tls_cert.is_some() != self.rtmp.tls_key.is_some() {
+            bail!("[rtmp] tls_cert and tls_key go together");
+        }
+        if self.rtmp.tls_listen.is_some()
+            && self.rtmp.tls_cert.is_none()
+            && self.http.tls_cert.is_none()
+        {
+            bail!(
+                "[rtmp] tls_listen needs a certificate: [rtmp] tls_cert and tls_key, or [http]'s"
+            );
+        }
         for r in &self.ladder {
             if !r.copy && !(32..=4320).contains(&r.height) {
                 bail!(
@@ -528,6 +547,24 @@ impl Config {
             )),
             _ => Ok(None),
         }
+    }
+
+    /// The RTMPS acceptor when `[rtmp] tls_listen` is set: `[rtmp]`'s certificate, else
+    /// `[http]`'s.
+    pub fn rtmps_acceptor(&self) -> anyhow::Result<Option<httpd::tls::TlsAcceptor>> {
+        if self.rtmp.tls_listen.is_none() {
+            return Ok(None);
+        }
+        let (cert, key) = match (&self.rtmp.tls_cert, &self.rtmp.tls_key) {
+            (Some(c), Some(k)) => (c, k),
+            _ => match (&self.http.tls_cert, &self.http.tls_key) {
+                (Some(c), Some(k)) => (c, k),
+                _ => bail!("[rtmp] tls_listen needs a certificate"),
+            },
+        };
+        let config = httpd::tls::server_config(cert, key)
+            .with_context(|| format!("loading the RTMPS certificate {}", cert.display()))?;
+        Ok(Some(httpd::tls::TlsAcceptor::from(Arc::new(config))))
     }
 
     /// The Redis (or Redis Cluster) client, when `[redis] url` is set.

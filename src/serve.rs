@@ -65,8 +65,18 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let srt_bound = ingest::srt::bind(config.srt.listen, config.srt_latency())
         .await
         .with_context(|| format!("binding SRT on {} (udp)", config.srt.listen))?;
+    let rtmps = match config.rtmp.tls_listen {
+        Some(addr) => Some((
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding RTMPS on {addr}"))?,
+            config.rtmps_acceptor()?,
+        )),
+        None => None,
+    };
     let http_addr = http_listener.local_addr()?;
     let rtmp_addr = rtmp_listener.local_addr()?;
+    let rtmps_addr = rtmps.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
 
     let mut service = httpd::Service::new(windows.clone(), config.http_config(config.http.viewers));
     if let Some(store) = archive {
@@ -99,9 +109,19 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         config.srt_config(keys.clone(), hub.clone()),
         cancel.clone(),
     ));
+    let rtmp_config = config.rtmp_config(keys, hub.clone());
+    if let Some((listener, tls)) = rtmps {
+        tasks.spawn(ingest::rtmp::serve(
+            listener,
+            tls,
+            rtmp_config.clone(),
+            cancel.clone(),
+        ));
+    }
     tasks.spawn(ingest::rtmp::serve(
         rtmp_listener,
-        config.rtmp_config(keys, hub.clone()),
+        None,
+        rtmp_config,
         cancel.clone(),
     ));
     for p in &config.pull {
@@ -113,8 +133,18 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     }
     info!(%http_addr, %scheme, "HTTP listening (LL-HLS under /live/NAME/index.m3u8; HTTP/1.1 and HTTP/2)");
     info!(%rtmp_addr, "RTMP listening");
+    if let Some(addr) = rtmps_addr {
+        info!(rtmps_addr = %addr, "RTMPS listening");
+    }
     info!(listen = %config.srt.listen, encrypted = config.srt.passphrase.is_some(), "SRT listening (udp)");
-    streams::banner(&config, &streams, http_addr, rtmp_addr, scheme == "https");
+    streams::banner(
+        &config,
+        &streams,
+        http_addr,
+        rtmp_addr,
+        rtmps_addr,
+        scheme == "https",
+    );
 
     cancel.cancelled().await;
     info!("shutting down: ending every stream, then its archive and mirror");

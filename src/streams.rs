@@ -62,9 +62,23 @@ pub fn keys(streams: &[Stream]) -> StreamKeys {
 }
 
 /// Where to publish and play each stream, as a user types it.
-pub fn banner(config: &Config, streams: &[Stream], http: SocketAddr, rtmp: SocketAddr, tls: bool) {
+pub fn banner(
+    config: &Config,
+    streams: &[Stream],
+    http: SocketAddr,
+    rtmp: SocketAddr,
+    rtmps: Option<SocketAddr>,
+    tls: bool,
+) {
     let scheme = if tls { "https" } else { "http" };
     let host = config.server.public_host.as_deref().unwrap_or("localhost");
+    if let Some(rtmps) = rtmps {
+        info!(
+            "RTMPS: OBS Server rtmps://{host}:{}/{} with the same stream keys",
+            rtmps.port(),
+            config.rtmp.app
+        );
+    }
     for p in &config.pull {
         info!(stream = %p.name, "pulling an RTSP camera; play {scheme}://{host}:{}/live/{}/index.m3u8", http.port(), p.name);
     }

@@ -24,29 +24,7 @@ fn curl(args: &[&str]) -> String {
 #[test]
 fn tls_offers_http2_by_alpn() {
     let dir = TempDir::new("tls");
-    let cert = dir.0.join("cert.pem");
-    let key = dir.0.join("key.pem");
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl must be installed");
-    assert!(st.status.success());
+    let (cert, key) = self_signed_cert(&dir);
     let port = free_port();
     let tls = format!(
         "[http]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",

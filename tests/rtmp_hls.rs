@@ -241,6 +241,36 @@ fn garbage_on_the_rtmp_port_is_closed_and_logged() {
     assert_eq!(get(srv.http, "/healthz").unwrap().status, 200);
 }
 
+/// RTMPS with its own certificate: ffmpeg publishes over TLS and the stream plays; plain RTMP
+/// sent to the TLS port is refused in the TLS handshake with a log line, and the stream goes on.
+#[test]
+fn rtmps_publish_plays_and_plain_rtmp_on_its_port_is_refused() {
+    let dir = TempDir::new("rtmps");
+    let (cert, key) = self_signed_cert(&dir);
+    let rtmps = free_port();
+    let srv = Server::start(&format!(
+        "[rtmp]\ntls_listen = \"127.0.0.1:{rtmps}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    // ffmpeg does not verify the certificate unless told to (`-tls_verify 1`).
+    let _publisher = Publisher::rtmp(&format!("rtmps://127.0.0.1:{rtmps}/live/{KEY}"), 30);
+    let p = wait_for("two segments over RTMPS", LONG, || {
+        playlist(srv.http, "/live/demo/video/index.m3u8").filter(|p| tags(p, "#EXTINF").len() >= 2)
+    });
+    let map = attr(tags(&p, "#EXT-X-MAP:")[0], "URI").unwrap();
+    let init = get(srv.http, &format!("/live/demo/video/{map}")).unwrap();
+    assert_eq!(init.status, 200, "{p}");
+    assert!(srv.log_text().contains("rtmps{peer=127.0.0.1"));
+
+    let (ok, _) = Publisher::rtmp(&format!("rtmp://127.0.0.1:{rtmps}/live/{KEY}"), 5).wait(LONG);
+    assert!(!ok, "plain RTMP on the RTMPS port");
+    wait_for("a log line for the refused TLS handshake", LONG, || {
+        srv.log_text().contains("error=TLS:").then_some(())
+    });
+    assert_advances(&srv, NAME);
+}
+
 #[test]
 fn without_streams_a_key_is_created_printed_and_kept() {
     let srv = Server::start("streams = []\n");

@@ -80,3 +80,30 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A self-signed P-256 certificate for `localhost` and its key, as PEM files in `dir` (openssl).
+pub fn self_signed_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
+    let cert = dir.0.join("cert.pem");
+    let key = dir.0.join("key.pem");
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    (cert, key)
+}

@@ -1,5 +1,6 @@
-//! TLS for the HTTP listener (rustls, ring provider), advertising `h2` and `http/1.1` over ALPN:
-//! Apple's players only use LL-HLS over HTTP/2.
+//! TLS from a PEM certificate chain and key (rustls, ring provider): for the HTTP listener,
+//! advertising `h2` and `http/1.1` over ALPN (Apple's players only use LL-HLS over HTTP/2), and
+//! as a plain server configuration for the binary's other TLS listeners (RTMPS).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,8 +27,15 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// An acceptor for the PEM certificate chain and private key at the given paths.
+/// An HTTP acceptor for the PEM certificate chain and private key at the given paths.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let mut config = server_config(cert, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A server configuration (no ALPN) for the certificate chain and private key at the paths.
+pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect())
         .map_err(|source| TlsError::Certs {
@@ -42,10 +50,8 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         source,
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        .with_single_cert(certs, key)?)
 }

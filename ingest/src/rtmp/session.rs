@@ -691,4 +691,92 @@ mod tests {
             "ack after the window"
         );
     }
+
+    /// What OBS 30+ sends for Enhanced RTMP: a `connect` object with a strict array
+    /// `fourCcList` and FMLE's fields, a numeric FourCC as `videocodecid`, then `hvc1` video
+    /// messages (ExHeader bit, packet type, FourCC) that reach the FLV parser as HEVC.
+    #[test]
+    fn an_obs_enhanced_rtmp_publish() {
+        use crate::rtmp::flv::{parse_video, FlvVideoCodec, VideoMessage};
+        let mut s = Session::new();
+        let mut c = Client::new();
+        let four_ccs = ["av01", "vp09", "hvc1"].map(amf0::string).to_vec();
+        c.command(
+            0,
+            "connect",
+            1.0,
+            &[amf0::object([
+                ("app", amf0::string("live")),
+                ("type", amf0::string("nonprivate")),
+                ("flashVer", amf0::string("FMLE/3.0 (compatible; FMSc/1.0)")),
+                ("swfUrl", amf0::string("rtmp://localhost/live")),
+                ("tcUrl", amf0::string("rtmp://localhost/live")),
+                ("fourCcList", Amf0::StrictArray(four_ccs)),
+            ])],
+        );
+        s.push(&c.take()).unwrap();
+        assert_eq!(events(&mut s), vec![Event::Connect { app: "live".into() }]);
+        s.accept_connect().unwrap();
+        c.command(0, "releaseStream", 2.0, &[Amf0::Null, amf0::string("key")])
+            .command(0, "FCPublish", 3.0, &[Amf0::Null, amf0::string("key")])
+            .command(0, "createStream", 4.0, &[Amf0::Null])
+            .command(
+                STREAM_ID,
+                "publish",
+                5.0,
+                &[Amf0::Null, amf0::string("key"), amf0::string("live")],
+            );
+        s.push(&c.take()).unwrap();
+        assert_eq!(events(&mut s), vec![Event::Publish { key: "key".into() }]);
+        s.accept_publish().unwrap();
+        let mut meta = Vec::new();
+        let hvc1 = u32::from_be_bytes(*b"hvc1") as f64;
+        for v in [
+            amf0::string("@setDataFrame"),
+            amf0::string("onMetaData"),
+            amf0::object([
+                ("videocodecid", Amf0::Number(hvc1)),
+                ("width", Amf0::Number(1920.0)),
+            ]),
+        ] {
+            amf0::encode(&v, &mut meta);
+        }
+        chunk::write_message(&mut c.wire, 4, 0, types::DATA_AMF0, STREAM_ID, &meta, 128);
+        // ExHeader | keyframe, SequenceStart, hvc1, a (short) configuration record.
+        let mut start = vec![0x80 | 0x10, b'h', b'v', b'c', b'1'];
+        start.extend_from_slice(&[1; 23]);
+        // ExHeader | keyframe | CodedFramesX (no composition time), hvc1, a NAL unit.
+        let mut frame = vec![0x80 | 0x10 | 3, b'h', b'v', b'c', b'1'];
+        frame.extend_from_slice(&[0, 0, 0, 2, 0x26, 0x01]);
+        c.media(types::VIDEO, 0, &start)
+            .media(types::VIDEO, 0, &frame);
+        s.push(&c.take()).unwrap();
+        let ev = events(&mut s);
+        assert!(
+            matches!(&ev[0], Event::Metadata(m) if m.get("videocodecid") == Some(&Amf0::Number(hvc1)))
+        );
+        let video: Vec<_> = ev[1..]
+            .iter()
+            .map(|e| match e {
+                Event::Video { data, .. } => parse_video(data).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(matches!(
+            video[0],
+            VideoMessage::SequenceHeader {
+                codec: FlvVideoCodec::H265,
+                ..
+            }
+        ));
+        assert!(matches!(
+            video[1],
+            VideoMessage::Frame {
+                codec: FlvVideoCodec::H265,
+                keyframe: true,
+                cts: 0,
+                ..
+            }
+        ));
+    }
 }

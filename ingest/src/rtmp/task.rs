@@ -1,8 +1,8 @@
-//! The RTMP listener and one task per publisher connection: the socket around our sans-IO
-//! [`Handshake`] and [`Session`], the session's events through the adapter to the connection's
-//! [`Publisher`].
+//! The RTMP (or RTMPS) listener and one task per publisher connection: the socket around our
+//! sans-IO [`Handshake`] and [`Session`], the session's events through the adapter to the
+//! connection's [`Publisher`].
 //!
-//! Lifecycle: handshake → `connect` (app must be the configured one, `live`) → `publish` with
+//! Lifecycle: (RTMPS: TLS handshake) → handshake → `connect` (app must be the configured one, `live`) → `publish` with
 //! a stream key from `[[streams]]` → audio/video until `deleteStream`, EOF, an idle timeout or
 //! a protocol error. Until the publish is accepted the connection has a deadline
 //! (`publish_timeout`) and small message limits. A refused or broken connection gets an
@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use media::Hub;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
@@ -48,6 +49,8 @@ pub enum RtmpError {
     Idle(Duration),
     #[error("did not publish within {0:?}")]
     NoPublish(Duration),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
 }
 
 #[derive(Clone)]
@@ -65,7 +68,14 @@ pub struct RtmpConfig {
 }
 
 /// Accepts RTMP connections until `cancel` fires, then waits for open connections to close.
-pub async fn serve(listener: TcpListener, config: RtmpConfig, cancel: CancellationToken) {
+/// With `tls`, each connection is RTMPS: its TLS handshake comes first, within the publish
+/// deadline.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    config: RtmpConfig,
+    cancel: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
     loop {
@@ -86,21 +96,33 @@ pub async fn serve(listener: TcpListener, config: RtmpConfig, cancel: Cancellati
         };
         let config = config.clone();
         let cancel = cancel.clone();
-        let span = tracing::info_span!("rtmp", %peer);
+        let tls = tls.clone();
+        let span = match tls {
+            Some(_) => tracing::info_span!("rtmps", %peer),
+            None => tracing::info_span!("rtmp", %peer),
+        };
         tracker.spawn(
             async move {
                 debug!("connected");
                 let _ = socket.set_nodelay(true);
-                let mut conn = Connection::new(socket, config);
-                let result = tokio::select! {
-                    r = conn.run() => r,
-                    _ = cancel.cancelled() => Ok(()),
-                };
-                match result {
-                    Ok(()) => info!(stream = conn.stream_name(), "connection closed"),
-                    Err(e) => {
-                        warn!(stream = conn.stream_name(), error = %e, "connection closed with error");
-                        conn.send_error_status(&e).await;
+                let deadline = Instant::now() + config.publish_timeout;
+                match tls {
+                    None => connection(Connection::new(socket, config, deadline), cancel).await,
+                    Some(tls) => {
+                        let accepted = tokio::select! {
+                            r = tokio::time::timeout_at(deadline, tls.accept(socket)) => r,
+                            _ = cancel.cancelled() => return,
+                        };
+                        match accepted {
+                            Ok(Ok(stream)) => {
+                                connection(Connection::new(stream, config, deadline), cancel).await
+                            }
+                            Ok(Err(e)) => warn!(error = %RtmpError::Tls(e), "connection closed with error"),
+                            Err(_) => {
+                                let e = RtmpError::NoPublish(config.publish_timeout);
+                                warn!(error = %e, "connection closed with error (in the TLS handshake)");
+                            }
+                        }
                     }
                 }
                 drop(permit);
@@ -112,8 +134,26 @@ pub async fn serve(listener: TcpListener, config: RtmpConfig, cancel: Cancellati
     tracker.wait().await;
 }
 
-struct Connection {
-    socket: TcpStream,
+/// Runs one connection until it ends or `cancel` fires, and logs how it ended.
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: Connection<S>,
+    cancel: CancellationToken,
+) {
+    let result = tokio::select! {
+        r = conn.run() => r,
+        _ = cancel.cancelled() => Ok(()),
+    };
+    match result {
+        Ok(()) => info!(stream = conn.stream_name(), "connection closed"),
+        Err(e) => {
+            warn!(stream = conn.stream_name(), error = %e, "connection closed with error");
+            conn.send_error_status(&e).await;
+        }
+    }
+}
+
+struct Connection<S> {
+    socket: S,
     config: RtmpConfig,
     session: Session,
     stream_name: Option<String>,
@@ -124,9 +164,9 @@ struct Connection {
     deadline: Option<Instant>,
 }
 
-impl Connection {
-    fn new(socket: TcpStream, config: RtmpConfig) -> Self {
-        let deadline = Some(Instant::now() + config.publish_timeout);
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    fn new(socket: S, config: RtmpConfig, deadline: Instant) -> Self {
+        let deadline = Some(deadline);
         Self {
             socket,
             config,
@@ -151,6 +191,8 @@ impl Connection {
             _ => (until, RtmpError::Idle(idle)),
         };
         match tokio::time::timeout_at(until, self.socket.read(buf)).await {
+            // Over TLS, a client that closes without close_notify (most do) is just closing.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
             Ok(r) => Ok(r?),
             Err(_) => Err(err),
         }
@@ -167,7 +209,7 @@ impl Connection {
             }
             let rest = handshake.push(&buf[..n], &mut out)?;
             if !out.is_empty() {
-                self.socket.write_all(&out).await?;
+                self.write(&out).await?;
                 out.clear();
             }
             if let Some(rest) = rest {
@@ -201,8 +243,15 @@ impl Connection {
     async fn flush(&mut self) -> Result<(), RtmpError> {
         let out = self.session.take_output();
         if !out.is_empty() {
-            self.socket.write_all(&out).await?;
+            self.write(&out).await?;
         }
+        Ok(())
+    }
+
+    /// Sends `bytes` now (a TLS stream holds them until flushed).
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
+        self.socket.write_all(bytes).await?;
+        self.socket.flush().await?;
         Ok(())
     }
 

@@ -355,6 +355,7 @@ fn main() {
                 segments: 10,
                 segment_target: Duration::from_secs(2),
                 part_target: Duration::from_secs_f64(PART),
+                signed: false,
             },
             vec![(video, Bytes::from_static(b"init-v")), (audio, Bytes::from_static(b"init-a"))],
         ));

@@ -11,7 +11,9 @@
 # Needs ffmpeg, nginx (nginx-light) and wrk. With EDGE=1 the origin also mirrors into a
 # redis-server and an `estuary edge` serving from it is measured beside them. With H2=1 the
 # requests are HTTP/2 (cleartext, prior knowledge; nginx listens with `http2`) from h2load
-# (nghttp2-client), STREAMS (10) concurrent streams on each of the CONN connections.
+# (nghttp2-client), STREAMS (10) concurrent streams on each of the CONN connections. With
+# SIGNED=1 the stream's playback is signed: every request to Estuary carries an HS256 token
+# (minted here with openssl) that it verifies, and the playlists it serves carry it on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${ESTUARY_BIN:-${CARGO_TARGET_DIR:-target}/release/estuary}
@@ -43,6 +45,16 @@ key = "bench-key-123"
 # HTTP is measured here, not the ladder: the transcoder would take a core from both servers.
 transcode = false
 TOML
+Q=""
+if [ "${SIGNED:-0}" = 1 ]; then
+  secret="bench-secret-of-at-least-32-bytes-0123456789"
+  printf 'playback = "signed"\n[playback]\nhs256_secrets = ["%s"]\n' "$secret" >> "$work/estuary.toml"
+  b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+  jwt_head=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+  jwt_body=$(printf '{"sub":"bench","aud":"live","exp":%d}' $(($(date +%s) + 86400)) | b64url)
+  jwt_sig=$(printf '%s.%s' "$jwt_head" "$jwt_body" | openssl dgst -sha256 -hmac "$secret" -binary | b64url)
+  Q="?token=$jwt_head.$jwt_body.$jwt_sig"
+fi
 if [ "${EDGE:-0}" = 1 ]; then
   redis-server --port $REDIS --bind 127.0.0.1 --save "" --appendonly no > /dev/null & pids+=($!)
   printf '[redis]\nurl = "redis://127.0.0.1:%s"\n' $REDIS >> "$work/estuary.toml"
@@ -59,21 +71,21 @@ curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null || { cat "$work/estuary.log
 ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i "$FLV" -c copy -f flv "rtmp://127.0.0.1:$RTMP/live/bench-key-123" & pids+=($!)
 
 for _ in $(seq 100); do
-  if curl -sf "http://127.0.0.1:$HTTP/live/bench/video/index.m3u8" 2>/dev/null | grep -q '^#EXTINF'; then break; fi
+  if curl -sf "http://127.0.0.1:$HTTP/live/bench/video/index.m3u8$Q" 2>/dev/null | grep -q '^#EXTINF'; then break; fi
   sleep 0.2
 done
 # Let the window fill (10 segments of 2 s) so the live playlist's size is steady.
 sleep "${WARM:-22}"
 refresh() {
-  playlist=$(curl -sf "http://127.0.0.1:$HTTP/live/bench/video/index.m3u8")
+  playlist=$(curl -sf "http://127.0.0.1:$HTTP/live/bench/video/index.m3u8$Q")
   # The newest full-length part that is not a keyframe part: the same kind of part every round.
   local target
   target=$(echo "$playlist" | sed -n 's/^#EXT-X-PART-INF:PART-TARGET=//p')
   part=$(echo "$playlist" | grep '^#EXT-X-PART:' | grep -v 'INDEPENDENT\|GAP=YES' |
     awk -F'DURATION=' -v t="$target" '{split($2, d, ","); if (d[1] >= 0.9 * t) print}' |
-    tail -1 | sed 's/.*URI="\([^"]*\)".*/\1/')
+    tail -1 | sed 's/.*URI="\([^"?]*\)[?"].*/\1/')
   mkdir -p "$work/www/live/bench/video/$(dirname "$part")"
-  curl -sf "http://127.0.0.1:$HTTP/live/bench/video/$part" -o "$work/www/live/bench/video/$part"
+  curl -sf "http://127.0.0.1:$HTTP/live/bench/video/$part$Q" -o "$work/www/live/bench/video/$part"
   # A new file, not a rewrite: nginx's open_file_cache keeps the old one's size for a while.
   echo "$playlist" > "$work/www/live/bench/video/index.m3u8.new"
   mv "$work/www/live/bench/video/index.m3u8.new" "$work/www/live/bench/video/index.m3u8"
@@ -152,10 +164,11 @@ compare() {
     refresh
     local path="live/bench/video/index.m3u8"
     [ "$what" = part ] && path="live/bench/video/$part"
-    a+=("$(rps "http://127.0.0.1:$HTTP/$path" "$estuary_pid")")
+    # The same query (a token with SIGNED=1) to every server; nginx ignores it.
+    a+=("$(rps "http://127.0.0.1:$HTTP/$path$Q" "$estuary_pid")")
     # shellcheck disable=SC2086
-    b+=("$(rps "http://127.0.0.1:$NGX/$path" $nginx_pids)")
-    [ "${EDGE:-0}" = 1 ] && c+=("$(rps "http://127.0.0.1:$EDGE_HTTP/$path" "$edge_pid")")
+    b+=("$(rps "http://127.0.0.1:$NGX/$path$Q" $nginx_pids)")
+    [ "${EDGE:-0}" = 1 ] && c+=("$(rps "http://127.0.0.1:$EDGE_HTTP/$path$Q" "$edge_pid")")
   done
   report() { # label runs...
     local label=$1
@@ -184,6 +197,6 @@ compare() {
 }
 client="wrk -t2 -c$CONN -d${DUR}s"
 [ -n "${H2:-}" ] && client="h2load (HTTP/2) -t2 -c$CONN -m${STREAMS:-10} -D$DUR"
-echo "$client x $ROUNDS alternating, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "$client x $ROUNDS alternating, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)${Q:+; signed playback: a token on every request}"
 compare "hot part" part
 compare "media playlist" playlist

@@ -204,7 +204,7 @@ async fn latency(tags: Vec<Tag>) {
     let (hub, http_port, cancel) = (origin.hub, origin.http_port, origin.cancel);
     let rtmp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rtmp_port = rtmp.local_addr().unwrap().port();
-    let keys = Arc::new(ingest::StreamKeys::new([(
+    let keys = Arc::new(ingest::Authorizer::new([(
         "bench-key".to_string(),
         "bench".to_string(),
     )]));
@@ -212,7 +212,7 @@ async fn latency(tags: Vec<Tag>) {
         rtmp,
         None,
         ingest::rtmp::RtmpConfig {
-            keys,
+            auth: keys,
             hub,
             app: "live".into(),
             idle_timeout: Duration::from_secs(30),

@@ -156,14 +156,14 @@ async fn run(ts: Vec<u8>) {
     let srt_addr = udp.local_addr().unwrap();
     drop(udp);
     let bound = ingest::srt::bind(srt_addr, LATENCY).await.unwrap();
-    let keys = Arc::new(ingest::StreamKeys::new([(
+    let keys = Arc::new(ingest::Authorizer::new([(
         "bench-key".to_string(),
         "bench".to_string(),
     )]));
     tokio::spawn(ingest::srt::serve(
         bound,
         ingest::srt::SrtConfig {
-            keys,
+            auth: keys,
             hub,
             latency: LATENCY,
             passphrase: None,

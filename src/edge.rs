@@ -22,7 +22,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
     let mut service = httpd::Service::new(windows.clone(), config.http_config(true))
-        .with_resume(config.resume_store(redis.as_ref()));
+        .with_resume(config.resume_store(redis.as_ref()))
+        .with_playback(config.playback()?)
+        .with_api_tokens(config.api_tokens()?);
     if let Some((store, at)) = config.edge_archive_store()? {
         info!(at, "serving VOD archives from shared storage");
         service = service.with_archive(store);

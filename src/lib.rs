@@ -6,14 +6,20 @@
 //! - [`serve`]: ingest → hub → [`pipeline`] (transcoder, packager, archive) → windows → HTTP
 //!   and the Redis mirror, with ordered shutdown;
 //! - [`edge`]: Redis replicas and the origins' HTTP → windows → HTTP;
-//! - [`streams`]: the stream keys (configured, or one made on first start) and the banner;
+//! - [`streams`]: the streams and who may publish to them (configured, made on first start, or
+//!   created through the API), and the banner; [`callback`]: `[auth] publish_url`;
+//!   [`secrets`]: secrets made on first start, kept as digests;
 //! - [`whip`]: the HTTP server's WHIP endpoint connected to the WebRTC ingest;
+//! - [`webhooks`]: signed webhooks out, from the hub's stream events and finished archives;
 //! - [`shutdown`]: signals, and waiting for every task at the end.
 
+pub mod callback;
 pub mod config;
 pub mod edge;
 pub mod pipeline;
+pub mod secrets;
 pub mod serve;
 pub mod shutdown;
 pub mod streams;
+pub mod webhooks;
 pub mod whip;

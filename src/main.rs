@@ -15,6 +15,7 @@ estuary: live-streaming ingest server
 USAGE:
     estuary serve [--config FILE]   run an origin (embedded defaults without --config)
     estuary edge --config FILE      run an edge node
+    estuary token                   make an API token and the line for [api] tokens
     estuary --version
 
 Publish with OBS: Server rtmp://HOST/live, Stream Key = a key from [[streams]].
@@ -38,6 +39,11 @@ fn main() -> anyhow::Result<()> {
             }
             "-c" | "--config" => {
                 config_path = Some(it.next().context("--config needs a file")?.into())
+            }
+            "token" => {
+                let token = estuary::secrets::random(40);
+                println!("API token (give it to the API's users; it is not kept anywhere):\n  {token}\nFor the config ([api] tokens):\n  \"{}\"", httpd::access::api::ApiTokens::digest_of(&token));
+                return Ok(());
             }
             "serve" | "edge" if command.is_none() => command = Some(a.as_str()),
             other => bail!("unexpected argument {other:?}\n\n{USAGE}"),

@@ -1,11 +1,12 @@
 //! What happens to each stream that goes live on the hub: the transcoder makes its ladder (on
 //! a thread of its own; unless the stream is served as it comes, or has no video), and a
-//! packager per broadcast (the source, or the transcoder's renditions) makes its window and
-//! archives it. And the archive's retention.
+//! packager per broadcast (the source, or the transcoder's renditions) makes its window (marked
+//! signed when the stream's playback is) and archives it. And the archive's retention.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use httpd::access::Playback;
 use media::{BroadcastReader, Hub, TrackKind};
 use packager::{PackagerConfig, Windows};
 use tokio_util::sync::CancellationToken;
@@ -21,12 +22,17 @@ pub fn start(
     hub: &Hub,
     windows: &Windows,
     archive: Option<packager::archive::Store>,
+    playback: Arc<Playback>,
+    on_archived: Option<packager::OnArchived>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
+    let mut packager_config = config.packager_config(archive);
+    packager_config.on_archived = on_archived;
     let package = Packaging {
         windows: windows.clone(),
-        config: config.packager_config(archive),
+        config: packager_config,
+        playback,
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
         runtime: tokio::runtime::Handle::current(),
@@ -63,6 +69,7 @@ pub fn start(
 struct Packaging {
     windows: Windows,
     config: PackagerConfig,
+    playback: Arc<Playback>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     /// The transcoder hands its renditions over from a thread of its own.
@@ -71,12 +78,9 @@ struct Packaging {
 
 impl Packaging {
     fn start(&self, reader: BroadcastReader) {
-        let run = packager::run(
-            reader,
-            self.windows.clone(),
-            self.config.clone(),
-            self.shutdown.clone(),
-        );
+        let mut config = self.config.clone();
+        config.window.signed = self.playback.is_signed(reader.name(), false);
+        let run = packager::run(reader, self.windows.clone(), config, self.shutdown.clone());
         self.tasks.spawn_on(run, &self.runtime);
     }
 }

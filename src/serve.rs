@@ -11,8 +11,6 @@
 //! HTTP responses finish. Every task is on one tracker; [`run`] returns when all are done
 //! (or after [`crate::shutdown::SHUTDOWN_LIMIT`]).
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use media::Hub;
 use packager::Windows;
@@ -28,9 +26,11 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let tasks = TaskTracker::new();
     let redis = config.redis_client()?;
     packager::shm::set_enabled(config.sendfile());
-    let streams = streams::entries(&config)?;
-    let keys = Arc::new(streams::keys(&streams));
     let hub = Hub::new();
+    let playback = config.playback()?;
+    let (streams, shown) =
+        streams::Streams::open(&config, playback.clone(), hub.clone(), config.authorizer()?)?;
+    let auth = streams.authorizer();
     hub.set_reconnect_grace(config.reconnect_grace());
     let windows = Windows::new();
 
@@ -47,7 +47,17 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             cancel.clone(),
         ));
     }
-    pipeline::start(&config, &hub, &windows, archive.clone(), &tasks, &cancel);
+    let hooks = crate::webhooks::Webhooks::start(&config.webhooks, &hub, &tasks, &cancel)?;
+    pipeline::start(
+        &config,
+        &hub,
+        &windows,
+        archive.clone(),
+        playback.clone(),
+        hooks.on_archived(),
+        &tasks,
+        &cancel,
+    );
     if let Some(client) = redis.clone() {
         tasks.spawn(replica::mirror_all(
             windows.clone(),
@@ -78,7 +88,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let rtmp_addr = rtmp_listener.local_addr()?;
     let rtmps_addr = rtmps.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
 
-    let mut service = httpd::Service::new(windows.clone(), config.http_config(config.http.viewers));
+    let mut service = httpd::Service::new(windows.clone(), config.http_config(config.http.viewers))
+        .with_playback(playback)
+        .with_api_tokens(config.api_tokens()?)
+        .with_admin(streams);
     if let Some(store) = archive {
         service = service.with_archive(store);
     }
@@ -88,7 +101,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     service = service.with_resume(config.resume_store(redis.as_ref()));
     if config.whip.enabled {
         let whip = ingest::whip::Whip::start(
-            config.whip_config(keys.clone(), hub.clone()),
+            config.whip_config(auth.clone(), hub.clone()),
             &tasks,
             cancel.clone(),
         )
@@ -106,10 +119,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     ));
     tasks.spawn(ingest::srt::serve(
         srt_bound,
-        config.srt_config(keys.clone(), hub.clone()),
+        config.srt_config(auth.clone(), hub.clone()),
         cancel.clone(),
     ));
-    let rtmp_config = config.rtmp_config(keys, hub.clone());
+    let rtmp_config = config.rtmp_config(auth, hub.clone());
     if let Some((listener, tls)) = rtmps {
         tasks.spawn(ingest::rtmp::serve(
             listener,
@@ -139,7 +152,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     info!(listen = %config.srt.listen, encrypted = config.srt.passphrase.is_some(), "SRT listening (udp)");
     streams::banner(
         &config,
-        &streams,
+        &shown,
         http_addr,
         rtmp_addr,
         rtmps_addr,

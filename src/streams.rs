@@ -1,64 +1,253 @@
-//! The streams an origin takes: `[[streams]]` from the config, or, with none, one stream whose
-//! key is made on first start and kept in the data directory (publishing is never
-//! unauthenticated). And the start-up banner that tells a user what to type into OBS.
+//! The streams an origin takes, and how the API changes them.
+//!
+//! - `[[streams]]` from the config (and `[[pull]]` cameras): fixed, the file is their truth;
+//! - with none configured, one stream `stream` whose key is made on first start, shown once
+//!   and kept as a digest ([`crate::secrets`]);
+//! - streams created through the API (`POST /api/v1/streams`): kept with their key's digest
+//!   and playback policy in `streams.json` in the data directory (written whole, through a
+//!   rename), so they survive a restart.
+//!
+//! And the start-up banner that tells a user what to type into OBS.
 
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use ingest::StreamKeys;
+use httpd::access::Playback;
+use httpd::api::admin::{AdminError, Created, NewStream, PlaybackPolicy, StreamAdmin};
+use ingest::Authorizer;
+use media::Hub;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Policy};
+use crate::secrets;
 
+/// Characters in a generated stream key.
+const KEY_LEN: usize = 24;
+
+/// A stream of the config (or the first-start one), for the banner.
 pub struct Stream {
     pub name: String,
-    pub key: String,
-    /// Made on first start (so the banner may show it).
-    pub generated: bool,
+    /// The key when it was made by this start (shown once).
+    pub shown_key: Option<String>,
 }
 
-/// The configured streams, or the one kept in the data directory.
-pub fn entries(config: &Config) -> anyhow::Result<Vec<Stream>> {
-    if !config.streams.is_empty() {
-        return Ok(config
-            .streams
-            .iter()
-            .map(|s| Stream {
+/// A stream created through the API, as kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Kept {
+    /// SHA-256 of the key, hex.
+    key_sha256: String,
+    playback: PlaybackPolicy,
+    created: String,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct File {
+    streams: BTreeMap<String, Kept>,
+}
+
+/// The origin's streams: who may publish where, and what the API may change.
+#[derive(Clone)]
+pub struct Streams {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    auth: Arc<Authorizer>,
+    playback: Arc<Playback>,
+    hub: Hub,
+    default_signed: bool,
+    /// Names the API may not touch (configured, pulled, or the first-start one).
+    fixed: HashSet<String>,
+    file: PathBuf,
+    created: Mutex<File>,
+}
+
+impl Streams {
+    /// The configured streams (or the first-start one) and those created earlier; the
+    /// authorizer that admits their publishers; what the banner shows.
+    pub fn open(
+        config: &Config,
+        playback: Arc<Playback>,
+        hub: Hub,
+        auth: Authorizer,
+    ) -> anyhow::Result<(Streams, Vec<Stream>)> {
+        let mut fixed = HashSet::new();
+        let mut shown = Vec::new();
+        if config.streams.is_empty() {
+            let dir = config.data_dir();
+            let kept = secrets::kept(&dir, "stream-key", KEY_LEN)?;
+            match &kept.made {
+                Some(_) => {
+                    warn!(file = %kept.file.display(), "no [[streams]] configured; made a stream key, shown below this once (only its digest is kept)")
+                }
+                None => {
+                    info!(file = %kept.file.display(), "no [[streams]] configured; using the stream key made on an earlier start (not shown again; delete the file for a new one)")
+                }
+            }
+            auth.insert(kept.digest, "stream".into());
+            fixed.insert("stream".to_string());
+            shown.push(Stream {
+                name: "stream".into(),
+                shown_key: kept.made,
+            });
+        }
+        for s in &config.streams {
+            auth.insert(ingest::auth::digest(&s.key), s.name.clone());
+            fixed.insert(s.name.clone());
+            shown.push(Stream {
                 name: s.name.clone(),
-                key: s.key.clone(),
-                generated: false,
-            })
-            .collect());
+                shown_key: None,
+            });
+        }
+        fixed.extend(config.pull.iter().map(|p| p.name.clone()));
+        let file = config.data_dir().join("streams.json");
+        let created: File = match std::fs::read_to_string(&file) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "reading {} (streams created through the API)",
+                    file.display()
+                )
+            })?,
+            Err(_) => File::default(),
+        };
+        for (name, k) in &created.streams {
+            let Some(digest) = secrets::parse_hex(&k.key_sha256) else {
+                warn!(stream = %name, file = %file.display(), "a kept stream's key digest does not parse; skipped");
+                continue;
+            };
+            auth.insert(digest, name.clone());
+            playback.set(name, k.playback == PlaybackPolicy::Signed);
+        }
+        if !created.streams.is_empty() {
+            info!(count = created.streams.len(), file = %file.display(), "streams created through the API");
+        }
+        let streams = Streams {
+            inner: Arc::new(Inner {
+                auth: Arc::new(auth),
+                playback,
+                hub,
+                default_signed: config.playback.default == Policy::Signed,
+                fixed,
+                file,
+                created: Mutex::new(created),
+            }),
+        };
+        Ok((streams, shown))
     }
-    let dir = config.data_dir();
-    let path = dir.join("stream-key");
-    let key = match std::fs::read_to_string(&path) {
-        Ok(k) if k.trim().len() >= 8 => {
-            info!(file = %path.display(), "no [[streams]] configured; using the stream key kept from an earlier start");
-            k.trim().to_string()
+
+    pub fn authorizer(&self) -> Arc<Authorizer> {
+        self.inner.auth.clone()
+    }
+
+    fn save(&self, file: &File) -> Result<(), AdminError> {
+        let text =
+            serde_json::to_string_pretty(file).map_err(|e| AdminError::Store(e.to_string()))?;
+        if let Some(dir) = self.inner.file.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| AdminError::Store(e.to_string()))?;
         }
-        _ => {
-            use rand::Rng;
-            let key: String = rand::thread_rng()
-                .sample_iter(&rand::distributions::Alphanumeric)
-                .take(24)
-                .map(char::from)
-                .collect();
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
-            warn!(file = %path.display(), "no [[streams]] configured; created a stream key (kept across restarts)");
-            key
+        secrets::write_private(&self.inner.file, &text).map_err(|e| {
+            warn!(file = %self.inner.file.display(), error = %e, "could not keep the streams created through the API");
+            AdminError::Store(format!("writing {}: {e}", self.inner.file.display()))
+        })
+    }
+
+    fn not_fixed(&self, name: &str) -> Result<(), AdminError> {
+        if self.inner.fixed.contains(name) {
+            return Err(AdminError::Configured(name.to_string()));
         }
-    };
-    Ok(vec![Stream {
-        name: "stream".into(),
-        key,
-        generated: true,
-    }])
+        Ok(())
+    }
 }
 
-pub fn keys(streams: &[Stream]) -> StreamKeys {
-    StreamKeys::new(streams.iter().map(|s| (s.key.clone(), s.name.clone())))
+impl StreamAdmin for Streams {
+    fn create(&self, new: NewStream) -> Result<Created, AdminError> {
+        self.not_fixed(&new.name)
+            .map_err(|_| AdminError::Exists(new.name.clone()))?;
+        let mut file = self.inner.created.lock().unwrap();
+        if file.streams.contains_key(&new.name) {
+            return Err(AdminError::Exists(new.name));
+        }
+        let playback = new.playback.unwrap_or(if self.inner.default_signed {
+            PlaybackPolicy::Signed
+        } else {
+            PlaybackPolicy::Public
+        });
+        let key = secrets::random(KEY_LEN);
+        let digest = ingest::auth::digest(&key);
+        file.streams.insert(
+            new.name.clone(),
+            Kept {
+                key_sha256: secrets::hex(&digest),
+                playback,
+                created: packager::hls::rfc3339(std::time::SystemTime::now()),
+            },
+        );
+        if let Err(e) = self.save(&file) {
+            file.streams.remove(&new.name);
+            return Err(e);
+        }
+        self.inner.auth.insert(digest, new.name.clone());
+        self.inner
+            .playback
+            .set(&new.name, playback == PlaybackPolicy::Signed);
+        info!(stream = %new.name, ?playback, "stream created through the API");
+        Ok(Created {
+            name: new.name,
+            key,
+            playback,
+        })
+    }
+
+    fn delete(&self, name: &str) -> Result<(), AdminError> {
+        self.not_fixed(name)?;
+        let mut file = self.inner.created.lock().unwrap();
+        let Some(old) = file.streams.remove(name) else {
+            return Err(AdminError::NotFound(name.to_string()));
+        };
+        if let Err(e) = self.save(&file) {
+            file.streams.insert(name.to_string(), old);
+            return Err(e);
+        }
+        self.inner.auth.remove_stream(name);
+        self.inner.playback.forget(name);
+        self.inner.hub.kick(name);
+        info!(stream = %name, "stream deleted through the API");
+        Ok(())
+    }
+
+    fn rotate(&self, name: &str) -> Result<String, AdminError> {
+        self.not_fixed(name)?;
+        let mut file = self.inner.created.lock().unwrap();
+        let Some(entry) = file.streams.get_mut(name) else {
+            return Err(AdminError::NotFound(name.to_string()));
+        };
+        let key = secrets::random(KEY_LEN);
+        let digest = ingest::auth::digest(&key);
+        let old = std::mem::replace(&mut entry.key_sha256, secrets::hex(&digest));
+        if let Err(e) = self.save(&file) {
+            if let Some(entry) = file.streams.get_mut(name) {
+                entry.key_sha256 = old;
+            }
+            return Err(e);
+        }
+        self.inner.auth.remove_stream(name);
+        self.inner.auth.insert(digest, name.to_string());
+        info!(stream = %name, "stream key rotated through the API");
+        Ok(key)
+    }
+
+    fn kick(&self, name: &str) -> Result<(), AdminError> {
+        if self.inner.hub.kick(name) {
+            info!(stream = %name, "publisher kicked through the API");
+            Ok(())
+        } else {
+            Err(AdminError::NotLive(name.to_string()))
+        }
+    }
 }
 
 /// Where to publish and play each stream, as a user types it.
@@ -83,30 +272,19 @@ pub fn banner(
         info!(stream = %p.name, "pulling an RTSP camera; play {scheme}://{host}:{}/live/{}/index.m3u8", http.port(), p.name);
     }
     for s in streams {
-        let key = if s.generated { s.key.as_str() } else { "KEY" };
+        let (key, shown) = match &s.shown_key {
+            Some(k) => (k.as_str(), k.as_str()),
+            None => ("KEY", "(yours)"),
+        };
         info!(
-            "stream {:?}: OBS Server rtmp://{host}:{}/{}  Stream Key {}  |  SRT srt://{host}:{}?streamid=publish:{key}  |  WHIP {scheme}://{host}:{}/whip (Bearer {key})  |  play {scheme}://{host}:{}/live/{}/index.m3u8",
+            "stream {:?}: OBS Server rtmp://{host}:{}/{}  Stream Key {shown}  |  SRT srt://{host}:{}?streamid=publish:{key}  |  WHIP {scheme}://{host}:{}/whip (Bearer {key})  |  play {scheme}://{host}:{}/live/{}/index.m3u8",
             s.name,
             rtmp.port(),
             config.rtmp.app,
-            if s.generated { s.key.as_str() } else { "(from the config)" },
             config.srt.listen.port(),
             http.port(),
             http.port(),
             s.name
         );
     }
-}
-
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    writeln!(f, "{contents}")
 }

@@ -5,59 +5,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-/// A redis-server on `port` (no persistence); killed on drop.
-struct Redis(Child);
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        Redis::start_args(port, &[])
-    }
-
-    fn start_args(port: u16, extra: &[&str]) -> Redis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--bind", "127.0.0.1"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
-        wait_for("redis-server", Duration::from_secs(30), || {
-            cmd(port, "PING").filter(|r| r.contains("PONG")).map(|_| ())
-        });
-        Redis(child)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One inline Redis command; the raw reply.
-fn cmd(port: u16, line: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("{line}\r\n").as_bytes()).ok()?;
-    let mut buf = [0u8; 4096];
-    let n = s.read(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
 
 /// Waits until the origin's video playlist lists two segments.
 fn two_segments(origin: &Server) {
@@ -98,19 +49,26 @@ fn same_last_part(origin: &Server, edge: &Server, playlist: &str) -> (String, Re
     (part, e)
 }
 
-/// A position PUT at the origin for `viewer/asset` reads back at the edge.
-fn assert_resume_shared(origin: &Server, edge: &Server, viewer_asset: &str, position: &str) {
-    let path = format!("/api/v1/resume/{viewer_asset}");
+/// A position PUT at the origin for `viewer`'s `asset` reads back at the edge (which checks the
+/// viewer token itself).
+fn assert_resume_shared(origin: &Server, edge: &Server, viewer: &str, asset: &str, position: &str) {
+    let path = format!("/api/v1/resume/{asset}");
+    let auth = format!("Bearer {}", viewer_token(origin.http, viewer));
     let r = request(
         origin.http,
         "PUT",
         &path,
-        &[("Content-Type", "application/json")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
         format!("{{\"position\": {position}}}").as_bytes(),
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    let got = get(edge.http, &path).unwrap().text();
+    let got = get_with(edge.http, &path, &[("Authorization", &auth)])
+        .unwrap()
+        .text();
     assert!(got.contains(&format!("\"position\":{position}")), "{got}");
 }
 
@@ -127,7 +85,7 @@ fn origins_config(origin: &Server) -> String {
 
 /// The edge's upstream counters (`/api/v1/edge`).
 fn upstream_stats(edge: &Server) -> serde_json::Value {
-    let r = get(edge.http, "/api/v1/edge").unwrap();
+    let r = api_get(edge.http, "/api/v1/edge").unwrap();
     assert_eq!(r.status, 200);
     serde_json::from_str::<serde_json::Value>(&r.text()).unwrap()["upstream"].clone()
 }
@@ -201,7 +159,7 @@ fn an_edge_serves_what_the_origin_mirrors_and_outlives_it() {
         "{text}"
     );
     // A viewer's position stored at the origin reads back at the edge (both keep it in Redis).
-    assert_resume_shared(&origin, &edge, "viewer-9/demo-vod", "61.25");
+    assert_resume_shared(&origin, &edge, "viewer-9", "demo-vod", "61.25");
     // Everything of the window in Redis expires, and so do resume positions.
     for key in [
         "{s:demo}:meta",
@@ -283,7 +241,7 @@ fn an_origin_can_leave_viewers_to_the_edges() {
     assert_eq!(r.status, 404);
     assert!(r.text().contains("served by the edges"), "{}", r.text());
     assert_eq!(get(origin.http, "/healthz").unwrap().status, 200);
-    assert!(get(origin.http, "/api/v1/streams")
+    assert!(api_get(origin.http, "/api/v1/streams")
         .unwrap()
         .text()
         .contains("\"demo\""));
@@ -391,7 +349,7 @@ fn an_edge_without_redis_serves_from_its_origin_coalescing_and_caching() {
         "the archive listed at the edge",
         Duration::from_secs(60),
         || {
-            let r = get(edge.http, "/api/v1/vod").ok()?;
+            let r = api_get(edge.http, "/api/v1/vod").ok()?;
             let v: serde_json::Value = serde_json::from_str(&r.text()).ok()?;
             let a = v["archives"].as_array()?.first()?.clone();
             (!a["ended"].is_null()).then_some(a)
@@ -445,7 +403,7 @@ fn with_redis_gone_an_edge_falls_back_to_its_origin_and_back() {
     // From Redis: live at the edge and no request to the origin.
     wait_for("the edge live from Redis", Duration::from_secs(60), || {
         let r = get(edge.http, "/live/demo/video/index.m3u8").ok()?;
-        let from_redis = get(edge.http, "/api/v1/streams")
+        let from_redis = api_get(edge.http, "/api/v1/streams")
             .ok()?
             .text()
             .contains("\"demo\"");
@@ -458,7 +416,7 @@ fn with_redis_gone_an_edge_falls_back_to_its_origin_and_back() {
     // Redis goes away: the edge serves the live stream from the origin.
     drop(redis);
     wait_for("the edge to fall back", Duration::from_secs(60), || {
-        let from_redis = get(edge.http, "/api/v1/streams")
+        let from_redis = api_get(edge.http, "/api/v1/streams")
             .ok()?
             .text()
             .contains("\"demo\"");
@@ -470,7 +428,7 @@ fn with_redis_gone_an_edge_falls_back_to_its_origin_and_back() {
     // Redis is back: the edge follows the stream from Redis again.
     let _redis = Redis::start(port);
     wait_for("the edge back on Redis", Duration::from_secs(60), || {
-        let from_redis = get(edge.http, "/api/v1/streams")
+        let from_redis = api_get(edge.http, "/api/v1/streams")
             .ok()?
             .text()
             .contains("\"demo\"");
@@ -616,12 +574,12 @@ fn an_edge_serves_through_a_redis_cluster() {
     assert_eq!((o.status, e.status), (200, 200));
     assert_eq!(o.body, e.body);
     // Resume positions go through the cluster too.
-    assert_resume_shared(&origin, &edge, "viewer-3/demo", "12.5");
+    assert_resume_shared(&origin, &edge, "viewer-3", "demo", "12.5");
 }
 
 /// Whether the edge holds a replica of `demo` (its stream API lists what it holds).
 fn replicated(edge: &Server) -> bool {
-    get(edge.http, "/api/v1/streams")
+    api_get(edge.http, "/api/v1/streams")
         .map(|r| r.text().contains("\"demo\""))
         .unwrap_or(false)
 }

@@ -109,7 +109,7 @@ fn cleartext_http2_cors_and_errors() {
             .status,
         404
     );
-    let api = get(srv.http, "/api/v1/streams").unwrap();
+    let api = api_get(srv.http, "/api/v1/streams").unwrap();
     assert_eq!(api.header("content-type"), Some("application/json"));
     assert!(api.text().contains("\"streams\":[]"), "{}", api.text());
 }

@@ -1,7 +1,8 @@
 //! What a client may hold, tried as an attacker would: silent and half-sent HTTP connections
 //! are closed after the header timeout while everyone else is served, one address cannot take
-//! more than its share of connections, requests waiting for parts are capped, and RTMP clients
-//! that never publish or send an AMF0 bomb lose only their own connection.
+//! more than its share of connections, requests waiting for parts are capped, RTMP clients
+//! that never publish or send an AMF0 bomb lose only their own connection, and a flood of
+//! wrong keys beside 5,000 half-sent requests leaves a publisher and an hls.js viewer be.
 
 mod common;
 
@@ -150,7 +151,7 @@ fn requests_waiting_for_parts_are_capped() {
         })
         .collect();
     wait_for("both requests waiting", LONG, || {
-        let api = get(srv.http, "/api/v1/streams").ok()?.text();
+        let api = api_get(srv.http, "/api/v1/streams").ok()?.text();
         api.contains("\"held_requests\":2").then_some(())
     });
     // A third is turned away at once.
@@ -280,4 +281,149 @@ fn rtmp_clients_that_never_publish_or_send_a_bomb_lose_only_their_connection() {
     assert!(log.contains("did not publish within 3s"), "{log}");
     assert!(log.contains("nested too deep"), "{log}");
     drop(publisher);
+}
+
+/// One publish attempt with `key` over a raw RTMP connection (connect, createStream, publish);
+/// whether the server closed the connection within `LONG` (a refused key is answered after
+/// the address's delay, then closed).
+fn rtmp_publish_attempt(port: u16, key: &str) -> bool {
+    use ingest::rtmp::amf0::{self, Amf0};
+    use ingest::rtmp::chunk::{types, write_message};
+    let command = |name: &str, txn: f64, args: &[Amf0]| {
+        let mut b = Vec::new();
+        amf0::encode(&amf0::string(name), &mut b);
+        amf0::encode(&Amf0::Number(txn), &mut b);
+        for a in args {
+            amf0::encode(a, &mut b);
+        }
+        b
+    };
+    let Ok(mut c) = std::panic::catch_unwind(|| rtmp_handshaken(port)) else {
+        return false;
+    };
+    let mut msg = Vec::new();
+    let connect = amf0::object([
+        ("app", amf0::string("live")),
+        ("type", amf0::string("nonprivate")),
+    ]);
+    write_message(
+        &mut msg,
+        3,
+        0,
+        types::COMMAND_AMF0,
+        0,
+        &command("connect", 1.0, &[connect]),
+        128,
+    );
+    write_message(
+        &mut msg,
+        3,
+        0,
+        types::COMMAND_AMF0,
+        0,
+        &command("createStream", 2.0, &[Amf0::Null]),
+        128,
+    );
+    let publish = command(
+        "publish",
+        3.0,
+        &[Amf0::Null, amf0::string(key), amf0::string("live")],
+    );
+    write_message(&mut msg, 8, 0, types::COMMAND_AMF0, 1, &publish, 128);
+    if c.write_all(&msg).is_err() {
+        return true;
+    }
+    closed_within(&mut c, LONG)
+}
+
+/// The attacks of issue 12 at once, while a real publisher and a viewer in hls.js go on:
+/// 5,000 half-sent HTTP requests held open, and a flood of publishes with wrong keys (RTMP
+/// from several threads, WHIP offers). Each costs only its own connection: `/healthz` answers
+/// throughout, the viewer plays on, the stream advances, and the right key still gets in.
+#[test]
+fn under_half_sent_requests_and_a_flood_of_wrong_keys_a_publisher_and_a_viewer_go_on() {
+    let srv = Server::start("[http]\nheader_timeout_secs = 40\n");
+    let _publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 120);
+    wait_for("the stream to be live", LONG, || {
+        get(srv.http, "/live/demo/video/index.m3u8")
+            .ok()
+            .filter(|r| r.status == 200 && r.text().contains("#EXTINF"))
+    });
+    let mut half_sent = Vec::new();
+    for _ in 0..5000 {
+        let mut c = TcpStream::connect(("127.0.0.1", srv.http)).unwrap();
+        c.write_all(b"GET /live/demo/index.m3u8 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .unwrap();
+        half_sent.push(c);
+    }
+    assert_eq!(get(srv.http, "/healthz").unwrap().status, 200);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for t in 0..4 {
+        let (stop, port) = (stop.clone(), srv.rtmp);
+        flood.push(std::thread::spawn(move || {
+            let mut closed = 0;
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                closed += rtmp_publish_attempt(port, &format!("wrong-key-{t}-{n}")) as u32;
+                n += 1;
+            }
+            (n, closed)
+        }));
+    }
+    let (stop_whip, http) = (stop.clone(), srv.http);
+    let whip = std::thread::spawn(move || {
+        let mut refused = 0;
+        while !stop_whip.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = request(
+                http,
+                "POST",
+                "/whip",
+                &[
+                    ("Content-Type", "application/sdp"),
+                    ("Authorization", "Bearer wrong-whip-key"),
+                ],
+                b"v=0\r\n",
+            );
+            refused += r.map_or(0, |r| (r.status == 401) as u32);
+        }
+        refused
+    });
+
+    // A viewer meanwhile, from a page of its own in Chromium.
+    let page = serve_page();
+    let lines = run_player(
+        &format!(
+            "http://127.0.0.1:{page}/index.html?src=http://127.0.0.1:{}/live/demo/index.m3u8",
+            srv.http
+        ),
+        15,
+    );
+    let stats: Vec<&String> = lines.iter().filter(|l| l.contains("currentTime")).collect();
+    let (first, last) = (stats[0], stats[stats.len() - 1]);
+    eprintln!("player: {last}");
+    assert!(!last.contains("\"fatal\":true"), "{last}");
+    let played = field(last, "currentTime").unwrap() - field(first, "currentTime").unwrap();
+    assert!(
+        played > 8.0,
+        "the viewer played {played:.1} s in 15 s: {lines:?}"
+    );
+    assert_eq!(get(srv.http, "/healthz").unwrap().status, 200);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut attempts = 0;
+    for f in flood {
+        let (n, closed) = f.join().unwrap();
+        assert_eq!(n, closed, "every wrong-key connection was closed");
+        attempts += n;
+    }
+    let whip_refused = whip.join().unwrap();
+    eprintln!("{attempts} RTMP and {whip_refused} WHIP publishes with wrong keys refused");
+    assert!(attempts >= 4 && whip_refused >= 1);
+    // Refused keys are answered slowly (one address), right ones at once.
+    assert_advances(&srv, "demo");
+    let log = srv.log_text();
+    assert!(log.contains("unknown stream key"), "{log}");
+    drop(half_sent);
 }

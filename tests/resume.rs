@@ -92,41 +92,68 @@ fn a_publisher_that_stops_ends_the_stream_at_once() {
     );
 }
 
+/// A viewer's position, PUT and read back with the viewer's token: the viewer is the token's,
+/// so nobody writes anyone else's positions.
 #[test]
 fn a_viewers_position_round_trips_and_survives_a_restart() {
     let mut srv = Server::start("");
-    let put = |srv: &Server, body: &str| {
+    let viewer_1 = viewer_token(srv.http, "viewer-1");
+    let viewer_2 = viewer_token(srv.http, "viewer-2");
+    let bearer = |t: &str| format!("Bearer {t}");
+    let put = |srv: &Server, token: &str, body: &str| {
         request(
             srv.http,
             "PUT",
-            "/api/v1/resume/viewer-1/demo-abc",
-            &[("Content-Type", "application/json")],
+            "/api/v1/resume/demo-abc",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &bearer(token)),
+            ],
             body.as_bytes(),
         )
         .unwrap()
     };
-    assert_eq!(
-        get(srv.http, "/api/v1/resume/viewer-1/demo-abc")
-            .unwrap()
-            .status,
-        404
-    );
-    let r = put(&srv, "{\"position\": 93.5}");
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(put(&srv, "{\"position\": -3}").status, 400);
-    assert_eq!(put(&srv, "soon").status, 400);
-    let bad = request(srv.http, "PUT", "/api/v1/resume/a..b/..", &[], b"1").unwrap();
-    assert_eq!(bad.status, 400);
-    let got = get(srv.http, "/api/v1/resume/viewer-1/demo-abc")
+    let read = |srv: &Server, token: &str| {
+        get_with(
+            srv.http,
+            "/api/v1/resume/demo-abc",
+            &[("Authorization", &bearer(token))],
+        )
         .unwrap()
-        .text();
+    };
+    assert_eq!(read(&srv, &viewer_1).status, 404);
+    let r = put(&srv, &viewer_1, "{\"position\": 93.5}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(put(&srv, &viewer_1, "{\"position\": -3}").status, 400);
+    assert_eq!(put(&srv, &viewer_1, "soon").status, 400);
+    let bad = request(
+        srv.http,
+        "PUT",
+        "/api/v1/resume/.hidden",
+        &[("Authorization", &bearer(&viewer_1))],
+        b"1",
+    )
+    .unwrap();
+    assert_eq!(bad.status, 400);
+    // Without a token, or with another viewer's, nothing of viewer 1's.
+    let r = request(srv.http, "PUT", "/api/v1/resume/demo-abc", &[], b"1").unwrap();
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        get(srv.http, "/api/v1/resume/demo-abc").unwrap().status,
+        401
+    );
+    assert_eq!(read(&srv, &viewer_2).status, 404);
+    // A playback token is not a viewer token.
+    let playback = api_request(srv.http, "POST", "/api/v1/streams/demo/tokens", "{}").unwrap();
+    let playback: serde_json::Value = serde_json::from_slice(&playback.body).unwrap();
+    assert_eq!(read(&srv, playback["token"].as_str().unwrap()).status, 403);
+    let got = read(&srv, &viewer_1).text();
     assert!(got.contains("\"position\":93.5"), "{got}");
 
     // The same data directory after a restart.
     srv.restart();
     let got = wait_for("the restarted server", Duration::from_secs(60), || {
-        get(srv.http, "/api/v1/resume/viewer-1/demo-abc")
-            .ok()
+        Some(read(&srv, &viewer_1))
             .filter(|r| r.status == 200)
             .map(|r| r.text())
     });
@@ -138,7 +165,7 @@ fn a_vod_playlist_starts_where_asked() {
     let srv = Server::start("[hls]\nend_grace = 0.5\n");
     let publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 30);
     let id = wait_for("an archive", Duration::from_secs(60), || {
-        let r = get(srv.http, "/api/v1/vod").ok()?;
+        let r = api_get(srv.http, "/api/v1/vod").ok()?;
         let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
         v["archives"][0]["id"].as_str().map(str::to_string)
     });

@@ -159,7 +159,7 @@ fn rtmp_publish_plays_as_ll_hls() {
     assert_eq!(gz.header("access-control-allow-origin"), Some("*"));
 
     // The API lists the stream.
-    let api = get(srv.http, "/api/v1/streams").unwrap().text();
+    let api = api_get(srv.http, "/api/v1/streams").unwrap().text();
     assert!(
         api.contains("\"name\":\"demo\"") && api.contains("avc1.42c01f"),
         "{api}"
@@ -272,25 +272,38 @@ fn rtmps_publish_plays_and_plain_rtmp_on_its_port_is_refused() {
 }
 
 #[test]
-fn without_streams_a_key_is_created_printed_and_kept() {
-    let srv = Server::start("streams = []\n");
-    let key_file = srv.dir.0.join("data").join("stream-key");
-    let key = wait_for("generated key", LONG, || {
-        std::fs::read_to_string(&key_file).ok()
-    })
-    .trim()
-    .to_string();
-    assert!(key.len() >= 16);
+fn without_streams_a_key_is_made_shown_once_and_kept_as_a_digest() {
+    let mut srv = Server::start("streams = []\n");
     let log = srv.log_text();
-    assert!(log.contains(&format!("Stream Key {key}")), "{log}");
+    let key = log
+        .split("Stream Key ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key shown: {log}"))
+        .to_string();
+    assert!(key.len() >= 16, "{key}");
     assert!(log.contains("/live/stream/index.m3u8"), "{log}");
+    // Only its digest is kept.
+    let kept = std::fs::read_to_string(srv.dir.0.join("data/stream-key.sha256")).unwrap();
+    assert_eq!(kept.trim().len(), 64);
+    assert!(!kept.contains(&key));
     // Publishing without the key is refused; with it, it plays.
     let (ok, _) = Publisher::rtmp(&srv.rtmp_url("guess"), 3).wait(LONG);
     assert!(!ok);
-    let _p = Publisher::rtmp(&srv.rtmp_url(&key), 20);
-    wait_for("stream plays with the generated key", LONG, || {
+    let p = Publisher::rtmp(&srv.rtmp_url(&key), 20);
+    wait_for("stream plays with the made key", LONG, || {
         playlist(srv.http, "/live/stream/index.m3u8")
     });
+    drop(p);
+    // After a restart the same key works, and it is not shown again.
+    srv.restart();
+    let _p = Publisher::rtmp(&srv.rtmp_url(&key), 20);
+    wait_for("stream plays after the restart", LONG, || {
+        playlist(srv.http, "/live/stream/index.m3u8")
+    });
+    let log = srv.log_text();
+    let lines = log.lines().filter(|l| l.contains(&key)).count();
+    assert_eq!(lines, 1, "shown in one line, once: {log}");
 }
 
 #[test]

@@ -14,7 +14,7 @@ fn a_finished_stream_plays_from_the_archive() {
     let publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 9);
     // While live: listed, and an EVENT playlist that grows.
     let id = wait_for("the archive listed", Duration::from_secs(60), || {
-        let r = get(srv.http, "/api/v1/vod").ok()?;
+        let r = api_get(srv.http, "/api/v1/vod").ok()?;
         let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
         let a = v["archives"].as_array()?.first()?.clone();
         (a["name"] == NAME).then(|| a["id"].as_str().unwrap().to_string())
@@ -35,7 +35,7 @@ fn a_finished_stream_plays_from_the_archive() {
         "the archive listed as ended",
         Duration::from_secs(60),
         || {
-            let list = get(srv.http, "/api/v1/vod").ok()?.text();
+            let list = api_get(srv.http, "/api/v1/vod").ok()?.text();
             list.contains("\"ended\":\"20").then_some(())
         },
     );
@@ -156,7 +156,7 @@ fn an_archive_in_object_storage_plays_from_the_origin_and_an_edge() {
     let (ok, _) = publisher.wait(Duration::from_secs(60));
     assert!(ok);
     let id = wait_for("the archive ended", Duration::from_secs(60), || {
-        let r = get(srv.http, "/api/v1/vod").ok()?;
+        let r = api_get(srv.http, "/api/v1/vod").ok()?;
         let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
         let a = v["archives"].as_array()?.first()?.clone();
         (!a["ended"].is_null()).then(|| a["id"].as_str().unwrap().to_string())
@@ -191,7 +191,7 @@ fn an_archive_in_object_storage_plays_from_the_origin_and_an_edge() {
     // An edge with the same storage serves it too, without its origin.
     let edge = Server::edge(&archive);
     let http = edge.http;
-    let list = get(http, "/api/v1/vod").unwrap().text();
+    let list = api_get(http, "/api/v1/vod").unwrap().text();
     assert!(list.contains(&id), "{list}");
     assert_eq!(
         get(http, &format!("/vod/{id}/video/index.m3u8"))

@@ -47,7 +47,7 @@ pub async fn origin_with_whip(
     if let Some((key, name)) = whip {
         let w = ingest::whip::Whip::start(
             ingest::whip::WhipConfig {
-                keys: std::sync::Arc::new(ingest::StreamKeys::new([(
+                auth: std::sync::Arc::new(ingest::Authorizer::new([(
                     key.to_string(),
                     name.to_string(),
                 )])),

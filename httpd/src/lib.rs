@@ -3,7 +3,8 @@
 //!
 //! Data flow: [`server`] accepts connections (HTTP/1.1 or HTTP/2, TLS, worker threads,
 //! admission, `sendfile` for parts in shared memory) and hands each request to the
-//! [`Service`], which reads its route once and sends it to its area: [`live`] serves the
+//! [`Service`], which reads its route once, checks it against [`access`] (signed playback),
+//! and sends it to its area: [`live`] serves the
 //! windows this node holds (the origin's own, or an edge's replicas from Redis), waiting on a
 //! window's notifier for blocking reloads and parts about to land ([`live::blocking`]);
 //! [`vod`] reads archive storage; [`api`] answers JSON; [`whip`] passes offers to the WebRTC
@@ -11,8 +12,10 @@
 //! for, or fetches what this node does not hold from the origins, cached and coalesced.
 //! Response bodies are the window's `Bytes`, never copied ([`body`]).
 
+pub mod access;
 pub mod api;
 pub mod body;
+pub mod client;
 pub mod edge;
 pub mod live;
 pub mod response;

@@ -4,10 +4,15 @@
 //! | --- | --- |
 //! | `/healthz` | 200 when ready |
 //! | `/api/v1/time` | the server's UTC time (ISO 8601), the MPD's UTCTiming source |
-//! | `/api/v1/streams` | JSON: live streams, tracks, codecs, bitrate, uptime |
+//! | `/api/v1/streams` | JSON: live streams, tracks, codecs, bitrate, uptime; `POST` creates one |
+//! | `/api/v1/streams/{name}` | `DELETE` a created stream |
+//! | `/api/v1/streams/{name}/key`, `.../kick`, `.../tokens` | `POST`: rotate its key, kick its publisher, mint a playback token |
+//! | `/api/v1/viewers/{viewer}/tokens` | `POST`: mint a viewer token (for the resume API) |
 //! | `/api/v1/vod` | JSON: the VOD archives |
 //! | `/api/v1/edge` | JSON: an edge's upstream fetches, cache hits, coalesced requests |
-//! | `/api/v1/resume/{viewer}/{asset}` | `PUT` a position (`{"position": s}`), `GET` it back |
+//! | `/api/v1/resume/{asset}` | `PUT` a position (`{"position": s}`), `GET` it back; the viewer is the viewer token's |
+//!
+//! Everything under `/api/v1/` but `/api/v1/time` and the resume API takes an API token.
 //! | `/live/{name}/index.m3u8` | multivariant playlist |
 //! | `/live/{name}/manifest.mpd` | LL-DASH MPD (static once the stream ended) |
 //! | `/live/{name}/{rendition}/index.m3u8` | media playlist (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) |
@@ -53,10 +58,16 @@ pub enum Route<'a> {
     Health,
     Time,
     Streams,
+    /// `/api/v1/streams/{name}`
+    Stream(&'a str),
+    /// `/api/v1/streams/{name}/{action}`: `key`, `kick`, `tokens` (others: not found).
+    StreamAction(&'a str, &'a str),
+    /// `/api/v1/viewers/{viewer}/tokens`
+    ViewerTokens(&'a str),
     VodList,
     EdgeStats,
-    /// `None`: under `/api/v1/resume/` but not `{viewer}/{asset}`.
-    Resume(Option<(&'a str, &'a str)>),
+    /// `None`: under `/api/v1/resume/` but not `{asset}`.
+    Resume(Option<&'a str>),
     Multivariant {
         name: &'a str,
     },
@@ -97,9 +108,14 @@ impl<'a> Route<'a> {
             ["healthz"] => Route::Health,
             ["api", "v1", "time"] => Route::Time,
             ["api", "v1", "streams"] => Route::Streams,
+            ["api", "v1", "streams", name] => Route::Stream(name),
+            ["api", "v1", "streams", name, action @ ("key" | "kick" | "tokens")] => {
+                Route::StreamAction(name, action)
+            }
+            ["api", "v1", "viewers", viewer, "tokens"] => Route::ViewerTokens(viewer),
             ["api", "v1", "vod"] => Route::VodList,
             ["api", "v1", "edge"] => Route::EdgeStats,
-            ["api", "v1", "resume", viewer, asset] => Route::Resume(Some((viewer, asset))),
+            ["api", "v1", "resume", asset] => Route::Resume(Some(asset)),
             ["api", "v1", "resume", ..] => Route::Resume(None),
             ["live", name, "index.m3u8"] => Route::Multivariant { name },
             ["live", name, "manifest.mpd"] => Route::Mpd { name },
@@ -124,9 +140,25 @@ impl<'a> Route<'a> {
     pub fn allow(&self) -> &'static str {
         match self {
             Route::Resume(_) => "GET, HEAD, PUT, OPTIONS",
+            Route::Streams => "GET, HEAD, POST, OPTIONS",
+            Route::Stream(_) => "DELETE, OPTIONS",
+            Route::StreamAction(..) | Route::ViewerTokens(_) => "POST, OPTIONS",
             Route::Whip(_) => "POST, DELETE, PATCH, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
+    }
+
+    /// A route of the operator's API, which takes an API token.
+    pub fn needs_api_token(&self) -> bool {
+        matches!(
+            self,
+            Route::Streams
+                | Route::Stream(_)
+                | Route::StreamAction(..)
+                | Route::ViewerTokens(_)
+                | Route::VodList
+                | Route::EdgeStats
+        )
     }
 
     /// A route of viewers (`/live`, `/vod`), which an origin can leave to its edges.
@@ -186,7 +218,13 @@ mod tests {
         assert_eq!(route("/whip/session/x"), Route::Whip(Whip::Session("x")));
         assert_eq!(route("/whip/session"), Route::Whip(Whip::Sessions));
         assert_eq!(route("/whip/session/x/y"), Route::Whip(Whip::Other));
-        assert_eq!(route("/api/v1/resume/v"), Route::Resume(None));
+        assert_eq!(route("/api/v1/resume/a"), Route::Resume(Some("a")));
+        assert_eq!(route("/api/v1/resume/v/a"), Route::Resume(None));
+        assert_eq!(
+            route("/api/v1/streams/s/kick"),
+            Route::StreamAction("s", "kick")
+        );
+        assert_eq!(route("/api/v1/streams/s/other"), Route::NotFound);
         assert_eq!(route("/live/s"), Route::NotFound);
         let mut buf = segments_buf();
         assert!(

@@ -2,7 +2,7 @@
 //! once ([`Route::parse`]); a CORS preflight, a method the route does not answer, `HEAD` and
 //! the CORS headers are handled here for every route; then the request goes to its area
 //! ([`crate::live`], [`crate::vod`], [`crate::api`], [`crate::whip`]), through the edge's
-//! hooks first on an edge ([`crate::edge`]).
+//! hooks first on an edge ([`crate::edge`]) and the access check ([`crate::access`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +12,9 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use packager::Windows;
 use tracing::debug;
 
+use crate::access::api::ApiTokens;
+use crate::access::{self, Playback, Subject};
+use crate::api::admin::{self, Admin, StreamAdmin};
 use crate::api::resume::{self, ResumeStore};
 use crate::body::Body;
 use crate::edge::upstream::Upstream;
@@ -82,6 +85,9 @@ struct Parts {
     resume: Option<ResumeStore>,
     whip: Option<Box<dyn WhipIngest>>,
     edge: Edge,
+    playback: Arc<Playback>,
+    api_tokens: ApiTokens,
+    admin: Option<Box<dyn StreamAdmin>>,
 }
 
 impl Service {
@@ -97,6 +103,9 @@ impl Service {
                 resume: None,
                 whip: None,
                 edge: Edge::default(),
+                playback: Arc::new(Playback::public()),
+                api_tokens: ApiTokens::default(),
+                admin: None,
             }),
         }
     }
@@ -116,6 +125,32 @@ impl Service {
     pub fn with_resume(mut self, store: ResumeStore) -> Self {
         self.setup().resume = Some(store);
         self
+    }
+
+    /// Which streams need a playback token, and the keys that verify them (default: all
+    /// public).
+    pub fn with_playback(mut self, playback: Arc<Playback>) -> Self {
+        self.setup().playback = playback;
+        self
+    }
+
+    /// The operator's API tokens (none: the API refuses everyone).
+    pub fn with_api_tokens(mut self, tokens: ApiTokens) -> Self {
+        self.setup().api_tokens = tokens;
+        self
+    }
+
+    /// Lets the API create, delete and change streams (an origin's).
+    pub fn with_admin(mut self, admin: impl StreamAdmin) -> Self {
+        self.setup().admin = Some(Box::new(admin));
+        self
+    }
+
+    fn admin(&self) -> Admin<'_> {
+        Admin {
+            streams: self.parts.admin.as_deref(),
+            playback: &self.parts.playback,
+        }
     }
 
     /// Serves WHIP publishers at `/whip`.
@@ -180,7 +215,7 @@ impl Service {
                 let mut buf = segments_buf();
                 preflight(&req, &Route::parse(split_path(req.uri().path(), &mut buf)))
             }
-            Method::GET | Method::HEAD if !whip => self.get(&req).await,
+            Method::GET | Method::HEAD if !whip => self.get(&req, peer).await,
             // Boxed: the request future holds the largest of its routes' futures, and these
             // (Redis, WebRTC) are big and rare.
             _ => Box::pin(self.send(req, peer)).await,
@@ -200,31 +235,58 @@ impl Service {
         let mut buf = segments_buf();
         let route = Route::parse(split_path(uri.path(), &mut buf));
         let p = &*self.parts;
+        if route.needs_api_token() {
+            if let Err(r) = p.api_tokens.check(req.headers()) {
+                return r;
+            }
+        }
         match (req.method(), route) {
             (_, Route::Whip(w)) => match &p.whip {
                 Some(ingest) => crate::whip::handle(ingest.as_ref(), w, req, peer).await,
                 None => error(StatusCode::NOT_FOUND, "WHIP ingest is not enabled here"),
             },
-            (&Method::PUT, Route::Resume(at)) => match (&p.resume, at) {
-                (None, _) => error(StatusCode::NOT_FOUND, "no resume store"),
-                (Some(_), None) => error(StatusCode::NOT_FOUND, "not found"),
-                (Some(store), Some((viewer, asset))) => {
-                    resume::put(store, viewer, asset, req).await
+            (&Method::PUT, Route::Resume(at)) => {
+                let viewer = self.viewer(&req, uri.query(), peer).await;
+                match (&p.resume, at, viewer) {
+                    (None, _, _) => error(StatusCode::NOT_FOUND, "no resume store"),
+                    (Some(_), None, _) => error(StatusCode::NOT_FOUND, "not found"),
+                    (_, _, Err(r)) => r,
+                    (Some(store), Some(asset), Ok(viewer)) => {
+                        resume::put(store, &viewer, asset, req).await
+                    }
                 }
-            },
-            (_, route) => {
-                let allow = route.allow();
-                let only = match allow.rsplit_once(", ") {
-                    Some((most, last)) => format!("only {most} and {last}"),
-                    None => format!("only {allow}"),
-                };
-                method_not_allowed(&only, allow)
             }
+            (&Method::POST, Route::Streams) => admin::create(self.admin(), req).await,
+            (&Method::DELETE, Route::Stream(name)) => admin::delete(self.admin(), name),
+            (&Method::POST, Route::StreamAction(name, action)) => match action {
+                "key" => admin::rotate(self.admin(), name),
+                "kick" => admin::kick(self.admin(), name),
+                _ => admin::mint(self.admin(), name, false, req).await,
+            },
+            (&Method::POST, Route::ViewerTokens(viewer)) => {
+                admin::mint(self.admin(), viewer, true, req).await
+            }
+            (_, route) => not_allowed(&route),
         }
     }
 
+    /// The viewer a resume request's viewer token names, or the refusal.
+    async fn viewer<B>(
+        &self,
+        req: &Request<B>,
+        query: Option<&str>,
+        peer: SocketAddr,
+    ) -> Result<String, Response<Body>> {
+        let given = access::token(query.unwrap_or(""), req.headers());
+        self.parts
+            .playback
+            .viewer(given, peer.ip())
+            .await
+            .map_err(|r| access::refused(r, Subject::Viewer))
+    }
+
     /// `GET` and `HEAD`.
-    async fn get<B>(&self, req: &Request<B>) -> Response<Body> {
+    async fn get<B>(&self, req: &Request<B>, peer: SocketAddr) -> Response<Body> {
         let p = &*self.parts;
         let uri = req.uri();
         let mut buf = segments_buf();
@@ -234,6 +296,11 @@ impl Service {
                 StatusCode::NOT_FOUND,
                 "viewers are served by the edges, not by this origin",
             );
+        }
+        if route.needs_api_token() {
+            if let Err(r) = p.api_tokens.check(req.headers()) {
+                return r;
+            }
         }
         if p.edge.upstream.is_some() || p.edge.demand.is_some() {
             let pq = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
@@ -251,18 +318,33 @@ impl Service {
         }
         let gzip = accepts_gzip(req.headers());
         let query = uri.query().unwrap_or("");
+        let given = access::token(query, req.headers());
+        // A live stream's playback policy: the token to carry on, or the refusal.
+        let mut token = None;
+        if let Some(name) = route.live_stream() {
+            let marked = p.live.windows().get(name).is_some_and(|w| w.config.signed);
+            if p.playback.is_signed(name, marked) {
+                let subject = Subject::Live(name);
+                match p.playback.check(subject, given, peer.ip()).await {
+                    Ok(t) => token = Some(t),
+                    Err(r) => return access::refused(r, subject),
+                }
+            }
+        }
         match route {
             Route::Health => text(StatusCode::OK, "ok\n"),
             Route::Time => crate::api::time(),
             Route::Streams => crate::api::streams(p.live.windows(), p.started, p.live.held()),
             Route::EdgeStats => p.edge.stats(),
-            Route::Multivariant { name } => p.live.multivariant(name, gzip),
+            Route::Multivariant { name } => p.live.multivariant(name, gzip, token),
             Route::Mpd { name } => {
                 let authority = uri.authority().map(|a| a.as_str());
-                p.live.mpd(name, req.headers(), authority, gzip)
+                p.live.mpd(name, req.headers(), authority, gzip, token)
             }
             Route::MediaPlaylist { name, rendition } => {
-                p.live.media_playlist(name, rendition, query, gzip).await
+                p.live
+                    .media_playlist(name, rendition, query, gzip, token)
+                    .await
             }
             Route::Media {
                 name,
@@ -276,20 +358,72 @@ impl Service {
                 None => error(StatusCode::NOT_FOUND, "no archive configured"),
             },
             Route::Vod(rest) => match &p.vod {
-                Some(vod) => Box::pin(vod.file(rest, query)).await,
+                Some(vod) => Box::pin(self.archive_file(vod, rest, query, given, peer)).await,
                 None => error(StatusCode::NOT_FOUND, "no archive configured"),
             },
             Route::Resume(at) => match (&p.resume, at) {
                 (None, _) => error(StatusCode::NOT_FOUND, "no resume store"),
                 (Some(_), None) => error(StatusCode::NOT_FOUND, "not found"),
-                (Some(store), Some((viewer, asset))) => {
-                    Box::pin(resume::get(store, viewer, asset)).await
+                (Some(store), Some(asset)) => {
+                    Box::pin(async {
+                        match self.viewer(req, uri.query(), peer).await {
+                            Ok(viewer) => resume::get(store, &viewer, asset).await,
+                            Err(r) => r,
+                        }
+                    })
+                    .await
                 }
             },
+            Route::Stream(_) | Route::StreamAction(..) | Route::ViewerTokens(_) => {
+                not_allowed(&route)
+            }
             // (WHIP's resources go to `send`.)
             Route::Whip(_) | Route::NotFound => error(StatusCode::NOT_FOUND, "not found"),
         }
     }
+}
+
+impl Service {
+    /// `/vod/{id}/...`, when the archive's playback policy lets this request have it.
+    async fn archive_file(
+        &self,
+        vod: &Vod,
+        rest: &[&str],
+        query: &str,
+        given: Option<&str>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let Some(&id) = rest.first() else {
+            return error(StatusCode::NOT_FOUND, "not found");
+        };
+        let info = match vod.info(id).await {
+            Ok(Some(info)) => info,
+            Ok(None) => return error(StatusCode::NOT_FOUND, "no such archive"),
+            Err(r) => return r,
+        };
+        let mut token = None;
+        if self.parts.playback.is_signed(&info.name, info.signed) {
+            let subject = Subject::Archive {
+                id,
+                stream: &info.name,
+            };
+            match self.parts.playback.check(subject, given, peer.ip()).await {
+                Ok(t) => token = Some(t),
+                Err(r) => return access::refused(r, subject),
+            }
+        }
+        vod.file(rest, query, token).await
+    }
+}
+
+/// `405` naming the methods the route answers.
+fn not_allowed(route: &Route<'_>) -> Response<Body> {
+    let allow = route.allow();
+    let only = match allow.rsplit_once(", ") {
+        Some((most, last)) => format!("only {most} and {last}"),
+        None => format!("only {allow}"),
+    };
+    method_not_allowed(&only, allow)
 }
 
 /// A CORS preflight: the methods the route answers, and the headers the page asked to send.
@@ -353,7 +487,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&body.to_bytes()[..], b"only GET, HEAD and OPTIONS\n");
-        let r = call(&service, Method::OPTIONS, "/api/v1/resume/v/a").await;
+        let r = call(&service, Method::OPTIONS, "/api/v1/resume/a").await;
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         assert_eq!(
             r.headers()[header::ACCESS_CONTROL_ALLOW_METHODS],

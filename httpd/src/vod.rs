@@ -1,17 +1,33 @@
-//! Archives (VOD) from archive storage: `/vod/{id}/...` files and the `/api/v1/vod` listing.
+//! Archives (VOD) from archive storage: `/vod/{id}/...` files and the `/api/v1/vod` listing,
+//! and what each archive says of itself (its stream, whether its playback is signed).
 
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use object_store::ObjectStoreExt;
 
+use crate::access::carry;
 use crate::body::Body;
 use crate::response::{self, error, Cache};
 use crate::route::plain_name;
 
 /// How long an archive listing is reused (`GET /api/v1/vod`).
 pub const VOD_LIST_TTL: Duration = Duration::from_secs(2);
+/// Archives whose `meta.json` is remembered.
+const REMEMBERED: usize = 4096;
+
+/// What an archive says of itself in its `meta.json`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ArchiveInfo {
+    /// The stream it recorded.
+    pub name: String,
+    /// Recorded while the stream's playback was signed.
+    #[serde(default)]
+    pub signed: bool,
+}
 
 pub struct Vod {
     store: packager::archive::Store,
@@ -19,6 +35,8 @@ pub struct Vod {
     /// archive on object storage, so it is made at most once per [`VOD_LIST_TTL`], and
     /// requests that arrive while it is being made wait for it.
     listing: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
+    /// `meta.json`s read (the name and policy never change once written).
+    infos: Mutex<lru::LruCache<String, Arc<ArchiveInfo>>>,
 }
 
 impl Vod {
@@ -26,7 +44,43 @@ impl Vod {
         Vod {
             store,
             listing: tokio::sync::Mutex::new(None),
+            infos: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(REMEMBERED).expect("not zero"),
+            )),
         }
+    }
+
+    /// Archive `id`'s stream and policy; `Ok(None)` when there is no such archive.
+    pub async fn info(&self, id: &str) -> Result<Option<Arc<ArchiveInfo>>, Response<Body>> {
+        if !plain_name(id) {
+            return Ok(None);
+        }
+        if let Some(i) = self.infos.lock().unwrap().get(id) {
+            return Ok(Some(i.clone()));
+        }
+        let path = object_store::path::Path::from(format!("{id}/meta.json"));
+        let read = match self.store.get(&path).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        };
+        let data = match read {
+            Ok(d) => d,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path, "archive read failed");
+                return Err(error(
+                    StatusCode::BAD_GATEWAY,
+                    "the archive storage did not answer",
+                ));
+            }
+        };
+        let Ok(info) = serde_json::from_slice::<ArchiveInfo>(&data) else {
+            tracing::warn!(path = %path, "an archive's meta.json does not parse; served as missing");
+            return Ok(None);
+        };
+        let info = Arc::new(info);
+        self.infos.lock().unwrap().put(id.into(), info.clone());
+        Ok(Some(info))
     }
 
     /// `GET /api/v1/vod`: the archives, newest first.
@@ -63,8 +117,9 @@ impl Vod {
     }
 
     /// `/vod/{id}/...`: a file of an archive. `?start=SECONDS` on a playlist makes players
-    /// start there (EXT-X-START; the multivariant passes it on to its media playlists).
-    pub async fn file(&self, rest: &[&str], query: &str) -> Response<Body> {
+    /// start there (EXT-X-START; the multivariant passes it on to its media playlists);
+    /// `token`, a playback token, is carried into the URLs of playlists and MPDs.
+    pub async fn file(&self, rest: &[&str], query: &str, token: Option<&str>) -> Response<Body> {
         // Each segment one plain name (no `..`, no separators, no escapes).
         if rest.len() < 2
             || rest.len() > 3
@@ -104,6 +159,17 @@ impl Vod {
             .filter(|v| v.is_finite() && *v >= 0.0);
         let data = match start {
             Some(t) if ctype == response::PLAYLIST => Bytes::from(with_start(&data, t)),
+            _ => data,
+        };
+        let data = match token {
+            Some(t) if ctype == response::PLAYLIST || ctype == response::MPD => {
+                let text = String::from_utf8_lossy(&data);
+                let query = format!("token={t}");
+                Bytes::from(match ctype {
+                    response::PLAYLIST => carry::hls(&text, &query),
+                    _ => carry::mpd(&text, &query),
+                })
+            }
             _ => data,
         };
         response::sized(Body::from(data), ctype, cache)

@@ -9,9 +9,11 @@
 //! lines. What they share: [`early`] (media kept until a broadcast can start) and
 //! [`SampleClock`] (audio on an exact sample clock).
 //!
-//! Publishers are authenticated with a stream key, looked up in [`StreamKeys`]; an RTSP camera
-//! is pulled by name from the config.
+//! Publishers are authenticated by [`auth::Authorizer`] (stream keys kept as digests, or an
+//! operator's callback; refusals slowed per address); an RTSP camera is pulled by name from
+//! the config.
 
+pub mod auth;
 pub mod early;
 pub mod publisher;
 pub mod rtmp;
@@ -19,26 +21,7 @@ pub mod rtsp;
 pub mod srt;
 pub mod whip;
 
-use std::collections::HashMap;
-
-/// Secret publish keys and the public stream names they publish to.
-#[derive(Clone, Debug, Default)]
-pub struct StreamKeys {
-    by_key: HashMap<String, String>,
-}
-
-impl StreamKeys {
-    pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self {
-            by_key: pairs.into_iter().collect(),
-        }
-    }
-
-    /// The stream name for a publish key, if the key is known.
-    pub fn name_for(&self, key: &str) -> Option<&str> {
-        self.by_key.get(key).map(String::as_str)
-    }
-}
+pub use auth::Authorizer;
 
 /// A key safe to write in a log: enough to tell keys apart, not enough to publish with.
 pub fn redact_key(key: &str) -> String {

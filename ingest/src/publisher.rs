@@ -105,6 +105,14 @@ impl Publisher {
         match ev {
             AdapterEvent::Frame(f) => {
                 if let State::Live(p) = &self.state {
+                    if p.kicked() {
+                        if let State::Live(p) = std::mem::replace(&mut self.state, State::Unclaimed)
+                        {
+                            info!(stream = %self.name, protocol = self.protocol.as_str(), "publisher kicked; the stream ends");
+                            p.end();
+                        }
+                        return Err(HubError::Kicked(self.name.clone()));
+                    }
                     p.push(f);
                 }
             }

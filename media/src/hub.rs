@@ -10,10 +10,13 @@
 //! broadcast: consumers see a discontinuity, and its timestamps are shifted to continue after
 //! the real time that passed, so playlists go on with the same URLs instead of ending. After
 //! the grace (or with none set) the broadcast ends.
+//!
+//! Kicks: [`Hub::kick`] marks a live publisher; its ingest sees the mark on its next frame
+//! ([`Published::kicked`]) and ends the broadcast (no reconnect grace) and the connection.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::broadcast::{Broadcast, BroadcastReader, Frame};
@@ -24,6 +27,8 @@ use crate::time::Timestamp;
 pub enum HubError {
     #[error("stream {0:?} already has a publisher")]
     AlreadyLive(String),
+    #[error("the publisher of stream {0:?} was kicked")]
+    Kicked(String),
 }
 
 /// Handed to every consumer when a stream goes live.
@@ -34,6 +39,17 @@ pub struct Announcement {
 
 type Consumer = Box<dyn Fn(Announcement) + Send + Sync>;
 
+/// What happens to a stream, for those who watch from outside (webhooks): a broadcast
+/// starts, continues after its publisher came back within the grace, or ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamEvent {
+    Started(String),
+    Reconnected(String),
+    Ended(String),
+}
+
+type Watcher = Box<dyn Fn(&StreamEvent) + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     live: Mutex<HashMap<String, u64>>,
@@ -42,6 +58,9 @@ struct Inner {
     /// Broadcasts whose publisher dropped, waiting for it to come back.
     held: Mutex<HashMap<String, Held>>,
     reconnect_grace: Mutex<Duration>,
+    /// Each live publisher's kick mark, by its id.
+    kicks: Mutex<HashMap<u64, Weak<AtomicBool>>>,
+    watchers: Mutex<Vec<Watcher>>,
 }
 
 struct Held {
@@ -78,6 +97,7 @@ pub struct Published {
     offset_us: i64,
     /// End of the latest frame pushed, on the broadcast's timeline, µs.
     end_us: AtomicI64,
+    kick: Arc<AtomicBool>,
 }
 
 impl std::ops::Deref for Published {
@@ -109,10 +129,16 @@ impl Published {
             .push(frame);
     }
 
+    /// [`Hub::kick`] asked for this publisher to go.
+    pub fn kicked(&self) -> bool {
+        self.kick.load(Ordering::Relaxed)
+    }
+
     /// The publisher stopped on purpose: the broadcast ends now (no reconnect grace).
     pub fn end(mut self) {
         if let Some(b) = self.broadcast.take() {
             b.close();
+            self.hub.emit(StreamEvent::Ended(b.name().to_string()));
             self.hub.release(b.name(), self.id);
         }
     }
@@ -131,6 +157,7 @@ impl Drop for Published {
         let (false, Ok(runtime)) = (grace.is_zero(), runtime) else {
             drop(held);
             b.close();
+            self.hub.emit(StreamEvent::Ended(b.name().to_string()));
             self.hub.release(b.name(), self.id);
             return;
         };
@@ -160,6 +187,7 @@ impl Drop for Published {
             if let Some(h) = held {
                 tracing::info!(stream = %name, "no reconnect within the grace period; the stream ends");
                 h.broadcast.close();
+                hub.emit(StreamEvent::Ended(name.clone()));
                 hub.release(&name, id);
             }
         });
@@ -174,6 +202,18 @@ impl Hub {
     /// Registers a consumer called for every stream that goes live from now on.
     pub fn on_publish(&self, f: impl Fn(Announcement) + Send + Sync + 'static) {
         self.inner.consumers.lock().unwrap().push(Box::new(f));
+    }
+
+    /// Registers a watcher called (synchronously: it must not block) for every start,
+    /// reconnect and end from now on.
+    pub fn on_event(&self, f: impl Fn(&StreamEvent) + Send + Sync + 'static) {
+        self.inner.watchers.lock().unwrap().push(Box::new(f));
+    }
+
+    fn emit(&self, e: StreamEvent) {
+        for w in self.inner.watchers.lock().unwrap().iter() {
+            w(&e);
+        }
     }
 
     /// How long a dropped publisher's broadcast waits for it to come back (zero: ends at once).
@@ -191,12 +231,39 @@ impl Hub {
         };
         for (name, h) in held {
             h.broadcast.close();
+            self.emit(StreamEvent::Ended(name.clone()));
             self.release(&name, h.id);
         }
     }
 
     pub fn is_live(&self, name: &str) -> bool {
         self.inner.live.lock().unwrap().contains_key(name)
+    }
+
+    /// Asks the publisher of `name` to go (it does on its next frame); whether one was there.
+    pub fn kick(&self, name: &str) -> bool {
+        let Some(id) = self.inner.live.lock().unwrap().get(name).copied() else {
+            return false;
+        };
+        let mut kicks = self.inner.kicks.lock().unwrap();
+        kicks.retain(|_, k| k.strong_count() > 0);
+        match kicks.get(&id).and_then(Weak::upgrade) {
+            Some(k) => {
+                k.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn kick_mark(&self, id: u64) -> Arc<AtomicBool> {
+        let k = Arc::new(AtomicBool::new(false));
+        self.inner
+            .kicks
+            .lock()
+            .unwrap()
+            .insert(id, Arc::downgrade(&k));
+        k
     }
 
     /// Claims `name` before its tracks are known (an RTMP publisher is accepted before its
@@ -269,16 +336,19 @@ impl Reservation {
                     let gap = h.left.elapsed().as_micros().max(40_000) as i64;
                     tracing::info!(stream = %self.name, after_ms = gap / 1000, "publisher back; the stream continues");
                     h.broadcast.discontinuity();
+                    self.hub.emit(StreamEvent::Reconnected(self.name.clone()));
                     return Published {
                         broadcast: Some(h.broadcast),
                         hub: self.hub.clone(),
                         id: h.id,
                         offset_us: h.end_us + gap,
                         end_us: AtomicI64::new(h.end_us + gap),
+                        kick: self.hub.kick_mark(h.id),
                     };
                 }
                 tracing::info!(stream = %self.name, "publisher back with other tracks; starting over");
                 h.broadcast.close();
+                self.hub.emit(StreamEvent::Ended(self.name.clone()));
             }
             // (Held or not any more) the name is this publisher's now.
             self.hub
@@ -295,12 +365,14 @@ impl Reservation {
                 reader: broadcast.reader(),
             });
         }
+        self.hub.emit(StreamEvent::Started(self.name.clone()));
         Published {
             broadcast: Some(broadcast),
             hub: self.hub.clone(),
             id: self.id,
             offset_us: 0,
             end_us: AtomicI64::new(0),
+            kick: self.hub.kick_mark(self.id),
         }
     }
 }

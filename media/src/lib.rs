@@ -25,5 +25,5 @@ pub mod vp9;
 
 pub use broadcast::{Broadcast, BroadcastReader, BroadcastStats, Frame, ReadEvent};
 pub use codec::{AudioCodec, CodecConfig, TrackInfo, TrackKind, VideoCodec};
-pub use hub::{Announcement, Hub, HubError, Published, Reservation};
+pub use hub::{Announcement, Hub, HubError, Published, Reservation, StreamEvent};
 pub use time::{Timescale, Timestamp};

@@ -7,7 +7,7 @@
 //! Layout under the archive root, one prefix per publish session (`{name}-{session}`):
 //!
 //! ```text
-//! {id}/meta.json                  name, session, started, ended (null while live), tracks
+//! {id}/meta.json                  name, session, started, ended (null while live), signed, tracks
 //! {id}/index.m3u8                 multivariant playlist (the live one's renditions)
 //! {id}/manifest.mpd               static MPD, once the stream ended
 //! {id}/{rendition}/init.mp4
@@ -63,8 +63,8 @@ impl Dir<'_> {
     }
 }
 
-/// Archives `w` into `store` until the stream ends.
-pub async fn run(w: Arc<StreamWindow>, store: Store) {
+/// Archives `w` into `store` until the stream ends; the archive's id once it is complete.
+pub async fn run(w: Arc<StreamWindow>, store: Store) -> Option<String> {
     let id = format!("{}-{}", w.name, w.session);
     let dir = Dir {
         store: store.as_ref(),
@@ -72,7 +72,7 @@ pub async fn run(w: Arc<StreamWindow>, store: Store) {
     };
     if let Err(e) = start(&w, &dir).await {
         warn!(stream = %w.name, archive = %id, error = %e, "cannot archive this stream");
-        return;
+        return None;
     }
     info!(stream = %w.name, archive = %id, "archiving");
     let tracks = w.read(|st| st.tracks.len());
@@ -117,7 +117,7 @@ pub async fn run(w: Arc<StreamWindow>, store: Store) {
                 let _ = playlists(&w, &dir, &done, true).await;
             }
             info!(stream = %w.name, archive = %id, segments = done.first().map_or(0, Vec::len), "archive complete");
-            return;
+            return Some(id);
         }
     }
 }
@@ -159,6 +159,7 @@ async fn meta(
         "session": w.session,
         "started": rfc3339(w.started),
         "ended": ended.map(rfc3339),
+        "signed": w.config.signed,
         "tracks": tracks,
     });
     dir.put("meta.json", Bytes::from(m.to_string())).await

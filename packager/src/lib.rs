@@ -18,5 +18,5 @@ pub mod segmenter;
 pub mod shm;
 pub mod window;
 
-pub use live::{run, PackagerConfig};
+pub use live::{run, OnArchived, PackagerConfig};
 pub use window::{StreamWindow, WindowConfig, Windows};

@@ -23,6 +23,18 @@ pub struct PackagerConfig {
     pub linger: Duration,
     /// Where finished segments are archived as VOD (`None`: not archived).
     pub archive: Option<crate::archive::Store>,
+    /// Called with an archive's id and its stream's name once the archive is complete.
+    pub on_archived: Option<OnArchived>,
+}
+
+/// A hook called when an archive is complete (`id`, stream `name`).
+#[derive(Clone)]
+pub struct OnArchived(pub Arc<dyn Fn(&str, &str) + Send + Sync>);
+
+impl std::fmt::Debug for OnArchived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnArchived")
+    }
 }
 
 impl Default for PackagerConfig {
@@ -32,6 +44,7 @@ impl Default for PackagerConfig {
             end_grace: Duration::from_secs(2),
             linger: Duration::from_secs(30),
             archive: None,
+            on_archived: None,
         }
     }
 }
@@ -76,7 +89,10 @@ pub async fn run(
     windows.insert(window.clone());
     let archive = async {
         if let Some(store) = &config.archive {
-            crate::archive::run(window.clone(), store.clone()).await;
+            let id = crate::archive::run(window.clone(), store.clone()).await;
+            if let (Some(id), Some(hook)) = (id, &config.on_archived) {
+                (hook.0)(&id, &name);
+            }
         }
     };
     let package = async {

@@ -19,6 +19,9 @@ pub struct WindowConfig {
     pub segments: usize,
     pub segment_target: Duration,
     pub part_target: Duration,
+    /// Viewers need a signed playback token (the HTTP server checks it); the Redis mirror and
+    /// the archive carry the flag, so edges and archives know it too.
+    pub signed: bool,
 }
 
 impl Default for WindowConfig {
@@ -27,6 +30,7 @@ impl Default for WindowConfig {
             segments: 10,
             segment_target: Duration::from_secs(2),
             part_target: Duration::from_millis(334),
+            signed: false,
         }
     }
 }

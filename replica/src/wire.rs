@@ -66,6 +66,9 @@ pub struct Meta {
     pub segment_target: Duration,
     pub part_target: Duration,
     pub tracks: Vec<TrackMeta>,
+    /// Viewers need a signed playback token (absent from older origins: public).
+    #[serde(default)]
+    pub signed: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +113,7 @@ impl Meta {
             segment_target: w.config.segment_target,
             part_target: w.config.part_target,
             tracks,
+            signed: w.config.signed,
         }
     }
 
@@ -143,6 +147,7 @@ impl Meta {
             segments: self.segments,
             segment_target: self.segment_target,
             part_target: self.part_target,
+            signed: self.signed,
         }
     }
 
@@ -447,6 +452,7 @@ mod tests {
             started in any::<u64>(),
             segments in 1usize..100,
             targets in (1u64..60_000_000_000).prop_flat_map(|s| (Just(s), 1..=s)),
+            signed in any::<bool>(),
         ) {
             let meta = Meta {
                 session: "abc".into(),
@@ -455,6 +461,7 @@ mod tests {
                 segment_target: Duration::from_nanos(targets.0),
                 part_target: Duration::from_nanos(targets.1),
                 tracks: tracks.iter().enumerate().map(|(i, t)| TrackMeta::of(t, &format!("r{i}"))).collect(),
+                signed,
             };
             let back = Meta::from_json(&meta.to_json()).unwrap();
             prop_assert_eq!(&back, &meta);
@@ -505,6 +512,7 @@ mod tests {
             segment_target: Duration::from_secs(2),
             part_target: Duration::from_millis(334),
             tracks: vec![],
+            signed: false,
         };
         assert!(Meta::from_json(&zero.to_json()).is_err(), "no segments");
         let far = Meta {

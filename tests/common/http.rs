@@ -29,6 +29,41 @@ pub fn get(port: u16, path: &str) -> std::io::Result<Resp> {
     get_with(port, path, &[])
 }
 
+/// A GET of the operator's API, with the test servers' API token.
+pub fn api_get(port: u16, path: &str) -> std::io::Result<Resp> {
+    let auth = format!("Bearer {}", super::API_TOKEN);
+    get_with(port, path, &[("Authorization", &auth)])
+}
+
+/// A request to the operator's API (JSON body), with the test servers' API token.
+pub fn api_request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<Resp> {
+    let auth = format!("Bearer {}", super::API_TOKEN);
+    request(
+        port,
+        method,
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// A viewer token for `viewer`, minted by the API of the server on `port`.
+pub fn viewer_token(port: u16, viewer: &str) -> String {
+    let r = api_request(
+        port,
+        "POST",
+        &format!("/api/v1/viewers/{viewer}/tokens"),
+        "{}",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
 /// A minimal HTTP/1.1 GET (Connection: close), enough to see status, headers and body bytes.
 pub fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
     request(port, "GET", path, headers, b"")

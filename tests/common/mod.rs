@@ -4,15 +4,21 @@
 //!   merged over defaults (free ports, a temporary data directory, one stream), whose log is
 //!   printed when a test fails;
 //! - [`media`]: a real `ffmpeg` publisher, `ffprobe`, and playlist helpers;
-//! - [`http`]: a tiny HTTP/1.1 client that shows status, headers and body bytes as they are.
-#![allow(dead_code)]
+//! - [`http`]: a tiny HTTP/1.1 client that shows status, headers and body bytes as they are;
+//! - [`player`]: hls.js and dash.js in headless Chromium;
+//! - [`redis`]: a real `redis-server`.
+#![allow(dead_code, unused_imports)]
 
 pub mod http;
 pub mod media;
+pub mod player;
+pub mod redis;
 pub mod server;
 
 pub use http::*;
 pub use media::*;
+pub use player::*;
+pub use redis::*;
 pub use server::*;
 
 use std::net::TcpListener;

@@ -22,6 +22,18 @@ pub const KEY: &str = "test-key-0123";
 pub const NAME: &str = "demo";
 /// The default `[[streams]]` entry, for tests that add keys to it.
 pub const STREAM: &str = "[[streams]]\nname = \"demo\"\nkey = \"test-key-0123\"\n";
+/// The API token every test server takes (its digest is in their config).
+pub const API_TOKEN: &str = "test-api-token-0123456789";
+/// The HS256 secret every test server signs and verifies tokens with.
+pub const TEST_SECRET: &str = "a-test-secret-that-is-at-least-32-bytes";
+
+/// What every test server shares: the API token's digest and the token secret.
+fn access_defaults() -> String {
+    format!(
+        "[api]\ntokens = [\"{}\"]\n[playback]\nhs256_secrets = [\"{TEST_SECRET}\"]\n",
+        httpd::access::api::ApiTokens::digest_of(API_TOKEN)
+    )
+}
 
 /// A configuration to start `estuary` with.
 pub struct Estuary {
@@ -50,7 +62,7 @@ impl Estuary {
             free_udp_port(),
             free_udp_port()
         );
-        e.config(&defaults)
+        e.config(&defaults).config(&access_defaults())
     }
 
     /// An edge node (`estuary edge`): only its HTTP port and data directory are set.
@@ -61,6 +73,7 @@ impl Estuary {
             http: free_port(),
             check_health: true,
         }
+        .config(&access_defaults())
     }
 
     /// `toml` merged over what is there.

@@ -2,6 +2,7 @@
 //! time, viewers' resume positions ([`resume`]). The archive listing is [`crate::vod`]'s and
 //! an edge's counters are [`crate::edge`]'s.
 
+pub mod admin;
 pub mod resume;
 
 use std::time::SystemTime;

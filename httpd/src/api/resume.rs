@@ -1,8 +1,10 @@
-//! Viewers' resume positions: `PUT /api/v1/resume/{viewer}/{asset}` with a position in seconds,
-//! `GET` to read it back. Kept in memory and in a JSON file in the data directory (written to a
-//! temporary file and renamed), so positions survive a restart; or, with `[redis] url`, in Redis
-//! (`estuary:resume:{viewer}:{asset}`, expiring a year after its last write), shared by the
-//! origin and every edge.
+//! Viewers' resume positions: `PUT /api/v1/resume/{asset}` with a position in seconds, `GET`
+//! to read it back; the viewer is the one a viewer token names (minted by the API, or by the
+//! operator's auth service with the `[playback]` keys), never a path anyone could write.
+//! Kept in memory and in a JSON file in the data directory (written to a temporary file and
+//! renamed), so positions survive a restart; or, with `[redis] url`, in Redis
+//! (`estuary:resume:{viewer}:{asset}`), shared by the origin and every edge. Either way a
+//! position is kept a year after its last write. A store that does not answer gives `503`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,6 +30,21 @@ pub struct Position {
     pub position: f64,
     /// When it was stored (RFC 3339).
     pub updated: String,
+    /// The same, in seconds since the Unix epoch (for expiry; 0 in files of older versions).
+    #[serde(default)]
+    pub stored: u64,
+}
+
+fn epoch_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Drops positions not written for [`KEEP`].
+fn expire(map: &mut HashMap<String, Position>) {
+    let now = epoch_secs();
+    map.retain(|_, p| p.stored == 0 || p.stored + KEEP.as_secs() > now);
 }
 
 #[derive(Clone)]
@@ -47,10 +64,11 @@ struct Inner {
 impl ResumeStore {
     /// Opens (or starts) the store kept in `path`.
     pub fn open(path: PathBuf) -> Self {
-        let map = std::fs::read_to_string(&path)
+        let mut map = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
+        expire(&mut map);
         ResumeStore {
             inner: Arc::new(Inner {
                 redis: None,
@@ -73,18 +91,21 @@ impl ResumeStore {
         }
     }
 
-    async fn redis_get(&self, viewer: &str, asset: &str) -> Option<Position> {
-        let client = self.inner.redis.as_ref()?;
-        let mut c = client.shared().await.ok()?;
+    async fn redis_get(
+        client: &RedisClient,
+        viewer: &str,
+        asset: &str,
+    ) -> std::io::Result<Option<Position>> {
+        let mut c = client.shared().await.map_err(std::io::Error::other)?;
         let text: Option<String> =
             match redis::AsyncCommands::get(&mut c, Self::redis_key(viewer, asset)).await {
                 Ok(t) => t,
-                Err(_) => {
+                Err(e) => {
                     client.reset_shared().await;
-                    return None;
+                    return Err(std::io::Error::other(e));
                 }
             };
-        serde_json::from_str(&text?).ok()
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
     fn redis_key(viewer: &str, asset: &str) -> String {
@@ -95,22 +116,25 @@ impl ResumeStore {
         format!("{viewer}/{asset}")
     }
 
-    pub async fn get(&self, viewer: &str, asset: &str) -> Option<Position> {
-        if self.inner.redis.is_some() {
-            return self.redis_get(viewer, asset).await;
+    /// The position, if one is stored; an error when the store does not answer.
+    pub async fn get(&self, viewer: &str, asset: &str) -> std::io::Result<Option<Position>> {
+        if let Some(client) = &self.inner.redis {
+            return Self::redis_get(client, viewer, asset).await;
         }
-        self.inner
+        Ok(self
+            .inner
             .map
             .lock()
             .unwrap()
             .get(&Self::key(viewer, asset))
-            .cloned()
+            .cloned())
     }
 
     pub async fn put(&self, viewer: &str, asset: &str, position: f64) -> std::io::Result<Position> {
         let p = Position {
             position,
             updated: packager::hls::rfc3339(SystemTime::now()),
+            stored: epoch_secs(),
         };
         if let Some(client) = &self.inner.redis {
             let mut c = client.shared().await.map_err(std::io::Error::other)?;
@@ -124,11 +148,11 @@ impl ResumeStore {
             }
             return Ok(p);
         }
-        self.inner
-            .map
-            .lock()
-            .unwrap()
-            .insert(Self::key(viewer, asset), p.clone());
+        {
+            let mut map = self.inner.map.lock().unwrap();
+            map.insert(Self::key(viewer, asset), p.clone());
+            expire(&mut map);
+        }
         let _guard = self.inner.write.lock().await;
         let text = serde_json::to_string(&*self.inner.map.lock().unwrap())
             .map_err(std::io::Error::other)?;
@@ -139,15 +163,22 @@ impl ResumeStore {
     }
 }
 
-/// `GET /api/v1/resume/{viewer}/{asset}`
+/// `GET /api/v1/resume/{asset}` for the token's viewer.
 pub async fn get(store: &ResumeStore, viewer: &str, asset: &str) -> Response<Body> {
     match store.get(viewer, asset).await {
-        Some(p) => json(&serde_json::json!(p)),
-        None => error(StatusCode::NOT_FOUND, "no position stored"),
+        Ok(Some(p)) => json(&serde_json::json!(p)),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no position stored"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read a resume position");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the resume store does not answer; try again",
+            )
+        }
     }
 }
 
-/// `PUT /api/v1/resume/{viewer}/{asset}` with `{"position": SECONDS}`.
+/// `PUT /api/v1/resume/{asset}` with `{"position": SECONDS}`, for the token's viewer.
 pub async fn put<B>(
     store: &ResumeStore,
     viewer: &str,
@@ -225,8 +256,11 @@ mod tests {
         let s = ResumeStore::open(path.clone());
         s.put("v", "a", 42.0).await.unwrap();
         let again = ResumeStore::open(path.clone());
-        assert_eq!(again.get("v", "a").await.map(|p| p.position), Some(42.0));
-        assert!(again.get("v", "b").await.is_none());
+        assert_eq!(
+            again.get("v", "a").await.unwrap().map(|p| p.position),
+            Some(42.0)
+        );
+        assert!(again.get("v", "b").await.unwrap().is_none());
         let _ = std::fs::remove_file(path);
     }
 }

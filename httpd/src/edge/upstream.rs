@@ -43,7 +43,7 @@ const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Query parameters that change what the origin answers; others are dropped (a made-up
 /// parameter must not get past the cache and the coalescing).
-const QUERY_KEPT: [&str; 4] = ["_HLS_msn", "_HLS_part", "_HLS_skip", "start"];
+const QUERY_KEPT: [&str; 5] = ["_HLS_msn", "_HLS_part", "_HLS_skip", "start", "token"];
 
 /// Response headers passed on to viewers; everything else (hop-by-hop, CORS, lengths) is the
 /// edge's own.
@@ -246,6 +246,15 @@ impl Upstream {
             forward.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
         }
         let mut key = format!("{}{path_and_query}", if gzip { "gz " } else { "" });
+        // The API's token goes on to the origin (which takes the same tokens); such answers
+        // are not cached (no-store), and the token is part of the coalescing key.
+        if path.starts_with("/api/") {
+            if let Some(v) = headers.get(header::AUTHORIZATION) {
+                forward.insert(header::AUTHORIZATION, v.clone());
+                key.push_str(" auth ");
+                key.push_str(v.to_str().unwrap_or(""));
+            }
+        }
         // The MPD names this host's /api/v1/time: cached per host asked.
         if path.ends_with(".mpd") {
             if tls && !headers.contains_key("x-forwarded-proto") {

@@ -13,6 +13,7 @@ use packager::hls::{self, Skip};
 use packager::window::{TrackWindow, WindowState};
 use packager::{StreamWindow, Windows};
 
+use crate::access::carry;
 use crate::body::Body;
 use crate::response::{self, error, set_static, Cache};
 use blocking::PlaylistQuery;
@@ -25,14 +26,39 @@ pub struct Live {
     held: blocking::Held,
 }
 
-/// Key for a window's render cache: which playlist, which delta form, which encoding.
-fn cache_key(track: usize, skip: Skip, gzip: bool) -> u64 {
+/// Key for a window's render cache: which playlist, which delta form, which encoding (or a
+/// template for carrying tokens).
+fn cache_key(track: usize, skip: Skip, form: Form) -> u64 {
     let skip = match skip {
         Skip::No => 0,
         Skip::Segments => 1,
         Skip::SegmentsAndDateRanges => 2,
     };
-    ((track as u64) << 3) | (skip << 1) | gzip as u64
+    let form = match form {
+        Form::Plain => 0,
+        Form::Gzip => 1,
+        Form::Template => 2,
+    };
+    ((track as u64) << 4) | (skip << 2) | form
+}
+
+/// How a rendered playlist is kept.
+#[derive(Clone, Copy)]
+enum Form {
+    Plain,
+    Gzip,
+    /// Prepared for carrying a token into its URIs ([`carry::template`]).
+    Template,
+}
+
+impl Form {
+    fn of(gzip: bool) -> Form {
+        if gzip {
+            Form::Gzip
+        } else {
+            Form::Plain
+        }
+    }
 }
 
 /// Part `part` of segment `msn` (the whole segment when `None`, once complete), if it exists
@@ -48,6 +74,16 @@ fn media_body(t: &TrackWindow, msn: u64, part: Option<u32>) -> Option<Body> {
             .filter(|s| s.complete)
             .map(|s| Body::chunks(s.chunks())),
     }
+}
+
+/// A playlist from its template with `token` carried into its URLs, made per request (tokens
+/// differ per viewer); only copying, as the template knows where each URI ends.
+fn with_token(template: &[u8], token: &str, gzip: bool) -> bytes::Bytes {
+    let body = carry::fill(template, &format!("token={token}"));
+    if !gzip {
+        return body.into();
+    }
+    response::encode(String::from_utf8(body).unwrap_or_default(), gzip)
 }
 
 fn not_live() -> Response<Body> {
@@ -86,15 +122,25 @@ impl Live {
         self.windows.get(name)
     }
 
-    /// `/live/{name}/index.m3u8`
-    pub fn multivariant(&self, name: &str, gzip: bool) -> Response<Body> {
+    /// `/live/{name}/index.m3u8`; `token`: a playback token to carry into its URLs.
+    pub fn multivariant(&self, name: &str, gzip: bool, token: Option<&str>) -> Response<Body> {
         let Some(w) = self.window(name) else {
             return not_live();
         };
         let td = w.read(|st| w.target_duration(st));
-        let body = w.rendered(cache_key(usize::MAX, Skip::No, gzip), |st| {
-            response::encode(hls::multivariant(&w, st), gzip)
-        });
+        let multivariant = usize::MAX >> 4;
+        let body = match token {
+            None => w.rendered(cache_key(multivariant, Skip::No, Form::of(gzip)), |st| {
+                response::encode(hls::multivariant(&w, st), gzip)
+            }),
+            Some(t) => {
+                let template = w
+                    .rendered(cache_key(multivariant, Skip::No, Form::Template), |st| {
+                        carry::template(&hls::multivariant(&w, st))
+                    });
+                with_token(&template, t, gzip)
+            }
+        };
         let cache = Cache::MaxAge((td / 2).max(1));
         response::playlist(body, gzip, response::PLAYLIST, cache)
     }
@@ -108,6 +154,7 @@ impl Live {
         headers: &HeaderMap,
         authority: Option<&str>,
         gzip: bool,
+        token: Option<&str>,
     ) -> Response<Body> {
         let Some(w) = self.window(name) else {
             return not_live();
@@ -123,7 +170,10 @@ impl Live {
             .and_then(|h| h.to_str().ok())
             .unwrap_or(if self.tls { "https" } else { "http" });
         let time_url = format!("{scheme}://{host}/api/v1/time");
-        let body = w.read(|st| packager::dash::mpd(&w, st, SystemTime::now(), &time_url));
+        let mut body = w.read(|st| packager::dash::mpd(&w, st, SystemTime::now(), &time_url));
+        if let Some(t) = token {
+            body = carry::mpd(&body, &format!("token={t}"));
+        }
         let body = response::encode(body, gzip);
         let mut r = response::playlist(body, gzip, response::MPD, Cache::MaxAge(1));
         // The time URL comes from these: a shared cache must not give one host's to another.
@@ -142,6 +192,7 @@ impl Live {
         rendition: &str,
         query: &str,
         gzip: bool,
+        token: Option<&str>,
     ) -> Response<Body> {
         let q = match PlaylistQuery::parse(query) {
             Ok(q) => q,
@@ -180,9 +231,17 @@ impl Live {
             }
         }
         let ended = w.is_ended();
-        let body = w.rendered(cache_key(track, q.skip, gzip), |st| {
-            response::encode(hls::media_playlist(&w, st, track, q.skip), gzip)
-        });
+        let body = match token {
+            None => w.rendered(cache_key(track, q.skip, Form::of(gzip)), |st| {
+                response::encode(hls::media_playlist(&w, st, track, q.skip), gzip)
+            }),
+            Some(t) => {
+                let template = w.rendered(cache_key(track, q.skip, Form::Template), |st| {
+                    carry::template(&hls::media_playlist(&w, st, track, q.skip))
+                });
+                with_token(&template, t, gzip)
+            }
+        };
         let cache = if ended || q.msn.is_some() {
             // Identical blocking requests from every viewer map to one cached response.
             Cache::MaxAge(6 * td)

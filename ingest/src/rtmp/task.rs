@@ -10,6 +10,7 @@
 //! protocol error, the chunk stream, message type and offset), and is closed; other connections
 //! never notice.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +29,8 @@ use super::amf0::Amf0;
 use super::flv::FlvError;
 use super::handshake::{Handshake, HandshakeError};
 use super::session::{Event, Session, SessionError};
+use crate::auth::Authorizer;
 use crate::publisher::{Protocol, Publisher};
-use crate::{redact_key, StreamKeys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RtmpError {
@@ -55,7 +56,7 @@ pub enum RtmpError {
 
 #[derive(Clone)]
 pub struct RtmpConfig {
-    pub keys: Arc<StreamKeys>,
+    pub auth: Arc<Authorizer>,
     pub hub: Hub,
     /// The RTMP application publishers must connect to (`rtmp://HOST/live`).
     pub app: String,
@@ -107,7 +108,7 @@ pub async fn serve(
                 let _ = socket.set_nodelay(true);
                 let deadline = Instant::now() + config.publish_timeout;
                 match tls {
-                    None => connection(Connection::new(socket, config, deadline), cancel).await,
+                    None => connection(Connection::new(socket, peer, config, deadline), cancel).await,
                     Some(tls) => {
                         let accepted = tokio::select! {
                             r = tokio::time::timeout_at(deadline, tls.accept(socket)) => r,
@@ -115,7 +116,7 @@ pub async fn serve(
                         };
                         match accepted {
                             Ok(Ok(stream)) => {
-                                connection(Connection::new(stream, config, deadline), cancel).await
+                                connection(Connection::new(stream, peer, config, deadline), cancel).await
                             }
                             Ok(Err(e)) => warn!(error = %RtmpError::Tls(e), "connection closed with error"),
                             Err(_) => {
@@ -154,6 +155,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
 
 struct Connection<S> {
     socket: S,
+    peer: SocketAddr,
     config: RtmpConfig,
     session: Session,
     stream_name: Option<String>,
@@ -165,10 +167,11 @@ struct Connection<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-    fn new(socket: S, config: RtmpConfig, deadline: Instant) -> Self {
+    fn new(socket: S, peer: SocketAddr, config: RtmpConfig, deadline: Instant) -> Self {
         let deadline = Some(deadline);
         Self {
             socket,
+            peer,
             config,
             session: Session::new(),
             stream_name: None,
@@ -233,7 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn input(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
         let r = self.session.push(bytes).map_err(RtmpError::from);
         let r = match r {
-            Ok(()) => self.events(),
+            Ok(()) => self.events().await,
             Err(e) => Err(e),
         };
         self.flush().await?;
@@ -255,7 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(())
     }
 
-    fn events(&mut self) -> Result<(), RtmpError> {
+    async fn events(&mut self) -> Result<(), RtmpError> {
         while let Some(ev) = self.session.pull() {
             match ev {
                 Event::Connect { app } => {
@@ -270,7 +273,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                     self.session.accept_connect()?;
                 }
-                Event::Publish { key } => self.publish(&key)?,
+                Event::Publish { key } => self.publish(&key).await?,
                 Event::Metadata(meta) => {
                     debug!(?meta, "metadata");
                     self.adapter.hints(hints_from(&meta));
@@ -309,16 +312,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(())
     }
 
-    fn publish(&mut self, stream_key: &str) -> Result<(), RtmpError> {
+    /// A `publish` (each connection's first): the key is checked (a refusal comes after the
+    /// address's delay, within the publish deadline) and the stream name claimed.
+    async fn publish(&mut self, stream_key: &str) -> Result<(), RtmpError> {
         // OBS and ffmpeg may append a query string to the key.
-        let key = stream_key.split('?').next().unwrap_or_default().to_string();
-        let Some(name) = self.config.keys.name_for(&key).map(str::to_string) else {
-            self.session
-                .reject_publish("NetStream.Publish.BadName", "unknown stream key");
-            return Err(RtmpError::Refused(format!(
-                "unknown stream key {}",
-                redact_key(&key)
-            )));
+        let key = stream_key.split('?').next().unwrap_or_default();
+        let decision = self.config.auth.authorize(Protocol::Rtmp, key, self.peer);
+        let decision = match self.deadline {
+            Some(d) => tokio::time::timeout_at(d, decision)
+                .await
+                .map_err(|_| RtmpError::NoPublish(self.config.publish_timeout))?,
+            None => decision.await,
+        };
+        let name = match decision {
+            Ok(name) => name,
+            Err(denied) => {
+                self.session
+                    .reject_publish("NetStream.Publish.BadName", "publish refused");
+                return Err(RtmpError::Refused(denied.to_string()));
+            }
         };
         self.stream_name = Some(name.clone());
         let publisher = match Publisher::reserve(&self.config.hub, &name, Protocol::Rtmp) {

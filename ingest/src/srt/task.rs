@@ -22,8 +22,8 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::adapter::{TsAdapter, TsAdapterError};
 use super::ts::TsDemuxer;
+use crate::auth::Authorizer;
 use crate::publisher::{Protocol, Publisher};
-use crate::{redact_key, StreamKeys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SrtError {
@@ -39,7 +39,7 @@ pub enum SrtError {
 
 #[derive(Clone)]
 pub struct SrtConfig {
-    pub keys: Arc<StreamKeys>,
+    pub auth: Arc<Authorizer>,
     pub hub: Hub,
     /// TSBPD latency (receiver buffer) negotiated with callers.
     pub latency: Duration,
@@ -162,7 +162,7 @@ pub async fn serve(
 struct Refusal(String, ServerRejectReason);
 
 async fn admit(request: ConnectionRequest, config: &SrtConfig) -> Option<(SrtSocket, Publisher)> {
-    let decision = decide(&request, config);
+    let decision = decide(&request, config).await;
     let (key_settings, publisher) = match decision {
         Ok(d) => d,
         Err(Refusal(why, reason)) => {
@@ -183,7 +183,9 @@ async fn admit(request: ConnectionRequest, config: &SrtConfig) -> Option<(SrtSoc
     }
 }
 
-fn decide(
+/// The caller's stream id and key checked (a refusal comes after the address's delay) and its
+/// stream claimed.
+async fn decide(
     request: &ConnectionRequest,
     config: &SrtConfig,
 ) -> Result<(Option<KeySettings>, Publisher), Refusal> {
@@ -195,15 +197,10 @@ fn decide(
         Refusal(e.to_string(), reason)
     })?;
     let name = config
-        .keys
-        .name_for(&key)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            Refusal(
-                format!("unknown stream key {}", redact_key(&key)),
-                ServerRejectReason::Forbidden,
-            )
-        })?;
+        .auth
+        .authorize(Protocol::Srt, &key, request.remote())
+        .await
+        .map_err(|denied| Refusal(denied.to_string(), ServerRejectReason::Forbidden))?;
     let key_settings = match (&config.passphrase, request.key_size()) {
         (None, KeySize::Unspecified) => None,
         (None, _) => {

@@ -24,13 +24,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authorizer;
 use crate::publisher::{Protocol, Publisher};
-use crate::{redact_key, StreamKeys};
 pub use sdp::OfferError;
 
 #[derive(Clone)]
 pub struct WhipConfig {
-    pub keys: Arc<StreamKeys>,
+    pub auth: Arc<Authorizer>,
     pub hub: Hub,
     /// UDP address for all WebRTC media (one muxed port).
     pub listen: SocketAddr,
@@ -91,7 +91,7 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct Whip {
     tx: mpsc::Sender<Command>,
-    keys: Arc<StreamKeys>,
+    auth: Arc<Authorizer>,
     hub: Hub,
     local: SocketAddr,
 }
@@ -111,7 +111,7 @@ impl Whip {
         let (tx, rx) = mpsc::channel(64);
         let whip = Whip {
             tx,
-            keys: config.keys.clone(),
+            auth: config.auth.clone(),
             hub: config.hub.clone(),
             local,
         };
@@ -132,11 +132,13 @@ impl Whip {
         offer: &str,
         peer: SocketAddr,
     ) -> Result<Created, WhipError> {
-        let Some(name) = self.keys.name_for(key) else {
-            tracing::warn!(%peer, key = %redact_key(key), "WHIP publish refused: unknown stream key");
-            return Err(WhipError::Unauthorized);
+        let name = match self.auth.authorize(Protocol::Whip, key, peer).await {
+            Ok(name) => name,
+            Err(denied) => {
+                tracing::warn!(%peer, "WHIP publish refused: {denied}");
+                return Err(WhipError::Unauthorized);
+            }
         };
-        let name = name.to_string();
         let sections = sdp::check_offer(offer).inspect_err(|e| {
             tracing::warn!(%peer, stream = %name, error = %e, "WHIP offer refused");
         })?;
@@ -146,7 +148,7 @@ impl Whip {
         })?;
         let publisher =
             Publisher::reserve(&self.hub, &name, Protocol::Whip).map_err(|e| match e {
-                HubError::AlreadyLive(n) => {
+                HubError::AlreadyLive(n) | HubError::Kicked(n) => {
                     tracing::warn!(%peer, stream = %n, "WHIP publish refused: stream already live");
                     WhipError::AlreadyLive(n)
                 }

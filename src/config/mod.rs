@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ingest::StreamKeys;
+use ingest::Authorizer;
 use media::Hub;
 use serde::{Deserialize, Deserializer};
+
+mod access;
+pub use access::{placeholder, ApiSection, AuthSection, PlaybackSection, Policy};
 
 /// A length of time written in seconds (`15`, `0.5`): every `*_secs` key and the `[hls]`
 /// times.
@@ -62,6 +65,14 @@ pub struct Config {
     pub redis: RedisSection,
     #[serde(default)]
     pub edge: EdgeSection,
+    #[serde(default)]
+    pub playback: PlaybackSection,
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhooks::WebhookEntry>,
     #[serde(default)]
     pub ladder: Vec<LadderRung>,
     #[serde(default)]
@@ -361,6 +372,8 @@ pub struct StreamEntry {
     /// `false`: serve this stream as it comes, without the ladder.
     #[serde(default = "yes")]
     pub transcode: bool,
+    /// `"signed"`: viewers need a playback token (default: `[playback] default`).
+    pub playback: Option<Policy>,
 }
 
 fn yes() -> bool {
@@ -384,6 +397,8 @@ pub struct PullEntry {
     pub reconnect_grace_secs: Seconds,
     #[serde(default = "yes")]
     pub transcode: bool,
+    /// `"signed"`: viewers need a playback token (default: `[playback] default`).
+    pub playback: Option<Policy>,
 }
 
 /// How RTP comes from an RTSP camera.
@@ -481,6 +496,14 @@ impl Config {
             if s.key.len() < 8 {
                 bail!("stream {:?}: key must be at least 8 characters", s.name);
             }
+            if placeholder(&s.key) {
+                bail!(
+                    "stream {:?}: the key {:?} is an example; set a key of your own \
+                     (openssl rand -hex 16), or remove [[streams]] to have one made",
+                    s.name,
+                    s.key
+                );
+            }
             if s.key == s.name {
                 bail!(
                     "stream {:?}: the key must differ from the public name",
@@ -494,7 +517,10 @@ impl Config {
                 bail!("two streams share one key");
             }
         }
-        Ok(())
+        for w in &self.webhooks {
+            w.validate()?;
+        }
+        self.validate_access()
     }
 
     /// An edge needs something to serve: what the origin mirrors into Redis, what origins
@@ -709,6 +735,7 @@ impl Config {
                 segments: self.hls.window_segments,
                 segment_target: self.hls.segment_target.0,
                 part_target: self.hls.part_target.0,
+                signed: false,
             },
             end_grace: self.hls.end_grace.0,
             archive,
@@ -725,9 +752,9 @@ impl Config {
         self.server.reconnect_grace_secs.0
     }
 
-    pub fn rtmp_config(&self, keys: Arc<StreamKeys>, hub: Hub) -> ingest::rtmp::RtmpConfig {
+    pub fn rtmp_config(&self, auth: Arc<Authorizer>, hub: Hub) -> ingest::rtmp::RtmpConfig {
         ingest::rtmp::RtmpConfig {
-            keys,
+            auth,
             hub,
             app: self.rtmp.app.clone(),
             idle_timeout: at_least_a_second(self.rtmp.idle_timeout_secs),
@@ -740,9 +767,9 @@ impl Config {
         Duration::from_millis(self.srt.latency_ms)
     }
 
-    pub fn srt_config(&self, keys: Arc<StreamKeys>, hub: Hub) -> ingest::srt::SrtConfig {
+    pub fn srt_config(&self, auth: Arc<Authorizer>, hub: Hub) -> ingest::srt::SrtConfig {
         ingest::srt::SrtConfig {
-            keys,
+            auth,
             hub,
             latency: self.srt_latency(),
             passphrase: self.srt.passphrase.clone(),
@@ -750,9 +777,9 @@ impl Config {
         }
     }
 
-    pub fn whip_config(&self, keys: Arc<StreamKeys>, hub: Hub) -> ingest::whip::WhipConfig {
+    pub fn whip_config(&self, auth: Arc<Authorizer>, hub: Hub) -> ingest::whip::WhipConfig {
         ingest::whip::WhipConfig {
-            keys,
+            auth,
             hub,
             listen: self.whip.listen,
             announce: self.whip.announce.clone(),
@@ -812,7 +839,7 @@ fn at_least_a_second(s: Seconds) -> Duration {
 }
 
 /// A public stream name: one URL path segment.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && name
@@ -826,13 +853,23 @@ mod tests {
 
     #[test]
     fn reference_config_parses() {
-        let text = include_str!("../config/estuary.toml");
+        let text = include_str!("../../config/estuary.toml");
         let cfg: Config = toml::from_str(text).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.http.listen.port(), 8080);
         assert_eq!(cfg.rtmp.listen.port(), 1935);
         assert_eq!(cfg.srt.listen.port(), 9000);
-        assert!(!cfg.streams.is_empty());
+        // Its sample stream is commented out: its key is an example, refused at start-up.
+        let sample = text
+            .lines()
+            .skip_while(|l| *l != "# [[streams]]")
+            .take(3)
+            .map(|l| l.trim_start_matches("# "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let with_sample: Config = toml::from_str(&sample).unwrap();
+        let e = with_sample.validate().unwrap_err().to_string();
+        assert!(e.contains("is an example"), "{e}");
     }
 
     #[test]

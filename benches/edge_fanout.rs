@@ -363,6 +363,7 @@ fn main() {
         tokio::spawn(replica::mirror_all(
             windows.clone(),
             replica::RedisClient::open(&format!("redis://127.0.0.1:{redis_port}"), false).unwrap(),
+            Default::default(),
             tokio_util::task::TaskTracker::new(),
             tokio_util::sync::CancellationToken::new(),
         ));

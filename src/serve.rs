@@ -11,6 +11,8 @@
 //! HTTP responses finish. Every task is on one tracker; [`run`] returns when all are done
 //! (or after [`crate::shutdown::SHUTDOWN_LIMIT`]).
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use media::Hub;
 use packager::Windows;
@@ -58,10 +60,12 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         &tasks,
         &cancel,
     );
+    let mirror_stats = Arc::new(replica::MirrorStats::default());
     if let Some(client) = redis.clone() {
         tasks.spawn(replica::mirror_all(
             windows.clone(),
             client,
+            mirror_stats.clone(),
             tasks.clone(),
             cancel.clone(),
         ));
@@ -107,7 +111,12 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         )
         .await
         .with_context(|| format!("binding WHIP media on {} (udp)", config.whip.listen))?;
-        service = service.with_whip(WhipBridge(whip));
+        service = service
+            .with_gauges(Arc::new(crate::whip::WhipGauges(whip.clone())))
+            .with_whip(WhipBridge(whip));
+    }
+    if redis.is_some() {
+        service = service.with_gauges(Arc::new(MirrorGauges(mirror_stats)));
     }
     let tls = config.tls_acceptor()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -164,4 +173,34 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     hub.shut_down();
     shutdown::drain(&tasks).await;
     Ok(())
+}
+
+/// `estuary_redis_mirror_*` for `/metrics`.
+struct MirrorGauges(Arc<replica::MirrorStats>);
+
+impl httpd::metrics::Gauges for MirrorGauges {
+    fn read(&self) -> Vec<(&'static str, &'static str, bool, f64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.0;
+        vec![
+            (
+                "estuary_redis_mirror_events",
+                "Events the origin wrote to Redis",
+                true,
+                s.sent.load(Relaxed) as f64,
+            ),
+            (
+                "estuary_redis_mirror_failures",
+                "Redis writes that failed (each followed by a reconnect)",
+                true,
+                s.failed.load(Relaxed) as f64,
+            ),
+            (
+                "estuary_redis_mirror_last_write_seconds",
+                "How long the last write to Redis took, from the window's change",
+                false,
+                s.last_write_us.load(Relaxed) as f64 / 1e6,
+            ),
+        ]
+    }
 }

@@ -1,5 +1,5 @@
 //! The HTTP server's WHIP endpoint (`httpd::whip`) connected to the ingest crate's WebRTC stack:
-//! the two crates never see each other.
+//! the two crates never see each other. Also its session count for `/metrics`.
 
 use std::net::SocketAddr;
 
@@ -7,6 +7,20 @@ use httpd::whip::{BoxFuture, Refused, WhipIngest, WhipRefusal, WhipSession};
 use ingest::whip::{OfferError, Whip, WhipError};
 
 pub struct WhipBridge(pub Whip);
+
+/// `estuary_whip_sessions`.
+pub struct WhipGauges(pub Whip);
+
+impl httpd::metrics::Gauges for WhipGauges {
+    fn read(&self) -> Vec<(&'static str, &'static str, bool, f64)> {
+        vec![(
+            "estuary_whip_sessions",
+            "WebRTC (WHIP) publishers connected",
+            false,
+            self.0.sessions() as f64,
+        )]
+    }
+}
 
 impl WhipIngest for WhipBridge {
     fn publish<'a>(

@@ -10,7 +10,8 @@
 //! [`vod`] reads archive storage; [`api`] answers JSON; [`whip`] passes offers to the WebRTC
 //! ingest behind a trait. On an edge, [`edge`] comes first: it opens the replica a viewer asks
 //! for, or fetches what this node does not hold from the origins, cached and coalesced.
-//! Response bodies are the window's `Bytes`, never copied ([`body`]).
+//! Response bodies are the window's `Bytes`, never copied ([`body`]). [`metrics`] answers
+//! Prometheus.
 
 pub mod access;
 pub mod api;
@@ -18,6 +19,7 @@ pub mod body;
 pub mod client;
 pub mod edge;
 pub mod live;
+pub mod metrics;
 pub mod response;
 pub mod route;
 pub mod server;

@@ -3,6 +3,7 @@
 //! | path | route |
 //! | --- | --- |
 //! | `/healthz` | 200 when ready |
+//! | `/metrics` | Prometheus metrics (API token) |
 //! | `/api/v1/time` | the server's UTC time (ISO 8601), the MPD's UTCTiming source |
 //! | `/api/v1/streams` | JSON: live streams, tracks, codecs, bitrate, uptime; `POST` creates one |
 //! | `/api/v1/streams/{name}` | `DELETE` a created stream |
@@ -56,6 +57,7 @@ pub fn segments_buf<'a>() -> [&'a str; MAX_SEGMENTS] {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route<'a> {
     Health,
+    Metrics,
     Time,
     Streams,
     /// `/api/v1/streams/{name}`
@@ -106,6 +108,7 @@ impl<'a> Route<'a> {
     pub fn parse(segs: &'a [&'a str]) -> Route<'a> {
         match segs {
             ["healthz"] => Route::Health,
+            ["metrics"] => Route::Metrics,
             ["api", "v1", "time"] => Route::Time,
             ["api", "v1", "streams"] => Route::Streams,
             ["api", "v1", "streams", name] => Route::Stream(name),
@@ -152,7 +155,8 @@ impl<'a> Route<'a> {
     pub fn needs_api_token(&self) -> bool {
         matches!(
             self,
-            Route::Streams
+            Route::Metrics
+                | Route::Streams
                 | Route::Stream(_)
                 | Route::StreamAction(..)
                 | Route::ViewerTokens(_)

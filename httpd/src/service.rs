@@ -20,6 +20,7 @@ use crate::body::Body;
 use crate::edge::upstream::Upstream;
 use crate::edge::Edge;
 use crate::live::Live;
+use crate::metrics::{Gauges, HttpCounts};
 use crate::response::{accepts_gzip, error, method_not_allowed, set_static, text};
 use crate::route::{segments_buf, split_path, Route};
 use crate::vod::Vod;
@@ -88,6 +89,8 @@ struct Parts {
     playback: Arc<Playback>,
     api_tokens: ApiTokens,
     admin: Option<Box<dyn StreamAdmin>>,
+    http_counts: Arc<HttpCounts>,
+    gauges: Vec<Arc<dyn Gauges>>,
 }
 
 impl Service {
@@ -106,6 +109,8 @@ impl Service {
                 playback: Arc::new(Playback::public()),
                 api_tokens: ApiTokens::default(),
                 admin: None,
+                http_counts: Arc::default(),
+                gauges: Vec::new(),
             }),
         }
     }
@@ -143,6 +148,12 @@ impl Service {
     /// Lets the API create, delete and change streams (an origin's).
     pub fn with_admin(mut self, admin: impl StreamAdmin) -> Self {
         self.setup().admin = Some(Box::new(admin));
+        self
+    }
+
+    /// Numbers from elsewhere for `/metrics` (WHIP sessions, the Redis mirror).
+    pub fn with_gauges(mut self, gauges: Arc<dyn Gauges>) -> Self {
+        self.setup().gauges.push(gauges);
         self
     }
 
@@ -184,7 +195,9 @@ impl Service {
     {
         let method = req.method().clone();
         let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
+        let class = HttpCounts::class(req.uri().path());
         let mut resp = self.route(req, peer).await;
+        self.parts.http_counts.record(class, resp.status());
         let h = resp.headers_mut();
         if let Some(v) = &self.parts.cors_origin {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v.clone());
@@ -333,6 +346,13 @@ impl Service {
         }
         match route {
             Route::Health => text(StatusCode::OK, "ok\n"),
+            Route::Metrics => crate::metrics::render(Arc::new(crate::metrics::Sources {
+                windows: p.live.windows().clone(),
+                held: p.live.held_count(),
+                http: p.http_counts.clone(),
+                upstream: p.edge.upstream.clone(),
+                extra: p.gauges.clone(),
+            })),
             Route::Time => crate::api::time(),
             Route::Streams => crate::api::streams(p.live.windows(), p.started, p.live.held()),
             Route::EdgeStats => p.edge.stats(),

@@ -7,11 +7,13 @@
 //! into [`shm`] slabs so HTTP can send them with `sendfile`). [`hls`] renders LL-HLS playlists
 //! and [`dash`] the LL-DASH MPD from a window; [`archive`] writes each finished segment to
 //! storage as VOD. One set of bytes serves every protocol; windows are read by the HTTP
-//! server and by the Redis mirror (the `replica` crate).
+//! server and by the Redis mirror (the `replica` crate). [`delay`] counts how long each part
+//! took to publish, for `/metrics`.
 
 pub mod archive;
 pub mod cmaf;
 pub mod dash;
+pub mod delay;
 pub mod hls;
 pub mod live;
 pub mod segmenter;

@@ -128,6 +128,7 @@ async fn package(mut reader: BroadcastReader, window: &StreamWindow, config: &Pa
     info!(stream = %name, session = %window.session, "packaging");
     loop {
         let event = reader.recv().await;
+        let received = std::time::Instant::now();
         window.skipped.store(
             reader.stats().skipped.load(Ordering::Relaxed),
             Ordering::Relaxed,
@@ -149,7 +150,13 @@ async fn package(mut reader: BroadcastReader, window: &StreamWindow, config: &Pa
                 return;
             }
         }
-        drain(&mut segmenter, window, &tracks, &mut sequence);
+        let parts = drain(&mut segmenter, window, &tracks, &mut sequence);
+        if parts > 0 {
+            let took = received.elapsed();
+            for _ in 0..parts {
+                window.publish_delay.observe(took);
+            }
+        }
     }
 }
 

@@ -86,6 +86,7 @@ pub struct TrackWindow {
     /// Media time packaged since the start.
     pub total_duration: Duration,
     pub total_samples: u64,
+    pub total_parts: u64,
     /// EXT-X-DISCONTINUITY-SEQUENCE: discontinuities that slid out of the playlist.
     pub discontinuity_sequence: u64,
 }
@@ -186,6 +187,8 @@ pub struct StreamWindow {
     /// Frames the stream's consumers dropped to stay real time (a transcoder or the packager
     /// falling behind skips to the next keyframe), as the broadcast counts them.
     pub skipped: std::sync::atomic::AtomicU64,
+    /// How long the packager took to publish each part ([`crate::delay`]).
+    pub publish_delay: crate::delay::DelayHistogram,
     /// Per track: where parts go when shared-memory parts are on ([`crate::shm`]).
     slabs: Vec<crate::shm::SlabWriter>,
 }
@@ -248,6 +251,7 @@ impl StreamWindow {
                     total_bytes: 0,
                     total_duration: Duration::ZERO,
                     total_samples: 0,
+                    total_parts: 0,
                     discontinuity_sequence: 0,
                 }
             })
@@ -270,6 +274,7 @@ impl StreamWindow {
             version,
             rendered: Mutex::new(HashMap::new()),
             skipped: std::sync::atomic::AtomicU64::new(0),
+            publish_delay: Default::default(),
             slabs,
         }
     }
@@ -350,6 +355,7 @@ impl StreamWindow {
             });
             track.total_duration += p.duration;
             track.total_samples += p.samples as u64;
+            track.total_parts += 1;
             if p.last_in_segment {
                 Self::complete(&mut st, p.track, p.msn, keep);
             }

@@ -16,5 +16,5 @@ pub mod wire;
 
 pub use client::RedisClient;
 pub use demand::Demand;
-pub use mirror::mirror_all;
+pub use mirror::{mirror_all, MirrorStats};
 pub use replay::replay_all;

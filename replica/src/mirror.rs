@@ -26,12 +26,14 @@ use tracing::{debug, info, warn};
 use crate::client::{Conn, RedisClient};
 use crate::wire::{self, Event, Meta};
 
-/// What the mirrors did: events sent, and attempts that failed (each followed by a reconnect
-/// and a re-send of the window).
+/// What the mirrors did: events sent, attempts that failed (each followed by a reconnect and a
+/// re-send of the window), and how long the last write took (from the window's change being
+/// seen to Redis's answer: what the mirror adds to an edge's latency), µs.
 #[derive(Debug, Default)]
 pub struct MirrorStats {
     pub sent: AtomicU64,
     pub failed: AtomicU64,
+    pub last_write_us: AtomicU64,
 }
 
 /// Mirrors every window in `windows` while it lives, each on `tasks`. Stops looking for new
@@ -40,11 +42,11 @@ pub struct MirrorStats {
 pub async fn mirror_all(
     windows: Windows,
     client: RedisClient,
+    stats: Arc<MirrorStats>,
     tasks: TaskTracker,
     cancel: CancellationToken,
 ) {
     info!(url = client.url(), "mirroring live windows into Redis");
-    let stats = Arc::new(MirrorStats::default());
     let mut changed = windows.subscribe();
     // Stream name → the session being mirrored.
     let mut running: HashMap<String, String> = HashMap::new();
@@ -91,6 +93,7 @@ async fn mirror(
     let mut need_meta = true;
     let mut failing = false;
     loop {
+        let seen = std::time::Instant::now();
         let step = async {
             if need_meta {
                 write_meta(&w, &mut conn, ttl).await?;
@@ -105,6 +108,10 @@ async fn mirror(
         match step.await {
             Ok((sent, ended)) => {
                 stats.sent.fetch_add(sent as u64, Ordering::Relaxed);
+                if sent > 0 {
+                    let us = seen.elapsed().as_micros().min(u64::MAX as u128) as u64;
+                    stats.last_write_us.store(us, Ordering::Relaxed);
+                }
                 if failing {
                     info!(stream = %name, "Redis mirror back");
                     failing = false;

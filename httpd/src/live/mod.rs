@@ -118,6 +118,11 @@ impl Live {
         self.held.now()
     }
 
+    /// The count of waiting requests itself (for `/metrics`).
+    pub fn held_count(&self) -> blocking::Held {
+        self.held.clone()
+    }
+
     fn window(&self, name: &str) -> Option<Arc<StreamWindow>> {
         self.windows.get(name)
     }

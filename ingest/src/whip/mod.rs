@@ -94,6 +94,7 @@ pub struct Whip {
     auth: Arc<Authorizer>,
     hub: Hub,
     local: SocketAddr,
+    sessions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Whip {
@@ -114,9 +115,16 @@ impl Whip {
             auth: config.auth.clone(),
             hub: config.hub.clone(),
             local,
+            sessions: Arc::default(),
         };
-        tasks.spawn(task::run(socket, candidates, config, rx, cancel));
+        let sessions = whip.sessions.clone();
+        tasks.spawn(task::run(socket, candidates, config, rx, sessions, cancel));
         Ok(whip)
+    }
+
+    /// WebRTC sessions open now.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The UDP address media arrives on.

@@ -57,6 +57,7 @@ pub(crate) async fn run(
     candidates: Vec<SocketAddr>,
     config: WhipConfig,
     mut rx: mpsc::Receiver<Command>,
+    sessions: Arc<std::sync::atomic::AtomicUsize>,
     cancel: CancellationToken,
 ) {
     let local = socket.local_addr().expect("a bound socket has an address");
@@ -98,6 +99,7 @@ pub(crate) async fn run(
             e.housekeeping(now);
             housekeeping = now + HOUSEKEEPING;
         }
+        sessions.store(e.sessions.len(), std::sync::atomic::Ordering::Relaxed);
     }
     let ids: Vec<String> = e.sessions.keys().cloned().collect();
     for id in ids {

@@ -75,6 +75,9 @@ fn main() -> anyhow::Result<()> {
         Some(p) => info!(config = %p.display(), "starting"),
         None => info!("starting with embedded defaults (no --config)"),
     }
+    // Our TLS is rustls with ring; a dependency also builds aws-lc-rs in, so libraries that
+    // ask rustls for its default (the Redis client) need to be told which.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

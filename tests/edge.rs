@@ -249,7 +249,9 @@ fn an_origin_can_leave_viewers_to_the_edges() {
 
 #[test]
 fn an_edge_without_redis_serves_from_its_origin_coalescing_and_caching() {
-    let mut origin = Server::start("[hls]\nend_grace = 1.0\n");
+    // The origin believes its edge's X-Forwarded-Host (for the MPD's time URL).
+    let mut origin =
+        Server::start("[hls]\nend_grace = 1.0\n[http]\ntrusted_proxies = [\"127.0.0.1\"]\n");
     let edge = Server::edge(&origins_config(&origin));
     let publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 14);
     wait_for("two segments at the edge", Duration::from_secs(60), || {
@@ -614,4 +616,108 @@ fn an_edge_replays_only_the_streams_its_viewers_watch() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     // And a viewer coming back opens it again.
     assert_eq!(get(edge.http, "/live/demo/index.m3u8").unwrap().status, 200);
+}
+
+/// Edge → origin over HTTPS: an edge that trusts the origin's CA (`[edge] origin_ca`) fetches
+/// from it; one that does not refuses the origin's certificate and serves nothing of it.
+#[test]
+fn an_edge_fetches_from_an_https_origin_whose_certificate_it_verifies() {
+    let dir = TempDir::new("origin-ca");
+    let (ca, cert, key) = ca_signed_cert(&dir);
+    // Over TLS: ready when its port takes connections (the health check speaks plain HTTP).
+    let origin = Estuary::serve()
+        .config(&format!(
+            "[http]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ))
+        .unchecked()
+        .start();
+    let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 60);
+    let origins = format!(
+        "[edge]\norigins = [\"https://127.0.0.1:{}\"]\n",
+        origin.http
+    );
+    let edge = Server::edge(&format!("{origins}origin_ca = \"{}\"\n", ca.display()));
+    wait_for(
+        "the stream through the edge",
+        Duration::from_secs(60),
+        || {
+            get(edge.http, "/live/demo/video/index.m3u8")
+                .ok()
+                .filter(|r| r.status == 200 && r.text().contains("#EXTINF"))
+        },
+    );
+    assert!(counter(&upstream_stats(&edge), "fetches") >= 1);
+    let stranger = Server::edge(&origins);
+    let r = get(stranger.http, "/live/demo/video/index.m3u8").unwrap();
+    assert!(
+        r.status >= 500,
+        "an origin it cannot verify: {} {}",
+        r.status,
+        r.text()
+    );
+    assert_eq!(counter(&upstream_stats(&stranger), "failures"), 1);
+}
+
+/// Redis over TLS with a password: the origin mirrors into `rediss://` (its CA given, the
+/// password kept out of the URL) and an edge serves the stream from there; the password
+/// appears in no log line.
+#[test]
+fn origin_and_edge_use_redis_over_tls_with_a_password() {
+    let dir = TempDir::new("redis-tls");
+    let (ca, cert, key) = ca_signed_cert(&dir);
+    let (plain, tls) = (free_port(), free_port());
+    let password = "redis-password-0123456789";
+    let mut child = Command::new("redis-server")
+        .args(["--port", &plain.to_string(), "--tls-port", &tls.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca)
+        .args(["--tls-auth-clients", "no", "--requirepass", password])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed");
+    wait_for("redis-server over TLS", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", tls)).ok()
+    });
+    let redis = format!(
+        "[redis]\nurl = \"rediss://127.0.0.1:{tls}\"\npassword = \"{password}\"\nca = \"{}\"\n",
+        ca.display()
+    );
+    let origin = Server::start(&redis);
+    let edge = Server::edge(&redis);
+    let _publisher = Publisher::rtmp(&origin.rtmp_url(KEY), 60);
+    wait_for(
+        "the stream at the edge, from Redis",
+        Duration::from_secs(60),
+        || {
+            get(edge.http, "/live/demo/video/index.m3u8")
+                .ok()
+                .filter(|r| r.status == 200 && r.text().contains("#EXTINF"))
+        },
+    );
+    // Over plain TCP, Redis holds the mirrored keys (and wants the password).
+    assert!(cmd(plain, "KEYS *").unwrap_or_default().contains("NOAUTH"));
+    let keys = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", plain)).unwrap();
+        s.write_all(format!("AUTH {password}\r\nKEYS *demo*\r\n").as_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(keys.contains("{s:demo}"), "{keys}");
+    for log in [origin.log_text(), edge.log_text()] {
+        assert!(!log.contains(password), "the password in a log: {log}");
+        assert!(log.contains("rediss://127.0.0.1"), "{log}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -18,6 +18,7 @@ pub mod api;
 pub mod body;
 pub mod client;
 pub mod edge;
+pub mod forwarded;
 pub mod live;
 pub mod metrics;
 pub mod response;

@@ -19,6 +19,7 @@ use crate::api::resume::{self, ResumeStore};
 use crate::body::Body;
 use crate::edge::upstream::Upstream;
 use crate::edge::Edge;
+use crate::forwarded::TrustedProxies;
 use crate::live::Live;
 use crate::metrics::{Gauges, HttpCounts};
 use crate::response::{accepts_gzip, error, method_not_allowed, set_static, text};
@@ -51,6 +52,8 @@ pub struct HttpConfig {
     pub http2_max_streams: u32,
     /// HTTP/2 pings this often; a peer that does not answer one in as long is dropped.
     pub http2_keepalive: Duration,
+    /// Whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for HttpConfig {
@@ -66,6 +69,7 @@ impl Default for HttpConfig {
             max_held: 50_000,
             http2_max_streams: 128,
             http2_keepalive: Duration::from_secs(30),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -291,9 +295,14 @@ impl Service {
         peer: SocketAddr,
     ) -> Result<String, Response<Body>> {
         let given = access::token(query.unwrap_or(""), req.headers());
+        let client = self
+            .parts
+            .config
+            .trusted_proxies
+            .client(peer.ip(), req.headers());
         self.parts
             .playback
-            .viewer(given, peer.ip())
+            .viewer(given, client)
             .await
             .map_err(|r| access::refused(r, Subject::Viewer))
     }
@@ -321,6 +330,7 @@ impl Service {
                 &route,
                 pq,
                 req.headers(),
+                p.config.trusted_proxies.forwarded(peer.ip(), req.headers()),
                 p.live.windows(),
                 p.vod.is_some(),
                 p.config.tls,
@@ -338,7 +348,9 @@ impl Service {
             let marked = p.live.windows().get(name).is_some_and(|w| w.config.signed);
             if p.playback.is_signed(name, marked) {
                 let subject = Subject::Live(name);
-                match p.playback.check(subject, given, peer.ip()).await {
+                // Boxed: only signed streams pay for the check's state.
+                let client = p.config.trusted_proxies.client(peer.ip(), req.headers());
+                match Box::pin(p.playback.check(subject, given, client)).await {
                     Ok(t) => token = Some(t),
                     Err(r) => return access::refused(r, subject),
                 }
@@ -359,7 +371,9 @@ impl Service {
             Route::Multivariant { name } => p.live.multivariant(name, gzip, token),
             Route::Mpd { name } => {
                 let authority = uri.authority().map(|a| a.as_str());
-                p.live.mpd(name, req.headers(), authority, gzip, token)
+                let forwarded = p.config.trusted_proxies.forwarded(peer.ip(), req.headers());
+                p.live
+                    .mpd(name, req.headers(), forwarded, authority, gzip, token)
             }
             Route::MediaPlaylist { name, rendition } => {
                 p.live
@@ -378,7 +392,10 @@ impl Service {
                 None => error(StatusCode::NOT_FOUND, "no archive configured"),
             },
             Route::Vod(rest) => match &p.vod {
-                Some(vod) => Box::pin(self.archive_file(vod, rest, query, given, peer)).await,
+                Some(vod) => {
+                    let client = p.config.trusted_proxies.client(peer.ip(), req.headers());
+                    Box::pin(self.archive_file(vod, rest, query, given, client)).await
+                }
                 None => error(StatusCode::NOT_FOUND, "no archive configured"),
             },
             Route::Resume(at) => match (&p.resume, at) {
@@ -411,7 +428,7 @@ impl Service {
         rest: &[&str],
         query: &str,
         given: Option<&str>,
-        peer: SocketAddr,
+        client: std::net::IpAddr,
     ) -> Response<Body> {
         let Some(&id) = rest.first() else {
             return error(StatusCode::NOT_FOUND, "not found");
@@ -427,7 +444,7 @@ impl Service {
                 id,
                 stream: &info.name,
             };
-            match self.parts.playback.check(subject, given, peer.ip()).await {
+            match self.parts.playback.check(subject, given, client).await {
                 Ok(t) => token = Some(t),
                 Err(r) => return access::refused(r, subject),
             }

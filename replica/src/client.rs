@@ -1,6 +1,8 @@
-//! The Redis client: one server, or a Redis Cluster through seed nodes; connections with
-//! timeouts (a Redis that stops answering is noticed, not waited on for ever), and one shared
-//! connection for short commands.
+//! The Redis client: one server, or a Redis Cluster through seed nodes, over TCP (`redis://`)
+//! or TLS (`rediss://`, trusting the system's roots or a CA of the operator's); a password
+//! from the URL or given apart from it (so it can stay out of files that get shown); connections
+//! with timeouts (a Redis that stops answering is noticed, not waited on for ever), and one
+//! shared connection for short commands.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,20 +68,49 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
+/// What a connection needs besides the URL.
+#[derive(Clone, Debug, Default)]
+pub struct RedisOptions {
+    /// `AUTH` password (instead of one in the URL).
+    pub password: Option<String>,
+    /// PEM CA certificates to trust for `rediss://` instead of the system's.
+    pub ca: Option<Vec<u8>>,
+}
+
 impl RedisClient {
-    /// `url`: `redis://host:port`; with `cluster`, one or more seed nodes separated by commas.
+    /// `url`: `redis://host:port` or `rediss://host:port`; with `cluster`, one or more seed
+    /// nodes separated by commas.
     pub fn open(url: &str, cluster: bool) -> redis::RedisResult<Self> {
+        Self::open_with(url, cluster, RedisOptions::default())
+    }
+
+    pub fn open_with(url: &str, cluster: bool, opts: RedisOptions) -> redis::RedisResult<Self> {
+        let certs = |ca: Vec<u8>| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca),
+        };
         let kind = if cluster {
             let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
-            Kind::Cluster(
-                redis::cluster::ClusterClientBuilder::new(seeds)
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT)
-                    .retries(2)
-                    .build()?,
-            )
+            let mut b = redis::cluster::ClusterClientBuilder::new(seeds)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .retries(2);
+            if let Some(p) = opts.password {
+                b = b.password(p);
+            }
+            if let Some(ca) = opts.ca {
+                b = b.certs(certs(ca));
+            }
+            Kind::Cluster(b.build()?)
         } else {
-            Kind::Single(redis::Client::open(url)?)
+            let mut info = redis::IntoConnectionInfo::into_connection_info(url)?;
+            if opts.password.is_some() {
+                info.redis.password = opts.password;
+            }
+            Kind::Single(match opts.ca {
+                Some(ca) => redis::Client::build_with_tls(info, certs(ca))?,
+                None => redis::Client::open(info)?,
+            })
         };
         Ok(RedisClient {
             kind,

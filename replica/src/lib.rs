@@ -14,7 +14,7 @@ pub mod mirror;
 pub mod replay;
 pub mod wire;
 
-pub use client::RedisClient;
+pub use client::{RedisClient, RedisOptions};
 pub use demand::Demand;
 pub use mirror::{mirror_all, MirrorStats};
 pub use replay::replay_all;

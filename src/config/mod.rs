@@ -110,14 +110,21 @@ pub struct RedisSection {
     /// With `cluster`, seed nodes of a Redis Cluster, separated by commas.
     pub url: Option<String>,
     pub cluster: bool,
+    /// The `AUTH` password, kept out of the URL (or `$ESTUARY_REDIS_PASSWORD`).
+    pub password: Option<String>,
+    /// For `rediss://`: a PEM file of CA certificates to trust instead of the system's.
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeSection {
-    /// Origins' base URLs (`http://origin:8080`): what an edge cannot serve from Redis (Redis
-    /// unreachable, a stream not mirrored, VOD) it fetches from them, cached and coalesced.
+    /// Origins' base URLs (`http://origin:8080`, `https://origin`): what an edge cannot serve
+    /// from Redis (Redis unreachable, a stream not mirrored, VOD) it fetches from them, cached
+    /// and coalesced.
     pub origins: Vec<String>,
+    /// A PEM file of CA certificates to trust for HTTPS origins besides the system's.
+    pub origin_ca: Option<PathBuf>,
     /// Megabytes the edge's cache of origin responses may hold.
     pub cache_mb: usize,
     /// Megabytes the live windows replayed from Redis may hold together.
@@ -130,6 +137,7 @@ impl Default for EdgeSection {
     fn default() -> Self {
         Self {
             origins: Vec::new(),
+            origin_ca: None,
             cache_mb: 256,
             replica_mb: 1024,
             idle_secs: Seconds::from_secs(60),
@@ -231,6 +239,9 @@ pub struct HttpSection {
     pub header_timeout_secs: Seconds,
     /// Connections one remote address may hold open; 0: no cap.
     pub max_connections_per_ip: usize,
+    /// Addresses or networks whose X-Forwarded-For/-Host/-Proto are believed (load
+    /// balancers, CDNs, this origin's edges).
+    pub trusted_proxies: Vec<String>,
     /// Requests waiting for a part at once; more get 503 with Retry-After.
     pub max_held_requests: usize,
     /// HTTP/2 streams one connection may have open.
@@ -250,6 +261,7 @@ impl Default for HttpSection {
             viewers: true,
             sendfile: true,
             workers: 0,
+            trusted_proxies: Vec::new(),
             header_timeout_secs: Seconds::from_secs(30),
             max_connections_per_ip: 0,
             max_held_requests: 50_000,
@@ -520,6 +532,8 @@ impl Config {
         for w in &self.webhooks {
             w.validate()?;
         }
+        httpd::forwarded::TrustedProxies::parse(&self.http.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("[http] trusted_proxies: {e}"))?;
         self.validate_access()
     }
 
@@ -556,6 +570,8 @@ impl Config {
             max_held: self.http.max_held_requests,
             http2_max_streams: self.http.http2_max_streams.max(1),
             http2_keepalive: at_least_a_second(self.http.http2_keepalive_secs),
+            trusted_proxies: httpd::forwarded::TrustedProxies::parse(&self.http.trusted_proxies)
+                .unwrap_or_default(),
         }
     }
 
@@ -598,9 +614,25 @@ impl Config {
         let Some(url) = &self.redis.url else {
             return Ok(None);
         };
-        replica::RedisClient::open(url, self.redis.cluster)
-            .map(Some)
-            .with_context(|| format!("[redis] url = {:?}", replica::client::redacted(url)))
+        let password = self.redis.password.clone().or_else(|| {
+            std::env::var("ESTUARY_REDIS_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty())
+        });
+        let ca = match &self.redis.ca {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading [redis] ca {}", path.display()))?,
+            ),
+            None => None,
+        };
+        replica::RedisClient::open_with(
+            url,
+            self.redis.cluster,
+            replica::RedisOptions { password, ca },
+        )
+        .map(Some)
+        .with_context(|| format!("[redis] url = {:?}", replica::client::redacted(url)))
     }
 
     /// The VOD archive directory, when archiving is on.
@@ -810,7 +842,8 @@ impl Config {
         if self.edge.origins.is_empty() {
             return Ok(None);
         }
-        httpd::edge::upstream::Upstream::new(&self.edge.origins, self.edge.cache_mb << 20)
+        let ca: Vec<&Path> = self.edge.origin_ca.iter().map(PathBuf::as_path).collect();
+        httpd::edge::upstream::Upstream::new(&self.edge.origins, self.edge.cache_mb << 20, &ca)
             .map(Some)
             .context("[edge] origins")
     }

@@ -113,3 +113,75 @@ pub fn self_signed_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
     );
     (cert, key)
 }
+
+/// A certificate authority and a certificate it signed for `localhost` and `127.0.0.1`, as PEM
+/// files in `dir` (openssl): (CA certificate, certificate, key).
+pub fn ca_signed_cert(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.0.join(n);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir.0)
+            .output()
+            .expect("openssl must be installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=Estuary test CA",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "leaf-key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    std::fs::write(
+        p("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "leaf.pem",
+    ]);
+    (p("ca.pem"), p("leaf.pem"), p("leaf-key.pem"))
+}

@@ -24,9 +24,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -60,8 +57,10 @@ const PASSED: [HeaderName; 8] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("origin URL {0:?}: give scheme and host, like http://origin:8080")]
+    #[error("origin URL {0:?}: give scheme and host, like http://origin:8080 or https://origin")]
     BadOrigin(String),
+    #[error("the client for the origins: {0}")]
+    Client(#[from] crate::client::ClientError),
     #[error("no origins configured")]
     NoOrigins,
 }
@@ -86,7 +85,7 @@ pub struct Upstream {
 
 struct Inner {
     origins: Vec<Origin>,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: crate::client::HttpsClient,
     next: AtomicUsize,
     cache: Mutex<Cache>,
     inflight: Mutex<HashMap<String, Arc<Fetch>>>,
@@ -165,8 +164,14 @@ impl Cache {
 }
 
 impl Upstream {
-    /// `origins`: base URLs (`http://origin:8080`); `cache_bytes`: the cache's bound.
-    pub fn new(origins: &[String], cache_bytes: usize) -> Result<Self, UpstreamError> {
+    /// `origins`: base URLs (`http://origin:8080`, `https://origin`); `cache_bytes`: the
+    /// cache's bound; `extra_ca`: PEM files of CAs to trust for HTTPS origins besides the
+    /// system's (an origin's own certificate authority).
+    pub fn new(
+        origins: &[String],
+        cache_bytes: usize,
+        extra_ca: &[&std::path::Path],
+    ) -> Result<Self, UpstreamError> {
         if origins.is_empty() {
             return Err(UpstreamError::NoOrigins);
         }
@@ -175,20 +180,15 @@ impl Upstream {
             .map(|o| {
                 let uri: Uri = o.parse().map_err(|_| UpstreamError::BadOrigin(o.clone()))?;
                 match (uri.scheme_str(), uri.authority()) {
-                    (Some("http"), Some(a)) => Ok(Origin {
-                        base: format!("http://{a}"),
+                    (Some(scheme @ ("http" | "https")), Some(a)) => Ok(Origin {
+                        base: format!("{scheme}://{a}"),
                         down_until: Mutex::new(None),
                     }),
                     _ => Err(UpstreamError::BadOrigin(o.clone())),
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = crate::client::build(extra_ca)?;
         Ok(Upstream {
             inner: Arc::new(Inner {
                 origins,
@@ -217,12 +217,13 @@ impl Upstream {
 
     /// Answers a viewer's GET for `path_and_query` from the cache, a fetch already on its way,
     /// or a new fetch. `headers` are the viewer's (for `Accept-Encoding` and the host the MPD
-    /// names in its UTCTiming).
-    /// `tls`: this edge serves viewers over HTTPS (for the MPD's time URL).
+    /// names in its UTCTiming); `forwarded`: the host and scheme a trusted proxy says the
+    /// viewer asked for; `tls`: this edge serves viewers over HTTPS (for the MPD's time URL).
     pub async fn get(
         &self,
         path_and_query: &str,
         headers: &HeaderMap,
+        forwarded: (Option<&str>, Option<&str>),
         tls: bool,
     ) -> Response<Body> {
         let (path, query) = path_and_query
@@ -257,23 +258,12 @@ impl Upstream {
         }
         // The MPD names this host's /api/v1/time: cached per host asked.
         if path.ends_with(".mpd") {
-            if tls && !headers.contains_key("x-forwarded-proto") {
-                forward.insert(
-                    HeaderName::from_static("x-forwarded-proto"),
-                    HeaderValue::from_static("https"),
-                );
-            }
-            for h in [
-                HeaderName::from_static("x-forwarded-host"),
-                HeaderName::from_static("x-forwarded-proto"),
-            ] {
-                if let Some(v) = headers.get(&h) {
-                    forward.insert(h.clone(), v.clone());
-                }
-            }
-            if !forward.contains_key("x-forwarded-host") {
-                if let Some(v) = headers.get(header::HOST) {
-                    forward.insert(HeaderName::from_static("x-forwarded-host"), v.clone());
+            let (host, proto) = forwarded;
+            let proto = proto.or(tls.then_some("https"));
+            let host = host.or_else(|| headers.get(header::HOST)?.to_str().ok());
+            for (name, v) in [("x-forwarded-host", host), ("x-forwarded-proto", proto)] {
+                if let Some(v) = v.and_then(|v| HeaderValue::from_str(v).ok()) {
+                    forward.insert(HeaderName::from_static(name), v);
                 }
             }
             for v in forward.values() {
@@ -615,10 +605,11 @@ mod tests {
     }
 
     #[test]
-    fn origins_must_be_http_urls() {
-        assert!(Upstream::new(&[], 1).is_err());
-        assert!(Upstream::new(&["origin:8080".into()], 1).is_err());
-        assert!(Upstream::new(&["https://origin".into()], 1).is_err());
-        assert!(Upstream::new(&["http://origin:8080".into()], 1).is_ok());
+    fn origins_must_be_http_or_https_urls() {
+        assert!(Upstream::new(&[], 1, &[]).is_err());
+        assert!(Upstream::new(&["origin:8080".into()], 1, &[]).is_err());
+        assert!(Upstream::new(&["ftp://origin".into()], 1, &[]).is_err());
+        assert!(Upstream::new(&["https://origin".into()], 1, &[]).is_ok());
+        assert!(Upstream::new(&["http://origin:8080".into()], 1, &[]).is_ok());
     }
 }

@@ -151,12 +151,13 @@ impl Live {
     }
 
     /// `/live/{name}/manifest.mpd`. Its UTCTiming points at `/api/v1/time` on the host the
-    /// player asked (or the one a proxy says it asked); `authority` is the request URI's
-    /// (HTTP/2 names the host there).
+    /// player asked (or the one a trusted proxy says it asked: `forwarded` host and scheme);
+    /// `authority` is the request URI's (HTTP/2 names the host there).
     pub fn mpd(
         &self,
         name: &str,
         headers: &HeaderMap,
+        forwarded: (Option<&str>, Option<&str>),
         authority: Option<&str>,
         gzip: bool,
         token: Option<&str>,
@@ -164,15 +165,13 @@ impl Live {
         let Some(w) = self.window(name) else {
             return not_live();
         };
-        let host = headers
-            .get("x-forwarded-host")
-            .or_else(|| headers.get(header::HOST))
-            .and_then(|h| h.to_str().ok())
+        let host = forwarded
+            .0
+            .or_else(|| headers.get(header::HOST)?.to_str().ok())
             .or(authority)
             .unwrap_or("localhost");
-        let scheme = headers
-            .get("x-forwarded-proto")
-            .and_then(|h| h.to_str().ok())
+        let scheme = forwarded
+            .1
             .unwrap_or(if self.tls { "https" } else { "http" });
         let time_url = format!("{scheme}://{host}/api/v1/time");
         let mut body = w.read(|st| packager::dash::mpd(&w, st, SystemTime::now(), &time_url));

@@ -16,6 +16,7 @@ USAGE:
     estuary serve [--config FILE]   run an origin (embedded defaults without --config)
     estuary edge --config FILE      run an edge node
     estuary token                   make an API token and the line for [api] tokens
+    estuary healthcheck [URL]       exit 0 when URL (http://127.0.0.1:8080/healthz) answers 200
     estuary --version
 
 Publish with OBS: Server rtmp://HOST/live, Stream Key = a key from [[streams]].
@@ -44,6 +45,12 @@ fn main() -> anyhow::Result<()> {
                 let token = estuary::secrets::random(40);
                 println!("API token (give it to the API's users; it is not kept anywhere):\n  {token}\nFor the config ([api] tokens):\n  \"{}\"", httpd::access::api::ApiTokens::digest_of(&token));
                 return Ok(());
+            }
+            "healthcheck" => {
+                let url = it
+                    .next()
+                    .map_or("http://127.0.0.1:8080/healthz", String::as_str);
+                return healthcheck(url);
             }
             "serve" | "edge" if command.is_none() => command = Some(a.as_str()),
             other => bail!("unexpected argument {other:?}\n\n{USAGE}"),
@@ -94,4 +101,37 @@ fn main() -> anyhow::Result<()> {
             estuary::serve::run(config, cancel).await
         }
     })
+}
+
+/// `estuary healthcheck [URL]`: a container's HEALTHCHECK without curl in the image. Plain
+/// HTTP/1.1 to `http://HOST:PORT/PATH`; succeeds on a 200 within five seconds.
+fn healthcheck(url: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .context("healthcheck: give an http:// URL")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .with_context(|| format!("healthcheck: {authority}"))?
+        .next()
+        .context("healthcheck: no address")?;
+    let timeout = std::time::Duration::from_secs(5);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("healthcheck: connecting to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    if line.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        bail!(
+            "healthcheck: {url} answered {:?}",
+            line.lines().next().unwrap_or("")
+        )
+    }
 }

@@ -257,3 +257,21 @@ fn an_example_key_does_not_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is an example"), "{err}");
 }
+
+/// `estuary healthcheck` (the container's HEALTHCHECK): 0 while `/healthz` answers, not 0 when
+/// nothing listens.
+#[test]
+fn the_healthcheck_command_asks_healthz() {
+    let srv = Server::start("");
+    let run = |port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_estuary"))
+            .arg("healthcheck")
+            .arg(format!("http://127.0.0.1:{port}/healthz"))
+            .output()
+            .unwrap()
+    };
+    assert!(run(srv.http).status.success());
+    let closed = run(free_port());
+    assert!(!closed.status.success());
+    assert!(String::from_utf8_lossy(&closed.stderr).contains("connecting to"));
+}

@@ -884,6 +884,18 @@ pub fn valid_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The compose file's configs start as they are (no example keys in them).
+    #[test]
+    fn docker_configs_parse() {
+        for text in [
+            include_str!("../../docker/origin.toml"),
+            include_str!("../../docker/edge.toml"),
+        ] {
+            let cfg: Config = toml::from_str(text).unwrap();
+            cfg.validate().unwrap();
+        }
+    }
+
     #[test]
     fn reference_config_parses() {
         let text = include_str!("../../config/estuary.toml");

@@ -176,6 +176,12 @@ impl StreamAdmin for Streams {
         } else {
             PlaybackPolicy::Public
         });
+        if playback == PlaybackPolicy::Signed && self.inner.playback.verifier().is_none() {
+            return Err(AdminError::Invalid(
+                "a signed stream needs [playback] keys to verify its tokens; none are configured"
+                    .into(),
+            ));
+        }
         let key = secrets::random(KEY_LEN);
         let digest = ingest::auth::digest(&key);
         file.streams.insert(

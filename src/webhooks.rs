@@ -62,6 +62,14 @@ impl WebhookEntry {
                 self.url
             );
         }
+        if let Some(b) = self.secret.strip_prefix("whsec_") {
+            if base64::engine::general_purpose::STANDARD.decode(b).is_err() {
+                anyhow::bail!(
+                    "[[webhooks]] {}: a whsec_ secret is base64 after the prefix",
+                    self.url
+                );
+            }
+        }
         if key(&self.secret).len() < 16 {
             anyhow::bail!(
                 "[[webhooks]] {}: the secret must have at least 16 bytes",

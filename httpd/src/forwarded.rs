@@ -37,17 +37,21 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let hops: Vec<IpAddr> = headers
+        let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
+            .map(str::trim)
             .collect();
         let mut client = peer;
         for hop in hops.into_iter().rev() {
-            client = hop;
-            if !self.trusts(hop) {
+            // What cannot be read stops the walk: entries left of it are not vouched for.
+            let Ok(ip) = hop.parse::<IpAddr>() else {
+                break;
+            };
+            client = ip;
+            if !self.trusts(ip) {
                 break;
             }
         }
@@ -104,6 +108,16 @@ mod tests {
         );
         assert_eq!(t.forwarded(stranger, &h), (None, None));
         assert!(t.trusts("::ffff:192.168.1.7".parse().unwrap()));
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, unknown, 10.1.2.3"),
+        );
+        assert_eq!(
+            t.client(lb, &odd),
+            IpAddr::from([10, 1, 2, 3]),
+            "not past what it cannot read"
+        );
         assert!(TrustedProxies::parse(&["nope".into()]).is_err());
     }
 }

@@ -101,6 +101,22 @@ pub fn error(status: StatusCode, msg: &str) -> Response<Body> {
     r
 }
 
+/// A response only the client may keep: `public` becomes `private` in `Cache-Control`.
+pub fn make_private(r: &mut Response<Body>) {
+    let Some(v) = r
+        .headers()
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    if let Some(rest) = v.strip_prefix("public") {
+        if let Ok(v) = HeaderValue::from_str(&format!("private{rest}")) {
+            r.headers_mut().insert(header::CACHE_CONTROL, v);
+        }
+    }
+}
+
 /// `405` with the methods the route answers.
 pub fn method_not_allowed(msg: &str, allow: &'static str) -> Response<Body> {
     let mut r = error(StatusCode::METHOD_NOT_ALLOWED, msg);

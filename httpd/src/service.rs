@@ -259,7 +259,12 @@ impl Service {
         }
         match (req.method(), route) {
             (_, Route::Whip(w)) => match &p.whip {
-                Some(ingest) => crate::whip::handle(ingest.as_ref(), w, req, peer).await,
+                Some(ingest) => {
+                    // The publisher's address (refusal delays, the publish callback).
+                    let client = p.config.trusted_proxies.client(peer.ip(), req.headers());
+                    let from = SocketAddr::new(client, peer.port());
+                    crate::whip::handle(ingest.as_ref(), w, req, from).await
+                }
                 None => error(StatusCode::NOT_FOUND, "WHIP ingest is not enabled here"),
             },
             (&Method::PUT, Route::Resume(at)) => {
@@ -325,17 +330,7 @@ impl Service {
             }
         }
         if p.edge.upstream.is_some() || p.edge.demand.is_some() {
-            let pq = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-            let elsewhere = p.edge.before_local(
-                &route,
-                pq,
-                req.headers(),
-                p.config.trusted_proxies.forwarded(peer.ip(), req.headers()),
-                p.live.windows(),
-                p.vod.is_some(),
-                p.config.tls,
-            );
-            if let Some(r) = Box::pin(elsewhere).await {
+            if let Some(r) = Box::pin(self.on_edge(&route, req, peer)).await {
                 return r;
             }
         }
@@ -356,7 +351,9 @@ impl Service {
                 }
             }
         }
-        match route {
+        // A token sent as a header is not in the URL: shared caches must not keep the answer.
+        let private = given.is_some() && !query.split('&').any(|kv| kv.starts_with("token="));
+        let mut resp = match route {
             Route::Health => text(StatusCode::OK, "ok\n"),
             Route::Metrics => crate::metrics::render(Arc::new(crate::metrics::Sources {
                 windows: p.live.windows().clone(),
@@ -416,11 +413,68 @@ impl Service {
             }
             // (WHIP's resources go to `send`.)
             Route::Whip(_) | Route::NotFound => error(StatusCode::NOT_FOUND, "not found"),
+        };
+        if private {
+            crate::response::make_private(&mut resp);
         }
+        resp
     }
 }
 
 impl Service {
+    /// An edge's steps before serving locally: its replica opened, or the origins' answer.
+    /// A playback token given is checked here first (for the live stream asked; for an
+    /// archive, its signature and times): one that does not verify is not sent on (the origin
+    /// then answers as for no token), so made-up tokens cannot get past the edge's cache.
+    async fn on_edge<B>(
+        &self,
+        route: &Route<'_>,
+        req: &Request<B>,
+        peer: SocketAddr,
+    ) -> Option<Response<Body>> {
+        let p = &*self.parts;
+        let uri = req.uri();
+        let client = p.config.trusted_proxies.client(peer.ip(), req.headers());
+        let mut token = None;
+        if let (Some(given), Some(v)) = (
+            access::token(uri.query().unwrap_or(""), req.headers()),
+            p.playback.verifier(),
+        ) {
+            let ok = match (route.live_stream(), route) {
+                (Some(name), _) => p
+                    .playback
+                    .check(Subject::Live(name), Some(given), client)
+                    .await
+                    .is_ok(),
+                (None, Route::Vod(_)) => v.verify(given).await.is_ok(),
+                _ => false,
+            };
+            token = ok.then_some(given);
+        }
+        let viewer = crate::edge::upstream::Viewer {
+            forwarded: p.config.trusted_proxies.forwarded(peer.ip(), req.headers()),
+            token,
+            client: Some(client),
+        };
+        // Without its query: the token goes on only as checked above.
+        let path = uri.path();
+        let pq = match uri.query().map(strip_token) {
+            Some(q) if !q.is_empty() => format!("{path}?{q}"),
+            _ => path.to_string(),
+        };
+        p.edge
+            .before_local(
+                route,
+                &pq,
+                req.headers(),
+                viewer,
+                p.live.windows(),
+                p.vod.is_some(),
+                p.config.tls,
+            )
+            .await
+    }
+
     /// `/vod/{id}/...`, when the archive's playback policy lets this request have it.
     async fn archive_file(
         &self,
@@ -451,6 +505,15 @@ impl Service {
         }
         vod.file(rest, query, token).await
     }
+}
+
+/// A query without its `token=` pairs.
+fn strip_token(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// `405` naming the methods the route answers.

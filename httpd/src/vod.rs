@@ -18,6 +18,10 @@ use crate::route::plain_name;
 pub const VOD_LIST_TTL: Duration = Duration::from_secs(2);
 /// Archives whose `meta.json` is remembered.
 const REMEMBERED: usize = 4096;
+/// Ids found missing are remembered this long (a flood of made-up ids costs one storage read
+/// each per this time at most, not one per request), apart from the archives found.
+const MISS_TTL: Duration = Duration::from_secs(5);
+const MISSES: usize = 1024;
 
 /// What an archive says of itself in its `meta.json`.
 #[derive(Debug, serde::Deserialize)]
@@ -37,6 +41,7 @@ pub struct Vod {
     listing: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
     /// `meta.json`s read (the name and policy never change once written).
     infos: Mutex<lru::LruCache<String, Arc<ArchiveInfo>>>,
+    misses: Mutex<lru::LruCache<String, Instant>>,
 }
 
 impl Vod {
@@ -46,6 +51,9 @@ impl Vod {
             listing: tokio::sync::Mutex::new(None),
             infos: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(REMEMBERED).expect("not zero"),
+            )),
+            misses: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(MISSES).expect("not zero"),
             )),
         }
     }
@@ -58,6 +66,15 @@ impl Vod {
         if let Some(i) = self.infos.lock().unwrap().get(id) {
             return Ok(Some(i.clone()));
         }
+        if self
+            .misses
+            .lock()
+            .unwrap()
+            .get(id)
+            .is_some_and(|t| t.elapsed() < MISS_TTL)
+        {
+            return Ok(None);
+        }
         let path = object_store::path::Path::from(format!("{id}/meta.json"));
         let read = match self.store.get(&path).await {
             Ok(got) => got.bytes().await,
@@ -65,7 +82,10 @@ impl Vod {
         };
         let data = match read {
             Ok(d) => d,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(object_store::Error::NotFound { .. }) => {
+                self.misses.lock().unwrap().put(id.into(), Instant::now());
+                return Ok(None);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, path = %path, "archive read failed");
                 return Err(error(

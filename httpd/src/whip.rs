@@ -141,15 +141,7 @@ where
             "a WHIP offer is sent as Content-Type: application/sdp",
         );
     }
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|k| k.trim().to_string());
+    let bearer = crate::access::bearer(req.headers()).map(str::to_string);
     let Some(key) = bearer.or(path_key) else {
         return unauthorized(
             "send the stream key as Authorization: Bearer KEY (or POST /whip/KEY)",

@@ -51,6 +51,8 @@ pub enum Denied {
     Refused(String),
     #[error("the publish callback did not answer ({0}); refused")]
     CallbackFailed(String),
+    #[error("too many refused attempts from this address; refused unchecked (try again later)")]
+    Throttled,
 }
 
 /// One publish attempt, as the callback is told of it.
@@ -126,14 +128,20 @@ impl Authorizer {
         found.cloned()
     }
 
-    /// Whether `key` may publish, and to which stream. A refusal is answered after the
-    /// address's delay.
+    /// Whether `key` may publish, and to which stream. An address that was refused before
+    /// waits its turn before its key is even looked at (so a quick answer tells nothing, and
+    /// attempts in parallel queue one behind another); beyond [`MAX_QUEUE`] of waiting it is
+    /// refused at once, unchecked.
     pub async fn authorize(
         &self,
         protocol: Protocol,
         key: &str,
         peer: SocketAddr,
     ) -> Result<String, Denied> {
+        let group = address_group(peer.ip());
+        if let Some(slot) = self.turn(group)? {
+            tokio::time::sleep_until(slot).await;
+        }
         let known = self.name_for(key);
         let decision = match &self.callback {
             Some(cb) => {
@@ -147,45 +155,76 @@ impl Authorizer {
             }
             None => known.ok_or_else(|| Denied::UnknownKey(redact_key(key))),
         };
-        match decision {
-            Ok(name) => {
-                self.failures.lock().unwrap().remove(&peer.ip());
-                Ok(name)
-            }
-            Err(denied) => {
-                let wait = self.refused(peer.ip());
-                tokio::time::sleep_until(wait).await;
-                Err(denied)
-            }
+        if decision.is_err() {
+            self.refused(group);
         }
+        decision
     }
 
-    /// Counts a refusal of `ip`; when its answer may go.
-    fn refused(&self, ip: IpAddr) -> Instant {
+    /// When an address with refusals behind it may have its next attempt checked (`None`: at
+    /// once); a later turn for the attempt after it is taken now.
+    fn turn(&self, group: IpAddr) -> Result<Option<Instant>, Denied> {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap();
-        if failures.len() >= ADDRESSES && !failures.contains_key(&ip) {
+        let Some(f) = failures.get_mut(&group) else {
+            return Ok(None);
+        };
+        if now.duration_since(f.last) > FORGET_AFTER {
+            failures.remove(&group);
+            return Ok(None);
+        }
+        let slot = f.busy_until.max(now);
+        if slot > now + MAX_QUEUE {
+            return Err(Denied::Throttled);
+        }
+        f.busy_until = slot + delay(f.count);
+        Ok(Some(slot))
+    }
+
+    /// Counts a refusal of an address: its later attempts wait longer.
+    fn refused(&self, group: IpAddr) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap();
+        if failures.len() >= ADDRESSES && !failures.contains_key(&group) {
             failures.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
             if failures.len() >= ADDRESSES {
-                failures.clear();
+                // The least recently refused eighth goes.
+                let mut lasts: Vec<Instant> = failures.values().map(|f| f.last).collect();
+                lasts.sort_unstable();
+                let cut = lasts[lasts.len() / 8];
+                failures.retain(|_, f| f.last > cut);
             }
         }
-        let f = failures.entry(ip).or_insert(Failures {
+        let f = failures.entry(group).or_insert(Failures {
             count: 0,
             busy_until: now,
             last: now,
         });
-        if now.duration_since(f.last) > FORGET_AFTER {
-            f.count = 0;
-        }
-        f.count += 1;
+        f.count = f.count.saturating_add(1);
         f.last = now;
-        let delay = FIRST_DELAY
-            .saturating_mul(1 << (f.count - 1).min(4))
-            .min(MAX_DELAY)
-            .mul_f64(rand::thread_rng().gen_range(0.5..1.5));
-        f.busy_until = (f.busy_until.max(now) + delay).min(now + MAX_QUEUE);
-        f.busy_until
+        if f.busy_until <= now {
+            f.busy_until = now + delay(f.count);
+        }
+    }
+}
+
+/// The delay after `count` refusals: 0.5 s doubling to 4 s, randomized ×0.5–1.5.
+fn delay(count: u32) -> Duration {
+    FIRST_DELAY
+        .saturating_mul(1 << count.saturating_sub(1).min(4))
+        .min(MAX_DELAY)
+        .mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+}
+
+/// What counts as one address: an IPv4 address, an IPv6 /64 (one subscriber's network).
+fn address_group(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::V6(o.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -198,22 +237,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn known_keys_pass_and_refusals_slow_down_per_address() {
+    async fn after_a_refusal_an_address_waits_its_turn_right_key_or_not() {
         let a = Authorizer::new([("right-key-123".to_string(), "cam".to_string())]);
+        let t = tokio::time::Instant::now();
         assert_eq!(
             a.authorize(Protocol::Rtmp, "right-key-123", peer(1)).await,
             Ok("cam".into())
         );
-        let t0 = tokio::time::Instant::now();
         let r = a.authorize(Protocol::Rtmp, "wrong", peer(1)).await;
         assert!(matches!(r, Err(Denied::UnknownKey(_))));
-        let first = t0.elapsed();
-        assert!(
-            first >= Duration::from_millis(250) && first <= Duration::from_millis(750),
-            "{first:?}"
+        assert_eq!(
+            t.elapsed(),
+            Duration::ZERO,
+            "a first refusal is not delayed"
         );
-        // Three at once from the same address queue behind each other.
-        let t1 = tokio::time::Instant::now();
+        // The next attempt waits, whatever its key: a quick answer tells nothing.
+        let t = tokio::time::Instant::now();
+        assert!(a
+            .authorize(Protocol::Rtmp, "right-key-123", peer(1))
+            .await
+            .is_ok());
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited <= Duration::from_millis(750),
+            "{waited:?}"
+        );
+        // Attempts at once from the address queue one behind another.
+        let t = tokio::time::Instant::now();
         let (x, y, z) = tokio::join!(
             a.authorize(Protocol::Srt, "w1", peer(1)),
             a.authorize(Protocol::Srt, "w2", peer(1)),
@@ -221,21 +271,39 @@ mod tests {
         );
         assert!(x.is_err() && y.is_err() && z.is_err());
         assert!(
-            t1.elapsed() >= Duration::from_millis(500 + 1000 + 2000),
+            t.elapsed() >= Duration::from_millis(3 * 250),
             "{:?}",
-            t1.elapsed()
+            t.elapsed()
         );
         // Another address is not slowed by them.
-        let t2 = tokio::time::Instant::now();
-        let _ = a.authorize(Protocol::Whip, "w", peer(2)).await;
-        assert!(t2.elapsed() <= Duration::from_millis(750));
-        // The right key still gets in at once.
-        let t3 = tokio::time::Instant::now();
+        let t = tokio::time::Instant::now();
         assert!(a
-            .authorize(Protocol::Rtmp, "right-key-123", peer(1))
+            .authorize(Protocol::Whip, "right-key-123", peer(2))
             .await
             .is_ok());
-        assert_eq!(t3.elapsed(), Duration::ZERO);
+        assert_eq!(t.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_from_one_address_is_refused_unchecked_beyond_the_queue() {
+        let a = Authorizer::new([("right-key-123".to_string(), "cam".to_string())]);
+        let _ = a.authorize(Protocol::Rtmp, "wrong", peer(1)).await;
+        let attempts = (0..100).map(|i| {
+            let a = &a;
+            async move { a.authorize(Protocol::Rtmp, &format!("w{i}"), peer(1)).await }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let throttled = results
+            .iter()
+            .filter(|r| **r == Err(Denied::Throttled))
+            .count();
+        assert!(throttled > 50, "{throttled} of 100 refused unchecked");
+        // An IPv6 /64 is one address.
+        let v6 = |last: u16| SocketAddr::from(([0x2001, 0xdb8, 0, 1, 0, 0, 0, last], 5000));
+        let _ = a.authorize(Protocol::Rtmp, "wrong", v6(1)).await;
+        let t = tokio::time::Instant::now();
+        let _ = a.authorize(Protocol::Rtmp, "wrong", v6(2)).await;
+        assert!(t.elapsed() >= Duration::from_millis(250));
     }
 
     #[test]

@@ -55,12 +55,7 @@ impl ApiTokens {
 
     /// Whether the request carries one of the tokens.
     pub fn allows(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-        else {
+        let Some(token) = super::bearer(headers) else {
             return false;
         };
         let d: [u8; 32] = Sha256::digest(token.as_bytes()).into();

@@ -103,9 +103,10 @@ fn attribute(out: &mut String, line: &str, name: &str, query: &str) {
     out.push_str(rest);
 }
 
+/// An XML attribute's URI with `query` after it (`&` written as `&amp;`).
 fn push_with_query(out: &mut String, uri: &str, query: &str) {
     out.push_str(uri);
-    out.push(if uri.contains('?') { '&' } else { '?' });
+    out.push_str(if uri.contains('?') { "&amp;" } else { "?" });
     out.push_str(query);
 }
 

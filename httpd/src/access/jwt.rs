@@ -346,23 +346,31 @@ impl Verifier {
         Err(last)
     }
 
-    /// Fetches the JWKS again unless that happened within [`JWKS_RECHECK`]; whether it did.
+    /// Fetches the JWKS again unless that happened within [`JWKS_RECHECK`]; whether the keys
+    /// may have changed. One fetch at a time: those who asked meanwhile use its result.
     async fn refetch_jwks(&self) -> bool {
         let Some(j) = &self.jwks else { return false };
-        {
-            let last = j.last_fetch.lock().await;
-            if last.is_some_and(|t| t.elapsed() < JWKS_RECHECK) {
-                return false;
-            }
+        let asked = Instant::now();
+        let mut last = j.last_fetch.lock().await;
+        match *last {
+            Some(t) if t >= asked => return true,
+            Some(t) if t.elapsed() < JWKS_RECHECK => return false,
+            _ => {}
         }
-        self.fetch_jwks().await
+        self.fetch_locked(j, &mut last).await
     }
 
     async fn fetch_jwks(&self) -> bool {
         let Some(j) = &self.jwks else { return false };
         let mut last = j.last_fetch.lock().await;
+        self.fetch_locked(j, &mut last).await
+    }
+
+    /// Fetches the JWKS (`last`: when the last fetch ended, locked by the caller).
+    async fn fetch_locked(&self, j: &Jwks, last: &mut Option<Instant>) -> bool {
+        let fetched = fetch(j).await;
         *last = Some(Instant::now());
-        match fetch(j).await {
+        match fetched {
             Ok(set) => {
                 let mut keys = HashMap::new();
                 for jwk in &set.keys {

@@ -149,15 +149,15 @@ pub fn token<'a>(query: &'a str, headers: &'a HeaderMap) -> Option<&'a str> {
     query
         .split('&')
         .find_map(|kv| kv.strip_prefix("token="))
-        .or_else(|| {
-            headers
-                .get(header::AUTHORIZATION)?
-                .to_str()
-                .ok()?
-                .strip_prefix("Bearer ")
-                .map(str::trim)
-        })
+        .or_else(|| bearer(headers))
         .filter(|t| !t.is_empty())
+}
+
+/// The credentials of `Authorization: Bearer …` (the scheme's case does not matter).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 /// A refusal as the viewer gets it: `401`/`403`, a JSON reason, never cached.

@@ -36,7 +36,7 @@ impl Edge {
         route: &Route<'_>,
         path_and_query: &str,
         headers: &HeaderMap,
-        forwarded: (Option<&str>, Option<&str>),
+        viewer: upstream::Viewer<'_>,
         windows: &Windows,
         has_archive: bool,
         tls: bool,
@@ -56,7 +56,7 @@ impl Edge {
         if local {
             return None;
         }
-        Some(up.get(path_and_query, headers, forwarded, tls).await)
+        Some(up.get(path_and_query, headers, viewer, tls).await)
     }
 
     /// `GET /api/v1/edge`: what the upstream cache did.

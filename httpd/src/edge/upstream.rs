@@ -40,7 +40,7 @@ const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Query parameters that change what the origin answers; others are dropped (a made-up
 /// parameter must not get past the cache and the coalescing).
-const QUERY_KEPT: [&str; 5] = ["_HLS_msn", "_HLS_part", "_HLS_skip", "start", "token"];
+const QUERY_KEPT: [&str; 4] = ["_HLS_msn", "_HLS_part", "_HLS_skip", "start"];
 
 /// Response headers passed on to viewers; everything else (hop-by-hop, CORS, lengths) is the
 /// edge's own.
@@ -54,6 +54,23 @@ const PASSED: [HeaderName; 8] = [
     header::VARY,
     header::EXPIRES,
 ];
+
+/// A path as logs may show it: without its query (which may hold a playback token).
+fn logged(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+/// What a viewer's request brings that the origin needs to hear, checked by this edge.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Viewer<'a> {
+    /// The host and scheme a trusted proxy says the viewer asked for.
+    pub forwarded: (Option<&'a str>, Option<&'a str>),
+    /// A playback token this edge verified for what is asked (sent on as `?token=`).
+    pub token: Option<&'a str>,
+    /// The viewer's address (sent on as `X-Forwarded-For` with a token, for tokens bound to
+    /// an address; the origin must list its edges in `trusted_proxies`).
+    pub client: Option<std::net::IpAddr>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -217,13 +234,17 @@ impl Upstream {
 
     /// Answers a viewer's GET for `path_and_query` from the cache, a fetch already on its way,
     /// or a new fetch. `headers` are the viewer's (for `Accept-Encoding` and the host the MPD
-    /// names in its UTCTiming); `forwarded`: the host and scheme a trusted proxy says the
-    /// viewer asked for; `tls`: this edge serves viewers over HTTPS (for the MPD's time URL).
+    /// names in its UTCTiming); `viewer`: what else the origin hears of the viewer; `tls`:
+    /// this edge serves viewers over HTTPS (for the MPD's time URL).
+    ///
+    /// A playback token goes on to the origin, and is part of the cache key of what the origin
+    /// writes it into (playlists, MPDs, archives' files); live media is the same bytes for
+    /// every viewer of the stream, so it is cached once (each viewer's token was checked here).
     pub async fn get(
         &self,
         path_and_query: &str,
         headers: &HeaderMap,
-        forwarded: (Option<&str>, Option<&str>),
+        viewer: Viewer<'_>,
         tls: bool,
     ) -> Response<Body> {
         let (path, query) = path_and_query
@@ -233,11 +254,26 @@ impl Upstream {
             .split('&')
             .filter(|kv| QUERY_KEPT.contains(&kv.split('=').next().unwrap_or("")))
             .collect();
-        let path_and_query = if query.is_empty() {
+        let mut path_and_query = if query.is_empty() {
             path.to_string()
         } else {
             format!("{path}?{}", query.join("&"))
         };
+        let shared_media =
+            path.starts_with("/live/") && (path.ends_with(".m4s") || path.ends_with(".mp4"));
+        // The cache key: live media without the token; everything else with it.
+        let mut key_path = path_and_query.clone();
+        if let Some(t) = viewer.token {
+            let sep = if path_and_query.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            path_and_query = format!("{path_and_query}{sep}token={t}");
+            if !shared_media {
+                key_path.clone_from(&path_and_query);
+            }
+        }
         let path_and_query = path_and_query.as_str();
         // Only playlists, MPDs and JSON are compressed; media has one cache entry.
         let text = [".m3u8", ".mpd", "/vod"].iter().any(|e| path.ends_with(e));
@@ -246,7 +282,12 @@ impl Upstream {
         if gzip {
             forward.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
         }
-        let mut key = format!("{}{path_and_query}", if gzip { "gz " } else { "" });
+        let mut key = format!("{}{key_path}", if gzip { "gz " } else { "" });
+        if let (Some(_), Some(ip)) = (viewer.token, viewer.client) {
+            if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
+                forward.insert(HeaderName::from_static("x-forwarded-for"), v);
+            }
+        }
         // The API's token goes on to the origin (which takes the same tokens); such answers
         // are not cached (no-store), and the token is part of the coalescing key.
         if path.starts_with("/api/") {
@@ -258,7 +299,7 @@ impl Upstream {
         }
         // The MPD names this host's /api/v1/time: cached per host asked.
         if path.ends_with(".mpd") {
-            let (host, proto) = forwarded;
+            let (host, proto) = viewer.forwarded;
             let proto = proto.or(tls.then_some("https"));
             let host = host.or_else(|| headers.get(header::HOST)?.to_str().ok());
             for (name, v) in [("x-forwarded-host", host), ("x-forwarded-proto", proto)] {
@@ -351,11 +392,11 @@ impl Upstream {
                 }
                 Ok(None) => break true,
                 Ok(Some(Err(e))) => {
-                    debug!(path, error = %e, "origin response broke off");
+                    debug!(path = logged(&path), error = %e, "origin response broke off");
                     break false;
                 }
                 Err(_) => {
-                    warn!(path, "origin response stalled; cut");
+                    warn!(path = logged(&path), "origin response stalled; cut");
                     break false;
                 }
             }
@@ -419,13 +460,15 @@ impl Upstream {
                     if e.is_connect() {
                         *origin.down_until.lock().unwrap() = Some(Instant::now() + DOWN_FOR);
                     }
-                    debug!(origin = %origin.base, path, error = %e, "origin request failed");
+                    debug!(origin = %origin.base, path = logged(path), error = %e, "origin request failed");
                 }
-                Err(_) => debug!(origin = %origin.base, path, "origin did not answer in time"),
+                Err(_) => {
+                    debug!(origin = %origin.base, path = logged(path), "origin did not answer in time")
+                }
             }
         }
         if last_404.is_none() {
-            warn!(path, "no origin answered");
+            warn!(path = logged(path), "no origin answered");
         }
         last_404
     }

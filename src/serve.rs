@@ -30,8 +30,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     packager::shm::set_enabled(config.sendfile());
     let hub = Hub::new();
     let playback = config.playback()?;
-    let (streams, shown) =
-        streams::Streams::open(&config, playback.clone(), hub.clone(), config.authorizer()?)?;
+    let (streams, shown) = streams::Streams::open(
+        &config,
+        playback.clone(),
+        hub.clone(),
+        config.authorizer()?,
+        redis.clone(),
+    )
+    .await?;
     let auth = streams.authorizer();
     hub.set_reconnect_grace(config.reconnect_grace());
     let windows = Windows::new();

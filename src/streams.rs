@@ -5,18 +5,19 @@
 //!   and kept as a digest ([`crate::secrets`]);
 //! - streams created through the API (`POST /api/v1/streams`): kept with their key's digest
 //!   and playback policy in `streams.json` in the data directory (written whole, through a
-//!   rename), so they survive a restart.
+//!   rename), or with `[redis] url` in the Redis hash `estuary:streams` (origins sharing one
+//!   Redis read it when they start), so they survive a restart.
 //!
 //! And the start-up banner that tells a user what to type into OBS.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
 use httpd::access::Playback;
-use httpd::api::admin::{AdminError, Created, NewStream, PlaybackPolicy, StreamAdmin};
+use httpd::api::admin::{AdminError, AdminFuture, Created, NewStream, PlaybackPolicy, StreamAdmin};
 use ingest::Authorizer;
 use media::Hub;
 use serde::{Deserialize, Serialize};
@@ -62,18 +63,109 @@ struct Inner {
     default_signed: bool,
     /// Names the API may not touch (configured, pulled, or the first-start one).
     fixed: HashSet<String>,
-    file: PathBuf,
-    created: Mutex<File>,
+    store: Store,
+    /// Held across a change's write, so changes are kept in the order they are made.
+    created: tokio::sync::Mutex<File>,
+}
+
+/// Where created streams are kept.
+enum Store {
+    /// `streams.json` in the data directory, written whole through a rename.
+    File(PathBuf),
+    /// The hash `estuary:streams` (name → the kept JSON), shared by origins on one Redis.
+    Redis(replica::RedisClient),
+}
+
+const REDIS_KEY: &str = "estuary:streams";
+
+impl Store {
+    fn describe(&self) -> String {
+        match self {
+            Store::File(p) => p.display().to_string(),
+            Store::Redis(c) => format!("{REDIS_KEY} in {}", c.url()),
+        }
+    }
+
+    async fn load(&self) -> anyhow::Result<File> {
+        match self {
+            Store::File(path) => match std::fs::read_to_string(path) {
+                Ok(text) => serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "reading {} (streams created through the API)",
+                        path.display()
+                    )
+                }),
+                Err(_) => Ok(File::default()),
+            },
+            Store::Redis(client) => {
+                let mut c = client
+                    .shared()
+                    .await
+                    .with_context(|| format!("reading {REDIS_KEY} from Redis"))?;
+                let all: std::collections::HashMap<String, String> =
+                    redis::AsyncCommands::hgetall(&mut c, REDIS_KEY)
+                        .await
+                        .with_context(|| format!("reading {REDIS_KEY} from Redis"))?;
+                let mut file = File::default();
+                for (name, json) in all {
+                    match serde_json::from_str::<Kept>(&json) {
+                        Ok(k) if crate::config::valid_name(&name) => {
+                            file.streams.insert(name, k);
+                        }
+                        _ => {
+                            warn!(stream = %name, "a kept stream in Redis does not parse; skipped")
+                        }
+                    }
+                }
+                Ok(file)
+            }
+        }
+    }
+
+    /// Keeps the change to `name` (`None`: deleted); `all` is every created stream after it.
+    async fn save(&self, all: &File, name: &str, kept: Option<&Kept>) -> Result<(), AdminError> {
+        let failed = |e: String| {
+            warn!(store = %self.describe(), error = %e, "could not keep the streams created through the API");
+            AdminError::Store(e)
+        };
+        match self {
+            Store::File(path) => {
+                let text = serde_json::to_string_pretty(all).map_err(|e| failed(e.to_string()))?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+                }
+                secrets::write_private(path, &text)
+                    .map_err(|e| failed(format!("writing {}: {e}", path.display())))
+            }
+            Store::Redis(client) => {
+                let mut c = client.shared().await.map_err(|e| failed(e.to_string()))?;
+                let r: redis::RedisResult<()> = match kept {
+                    Some(k) => {
+                        let json = serde_json::to_string(k).map_err(|e| failed(e.to_string()))?;
+                        redis::AsyncCommands::hset(&mut c, REDIS_KEY, name, json).await
+                    }
+                    None => redis::AsyncCommands::hdel(&mut c, REDIS_KEY, name).await,
+                };
+                if let Err(e) = r {
+                    client.reset_shared().await;
+                    return Err(failed(e.to_string()));
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Streams {
-    /// The configured streams (or the first-start one) and those created earlier; the
-    /// authorizer that admits their publishers; what the banner shows.
-    pub fn open(
+    /// The configured streams (or the first-start one) and those created earlier (kept in
+    /// Redis when `redis` is given, else in the data directory); the authorizer that admits
+    /// their publishers; what the banner shows.
+    pub async fn open(
         config: &Config,
         playback: Arc<Playback>,
         hub: Hub,
         auth: Authorizer,
+        redis: Option<replica::RedisClient>,
     ) -> anyhow::Result<(Streams, Vec<Stream>)> {
         let mut fixed = HashSet::new();
         let mut shown = Vec::new();
@@ -104,26 +196,21 @@ impl Streams {
             });
         }
         fixed.extend(config.pull.iter().map(|p| p.name.clone()));
-        let file = config.data_dir().join("streams.json");
-        let created: File = match std::fs::read_to_string(&file) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "reading {} (streams created through the API)",
-                    file.display()
-                )
-            })?,
-            Err(_) => File::default(),
+        let store = match redis {
+            Some(client) => Store::Redis(client),
+            None => Store::File(config.data_dir().join("streams.json")),
         };
+        let created = store.load().await?;
         for (name, k) in &created.streams {
             let Some(digest) = secrets::parse_hex(&k.key_sha256) else {
-                warn!(stream = %name, file = %file.display(), "a kept stream's key digest does not parse; skipped");
+                warn!(stream = %name, store = %store.describe(), "a kept stream's key digest does not parse; skipped");
                 continue;
             };
             auth.insert(digest, name.clone());
             playback.set(name, k.playback == PlaybackPolicy::Signed);
         }
         if !created.streams.is_empty() {
-            info!(count = created.streams.len(), file = %file.display(), "streams created through the API");
+            info!(count = created.streams.len(), store = %store.describe(), "streams created through the API");
         }
         let streams = Streams {
             inner: Arc::new(Inner {
@@ -132,8 +219,8 @@ impl Streams {
                 hub,
                 default_signed: config.playback.default == Policy::Signed,
                 fixed,
-                file,
-                created: Mutex::new(created),
+                store,
+                created: tokio::sync::Mutex::new(created),
             }),
         };
         Ok((streams, shown))
@@ -143,31 +230,17 @@ impl Streams {
         self.inner.auth.clone()
     }
 
-    fn save(&self, file: &File) -> Result<(), AdminError> {
-        let text =
-            serde_json::to_string_pretty(file).map_err(|e| AdminError::Store(e.to_string()))?;
-        if let Some(dir) = self.inner.file.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| AdminError::Store(e.to_string()))?;
-        }
-        secrets::write_private(&self.inner.file, &text).map_err(|e| {
-            warn!(file = %self.inner.file.display(), error = %e, "could not keep the streams created through the API");
-            AdminError::Store(format!("writing {}: {e}", self.inner.file.display()))
-        })
-    }
-
     fn not_fixed(&self, name: &str) -> Result<(), AdminError> {
         if self.inner.fixed.contains(name) {
             return Err(AdminError::Configured(name.to_string()));
         }
         Ok(())
     }
-}
 
-impl StreamAdmin for Streams {
-    fn create(&self, new: NewStream) -> Result<Created, AdminError> {
+    async fn create(&self, new: NewStream) -> Result<Created, AdminError> {
         self.not_fixed(&new.name)
             .map_err(|_| AdminError::Exists(new.name.clone()))?;
-        let mut file = self.inner.created.lock().unwrap();
+        let mut file = self.inner.created.lock().await;
         if file.streams.contains_key(&new.name) {
             return Err(AdminError::Exists(new.name));
         }
@@ -184,15 +257,13 @@ impl StreamAdmin for Streams {
         }
         let key = secrets::random(KEY_LEN);
         let digest = ingest::auth::digest(&key);
-        file.streams.insert(
-            new.name.clone(),
-            Kept {
-                key_sha256: secrets::hex(&digest),
-                playback,
-                created: packager::hls::rfc3339(std::time::SystemTime::now()),
-            },
-        );
-        if let Err(e) = self.save(&file) {
+        let kept = Kept {
+            key_sha256: secrets::hex(&digest),
+            playback,
+            created: packager::hls::rfc3339(std::time::SystemTime::now()),
+        };
+        file.streams.insert(new.name.clone(), kept.clone());
+        if let Err(e) = self.inner.store.save(&file, &new.name, Some(&kept)).await {
             file.streams.remove(&new.name);
             return Err(e);
         }
@@ -208,13 +279,13 @@ impl StreamAdmin for Streams {
         })
     }
 
-    fn delete(&self, name: &str) -> Result<(), AdminError> {
+    async fn delete(&self, name: &str) -> Result<(), AdminError> {
         self.not_fixed(name)?;
-        let mut file = self.inner.created.lock().unwrap();
+        let mut file = self.inner.created.lock().await;
         let Some(old) = file.streams.remove(name) else {
             return Err(AdminError::NotFound(name.to_string()));
         };
-        if let Err(e) = self.save(&file) {
+        if let Err(e) = self.inner.store.save(&file, name, None).await {
             file.streams.insert(name.to_string(), old);
             return Err(e);
         }
@@ -225,16 +296,17 @@ impl StreamAdmin for Streams {
         Ok(())
     }
 
-    fn rotate(&self, name: &str) -> Result<String, AdminError> {
+    async fn rotate(&self, name: &str) -> Result<String, AdminError> {
         self.not_fixed(name)?;
-        let mut file = self.inner.created.lock().unwrap();
+        let mut file = self.inner.created.lock().await;
         let Some(entry) = file.streams.get_mut(name) else {
             return Err(AdminError::NotFound(name.to_string()));
         };
         let key = secrets::random(KEY_LEN);
         let digest = ingest::auth::digest(&key);
         let old = std::mem::replace(&mut entry.key_sha256, secrets::hex(&digest));
-        if let Err(e) = self.save(&file) {
+        let kept = entry.clone();
+        if let Err(e) = self.inner.store.save(&file, name, Some(&kept)).await {
             if let Some(entry) = file.streams.get_mut(name) {
                 entry.key_sha256 = old;
             }
@@ -244,6 +316,20 @@ impl StreamAdmin for Streams {
         self.inner.auth.insert(digest, name.to_string());
         info!(stream = %name, "stream key rotated through the API");
         Ok(key)
+    }
+}
+
+impl StreamAdmin for Streams {
+    fn create(&self, new: NewStream) -> AdminFuture<'_, Created> {
+        Box::pin(Streams::create(self, new))
+    }
+
+    fn delete<'a>(&'a self, name: &'a str) -> AdminFuture<'a, ()> {
+        Box::pin(Streams::delete(self, name))
+    }
+
+    fn rotate<'a>(&'a self, name: &'a str) -> AdminFuture<'a, String> {
+        Box::pin(Streams::rotate(self, name))
     }
 
     fn kick(&self, name: &str) -> Result<(), AdminError> {

@@ -275,3 +275,25 @@ fn the_healthcheck_command_asks_healthz() {
     assert!(!closed.status.success());
     assert!(String::from_utf8_lossy(&closed.stderr).contains("connecting to"));
 }
+
+/// With `[redis] url`, streams created through the API are kept in Redis (their key as a
+/// digest), not in the data directory, and an origin started again takes their keys.
+#[test]
+fn streams_created_through_the_api_are_kept_in_redis_when_there_is_one() {
+    let port = free_port();
+    let _redis = Redis::start(port);
+    let mut srv = Server::start(&format!("[redis]\nurl = \"redis://127.0.0.1:{port}\"\n"));
+    let r = api_request(srv.http, "POST", "/api/v1/streams", r#"{"name": "kept"}"#).unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let key = json(&r)["key"].as_str().unwrap().to_string();
+    let hash = cmd(port, "HGETALL estuary:streams").unwrap();
+    assert!(
+        hash.contains("kept") && hash.contains("key_sha256"),
+        "{hash}"
+    );
+    assert!(!hash.contains(&key), "the key itself is not kept: {hash}");
+    assert!(!srv.dir.0.join("data/streams.json").exists());
+    srv.restart();
+    let _publisher = Publisher::rtmp(&srv.rtmp_url(&key), 60);
+    live(&srv, "kept");
+}

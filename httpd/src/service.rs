@@ -279,9 +279,9 @@ impl Service {
                 }
             }
             (&Method::POST, Route::Streams) => admin::create(self.admin(), req).await,
-            (&Method::DELETE, Route::Stream(name)) => admin::delete(self.admin(), name),
+            (&Method::DELETE, Route::Stream(name)) => admin::delete(self.admin(), name).await,
             (&Method::POST, Route::StreamAction(name, action)) => match action {
-                "key" => admin::rotate(self.admin(), name),
+                "key" => admin::rotate(self.admin(), name).await,
                 "kick" => admin::kick(self.admin(), name),
                 _ => admin::mint(self.admin(), name, false, req).await,
             },

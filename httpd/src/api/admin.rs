@@ -82,13 +82,17 @@ pub struct Created {
     pub playback: PlaybackPolicy,
 }
 
-/// The node's streams, as the API changes them.
+pub type AdminFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AdminError>> + Send + 'a>>;
+
+/// The node's streams, as the API changes them (kept where the binary keeps them: the data
+/// directory, or Redis).
 pub trait StreamAdmin: Send + Sync + 'static {
-    fn create(&self, new: NewStream) -> Result<Created, AdminError>;
+    fn create(&self, new: NewStream) -> AdminFuture<'_, Created>;
     /// Deletes a created stream (its key stops working, its publisher is kicked).
-    fn delete(&self, name: &str) -> Result<(), AdminError>;
+    fn delete<'a>(&'a self, name: &'a str) -> AdminFuture<'a, ()>;
     /// A new key for `name`; the old one stops working.
-    fn rotate(&self, name: &str) -> Result<String, AdminError>;
+    fn rotate<'a>(&'a self, name: &'a str) -> AdminFuture<'a, String>;
     /// Ends the publisher of `name` (it may come back with a valid key).
     fn kick(&self, name: &str) -> Result<(), AdminError>;
 }
@@ -157,7 +161,7 @@ where
             "name: letters, digits, '-', '_' and '.', not starting with '.'",
         );
     }
-    match streams.create(new) {
+    match streams.create(new).await {
         Ok(c) => {
             let mut r = response::sized(
                 Body::from(serde_json::to_string(&c).expect("serializes")),
@@ -172,22 +176,22 @@ where
 }
 
 /// `DELETE /api/v1/streams/{name}`
-pub fn delete(admin: Admin<'_>, name: &str) -> Response<Body> {
+pub async fn delete(admin: Admin<'_>, name: &str) -> Response<Body> {
     let Some(streams) = admin.streams else {
         return no_admin();
     };
-    match streams.delete(name) {
+    match streams.delete(name).await {
         Ok(()) => no_content(),
         Err(e) => failed(e),
     }
 }
 
 /// `POST /api/v1/streams/{name}/key`
-pub fn rotate(admin: Admin<'_>, name: &str) -> Response<Body> {
+pub async fn rotate(admin: Admin<'_>, name: &str) -> Response<Body> {
     let Some(streams) = admin.streams else {
         return no_admin();
     };
-    match streams.rotate(name) {
+    match streams.rotate(name).await {
         Ok(key) => json(&serde_json::json!({ "name": name, "key": key })),
         Err(e) => failed(e),
     }

@@ -21,14 +21,11 @@ pub fn start(
     config: &Config,
     hub: &Hub,
     windows: &Windows,
-    archive: Option<packager::archive::Store>,
+    packager_config: PackagerConfig,
     playback: Arc<Playback>,
-    on_archived: Option<packager::OnArchived>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
-    let mut packager_config = config.packager_config(archive);
-    packager_config.on_archived = on_archived;
     let package = Packaging {
         windows: windows.clone(),
         config: packager_config,

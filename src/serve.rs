@@ -56,13 +56,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         ));
     }
     let hooks = crate::webhooks::Webhooks::start(&config.webhooks, &hub, &tasks, &cancel)?;
+    let mut packager_config = config.packager_config(archive.clone());
+    packager_config.on_archived = hooks.on_archived();
     pipeline::start(
         &config,
         &hub,
         &windows,
-        archive.clone(),
+        packager_config,
         playback.clone(),
-        hooks.on_archived(),
         &tasks,
         &cancel,
     );

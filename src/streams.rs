@@ -73,7 +73,7 @@ enum Store {
     /// `streams.json` in the data directory, written whole through a rename.
     File(PathBuf),
     /// The hash `estuary:streams` (name → the kept JSON), shared by origins on one Redis.
-    Redis(replica::RedisClient),
+    Redis(Box<replica::RedisClient>),
 }
 
 const REDIS_KEY: &str = "estuary:streams";
@@ -197,7 +197,7 @@ impl Streams {
         }
         fixed.extend(config.pull.iter().map(|p| p.name.clone()));
         let store = match redis {
-            Some(client) => Store::Redis(client),
+            Some(client) => Store::Redis(Box::new(client)),
             None => Store::File(config.data_dir().join("streams.json")),
         };
         let created = store.load().await?;

@@ -297,3 +297,33 @@ fn streams_created_through_the_api_are_kept_in_redis_when_there_is_one() {
     let _publisher = Publisher::rtmp(&srv.rtmp_url(&key), 60);
     live(&srv, "kept");
 }
+
+/// The resume API while its store (Redis) is down: 503, not a 404 that would tell a player
+/// to start over.
+#[test]
+fn resume_answers_503_while_its_store_is_down() {
+    let port = free_port();
+    let redis = Redis::start(port);
+    let srv = Server::start(&format!("[redis]\nurl = \"redis://127.0.0.1:{port}\"\n"));
+    let auth = format!("Bearer {}", viewer_token(srv.http, "viewer-5"));
+    let put = || {
+        request(
+            srv.http,
+            "PUT",
+            "/api/v1/resume/demo-x",
+            &[("Authorization", &auth)],
+            b"41.5",
+        )
+        .unwrap()
+    };
+    assert_eq!(put().status, 200);
+    drop(redis);
+    let r = get_with(
+        srv.http,
+        "/api/v1/resume/demo-x",
+        &[("Authorization", &auth)],
+    )
+    .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(put().status, 503);
+}

@@ -3,7 +3,8 @@
 //! writes it into every URL after that), at the origin and at an edge that verifies tokens
 //! itself (ES256 and RS256 keys from a JWKS document) and goes on verifying them with its
 //! origin down; tokens that are missing, expired, forged or for something else are refused
-//! with a JSON reason; the same for the stream's archive.
+//! with a JSON reason; the same for the stream's archive, at the origin and at an edge reading
+//! the same storage with the origin down.
 
 mod common;
 
@@ -97,7 +98,7 @@ fn play(page: &str, url: &str, secs: u32) -> Vec<String> {
 
 #[test]
 fn a_signed_stream_and_its_archive_play_with_a_token_on_the_first_url_only() {
-    let srv = Server::start(&signed_stream(""));
+    let mut srv = Server::start(&signed_stream(""));
     let publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 60);
     let live = hs256(&claims("demo", "live", 600), SECRET);
     let media = wait_for("stream live", Duration::from_secs(60), || {
@@ -222,6 +223,29 @@ fn a_signed_stream_and_its_archive_play_with_a_token_on_the_first_url_only() {
     }
     let t = hs256(&claims(&id, "vod", 600), SECRET);
     let base = format!("http://127.0.0.1:{h}/vod/{id}");
+    assert_played(
+        &play("index.html", &format!("{base}/index.m3u8?token={t}"), 8),
+        2.0,
+    );
+    assert_played(
+        &play("dash.html", &format!("{base}/manifest.mpd?token={t}"), 8),
+        2.0,
+    );
+
+    // The archive at an edge that reads the same storage, with the origin down: the edge
+    // learns the policy from the archive itself and checks tokens on its own.
+    srv.process.kill();
+    let archive = srv.dir.0.join("data/archive");
+    let edge = Server::edge(&format!("[archive]\ndir = \"{}\"\n", archive.display()));
+    let e = edge.http;
+    refused(e, &vod, 401, "missing");
+    refused(e, &format!("{vod}?token={live}"), 403, "wrong_audience");
+    refused(e, &format!("{vod}?token={expired_vod}"), 401, "expired");
+    refused(e, &format!("{vod}?token={other_vod}"), 403, "wrong_stream");
+    let r = get(e, &format!("/vod/{id}/video/index.m3u8?token={t}")).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    all_uris_carry(&r.text(), &t);
+    let base = format!("http://127.0.0.1:{e}/vod/{id}");
     assert_played(
         &play("index.html", &format!("{base}/index.m3u8?token={t}"), 8),
         2.0,

@@ -27,9 +27,12 @@ pub struct PackagerConfig {
     pub on_archived: Option<OnArchived>,
 }
 
-/// A hook called when an archive is complete (`id`, stream `name`).
+/// What [`OnArchived`] calls: `(archive id, stream name)`.
+pub type ArchivedFn = dyn Fn(&str, &str) + Send + Sync;
+
+/// A hook called when an archive is complete.
 #[derive(Clone)]
-pub struct OnArchived(pub Arc<dyn Fn(&str, &str) + Send + Sync>);
+pub struct OnArchived(pub Arc<ArchivedFn>);
 
 impl std::fmt::Debug for OnArchived {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -67,6 +67,7 @@ impl ApiTokens {
     }
 
     /// `Ok` when the request may use the API, else the `401` it gets.
+    #[allow(clippy::result_large_err)] // the refusal is the response, made once per request
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Response<Body>> {
         if self.allows(headers) {
             return Ok(());

@@ -31,6 +31,7 @@ pub struct Edge {
 impl Edge {
     /// Readies this node for a viewer's `route`; the origins' answer when this node does not
     /// hold what it asks for. `has_archive`: this node reads archives itself.
+    #[allow(clippy::too_many_arguments)] // each is one fact of this request or node
     pub async fn before_local(
         &self,
         route: &Route<'_>,

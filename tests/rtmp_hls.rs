@@ -175,6 +175,14 @@ fn rtmp_publish_plays_as_ll_hls() {
     let ended = wait_for("EXT-X-ENDLIST", LONG, || {
         playlist(srv.http, "/live/demo/video/index.m3u8").filter(|p| p.contains("#EXT-X-ENDLIST"))
     });
+    // A blocking request far past the end is answered with the final playlist, not 400.
+    let far = get(
+        srv.http,
+        "/live/demo/video/index.m3u8?_HLS_msn=9999&_HLS_part=0",
+    )
+    .unwrap();
+    assert_eq!(far.status, 200, "{}", far.text());
+    assert!(far.text().contains("#EXT-X-ENDLIST"));
     for (rendition, playlist_text) in [
         ("video", ended.clone()),
         (

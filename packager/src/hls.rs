@@ -52,6 +52,8 @@ pub fn part_target(w: &StreamWindow, st: &WindowState, track: usize) -> f64 {
 }
 
 /// The multivariant playlist: one variant per video rendition, an audio group shared by all.
+/// Every variant says `CLOSED-CAPTIONS=NONE`: the renditions carry no CEA-608/708 captions we
+/// announce (without it, Shaka probes segments for captions, the one being written included).
 pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let audio: Vec<&TrackWindow> = st
@@ -85,7 +87,7 @@ pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
         }
         let _ = write!(
             out,
-            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"",
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\",CLOSED-CAPTIONS=NONE",
             peak + audio_peak,
             avg + audio_avg,
             codecs
@@ -106,7 +108,7 @@ pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
     if let (false, Some(a)) = (video.is_empty(), audio.first()) {
         let _ = writeln!(
             out,
-            "#EXT-X-STREAM-INF:BANDWIDTH={audio_peak},AVERAGE-BANDWIDTH={audio_avg},CODECS=\"{}\",AUDIO=\"audio\"\n{}/index.m3u8",
+            "#EXT-X-STREAM-INF:BANDWIDTH={audio_peak},AVERAGE-BANDWIDTH={audio_avg},CODECS=\"{}\",CLOSED-CAPTIONS=NONE,AUDIO=\"audio\"\n{}/index.m3u8",
             a.info.codec.codec_string(),
             a.rendition
         );
@@ -117,7 +119,7 @@ pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
             let (peak, avg) = bandwidth(a);
             let _ = writeln!(
                 out,
-                "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={avg},CODECS=\"{}\"\n{}/index.m3u8",
+                "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={avg},CODECS=\"{}\",CLOSED-CAPTIONS=NONE\n{}/index.m3u8",
                 a.info.codec.codec_string(),
                 a.rendition
             );
@@ -404,13 +406,21 @@ mod tests {
         let w = window(2);
         let m = w.read(|st| multivariant(&w, st));
         assert!(m.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",LANGUAGE=\"und\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/index.m3u8\"\n"), "{m}");
-        assert!(m.contains("CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO=\"audio\"\nvideo/index.m3u8\n"), "{m}");
+        assert!(m.contains("CODECS=\"avc1.64001f,mp4a.40.2\",CLOSED-CAPTIONS=NONE,RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO=\"audio\"\nvideo/index.m3u8\n"), "{m}");
+        let variants = m.matches("#EXT-X-STREAM-INF:").count();
+        assert_eq!(
+            m.matches("CLOSED-CAPTIONS=NONE").count(),
+            variants,
+            "every variant says it: {m}"
+        );
         assert!(
             m.contains("BANDWIDTH=48000,AVERAGE-BANDWIDTH=48000,"),
             "{m}"
         );
         assert!(
-            m.contains(",CODECS=\"mp4a.40.2\",AUDIO=\"audio\"\naudio/index.m3u8\n"),
+            m.contains(
+                ",CODECS=\"mp4a.40.2\",CLOSED-CAPTIONS=NONE,AUDIO=\"audio\"\naudio/index.m3u8\n"
+            ),
             "an audio-only variant: {m}"
         );
     }

@@ -213,7 +213,9 @@ impl Live {
         }) else {
             return error(StatusCode::NOT_FOUND, "no such rendition");
         };
-        if let Some(msn) = q.msn {
+        // After EXT-X-ENDLIST the delivery directives are ignored (RFC 8216bis §6.2.5.2): the
+        // playlist is final, whatever a player asks to wait for.
+        if let Some(msn) = q.msn.filter(|_| !w.is_ended()) {
             let part = q.part;
             if w.read(|st| blocking::too_far_ahead(&st.tracks[track], msn, part)) {
                 return error(

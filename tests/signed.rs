@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
@@ -80,6 +78,15 @@ fn assert_played(lines: &[String], at_least: f64) {
     assert!(!last.contains("\"fatal\":true"), "{last}");
     let played = field(last, "currentTime").unwrap() - field(stats[0], "currentTime").unwrap();
     assert!(played > at_least, "played {played:.2} s: {lines:?}");
+}
+
+/// hls.js plays `{base}/index.m3u8` and dash.js `{base}/manifest.mpd`, each given `token`
+/// once, for `secs` seconds, each advancing more than `at_least` seconds.
+fn play_both(base: &str, token: &str, secs: u32, at_least: f64) {
+    for (page, manifest) in [("index.html", "index.m3u8"), ("dash.html", "manifest.mpd")] {
+        let url = format!("{base}/{manifest}?token={token}");
+        assert_played(&play(page, &url, secs), at_least);
+    }
 }
 
 /// Plays `url` (already carrying `?token=`) in `page` for `secs` seconds.
@@ -182,19 +189,7 @@ fn a_signed_stream_and_its_archive_play_with_a_token_on_the_first_url_only() {
     assert_eq!(r.status, 200);
 
     // Real players, given the token once.
-    let base = format!("http://127.0.0.1:{h}/live/demo");
-    assert_played(
-        &play("index.html", &format!("{base}/index.m3u8?token={live}"), 12),
-        5.0,
-    );
-    assert_played(
-        &play(
-            "dash.html",
-            &format!("{base}/manifest.mpd?token={live}"),
-            12,
-        ),
-        5.0,
-    );
+    play_both(&format!("http://127.0.0.1:{h}/live/demo"), &live, 12, 5.0);
 
     // The archive: signed as its stream was.
     drop(publisher);
@@ -223,14 +218,7 @@ fn a_signed_stream_and_its_archive_play_with_a_token_on_the_first_url_only() {
     }
     let t = hs256(&claims(&id, "vod", 600), SECRET);
     let base = format!("http://127.0.0.1:{h}/vod/{id}");
-    assert_played(
-        &play("index.html", &format!("{base}/index.m3u8?token={t}"), 8),
-        2.0,
-    );
-    assert_played(
-        &play("dash.html", &format!("{base}/manifest.mpd?token={t}"), 8),
-        2.0,
-    );
+    play_both(&base, &t, 8, 2.0);
 
     // The archive at an edge that reads the same storage, with the origin down: the edge
     // learns the policy from the archive itself and checks tokens on its own.
@@ -246,14 +234,7 @@ fn a_signed_stream_and_its_archive_play_with_a_token_on_the_first_url_only() {
     assert_eq!(r.status, 200, "{}", r.text());
     all_uris_carry(&r.text(), &t);
     let base = format!("http://127.0.0.1:{e}/vod/{id}");
-    assert_played(
-        &play("index.html", &format!("{base}/index.m3u8?token={t}"), 8),
-        2.0,
-    );
-    assert_played(
-        &play("dash.html", &format!("{base}/manifest.mpd?token={t}"), 8),
-        2.0,
-    );
+    play_both(&base, &t, 8, 2.0);
 }
 
 /// An EC P-256 and an RSA key pair made with openssl: (private PEM (PKCS#8), algorithm).
@@ -288,22 +269,7 @@ fn key_pairs(dir: &TempDir) -> Vec<(String, Algorithm)> {
 
 /// Serves `body` as `/jwks.json` on a port of its own; the port.
 fn serve_jwks(body: String) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = conn.read(&mut buf);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = conn.write_all(head.as_bytes());
-            let _ = conn.write_all(body.as_bytes());
-        }
-    });
-    port
+    serve_files(vec![("/jwks.json", "application/json", body.into_bytes())])
 }
 
 #[test]

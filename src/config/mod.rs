@@ -13,6 +13,7 @@ use media::Hub;
 use serde::{Deserialize, Deserializer};
 
 mod access;
+mod stores;
 pub use access::{placeholder, ApiSection, AuthSection, PlaybackSection, Policy};
 
 /// A length of time written in seconds (`15`, `0.5`): every `*_secs` key and the `[hls]`
@@ -609,117 +610,6 @@ impl Config {
         Ok(Some(httpd::tls::TlsAcceptor::from(Arc::new(config))))
     }
 
-    /// The Redis (or Redis Cluster) client, when `[redis] url` is set.
-    pub fn redis_client(&self) -> anyhow::Result<Option<replica::RedisClient>> {
-        let Some(url) = &self.redis.url else {
-            return Ok(None);
-        };
-        let password = self.redis.password.clone().or_else(|| {
-            std::env::var("ESTUARY_REDIS_PASSWORD")
-                .ok()
-                .filter(|p| !p.is_empty())
-        });
-        let ca = match &self.redis.ca {
-            Some(path) => Some(
-                std::fs::read(path)
-                    .with_context(|| format!("reading [redis] ca {}", path.display()))?,
-            ),
-            None => None,
-        };
-        replica::RedisClient::open_with(
-            url,
-            self.redis.cluster,
-            replica::RedisOptions { password, ca },
-        )
-        .map(Some)
-        .with_context(|| format!("[redis] url = {:?}", replica::client::redacted(url)))
-    }
-
-    /// The VOD archive directory, when archiving is on.
-    pub fn archive_dir(&self) -> Option<PathBuf> {
-        self.archive.enabled.then(|| {
-            self.archive
-                .dir
-                .clone()
-                .unwrap_or_else(|| self.data_dir().join("archive"))
-        })
-    }
-
-    /// Where archives go when archiving is on: object storage with `[archive] url`, else the
-    /// archive directory (created here). Also says where, for the log.
-    pub fn archive_store(&self) -> anyhow::Result<Option<(packager::archive::Store, String)>> {
-        if !self.archive.enabled {
-            return Ok(None);
-        }
-        if let Some(url) = &self.archive.url {
-            return Ok(Some((self.object_store(url)?, url.clone())));
-        }
-        let dir = self.archive_dir().expect("enabled");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating the archive directory {}", dir.display()))?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-            .with_context(|| format!("the archive directory {}", dir.display()))?
-            .with_automatic_cleanup(true);
-        Ok(Some((Arc::new(store), dir.display().to_string())))
-    }
-
-    /// An edge reads archives only where they are shared: object storage, or a directory
-    /// named explicitly (a shared volume). Otherwise it asks its origins.
-    pub fn edge_archive_store(&self) -> anyhow::Result<Option<(packager::archive::Store, String)>> {
-        if self.archive.url.is_none() && self.archive.dir.is_none() {
-            return Ok(None);
-        }
-        self.archive_store()
-    }
-
-    fn object_store(&self, url: &str) -> anyhow::Result<packager::archive::Store> {
-        let a = &self.archive;
-        let rest = url.strip_prefix("s3://").with_context(|| {
-            format!("[archive] url {url:?}: only s3://BUCKET[/PREFIX] is supported")
-        })?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            bail!("[archive] url {url:?}: no bucket");
-        }
-        let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Some(e) = &a.endpoint {
-            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
-        }
-        if let Some(r) = &a.region {
-            b = b.with_region(r);
-        }
-        if let Some(k) = &a.access_key_id {
-            b = b.with_access_key_id(k);
-        }
-        if let Some(k) = &a.secret_access_key {
-            b = b.with_secret_access_key(k);
-        }
-        let s3 = b
-            .build()
-            .with_context(|| format!("[archive] url {url:?}"))?;
-        let prefix = prefix.trim_matches('/');
-        Ok(if prefix.is_empty() {
-            Arc::new(s3)
-        } else {
-            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
-        })
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        if let Some(d) = &self.server.data_dir {
-            return d.clone();
-        }
-        if let Some(d) = std::env::var_os("ESTUARY_DATA_DIR") {
-            return d.into();
-        }
-        match std::env::var_os("XDG_DATA_HOME")
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share").into()))
-        {
-            Some(base) => PathBuf::from(base).join("estuary"),
-            None => PathBuf::from("estuary-data"),
-        }
-    }
-
     /// The ladder as the transcoder takes it: `[[ladder]]`, or the default one.
     pub fn transcode_config(&self) -> transcode::TranscodeConfig {
         let mut c = transcode::TranscodeConfig {
@@ -836,34 +726,6 @@ impl Config {
             reconnect_grace: p.reconnect_grace_secs.0,
         }
     }
-
-    /// An edge's fallback to its origins over HTTP, when `[edge] origins` names any.
-    pub fn upstream(&self) -> anyhow::Result<Option<httpd::edge::upstream::Upstream>> {
-        if self.edge.origins.is_empty() {
-            return Ok(None);
-        }
-        let ca: Vec<&Path> = self.edge.origin_ca.iter().map(PathBuf::as_path).collect();
-        httpd::edge::upstream::Upstream::new(&self.edge.origins, self.edge.cache_mb << 20, &ca)
-            .map(Some)
-            .context("[edge] origins")
-    }
-
-    /// An edge's bookkeeping of which streams its viewers ask for.
-    pub fn demand(&self) -> replica::Demand {
-        replica::Demand::new(self.edge.idle_secs.0, self.edge.replica_mb << 20)
-    }
-
-    /// Viewers' resume positions: in Redis when configured (shared with the edges), else in the
-    /// data directory.
-    pub fn resume_store(
-        &self,
-        redis: Option<&replica::RedisClient>,
-    ) -> httpd::api::resume::ResumeStore {
-        match redis {
-            Some(client) => httpd::api::resume::ResumeStore::redis(client.clone()),
-            None => httpd::api::resume::ResumeStore::open(self.data_dir().join("resume.json")),
-        }
-    }
 }
 
 /// Timeouts below a second would drop everyone.
@@ -881,57 +743,4 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The compose file's configs start as they are (no example keys in them).
-    #[test]
-    fn docker_configs_parse() {
-        for text in [
-            include_str!("../../docker/origin.toml"),
-            include_str!("../../docker/edge.toml"),
-        ] {
-            let cfg: Config = toml::from_str(text).unwrap();
-            cfg.validate().unwrap();
-        }
-    }
-
-    #[test]
-    fn reference_config_parses() {
-        let text = include_str!("../../config/estuary.toml");
-        let cfg: Config = toml::from_str(text).unwrap();
-        cfg.validate().unwrap();
-        assert_eq!(cfg.http.listen.port(), 8080);
-        assert_eq!(cfg.rtmp.listen.port(), 1935);
-        assert_eq!(cfg.srt.listen.port(), 9000);
-        // Its sample stream is commented out: its key is an example, refused at start-up.
-        let sample = text
-            .lines()
-            .skip_while(|l| *l != "# [[streams]]")
-            .take(3)
-            .map(|l| l.trim_start_matches("# "))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let with_sample: Config = toml::from_str(&sample).unwrap();
-        let e = with_sample.validate().unwrap_err().to_string();
-        assert!(e.contains("is an example"), "{e}");
-    }
-
-    #[test]
-    fn typos_are_errors() {
-        assert!(toml::from_str::<Config>("[http]\nlisten_on = \"0.0.0.0:1\"").is_err());
-        let pull = "[[pull]]\nname = \"c\"\nurl = \"rtsp://c/s\"\ntransport = \"carrier-pigeon\"";
-        assert!(toml::from_str::<Config>(pull).is_err());
-    }
-
-    #[test]
-    fn seconds_are_whole_or_fractional_never_negative() {
-        let c: Config =
-            toml::from_str("[server]\nreconnect_grace_secs = 20\n[hls]\nend_grace = 0.5").unwrap();
-        assert_eq!(c.reconnect_grace(), Duration::from_secs(20));
-        assert_eq!(c.hls.end_grace.0, Duration::from_millis(500));
-        assert_eq!(Config::default().reconnect_grace(), Duration::from_secs(15));
-        assert!(toml::from_str::<Config>("[rtmp]\nidle_timeout_secs = -1").is_err());
-        assert!(toml::from_str::<Config>("[edge]\nidle_secs = nan").is_err());
-    }
-}
+mod tests;

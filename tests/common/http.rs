@@ -137,3 +137,34 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A tiny server of fixed files on a port of its own (its own origin): each request is
+/// answered with the first file whose path prefixes the request's, else 404. The port.
+pub fn serve_files(files: Vec<(&'static str, &'static str, Vec<u8>)>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("/");
+            let none = Vec::new();
+            let (status, ctype, body) = files
+                .iter()
+                .find(|(p, _, _)| path.starts_with(p))
+                .map_or(("404 Not Found", "text/plain", &none), |(_, c, b)| {
+                    ("200 OK", *c, b)
+                });
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(body);
+        }
+    });
+    port
+}

@@ -87,57 +87,54 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// A self-signed P-256 certificate for `localhost` and its key, as PEM files in `dir` (openssl).
-pub fn self_signed_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
-    let cert = dir.0.join("cert.pem");
-    let key = dir.0.join("key.pem");
-    let st = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
+/// Runs `openssl ARGS` in `dir`, failing the test with its message if it fails.
+fn openssl(dir: &TempDir, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(&dir.0)
         .output()
         .expect("openssl must be installed");
     assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    (cert, key)
+}
+
+/// The key and certificate arguments of a P-256 `openssl req`.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// A self-signed P-256 certificate for `localhost` and its key, as PEM files in `dir` (openssl).
+pub fn self_signed_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
+    let mut args = vec!["req", "-x509"];
+    args.extend(EC_KEY);
+    args.extend([
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+    ]);
+    openssl(dir, &args);
+    (dir.0.join("cert.pem"), dir.0.join("key.pem"))
 }
 
 /// A certificate authority and a certificate it signed for `localhost` and `127.0.0.1`, as PEM
 /// files in `dir` (openssl): (CA certificate, certificate, key).
 pub fn ca_signed_cert(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
     let p = |n: &str| dir.0.join(n);
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(&dir.0)
-            .output()
-            .expect("openssl must be installed");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(EC_KEY);
+    ca.extend([
         "-days",
         "1",
         "-subj",
@@ -147,13 +144,10 @@ pub fn ca_signed_cert(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
         "-out",
         "ca.pem",
     ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
+    openssl(dir, &ca);
+    let mut leaf = vec!["req"];
+    leaf.extend(EC_KEY);
+    leaf.extend([
         "-subj",
         "/CN=localhost",
         "-keyout",
@@ -161,27 +155,31 @@ pub fn ca_signed_cert(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
         "-out",
         "leaf.csr",
     ]);
+    openssl(dir, &leaf);
     std::fs::write(
         p("leaf.ext"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "leaf.ext",
-        "-out",
-        "leaf.pem",
-    ]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "leaf.pem",
+        ],
+    );
     (p("ca.pem"), p("leaf.pem"), p("leaf-key.pem"))
 }

@@ -2,8 +2,7 @@
 //! of their own (`tests/player`, whose `node_modules` `scripts/test.sh` installs), driven by
 //! `play.mjs`, which prints the player's state once a second.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -19,32 +18,12 @@ pub fn serve_page() -> u16 {
     let missing = "players are not installed: run scripts/test.sh (it runs npm ci in tests/player)";
     let hls = std::fs::read(dir.join("node_modules/hls.js/dist/hls.min.js")).expect(missing);
     let dash = std::fs::read(dir.join("node_modules/dashjs/dist/dash.all.min.js")).expect(missing);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut buf = [0u8; 4096];
-            let n = conn.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let (status, ctype, body) = if path.starts_with("/index.html") {
-                ("200 OK", "text/html", &page)
-            } else if path.starts_with("/hls.min.js") {
-                ("200 OK", "application/javascript", &hls)
-            } else if path.starts_with("/dash.html") {
-                ("200 OK", "text/html", &dash_page)
-            } else if path.starts_with("/dash.all.min.js") {
-                ("200 OK", "application/javascript", &dash)
-            } else {
-                ("404 Not Found", "text/plain", &Vec::new())
-            };
-            let head = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = conn.write_all(head.as_bytes());
-            let _ = conn.write_all(body);
-        }
-    });
-    port
+    super::serve_files(vec![
+        ("/index.html", "text/html", page),
+        ("/hls.min.js", "application/javascript", hls),
+        ("/dash.html", "text/html", dash_page),
+        ("/dash.all.min.js", "application/javascript", dash),
+    ])
 }
 
 pub fn field(line: &str, key: &str) -> Option<f64> {

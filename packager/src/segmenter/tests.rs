@@ -1,0 +1,352 @@
+//! The segmenter's unit tests: cutting, parts, gaps, caps and lag, with made-up frames.
+use super::*;
+use bytes::Bytes;
+use media::{CodecConfig, Timestamp};
+use proptest::prelude::*;
+
+fn tracks() -> Vec<TrackInfo> {
+    vec![
+        TrackInfo::video(CodecConfig::H264 { avcc: Bytes::new() }),
+        TrackInfo::audio(
+            CodecConfig::Aac {
+                asc: Bytes::from_static(&[0x11, 0x90]),
+            },
+            48000,
+            2,
+        ),
+    ]
+}
+
+fn v(t: i64, key: bool) -> Frame {
+    let ts = Timestamp::new(t, Timescale::VIDEO);
+    Frame {
+        track: 0,
+        dts: ts,
+        pts: ts,
+        keyframe: key,
+        data: Bytes::from_static(b"v"),
+    }
+}
+
+fn a(t: i64) -> Frame {
+    let ts = Timestamp::new(t, Timescale(48000));
+    Frame {
+        track: 1,
+        dts: ts,
+        pts: ts,
+        keyframe: true,
+        data: Bytes::from_static(b"a"),
+    }
+}
+
+/// Feeds `secs` of 30 fps video with a keyframe every `gop` frames, and 48 kHz AAC.
+fn feed(s: &mut Segmenter, secs: i64, gop: i64) {
+    let mut next_audio = 0i64;
+    for n in 0..secs * 30 {
+        let t = n * 3000;
+        s.push(v(t, n % gop == 0));
+        while next_audio * 90_000 / 48000 <= t {
+            s.push(a(next_audio));
+            next_audio += 1024;
+        }
+    }
+    s.finish();
+}
+
+/// Parts, and (track, msn) of every segment end, however it was reported.
+fn collect(s: &mut Segmenter) -> (Vec<PartOut>, Vec<(usize, u64)>) {
+    let mut parts = vec![];
+    let mut ends = vec![];
+    while let Some(o) = s.pull() {
+        match o {
+            Output::Part(p) => {
+                if p.last_in_segment {
+                    ends.push((p.track, p.msn));
+                }
+                parts.push(p);
+            }
+            Output::SegmentEnd { track, msn } => ends.push((track, msn)),
+            Output::Capped { .. } | Output::Behind { .. } => {}
+        }
+    }
+    (parts, ends)
+}
+
+#[test]
+fn parts_and_segments_line_up() {
+    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    feed(&mut s, 10, 60);
+    let (parts, ends) = collect(&mut s);
+    let video: Vec<&PartOut> = parts.iter().filter(|p| p.track == 0).collect();
+    let audio: Vec<&PartOut> = parts.iter().filter(|p| p.track == 1).collect();
+    assert_eq!(video.len(), audio.len());
+    // 2 s segments of six 1/3 s parts; every track hears of every segment end once.
+    let video_ends: Vec<u64> = ends.iter().filter(|e| e.0 == 0).map(|e| e.1).collect();
+    let audio_ends: Vec<u64> = ends.iter().filter(|e| e.0 == 1).map(|e| e.1).collect();
+    assert_eq!(video_ends, vec![0, 1, 2, 3, 4]);
+    assert_eq!(audio_ends, video_ends);
+    assert_eq!(video.len(), 30);
+    assert!(video.iter().all(|p| p.ticks() == 30_000));
+    for (v, a) in video.iter().zip(&audio) {
+        assert_eq!((v.msn, v.index), (a.msn, a.index));
+        let vs = v.start.as_secs_f64();
+        let as_ = a.start.as_secs_f64();
+        assert!(
+            (vs - as_).abs() < 0.03,
+            "audio part starts within one AAC frame"
+        );
+    }
+    assert!(video.iter().filter(|p| p.index == 0).all(|p| p.independent));
+    assert!(video
+        .iter()
+        .filter(|p| p.index == 5)
+        .all(|p| p.end_expected));
+}
+
+#[test]
+fn a_part_is_out_when_its_last_frame_arrives() {
+    let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+    for n in 0..10 {
+        s.push(v(n * 3000, n == 0));
+    }
+    let Some(Output::Part(p)) = s.pull() else {
+        panic!("part not closed on its last frame")
+    };
+    assert_eq!(
+        (p.msn, p.index, p.samples.len(), p.ticks()),
+        (0, 0, 10, 30_000)
+    );
+}
+
+#[test]
+fn millisecond_jitter_keeps_parts_contiguous() {
+    // RTMP's 33/34 ms timestamps at 90 kHz, with B-frame composition offsets.
+    let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+    let mut ms = 0i64;
+    for n in 0..300 {
+        let dts = Timestamp::new(ms * 90, Timescale::VIDEO);
+        let pts = Timestamp::new((ms + 67) * 90, Timescale::VIDEO);
+        s.push(Frame {
+            track: 0,
+            dts,
+            pts,
+            keyframe: n % 60 == 0,
+            data: Bytes::from_static(b"v"),
+        });
+        ms += if n % 3 == 2 { 34 } else { 33 };
+    }
+    s.finish();
+    let (parts, ends) = collect(&mut s);
+    assert_eq!(ends.len(), 5);
+    // Jitter must not cut parts short: six parts of ten frames per 2 s segment.
+    assert_eq!(
+        parts.len(),
+        30,
+        "{:?}",
+        parts.iter().map(|p| p.samples.len()).collect::<Vec<_>>()
+    );
+    assert!(parts.iter().all(|p| p.samples.len() == 10));
+    let mut end = 0;
+    for p in &parts {
+        assert_eq!(p.start.ticks, end, "contiguous");
+        end += p.ticks();
+        // Presentation times are kept even where a decode time was moved by a millisecond.
+        assert!(p
+            .samples
+            .iter()
+            .all(|x| (x.cts_offset - 67 * 90).abs() <= 90));
+    }
+}
+
+#[test]
+fn follower_backlog_is_bounded_when_the_leader_stalls() {
+    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    s.push(v(0, true));
+    for n in 0..5000 {
+        s.push(a(n * 1024));
+    }
+    assert!(s.tracks[1].pending.len() <= MAX_PENDING);
+    assert_eq!(s.dropped, 5000 - MAX_PENDING as u64);
+}
+
+/// Audio that stops while video goes on for a minute: its parts become gaps, the
+/// boundaries kept for it stay few, and it picks up again when it is back.
+#[test]
+fn a_silent_follower_gets_gaps_and_holds_nothing() {
+    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut next_audio = 0i64;
+    let mut most = 0;
+    for n in 0..90 * 30 {
+        let t = n * 3000;
+        s.push(v(t, n % 60 == 0));
+        // Audio for the first 10 s and the last 20 s only.
+        while next_audio * 90_000 / 48000 <= t {
+            if !(10 * 48000..70 * 48000).contains(&next_audio) {
+                s.push(a(next_audio));
+            }
+            next_audio += 1024;
+        }
+        most = most.max(s.boundaries.len());
+    }
+    s.finish();
+    assert!(
+        most <= (FOLLOWER_LAG_TARGETS as usize + 1) * 7,
+        "{most} boundaries kept"
+    );
+    let mut silent = 0;
+    let mut audio = vec![];
+    while let Some(o) = s.pull() {
+        match o {
+            Output::Behind { track } => {
+                assert_eq!(track, 1);
+                silent += 1;
+            }
+            Output::Part(p) if p.track == 1 => audio.push(p),
+            _ => {}
+        }
+    }
+    assert_eq!(silent, 1, "said once");
+    let at = |secs: i64| {
+        audio
+            .iter()
+            .find(|p| p.start.ticks >= secs * 48000)
+            .unwrap()
+    };
+    assert!(at(30).samples.is_empty(), "a gap while silent");
+    assert!(!at(80).samples.is_empty(), "back with the audio");
+    assert_eq!(audio.len(), 90 * 3, "one audio part per video part");
+}
+
+/// A track that never sends anything holds at most [`MAX_BEHIND`] boundaries.
+#[test]
+fn a_follower_that_never_sends_is_bounded() {
+    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut most = 0;
+    for n in 0..200 * 30 {
+        s.push(v(n * 3000, n % 60 == 0));
+        most = most.max(s.boundaries.len());
+    }
+    assert!(most as u64 <= MAX_BEHIND + 1, "{most} boundaries");
+    let behind = std::iter::from_fn(|| s.pull())
+        .filter(|o| matches!(o, Output::Behind { track: 1 }))
+        .count();
+    assert_eq!(behind, 1);
+}
+
+/// Audio that keeps coming but five seconds behind the video (a big sync offset at the
+/// encoder) is waited for, not cut into gaps.
+#[test]
+fn a_late_follower_is_waited_for() {
+    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut next_audio = 0i64;
+    for n in 0..40 * 30 {
+        let t = n * 3000;
+        s.push(v(t, n % 60 == 0));
+        while next_audio * 90_000 / 48000 <= t - 5 * 90_000 {
+            s.push(a(next_audio));
+            next_audio += 1024;
+        }
+    }
+    let mut audio = vec![];
+    while let Some(o) = s.pull() {
+        match o {
+            Output::Behind { .. } => panic!("a late track is not cut"),
+            Output::Part(p) if p.track == 1 => audio.push(p),
+            _ => {}
+        }
+    }
+    assert!(audio.len() >= 3 * 34, "{} audio parts", audio.len());
+    assert!(audio.iter().all(|p| !p.samples.is_empty()), "no gaps");
+    assert_eq!(s.dropped, 0);
+}
+
+/// An encoder that sends one keyframe and then none for a minute: the segment is closed
+/// at the cap, nothing more is held, and the next keyframe starts a segment again.
+#[test]
+fn a_segment_without_a_keyframe_is_capped() {
+    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut next_audio = 0i64;
+    let mut held = 0;
+    for n in 0..62 * 30 {
+        let t = n * 3000;
+        // Keyframes at 0 s and at 60 s only.
+        s.push(v(t, n == 0 || n == 60 * 30));
+        while next_audio * 90_000 / 48000 <= t {
+            s.push(a(next_audio));
+            next_audio += 1024;
+        }
+        held = held.max(s.tracks.iter().map(|t| t.pending.len()).sum::<usize>());
+    }
+    s.finish();
+    let (mut capped, mut parts) = (vec![], vec![]);
+    while let Some(o) = s.pull() {
+        match o {
+            Output::Capped { msn, length } => capped.push((msn, length)),
+            Output::Part(p) if p.track == 0 => parts.push(p),
+            _ => {}
+        }
+    }
+    assert_eq!(capped, vec![(0, Duration::from_secs(20))]);
+    let first: i64 = parts.iter().filter(|p| p.msn == 0).map(|p| p.ticks()).sum();
+    assert_eq!(first, 20 * 90_000, "closed at ten segment targets");
+    let after: Vec<&PartOut> = parts.iter().filter(|p| p.msn == 1).collect();
+    assert!(after[0].independent && after[0].discontinuity);
+    assert_eq!(
+        after[0].start.ticks,
+        60 * 90_000,
+        "resumes at the next keyframe"
+    );
+    assert!(
+        held < 250,
+        "{held} frames held: about the follower lag's worth"
+    );
+}
+
+proptest! {
+    #[test]
+    fn invariants(gop in 1i64..200, secs in 1i64..12, part_ms in 100u64..1000, seg_ms in 500u64..4000) {
+        // Keyframes come before the cap (what happens past it has a test of its own).
+        prop_assume!(gop * 3000 < seg_ms as i64 * 90 * SEGMENT_CAP_TARGETS);
+        let cfg = SegmenterConfig {
+            segment_target: Duration::from_millis(seg_ms),
+            part_target: Duration::from_millis(part_ms),
+        };
+        let mut s = Segmenter::new(&tracks(), cfg);
+        feed(&mut s, secs, gop);
+        let (parts, ends) = collect(&mut s);
+        let video: Vec<&PartOut> = parts.iter().filter(|p| p.track == 0).collect();
+        let mut expected_start = 0;
+        let mut last = (0u64, 0u32);
+        for (i, p) in video.iter().enumerate() {
+            // Parts are contiguous, durations add up, sample durations sum to the part's.
+            prop_assert_eq!(p.start.ticks, expected_start);
+            expected_start += p.ticks();
+            let sum: i64 = p.samples.iter().map(|s| s.duration as i64).sum();
+            prop_assert_eq!(sum, p.ticks());
+            // Segments start on keyframes.
+            if p.index == 0 {
+                prop_assert!(p.samples[0].keyframe);
+                prop_assert!(p.independent);
+            }
+            // Parts respect the target (one frame of slack when the target is below a frame).
+            prop_assert!(p.ticks() <= (part_ms as i64 * 90).max(3000) + 1);
+            // Numbering only increases.
+            if i > 0 {
+                prop_assert!((p.msn, p.index) > last);
+            }
+            last = (p.msn, p.index);
+        }
+        prop_assert_eq!(expected_start, secs * 30 * 3000);
+        let audio = parts.iter().filter(|p| p.track == 1).count();
+        prop_assert_eq!(audio, video.len());
+        // Every segment ends exactly once per track, in order, and the next part after a
+        // segment end starts the next segment.
+        for track in 0..2 {
+            let e: Vec<u64> = ends.iter().filter(|e| e.0 == track).map(|e| e.1).collect();
+            let want: Vec<u64> = (0..e.len() as u64).collect();
+            prop_assert_eq!(e, want);
+        }
+        let segments = video.last().map(|p| p.msn + 1).unwrap_or(0);
+        prop_assert_eq!(ends.iter().filter(|e| e.0 == 0).count() as u64, segments);
+    }
+}

@@ -131,6 +131,9 @@ async fn produce(
                 discontinuity: false,
                 start: Duration::from_secs_f64(n as f64 * PART),
                 samples: if track == 0 { 10 } else { 16 },
+                target_duration: Some(2),
+                announced: Some(Duration::from_secs_f64(PART * PARTS_PER_SEGMENT as f64)),
+                period: None,
             });
         }
         seen.lock()
@@ -138,8 +141,8 @@ async fn produce(
             .landed
             .insert((msn, index), Instant::now());
         if last {
-            w.complete_segment(0, msn);
-            w.complete_segment(1, msn);
+            w.complete_segment(0, msn, Some(2));
+            w.complete_segment(1, msn, Some(2));
         }
         n += 1;
     }

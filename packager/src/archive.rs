@@ -191,13 +191,9 @@ async fn playlists(
     });
     for (i, rendition) in renditions.iter().enumerate() {
         let segs = &done[i];
-        let td = segs
-            .iter()
-            .map(|s| s.duration)
-            .fold(w.config.segment_target, Duration::max)
-            .as_secs_f64()
-            .ceil() as u64;
-        let mut p = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
+        // The live stream's, fixed when its first segment ended: an EVENT playlist keeps it.
+        let td = w.read(|st| w.target_duration(st));
+        let mut p = String::from("#EXTM3U\n#EXT-X-VERSION:6\n");
         let _ = writeln!(p, "#EXT-X-TARGETDURATION:{td}");
         let _ = writeln!(
             p,

@@ -151,7 +151,7 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, CmafError> {
         }
     };
     let is_video = vmhd.is_some();
-    let moov = Moov {
+    let mut moov = Moov {
         mvhd: Mvhd {
             timescale: 1000,
             next_track_id: track_id + 1,
@@ -226,7 +226,16 @@ pub fn init_segment(track: &TrackInfo) -> Result<Bytes, CmafError> {
     };
     let mut buf = Vec::with_capacity(1024);
     ftyp.encode(&mut buf).map_err(enc("ftyp"))?;
+    // ISO/IEC 14496-12 orders moov's children mvhd, trak, mvex; mp4-atom writes mvex before
+    // trak, so mvex is written after the rest and moov's size grows by it.
+    let mvex = moov.mvex.take();
+    let moov_at = buf.len();
     moov.encode(&mut buf).map_err(enc("moov"))?;
+    if let Some(mvex) = mvex {
+        mvex.encode(&mut buf).map_err(enc("mvex"))?;
+        let size = u32::try_from(buf.len() - moov_at).expect("an init segment is small");
+        buf[moov_at..moov_at + 4].copy_from_slice(&size.to_be_bytes());
+    }
     Ok(buf.into())
 }
 
@@ -323,6 +332,15 @@ mod tests {
         };
         assert_eq!(moov.mvex.unwrap().trex.len(), 1);
         assert_eq!(moov.trak[0].mdia.mdhd.timescale, 90_000);
+        // Children in the standard's order: mvhd, trak, mvex.
+        let moov_at = u32::from_be_bytes(init[..4].try_into().unwrap()) as usize;
+        let mut kinds = Vec::new();
+        let mut at = moov_at + 8;
+        while at < init.len() {
+            kinds.push(String::from_utf8_lossy(&init[at + 4..at + 8]).to_string());
+            at += u32::from_be_bytes(init[at..at + 4].try_into().unwrap()) as usize;
+        }
+        assert_eq!(kinds, ["mvhd", "trak", "mvex"]);
         assert_eq!(moov.trak[0].tkhd.width, 1280.into());
 
         let a = TrackInfo::audio(

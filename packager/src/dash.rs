@@ -1,17 +1,37 @@
-//! Low-latency DASH (ISO/IEC 23009-1, DASH-IF low-latency guidelines): a dynamic MPD over the
-//! same CMAF segments the LL-HLS playlists list, rendered from the window.
+//! Low-latency DASH (ISO/IEC 23009-1, DASH-IF low-latency guidelines, DVB low-latency
+//! signalling): a dynamic MPD over the same CMAF segments the LL-HLS playlists list, rendered
+//! from the window.
 //!
 //! One AdaptationSet per track kind; each Representation's id is its rendition name, so the
 //! `SegmentTemplate` URLs (`$RepresentationID$/{session}/$Number$.m4s`) are the HLS segment
-//! URLs and `$Number$` is the HLS media sequence number. Segments start on keyframes, so their
-//! durations vary: a `SegmentTimeline` lists them, including the segment being written (with
-//! its expected duration), which a player may fetch before it is complete
-//! (`availabilityTimeOffset`, `availabilityTimeComplete="false"`): the server sends it with
-//! chunked transfer encoding, part by part, as it grows. When the stream ends the MPD becomes
-//! static.
+//! URLs and `$Number$` is the HLS media sequence number.
+//!
+//! Timing, by the DASH timing model's rules:
+//!
+//! - Segments start on keyframes, and every track is cut at the leading track's boundaries,
+//!   so the MPD describes all AdaptationSets with the leading track's segments (and its
+//!   timescale).
+//! - A Period is a run of segments of one length: each segment is announced, when it starts,
+//!   to last as long as the one before ([`crate::window::Segment::announced`]), and a segment
+//!   that starts where the one before was announced to end continues its Period. So while
+//!   live a Period's `SegmentTemplate` gives that length as `@duration` (DASH-IF's "simple
+//!   live" addressing, which DVB recommends for low latency): a player computes which segment
+//!   is available from the clock alone, without reloading the MPD at every segment boundary,
+//!   and may fetch a segment as soon as its first part exists (`availabilityTimeOffset`,
+//!   always present while live, with `availabilityTimeComplete="false"`); the server sends it
+//!   part by part as it grows.
+//! - Nothing published changes: where a segment ends elsewhere than announced (a keyframe
+//!   early or late) or a publisher reconnects, a new Period starts at the next segment, and
+//!   the Period before keeps what it said (its last segment may reach past its end, which the
+//!   model allows). A Period keeps its id (`p{msn}` of its first segment) and start after its
+//!   first segments leave the window.
+//! - Each AdaptationSet's `ProducerReferenceTime` ties the Period's start to the wall clock,
+//!   and the `ServiceDescription`'s latency target refers to it.
+//!
+//! When the stream ends the MPD becomes static.
 
 use std::fmt::Write;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use media::{CodecConfig, TrackKind};
 
@@ -21,23 +41,93 @@ use crate::window::{StreamWindow, TrackWindow, WindowState};
 /// The latency a player should aim for, in part targets: LL-HLS's PART-HOLD-BACK (three).
 const TARGET_LATENCY_PARTS: f64 = 3.0;
 
+/// One segment as the MPD lists it: where it starts and the length it was listed with.
+#[derive(Clone, Copy, Debug)]
+struct Listed {
+    msn: u64,
+    start: Duration,
+    length: Duration,
+}
+
+/// A run of segments with a continuous timeline: (msn, start) of its first segment, and the
+/// segments of it still in the window.
+struct Period {
+    id: (u64, Duration),
+    segments: Vec<Listed>,
+}
+
+impl Period {
+    fn start(&self) -> Duration {
+        self.id.1
+    }
+
+    /// The length of its segments (all the same: see the module's notes).
+    fn length(&self) -> Duration {
+        self.segments[0].length
+    }
+}
+
+/// Ticks of `scale` at stream time `d`, rounded: the same number whatever MPD update asks.
+fn ticks(d: Duration, scale: u32) -> u64 {
+    (d.as_nanos() * scale as u128 + 500_000_000) as u64 / 1_000_000_000
+}
+
+/// The leading track's segments as the MPD lists them, in their Periods (an open segment
+/// only while live and once announced).
+fn periods(leader: &TrackWindow, live: bool) -> Vec<Period> {
+    let mut out: Vec<Period> = Vec::new();
+    for s in &leader.segments {
+        let Some(length) = s.listed_length().filter(|_| s.complete || live) else {
+            continue;
+        };
+        let l = Listed {
+            msn: s.msn,
+            start: s.start,
+            length,
+        };
+        match out.last_mut() {
+            Some(p) if p.id == s.period => p.segments.push(l),
+            _ => out.push(Period {
+                id: s.period,
+                segments: vec![l],
+            }),
+        }
+    }
+    out
+}
+
 /// An MPD for the window. `time_url` is the absolute URL of the UTC time endpoint.
 pub fn mpd(w: &StreamWindow, st: &WindowState, now: SystemTime, time_url: &str) -> String {
     let part = w.config.part_target.as_secs_f64();
-    let target = w.config.segment_target.as_secs_f64();
     let live = !st.ended;
+    let leader = st
+        .tracks
+        .iter()
+        .position(|t| t.info.kind() == TrackKind::Video)
+        .unwrap_or(0);
+    let periods = st
+        .tracks
+        .get(leader)
+        .map(|t| periods(t, live))
+        .unwrap_or_default();
+    let scale = st
+        .tracks
+        .get(leader)
+        .map_or(media::Timescale::VIDEO.0, |t| t.info.timescale.0);
+    let time_url = xml_escape(time_url);
     let mut out = String::with_capacity(4096);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = write!(
         out,
-        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" minBufferTime=\"{}\"",
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019,http://www.dashif.org/guidelines/low-latency-live-v5\" minBufferTime=\"{}\"",
         duration(part * 2.0)
     );
-    let window_secs: f64 = st
+    let window_start = periods.first().map_or(Duration::ZERO, Period::start);
+    let window_end = st
         .tracks
-        .first()
-        .map(|t| t.segments.iter().map(|s| s.duration.as_secs_f64()).sum())
-        .unwrap_or(0.0);
+        .get(leader)
+        .and_then(|t| t.segments.back())
+        .map_or(Duration::ZERO, |s| s.start + s.duration);
     if live {
         let _ = writeln!(
             out,
@@ -45,108 +135,124 @@ pub fn mpd(w: &StreamWindow, st: &WindowState, now: SystemTime, time_url: &str) 
             rfc3339(w.started),
             rfc3339(now),
             duration(part.max(0.2) * 2.0),
-            duration(window_secs.max(target)),
+            duration(
+                (window_end.saturating_sub(window_start))
+                    .as_secs_f64()
+                    .max(w.config.segment_target.as_secs_f64())
+            ),
             duration(w.target_duration(st) as f64),
         );
         let latency = (part * TARGET_LATENCY_PARTS * 1000.0).round() as u64;
         let _ = writeln!(
             out,
-            "  <ServiceDescription id=\"0\"><Latency referenceId=\"0\" target=\"{latency}\" min=\"{}\" max=\"{}\"/><PlaybackRate min=\"0.96\" max=\"1.04\"/></ServiceDescription>",
+            "  <ServiceDescription id=\"0\"><Scope schemeIdUri=\"urn:dvb:dash:lowlatency:scope:2019\"/><Latency referenceId=\"0\" target=\"{latency}\" min=\"{}\" max=\"{}\"/><PlaybackRate min=\"0.96\" max=\"1.04\"/></ServiceDescription>",
             latency * 2 / 3,
             latency * 3
         );
     } else {
-        let end = st
-            .tracks
-            .first()
-            .and_then(|t| t.segments.back())
-            .map(|s| secs_since(w, s.program_date_time) + s.duration.as_secs_f64())
-            .unwrap_or(0.0);
         let _ = writeln!(
             out,
             " type=\"static\" mediaPresentationDuration=\"{}\">",
-            duration(end)
+            duration(window_end.as_secs_f64())
         );
     }
-    out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
-    for (set, kind) in [TrackKind::Video, TrackKind::Audio].into_iter().enumerate() {
-        let tracks: Vec<&TrackWindow> =
-            st.tracks.iter().filter(|t| t.info.kind() == kind).collect();
-        let Some(first) = tracks.first() else {
-            continue;
-        };
-        let (content, mime) = match kind {
-            TrackKind::Video => ("video", "video/mp4"),
-            TrackKind::Audio => ("audio", "audio/mp4"),
-        };
+    for period in &periods {
         let _ = writeln!(
             out,
-            "    <AdaptationSet id=\"{set}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">"
+            "  <Period id=\"p{}\" start=\"{}\">",
+            period.id.0,
+            duration(period.start().as_secs_f64())
         );
-        template(&mut out, w, first, live, part, target);
-        for t in tracks {
-            representation(&mut out, t);
+        for (set, kind) in [TrackKind::Video, TrackKind::Audio].into_iter().enumerate() {
+            let tracks: Vec<&TrackWindow> =
+                st.tracks.iter().filter(|t| t.info.kind() == kind).collect();
+            if tracks.is_empty() {
+                continue;
+            }
+            let (content, mime) = match kind {
+                TrackKind::Video => ("video", "video/mp4"),
+                TrackKind::Audio => ("audio", "audio/mp4"),
+            };
+            // Whether every listed segment starts with a keyframe (one cut at the target
+            // duration without one does not).
+            let sap = period.segments.iter().all(|l| {
+                tracks.iter().all(|t| {
+                    t.segment(l.msn)
+                        .and_then(|s| s.parts.first())
+                        .is_none_or(|p| p.independent || p.gap)
+                })
+            });
+            let _ = write!(
+                out,
+                "    <AdaptationSet id=\"{set}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\""
+            );
+            if sap {
+                out.push_str(" startWithSAP=\"1\"");
+            }
+            out.push_str(">\n");
+            let pto = ticks(period.start(), scale);
+            if live {
+                out.push_str("      <SupplementalProperty schemeIdUri=\"urn:dvb:dash:lowlatency:critical:2019\" value=\"true\"/>\n");
+                let _ = writeln!(
+                    out,
+                    "      <ProducerReferenceTime id=\"{set}\" type=\"encoder\" wallClockTime=\"{}\" presentationTime=\"{pto}\"><UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{time_url}\"/></ProducerReferenceTime>",
+                    rfc3339(w.started + period.start()),
+                );
+            }
+            template(&mut out, w, period, scale, live, part);
+            for t in tracks {
+                representation(&mut out, t);
+            }
+            out.push_str("    </AdaptationSet>\n");
         }
-        out.push_str("    </AdaptationSet>\n");
+        out.push_str("  </Period>\n");
     }
-    out.push_str("  </Period>\n");
     let _ = writeln!(
         out,
-        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
-        xml_escape(time_url)
+        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{time_url}\"/>"
     );
     out.push_str("</MPD>\n");
     out
 }
 
-fn secs_since(w: &StreamWindow, t: SystemTime) -> f64 {
-    t.duration_since(w.started)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
+/// The Period's `SegmentTemplate` for one AdaptationSet, timed in the leading track's `scale`
+/// (an MPD's timescale need not be the media's): `@duration` addressing while live, the
+/// segments in the window as a `SegmentTimeline` once the stream has ended.
 fn template(
     out: &mut String,
     w: &StreamWindow,
-    t: &TrackWindow,
+    period: &Period,
+    scale: u32,
     live: bool,
     part: f64,
-    target: f64,
 ) {
-    let scale = t.info.timescale.0 as f64;
-    let first_msn = t.segments.front().map(|s| s.msn).unwrap_or(0);
-    // The segment being written is announced with the duration it is expected to reach.
-    let open = t.segments.back().filter(|s| live && !s.complete);
-    let expected = open.map(|s| target.max(s.duration.as_secs_f64() + part));
     let _ = write!(
         out,
-        "      <SegmentTemplate timescale=\"{}\" initialization=\"$RepresentationID$/{}/init.mp4\" media=\"$RepresentationID$/{}/$Number$.m4s\" startNumber=\"{first_msn}\"",
-        t.info.timescale.0, w.session, w.session
+        "      <SegmentTemplate timescale=\"{scale}\" presentationTimeOffset=\"{}\" initialization=\"$RepresentationID$/{}/init.mp4\" media=\"$RepresentationID$/{}/$Number$.m4s\"",
+        ticks(period.start(), scale),
+        w.session,
+        w.session,
     );
-    if let Some(d) = expected {
-        // Available once its first part is: the rest arrives as it is written.
-        let _ = write!(
-            out,
-            " availabilityTimeOffset=\"{:.3}\" availabilityTimeComplete=\"false\"",
-            (d - part).max(0.0)
-        );
-    }
-    out.push_str(">\n        <SegmentTimeline>\n");
-    for s in &t.segments {
-        if !s.complete && open.is_none() {
-            continue;
-        }
-        let start = (secs_since(w, s.program_date_time) * scale).round() as u64;
-        let d = if s.complete {
-            s.duration.as_secs_f64()
-        } else {
-            expected.unwrap_or(target)
-        };
+    if live {
+        // Numbered from the Period's first segment, wherever the window starts now.
         let _ = writeln!(
             out,
-            "          <S t=\"{start}\" d=\"{}\"/>",
-            (d * scale).round() as u64
+            " startNumber=\"{}\" duration=\"{}\" availabilityTimeOffset=\"{:.3}\" availabilityTimeComplete=\"false\"/>",
+            period.id.0,
+            ticks(period.length(), scale),
+            (period.length().as_secs_f64() - part).max(0.0)
         );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        " startNumber=\"{}\">\n        <SegmentTimeline>",
+        period.segments[0].msn
+    );
+    for l in &period.segments {
+        let t = ticks(l.start, scale);
+        let d = ticks(l.start + l.length, scale) - t;
+        let _ = writeln!(out, "          <S t=\"{t}\" d=\"{d}\"/>");
     }
     out.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
 }
@@ -254,28 +360,133 @@ mod tests {
             m.contains("<Latency referenceId=\"0\" target=\"1002\""),
             "{m}"
         );
-        assert!(m.contains("media=\"$RepresentationID$/abc/$Number$.m4s\" startNumber=\"0\""));
-        assert!(
-            m.contains("availabilityTimeOffset=\"1.666\" availabilityTimeComplete=\"false\""),
+        // Video and audio alike, in the video's 90 kHz: 2 s segments numbered from 0, each
+        // available once its first part is.
+        assert_eq!(
+            m.matches("<SegmentTemplate timescale=\"90000\" presentationTimeOffset=\"0\" initialization=\"$RepresentationID$/abc/init.mp4\" media=\"$RepresentationID$/abc/$Number$.m4s\" startNumber=\"0\" duration=\"180000\" availabilityTimeOffset=\"1.666\" availabilityTimeComplete=\"false\"/>").count(),
+            2,
             "{m}"
         );
-        // Video at 90 kHz: three 2 s segments and the open one, expected to last 2 s.
-        for t in [0, 180_000, 360_000, 540_000] {
-            assert!(
-                m.contains(&format!("<S t=\"{t}\" d=\"180000\"/>")),
-                "{t}: {m}"
-            );
-        }
-        assert!(
-            m.contains("<S t=\"288000\" d=\"96000\"/>"),
-            "audio at 48 kHz: {m}"
-        );
+        assert!(!m.contains("SegmentTimeline"), "{m}");
         assert!(
             m.contains("<Representation id=\"video\" codecs=\"avc1.64001f\""),
             "{m}"
         );
         assert!(m.contains("audioSamplingRate=\"48000\""));
         assert!(m.contains("value=\"http://h/api/v1/time\""));
+        // One Period from the start; the latency target refers to a producer reference time.
+        assert_eq!(m.matches("<Period ").count(), 1);
+        assert!(m.contains("<Period id=\"p0\" start=\"PT0.000S\">"), "{m}");
+        assert!(
+            m.contains("<ProducerReferenceTime id=\"0\" type=\"encoder\""),
+            "{m}"
+        );
+        assert!(m.contains("<Scope schemeIdUri=\"urn:dvb:dash:lowlatency:scope:2019\"/>"));
+        assert_eq!(
+            m.matches("urn:dvb:dash:lowlatency:critical:2019").count(),
+            2,
+            "both AdaptationSets"
+        );
+        assert_eq!(m.matches("availabilityTimeOffset=").count(), 2, "{m}");
+    }
+
+    /// Pushes one 2 s segment of six parts for both tracks, announced as `announced`.
+    fn segment(
+        w: &StreamWindow,
+        msn: u64,
+        start: Duration,
+        length: Duration,
+        announced: Option<Duration>,
+        disc: bool,
+    ) {
+        for i in 0..6u32 {
+            for track in 0..2 {
+                w.push_part(crate::window::PartIn {
+                    track,
+                    msn,
+                    index: i,
+                    data: Bytes::from(vec![0u8; 100]),
+                    duration: length / 6,
+                    independent: i == 0 || track == 1,
+                    gap: false,
+                    last_in_segment: i == 5,
+                    end_expected: false,
+                    discontinuity: disc && i == 0,
+                    start: start + length / 6 * i,
+                    samples: 10,
+                    target_duration: Some(2),
+                    announced,
+                    period: None,
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn a_segment_that_ends_off_its_announcement_starts_a_period_and_nothing_published_changes() {
+        let w = StreamWindow::new(
+            "s",
+            "abc".into(),
+            WindowConfig {
+                segments: 3,
+                ..Default::default()
+            },
+            window(0, 0).read(|st| {
+                st.tracks
+                    .iter()
+                    .map(|t| (t.info.clone(), Bytes::new()))
+                    .collect()
+            }),
+        );
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        segment(&w, 0, s(0), s(2), None, false);
+        segment(&w, 1, s(2), s(2), Some(s(2)), false);
+        // Announced at 2 s, but a keyframe came at 1.5 s.
+        segment(&w, 2, s(4), ms(1500), Some(s(2)), false);
+        segment(&w, 3, ms(5500), ms(1500), Some(ms(1500)), false);
+        let now = SystemTime::now();
+        let m = w.read(|st| mpd(&w, st, now, "http://h/t"));
+        assert!(m.contains("<Period id=\"p0\" start=\"PT0.000S\">"), "{m}");
+        assert!(m.contains("<Period id=\"p3\" start=\"PT5.500S\">"), "{m}");
+        assert!(
+            m.contains("presentationTimeOffset=\"0\" initialization=\"$RepresentationID$/abc/init.mp4\" media=\"$RepresentationID$/abc/$Number$.m4s\" startNumber=\"0\" duration=\"180000\""),
+            "segment 2 keeps the length it was listed with: {m}"
+        );
+        assert!(
+            m.contains("presentationTimeOffset=\"495000\" initialization=\"$RepresentationID$/abc/init.mp4\" media=\"$RepresentationID$/abc/$Number$.m4s\" startNumber=\"3\" duration=\"135000\""),
+            "{m}"
+        );
+        // A reconnect: a new Period too. Then the window slides past both breaks' first
+        // segments; the Periods keep their ids and starts.
+        segment(&w, 4, s(10), ms(1500), Some(ms(1500)), true);
+        segment(&w, 5, ms(11_500), ms(1500), Some(ms(1500)), false);
+        segment(&w, 6, s(13), ms(1500), Some(ms(1500)), false);
+        let m = w.read(|st| mpd(&w, st, now, "http://h/t"));
+        assert_eq!(m.matches("<Period ").count(), 1, "{m}");
+        assert!(m.contains("<Period id=\"p4\" start=\"PT10.000S\">"), "{m}");
+        assert!(m.contains("startNumber=\"4\""), "{m}");
+        segment(&w, 7, ms(14_500), ms(1500), Some(ms(1500)), false);
+        let m = w.read(|st| mpd(&w, st, now, "http://h/t"));
+        assert!(m.contains("<Period id=\"p4\" start=\"PT10.000S\">"), "{m}");
+        assert!(m.contains("presentationTimeOffset=\"900000\""), "{m}");
+        assert!(
+            m.contains("startNumber=\"4\""),
+            "numbered from the Period's start: {m}"
+        );
+        // Once ended: static, the window's segments listed as they were.
+        w.end();
+        let m = w.read(|st| mpd(&w, st, now, "http://h/t"));
+        assert!(m.contains("startNumber=\"5\">"), "{m}");
+        assert!(m.contains("<S t=\"1035000\" d=\"135000\"/>"), "{m}");
+    }
+
+    #[test]
+    fn an_unannounced_segment_is_listed_once_complete() {
+        let w = window(0, 3);
+        let m = w.read(|st| mpd(&w, st, SystemTime::now(), "http://h/t"));
+        assert!(!m.contains("<Period"), "{m}");
+        assert!(!w.read(|st| st.published()));
     }
 
     #[test]

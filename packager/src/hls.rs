@@ -22,40 +22,49 @@ pub enum Skip {
     No,
     /// `_HLS_skip=YES`
     Segments,
-    /// `_HLS_skip=v2` (also skips date ranges; we have none)
+    /// `_HLS_skip=v2`: also skips date ranges. We write none, so the answer's
+    /// `RECENTLY-REMOVED-DATERANGES` list is empty.
     SegmentsAndDateRanges,
 }
 
 /// CAN-SKIP-UNTIL in target durations (the spec's minimum is six).
 pub const SKIP_UNTIL_TARGETS: u64 = 6;
 
-/// PART-TARGET for one track's playlist. The leading track (video) is cut exactly at the
-/// configured target; other tracks close a part on their first frame at or past the leader's
-/// boundary, so their parts can run over by up to one frame, which their PART-TARGET allows.
-pub fn part_target(w: &StreamWindow, st: &WindowState, track: usize) -> f64 {
+/// PART-TARGET, the same in every media playlist of the stream (RFC 8216bis §6.2.4 asks for
+/// identical PART-TARGET and SERVER-CONTROL across renditions). The leading track (video) is
+/// cut at the configured target; another track's part ends with the frame that reaches the
+/// leader's boundary, so it can run over by up to one of its frames (an audio frame; a video
+/// rung's frame when its rate is below the leader's), which the target allows for.
+pub fn part_target(w: &StreamWindow, st: &WindowState) -> f64 {
     let base = w.config.part_target.as_secs_f64();
     let leader = st
         .tracks
         .iter()
         .position(|t| t.info.kind() == TrackKind::Video)
         .unwrap_or(0);
-    if track == leader {
-        return base;
-    }
-    let info = &st.tracks[track].info;
-    let frame = match info.codec {
-        media::CodecConfig::Aac { .. } => 1024.0 / info.sample_rate.max(1) as f64,
-        media::CodecConfig::Opus { .. } => 0.020,
-        _ => 1.0 / info.frame_rate_hint.unwrap_or(30.0).max(1.0),
-    };
-    ((base + frame) * 1000.0).ceil() / 1000.0
+    let video_frame = |info: &media::TrackInfo| 1.0 / info.frame_rate_hint.unwrap_or(30.0).max(1.0);
+    let leader_frame = st.tracks.get(leader).map_or(0.0, |t| video_frame(&t.info));
+    let over = st
+        .tracks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, t)| match t.info.codec {
+            media::CodecConfig::Aac { .. } => 1024.0 / t.info.sample_rate.max(1) as f64,
+            media::CodecConfig::Opus { .. } => 0.020,
+            _ => (video_frame(&t.info) - leader_frame).max(0.0),
+        })
+        .fold(0.0, f64::max);
+    ((base + over) * 1000.0).ceil() / 1000.0
 }
 
 /// The multivariant playlist: one variant per video rendition, an audio group shared by all.
 /// Every variant says `CLOSED-CAPTIONS=NONE`: the renditions carry no CEA-608/708 captions we
 /// announce (without it, Shaka probes segments for captions, the one being written included).
+/// No tag in it needs a protocol version above 1, so it has no EXT-X-VERSION; whether segments
+/// start independently is said by each media playlist, as it can change.
 pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
-    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let mut out = String::from("#EXTM3U\n");
     let audio: Vec<&TrackWindow> = st
         .tracks
         .iter()
@@ -147,35 +156,21 @@ fn bandwidth(t: &TrackWindow) -> (u64, u64) {
     (guess, guess)
 }
 
+/// The protocol version a media playlist needs (RFC 8216bis §8): 6 for EXT-X-MAP without
+/// EXT-X-I-FRAMES-ONLY, 9 with EXT-X-SKIP, 10 when the skip also stands for date ranges.
+fn version(skipped: usize, skip: Skip) -> u8 {
+    match (skipped, skip) {
+        (0, _) | (_, Skip::No) => 6,
+        (_, Skip::Segments) => 9,
+        (_, Skip::SegmentsAndDateRanges) => 10,
+    }
+}
+
 /// A media playlist for one track, optionally as a delta update.
 pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Skip) -> String {
     let t = &st.tracks[track];
     let td = w.target_duration(st);
-    let pt = part_target(w, st, track);
-    let version = if skip == Skip::SegmentsAndDateRanges {
-        10
-    } else {
-        9
-    };
-    let mut out = String::with_capacity(4096);
-    let _ = write!(
-        out,
-        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{td}\n\
-         #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={:.1},PART-HOLD-BACK={:.3}\n\
-         #EXT-X-PART-INF:PART-TARGET={pt:.3}\n",
-        (td * SKIP_UNTIL_TARGETS) as f64,
-        pt * 3.0,
-    );
-    let first_msn = t.segments.front().map(|s| s.msn).unwrap_or(0);
-    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_msn}");
-    if t.discontinuity_sequence > 0 {
-        let _ = writeln!(
-            out,
-            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-            t.discontinuity_sequence
-        );
-    }
-    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}/init.mp4\"", w.session);
+    let pt = part_target(w, st);
 
     // Time from each segment's start to the live edge decides skipping and part listing.
     let total: f64 = t.segments.iter().map(|s| s.duration.as_secs_f64()).sum();
@@ -191,9 +186,43 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
             before_edge -= s.duration.as_secs_f64();
             skipped += 1;
         }
-        if skipped > 0 {
-            let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
+    }
+
+    let mut out = String::with_capacity(4096);
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:{}\n#EXT-X-TARGETDURATION:{td}\n\
+         #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={:.1},CAN-SKIP-DATERANGES=YES,PART-HOLD-BACK={:.3}\n\
+         #EXT-X-PART-INF:PART-TARGET={pt:.3}\n",
+        version(skipped, skip),
+        skip_until,
+        pt * 3.0,
+    );
+    // Every segment listed starts with a keyframe (one cut at the target duration without one
+    // does not).
+    let independent = t
+        .segments
+        .iter()
+        .all(|s| s.parts.first().is_none_or(|p| p.independent || p.gap));
+    if independent {
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
+    let first_msn = t.segments.front().map(|s| s.msn).unwrap_or(0);
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_msn}");
+    if t.discontinuity_sequence > 0 {
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            t.discontinuity_sequence
+        );
+    }
+    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}/init.mp4\"", w.session);
+    if skipped > 0 {
+        let _ = write!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
+        if skip == Skip::SegmentsAndDateRanges {
+            out.push_str(",RECENTLY-REMOVED-DATERANGES=\"\"");
         }
+        out.push('\n');
     }
 
     let mut elapsed = 0.0;
@@ -370,11 +399,18 @@ mod tests {
     fn media_playlist_tags() {
         let w = window(8);
         let p = w.read(|st| media_playlist(&w, st, 0, Skip::No));
-        assert!(p.starts_with("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n"));
+        assert!(p.starts_with("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n"));
+        // One PART-TARGET for every rendition: the leader's, plus the AAC frame audio may run
+        // over by.
         assert!(p.contains(
-            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,PART-HOLD-BACK=1.002\n"
-        ));
-        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.334\n"));
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,CAN-SKIP-DATERANGES=YES,PART-HOLD-BACK=1.074\n"
+        ), "{p}");
+        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.358\n#EXT-X-INDEPENDENT-SEGMENTS\n"));
+        let audio = w.read(|st| media_playlist(&w, st, 1, Skip::No));
+        assert_eq!(
+            audio.lines().take(5).collect::<Vec<_>>(),
+            p.lines().take(5).collect::<Vec<_>>()
+        );
         assert!(p.contains(
             "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-MAP:URI=\"abc/init.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"
         ));
@@ -395,10 +431,22 @@ mod tests {
         let p = w.read(|st| media_playlist(&w, st, 0, Skip::Segments));
         // 20 s in the playlist, skip boundary 12 s: segments starting before 12 s from the end go.
         assert!(p.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n"), "{p}");
+        assert!(p.contains("#EXT-X-VERSION:9\n"), "{p}");
         assert!(!p.contains("\nabc/3.m4s"));
         assert!(p.contains("\nabc/4.m4s"));
         let v2 = w.read(|st| media_playlist(&w, st, 0, Skip::SegmentsAndDateRanges));
         assert!(v2.contains("#EXT-X-VERSION:10\n"));
+        assert!(
+            v2.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=4,RECENTLY-REMOVED-DATERANGES=\"\"\n"),
+            "{v2}"
+        );
+        // Nothing old enough to skip: a full playlist, version 6.
+        let w = window(3);
+        let v2 = w.read(|st| media_playlist(&w, st, 0, Skip::SegmentsAndDateRanges));
+        assert!(
+            v2.contains("#EXT-X-VERSION:6\n") && !v2.contains("EXT-X-SKIP"),
+            "{v2}"
+        );
     }
 
     #[test]
@@ -430,10 +478,7 @@ mod tests {
         let w = window(2);
         w.end();
         let p = w.read(|st| media_playlist(&w, st, 1, Skip::No));
-        assert!(
-            p.contains("#EXT-X-PART-INF:PART-TARGET=0.358\n"),
-            "audio may run one AAC frame over"
-        );
+        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.358\n"));
         assert!(p.ends_with("#EXTINF:2.00000,\nabc/1.m4s\n#EXT-X-ENDLIST\n"));
         assert!(!p.contains("PRELOAD-HINT"));
     }

@@ -175,8 +175,12 @@ pub fn drain(
     while let Some(out) = seg.pull() {
         let p = match out {
             Output::Part(p) => p,
-            Output::SegmentEnd { track, msn } => {
-                window.complete_segment(track, msn);
+            Output::SegmentEnd {
+                track,
+                msn,
+                target_duration,
+            } => {
+                window.complete_segment(track, msn, target_duration);
                 continue;
             }
             Output::Capped { msn, length } => {
@@ -215,6 +219,9 @@ pub fn drain(
             discontinuity: p.discontinuity,
             start: p.start.as_duration(),
             samples: p.samples.len() as u32,
+            target_duration: p.target_duration,
+            announced: p.announced,
+            period: None,
         });
     }
     n

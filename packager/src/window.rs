@@ -54,6 +54,16 @@ pub struct Segment {
     /// The packager expects this segment to end after its last part so far.
     pub end_expected: bool,
     pub discontinuity: bool,
+    /// Where the segment starts on the stream timeline (its first part's start).
+    pub start: Duration,
+    /// The length the segment was announced to have when it started ([`PartIn::announced`]).
+    pub announced: Option<Duration>,
+    /// Where the segment's DASH Period began: the msn and start of its first segment. A
+    /// segment continues its predecessor's Period when it starts where that one was listed
+    /// to end ([`Segment::listed_length`]) and no discontinuity comes between; otherwise it
+    /// begins a Period. Kept per segment, so a Period keeps its start and id after its first
+    /// segments leave the window. (The MPD follows the leading track's.)
+    pub period: (u64, Duration),
     /// Wall-clock time of the segment's first sample.
     pub program_date_time: SystemTime,
     /// The sum of the parts so far.
@@ -63,6 +73,12 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// The length the MPD lists the segment with: the announced one, else (once complete)
+    /// its own.
+    pub fn listed_length(&self) -> Option<Duration> {
+        self.announced.or(self.complete.then_some(self.duration))
+    }
+
     /// The segment's bytes as the chunks they were produced in (served without copying).
     pub fn chunks(&self) -> Vec<Bytes> {
         self.parts
@@ -168,8 +184,23 @@ pub struct WindowState {
     pub tracks: Vec<TrackWindow>,
     /// The stream has ended: playlists carry EXT-X-ENDLIST and nothing more will come.
     pub ended: bool,
-    /// Longest segment seen (TARGETDURATION never goes below the configured target).
-    pub longest_segment: Duration,
+    /// EXT-X-TARGETDURATION in seconds, fixed by the packager when the first segment ended
+    /// and never changed after.
+    pub target_duration: Option<u64>,
+}
+
+impl WindowState {
+    /// Whether playlists may be served: the target duration is fixed and every track has a
+    /// complete segment, so the first playlist a player sees already has everything a full
+    /// one must (a segment, a date, reports with their last part) and never changes its
+    /// target duration. Until then, 404.
+    pub fn published(&self) -> bool {
+        self.target_duration.is_some()
+            && self
+                .tracks
+                .iter()
+                .all(|t| t.segments.iter().any(|s| s.complete))
+    }
 }
 
 /// One live stream's window.
@@ -210,6 +241,22 @@ pub struct PartIn {
     /// Position of the part's start on the stream timeline.
     pub start: Duration,
     pub samples: u32,
+    /// The target duration in seconds, once the packager has fixed it.
+    pub target_duration: Option<u64>,
+    /// How long the part's segment was announced to last when it started.
+    pub announced: Option<Duration>,
+    /// The segment's Period ([`Segment::period`]) when another node worked it out (an edge
+    /// replaying the origin's window); `None`: worked out here.
+    pub period: Option<(u64, Duration)>,
+}
+
+/// Whether `start` is `prev`'s listed end, to the tick of `scale`.
+fn continues(prev: &Segment, msn: u64, start: Duration, scale: u32) -> bool {
+    let tick = |d: Duration| (d.as_nanos() * scale as u128 + 500_000_000) / 1_000_000_000;
+    prev.msn + 1 == msn
+        && prev
+            .listed_length()
+            .is_some_and(|l| tick(prev.start + l) == tick(start))
 }
 
 impl StreamWindow {
@@ -269,7 +316,7 @@ impl StreamWindow {
                 version: 0,
                 tracks,
                 ended: false,
-                longest_segment: Duration::ZERO,
+                target_duration: None,
             }),
             version,
             rendered: Mutex::new(HashMap::new()),
@@ -319,6 +366,9 @@ impl StreamWindow {
         {
             let mut st = self.state.lock().unwrap();
             let keep = self.config.segments.max(1);
+            if st.target_duration.is_none() {
+                st.target_duration = p.target_duration;
+            }
             let Some(track) = st.tracks.get_mut(p.track) else {
                 return;
             };
@@ -328,12 +378,22 @@ impl StreamWindow {
                 .is_some_and(|s| !s.complete && s.msn == p.msn);
             if !open {
                 let pdt = self.started.checked_add(p.start).unwrap_or(self.started);
+                let scale = track.info.timescale.0;
+                let period = p.period.unwrap_or_else(|| match track.segments.back() {
+                    Some(prev) if !p.discontinuity && continues(prev, p.msn, p.start, scale) => {
+                        prev.period
+                    }
+                    _ => (p.msn, p.start),
+                });
                 track.segments.push_back(Segment {
                     msn: p.msn,
                     parts: Vec::new(),
                     complete: false,
                     end_expected: false,
                     discontinuity: p.discontinuity,
+                    start: p.start,
+                    announced: p.announced,
+                    period,
                     program_date_time: pdt,
                     duration: Duration::ZERO,
                     samples: 0,
@@ -364,10 +424,14 @@ impl StreamWindow {
         self.version.send_modify(|v| *v += 1);
     }
 
-    /// Segment `msn` of `track` is complete (its last part came earlier).
-    pub fn complete_segment(&self, track: usize, msn: u64) {
+    /// Segment `msn` of `track` is complete (its last part came earlier); `target_duration`
+    /// as in [`PartIn::target_duration`].
+    pub fn complete_segment(&self, track: usize, msn: u64, target_duration: Option<u64>) {
         {
             let mut st = self.state.lock().unwrap();
+            if st.target_duration.is_none() {
+                st.target_duration = target_duration;
+            }
             Self::complete(&mut st, track, msn, self.config.segments.max(1));
             st.version += 1;
         }
@@ -398,7 +462,6 @@ impl StreamWindow {
                 t.discontinuity_sequence += 1;
             }
         }
-        st.longest_segment = st.longest_segment.max(d);
     }
 
     /// No more parts will come; playlists end with EXT-X-ENDLIST.
@@ -415,15 +478,13 @@ impl StreamWindow {
         self.state.lock().unwrap().ended
     }
 
-    /// EXT-X-TARGETDURATION: the configured target, or the longest segment if that is longer.
+    /// EXT-X-TARGETDURATION in seconds: as the packager fixed it (before that, which only
+    /// unpublished windows see, the configured target). The packager cuts every segment so
+    /// that its EXTINF, rounded to the nearest integer, does not exceed it (RFC 8216bis
+    /// §4.4.3.1).
     pub fn target_duration(&self, st: &WindowState) -> u64 {
-        let target = self
-            .config
-            .segment_target
-            .max(st.longest_segment)
-            .as_secs_f64();
-        // RFC 8216bis §4.4.3.1: each EXTINF, rounded to the nearest integer, must not exceed it.
-        (target.round() as u64).max(1)
+        st.target_duration
+            .unwrap_or_else(|| (self.config.segment_target.as_secs_f64().round() as u64).max(1))
     }
 }
 
@@ -506,6 +567,9 @@ pub(crate) fn fill_for_tests(w: &StreamWindow, complete: u64, open_parts: u32, d
                     discontinuity: disc == Some(msn) && i == 0,
                     start: Duration::from_secs(msn * 2) + Duration::from_secs(i as u64) / 3,
                     samples: 10,
+                    target_duration: (msn > 0 || i == 5).then_some(2),
+                    announced: (msn > 0).then_some(Duration::from_secs(2)),
+                    period: None,
                 });
             }
         }
@@ -531,6 +595,9 @@ mod tests {
             discontinuity: false,
             start: Duration::from_millis(msn * 2000 + index as u64 * 500),
             samples: 15,
+            target_duration: Some(2),
+            announced: None,
+            period: None,
         }
     }
 

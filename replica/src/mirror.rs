@@ -191,6 +191,9 @@ fn new_events(
                     discontinuity: k == 0 && s.discontinuity,
                     start,
                     samples: p.samples,
+                    target_duration: st.target_duration,
+                    announced: s.announced,
+                    period: Some(s.period),
                 }));
                 start += p.duration;
             }
@@ -200,6 +203,7 @@ fn new_events(
                 ev.push(Event::Complete {
                     track: i,
                     msn: s.msn,
+                    target_duration: st.target_duration,
                 });
             }
         }

@@ -229,9 +229,13 @@ async fn replay(
                             w.push_part(p);
                         }
                     }
-                    Event::Complete { track, msn } => {
+                    Event::Complete {
+                        track,
+                        msn,
+                        target_duration,
+                    } => {
                         if started.get(track) == Some(&true) {
-                            w.complete_segment(track, msn);
+                            w.complete_segment(track, msn, target_duration);
                         }
                     }
                     Event::End => {

@@ -242,8 +242,12 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 pub enum Event {
     /// A part with its bytes (`last_in_segment` is not sent: a `Complete` follows instead).
     Part(PartIn),
-    /// Segment `msn` of `track` is complete.
-    Complete { track: usize, msn: u64 },
+    /// Segment `msn` of `track` is complete; the target duration once fixed.
+    Complete {
+        track: usize,
+        msn: u64,
+        target_duration: Option<u64>,
+    },
     /// The stream ended.
     End,
 }
@@ -264,11 +268,28 @@ impl Event {
                 xadd.arg("end_expected").arg(p.end_expected as u8);
                 xadd.arg("discontinuity").arg(p.discontinuity as u8);
                 xadd.arg("samples").arg(p.samples);
+                if let Some(td) = p.target_duration {
+                    xadd.arg("td").arg(td);
+                }
+                if let Some(a) = p.announced {
+                    xadd.arg("announced_ns").arg(nanos(a));
+                }
+                if let Some((msn, start)) = p.period {
+                    xadd.arg("period_msn").arg(msn);
+                    xadd.arg("period_start_ns").arg(nanos(start));
+                }
                 xadd.arg("data").arg(p.data.as_ref());
             }
-            Event::Complete { track, msn } => {
+            Event::Complete {
+                track,
+                msn,
+                target_duration,
+            } => {
                 xadd.arg("type").arg("complete");
                 xadd.arg("track").arg(*track).arg("msn").arg(*msn);
+                if let Some(td) = target_duration {
+                    xadd.arg("td").arg(*td);
+                }
             }
             Event::End => {
                 xadd.arg("type").arg("end");
@@ -297,10 +318,17 @@ impl Event {
                 discontinuity: f.flag("discontinuity")?,
                 start: Duration::from_nanos(f.num("start_ns")?),
                 samples: f.num("samples")?,
+                target_duration: f.optional("td")?,
+                announced: f.optional("announced_ns")?.map(Duration::from_nanos),
+                period: match (f.optional("period_msn")?, f.optional("period_start_ns")?) {
+                    (Some(msn), Some(start)) => Some((msn, Duration::from_nanos(start))),
+                    _ => None,
+                },
             })),
             "complete" => Ok(Event::Complete {
                 track: f.num("track")?,
                 msn: f.num("msn")?,
+                target_duration: f.optional("td")?,
             }),
             "end" => Ok(Event::End),
             other => Err(WireError::UnknownType(other.to_string())),
@@ -328,6 +356,14 @@ impl Fields<'_> {
 
     fn num<T: std::str::FromStr>(&self, name: &'static str) -> Result<T, WireError> {
         self.text(name)?.parse().map_err(|_| WireError::Bad(name))
+    }
+
+    /// A number that may be absent (fields older origins do not write).
+    fn optional<T: std::str::FromStr>(&self, name: &'static str) -> Result<Option<T>, WireError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(_) => self.num(name).map(Some),
+        }
     }
 
     fn flag(&self, name: &'static str) -> Result<bool, WireError> {
@@ -372,21 +408,31 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..64),
             (any::<u64>(), any::<u64>(), any::<u32>()),
             (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+            (
+                any::<Option<u64>>(),
+                any::<Option<u64>>(),
+                any::<Option<(u64, u64)>>(),
+            ),
         )
             .prop_map(
-                |((track, msn, index), data, (d, s, samples), flags)| PartIn {
-                    track,
-                    msn,
-                    index,
-                    data: Bytes::from(data),
-                    duration: Duration::from_nanos(d),
-                    independent: flags.0,
-                    gap: flags.1,
-                    last_in_segment: false,
-                    end_expected: flags.2,
-                    discontinuity: flags.3,
-                    start: Duration::from_nanos(s),
-                    samples,
+                |((track, msn, index), data, (d, s, samples), flags, (td, announced, period))| {
+                    PartIn {
+                        track,
+                        msn,
+                        index,
+                        data: Bytes::from(data),
+                        duration: Duration::from_nanos(d),
+                        independent: flags.0,
+                        gap: flags.1,
+                        last_in_segment: false,
+                        end_expected: flags.2,
+                        discontinuity: flags.3,
+                        start: Duration::from_nanos(s),
+                        samples,
+                        target_duration: td,
+                        announced: announced.map(Duration::from_nanos),
+                        period: period.map(|(m, s)| (m, Duration::from_nanos(s))),
+                    }
                 },
             )
     }
@@ -394,7 +440,13 @@ mod tests {
     fn event() -> impl Strategy<Value = Event> {
         prop_oneof![
             part().prop_map(Event::Part),
-            (0usize..8, any::<u64>()).prop_map(|(track, msn)| Event::Complete { track, msn }),
+            (0usize..8, any::<u64>(), any::<Option<u64>>()).prop_map(
+                |(track, msn, target_duration)| Event::Complete {
+                    track,
+                    msn,
+                    target_duration
+                }
+            ),
             Just(Event::End),
         ]
     }
@@ -473,9 +525,16 @@ mod tests {
 
     #[test]
     fn what_does_not_parse_is_refused() {
-        let mut f = stored(&Event::Complete { track: 1, msn: 2 });
+        let mut f = stored(&Event::Complete {
+            track: 1,
+            msn: 2,
+            target_duration: Some(2),
+        });
         f.insert("msn".into(), redis::Value::BulkString(b"-1".to_vec()));
         assert_eq!(Event::from_fields(&mut f), Err(WireError::Bad("msn")));
+        f.insert("msn".into(), redis::Value::BulkString(b"2".to_vec()));
+        f.insert("td".into(), redis::Value::BulkString(b"two".to_vec()));
+        assert_eq!(Event::from_fields(&mut f), Err(WireError::Bad("td")));
         let mut f = stored(&Event::End);
         f.insert("type".into(), redis::Value::BulkString(b"dance".to_vec()));
         assert!(matches!(
@@ -495,6 +554,9 @@ mod tests {
             discontinuity: false,
             start: Duration::ZERO,
             samples: 0,
+            target_duration: None,
+            announced: None,
+            period: None,
         }));
         part.insert(
             "duration_ns".into(),

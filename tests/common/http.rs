@@ -117,11 +117,16 @@ pub fn request(
     {
         body = dechunk(&body);
     }
-    Ok(Resp {
+    let resp = Resp {
         status,
         headers,
         body,
-    })
+    };
+    if resp.status == 200 && method == "GET" && resp.header("content-encoding").is_none() {
+        let content_type = resp.header("content-type").unwrap_or("");
+        super::conformance::check_response(port, path, content_type, &resp.body);
+    }
+    Ok(resp)
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

@@ -91,6 +91,80 @@ impl Drop for Publisher {
     }
 }
 
+/// A publisher of frames that carry their send time (`tests/player/clock_source.py`, read by
+/// the player pages' `page.js`), encoded by ffmpeg as OBS would (x264 veryfast, B-frames off
+/// for latency, `gop` frames between keyframes: `None` for x264's default of 250) with 48 kHz
+/// AAC, over RTMP. Both processes are killed on drop.
+pub struct ClockPublisher {
+    source: Child,
+    ffmpeg: Child,
+}
+
+impl ClockPublisher {
+    pub fn rtmp(url: &str, secs: u32, size: (u32, u32), gop: Option<u32>) -> ClockPublisher {
+        let mut source = Command::new("python3")
+            .arg(super::player_dir().join("clock_source.py"))
+            .args([size.0, size.1, 30, secs].map(|n| n.to_string()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 must be installed");
+        let frames = source.stdout.take().unwrap();
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+            .args(["-f", "rawvideo", "-pix_fmt", "yuv420p"])
+            .args([
+                "-s",
+                &format!("{}x{}", size.0, size.1),
+                "-r",
+                "30",
+                "-i",
+                "-",
+            ])
+            .args([
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+            ])
+            .args(["-map", "0:v", "-map", "1:a"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args(["-pix_fmt", "yuv420p"])
+            // Constant bitrate (filler data pads the simple picture), so the source is the top of
+            // a transcoded ladder by bitrate as a camera's picture would be.
+            .args(["-b:v", "1500k", "-minrate", "1500k", "-maxrate", "1500k"])
+            .args(["-bufsize", "1500k", "-x264-params", "nal-hrd=cbr"]);
+        if let Some(g) = gop {
+            cmd.args(["-g", &g.to_string()]);
+        }
+        cmd.args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+            .args(["-t", &secs.to_string(), "-f", "flv", url])
+            .stdin(Stdio::from(frames))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let ffmpeg = cmd.spawn().expect("ffmpeg must be installed (see README)");
+        ClockPublisher { source, ffmpeg }
+    }
+}
+
+impl Drop for ClockPublisher {
+    fn drop(&mut self) {
+        let _ = self.ffmpeg.kill();
+        let _ = self.source.kill();
+        let _ = self.ffmpeg.wait();
+        let _ = self.source.wait();
+    }
+}
+
 /// Decodes a file with ffprobe and returns (codec, width, height, decoded frames) per stream.
 pub fn ffprobe_frames(path: &Path) -> Vec<(String, u32, u32, u64)> {
     let out = Command::new("ffprobe")

@@ -9,6 +9,7 @@
 //! - [`redis`]: a real `redis-server`.
 #![allow(dead_code, unused_imports)]
 
+pub mod conformance;
 pub mod http;
 pub mod media;
 pub mod player;

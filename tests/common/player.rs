@@ -1,6 +1,6 @@
-//! Real players in Debian's headless Chromium: hls.js and dash.js pages served from an origin
-//! of their own (`tests/player`, whose `node_modules` `scripts/test.sh` installs), driven by
-//! `play.mjs`, which prints the player's state once a second.
+//! Real players in Debian's headless Chromium: hls.js, dash.js (4 and 5) and Shaka pages
+//! served from an origin of their own (`tests/player`, whose `node_modules` `scripts/test.sh`
+//! installs), driven by `play.mjs`, which prints each player's state once a second.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,19 +10,42 @@ pub fn player_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/player")
 }
 
-/// Serves the test pages, hls.js and dash.js on its own port (its own origin).
+/// Serves the test pages and the players on its own port (its own origin): `index.html`
+/// (hls.js), `dash.html` (dash.js 4), `dash5.html` (dash.js 5), `shaka.html` (Shaka Player).
 pub fn serve_page() -> u16 {
     let dir = player_dir();
-    let page = std::fs::read(dir.join("index.html")).expect("tests/player/index.html");
-    let dash_page = std::fs::read(dir.join("dash.html")).expect("tests/player/dash.html");
-    let missing = "players are not installed: run scripts/test.sh (it runs npm ci in tests/player)";
-    let hls = std::fs::read(dir.join("node_modules/hls.js/dist/hls.min.js")).expect(missing);
-    let dash = std::fs::read(dir.join("node_modules/dashjs/dist/dash.all.min.js")).expect(missing);
+    let read = |path: &str| {
+        std::fs::read(dir.join(path)).unwrap_or_else(|e| {
+            panic!("tests/player/{path}: {e} (players are installed by scripts/test.sh, which runs npm ci in tests/player)")
+        })
+    };
+    let js = "application/javascript";
     super::serve_files(vec![
-        ("/index.html", "text/html", page),
-        ("/hls.min.js", "application/javascript", hls),
-        ("/dash.html", "text/html", dash_page),
-        ("/dash.all.min.js", "application/javascript", dash),
+        ("/index.html", "text/html", read("index.html")),
+        ("/dash.html", "text/html", read("dash.html")),
+        ("/dash5.html", "text/html", read("dash5.html")),
+        ("/shaka.html", "text/html", read("shaka.html")),
+        ("/page.js", js, read("page.js")),
+        (
+            "/hls.min.js",
+            js,
+            read("node_modules/hls.js/dist/hls.min.js"),
+        ),
+        (
+            "/dash.all.min.js",
+            js,
+            read("node_modules/dashjs/dist/dash.all.min.js"),
+        ),
+        (
+            "/dash5.all.min.js",
+            js,
+            read("node_modules/dashjs5/dist/modern/umd/dash.all.min.js"),
+        ),
+        (
+            "/shaka-player.compiled.js",
+            js,
+            read("node_modules/shaka-player/dist/shaka-player.compiled.js"),
+        ),
     ])
 }
 
@@ -36,10 +59,17 @@ pub fn field(line: &str, key: &str) -> Option<f64> {
 /// Opens `url` (a page of [`serve_page`]'s with `?src=`) for `secs` seconds; the player's
 /// state lines, the last one `{"done": true}`.
 pub fn run_player(url: &str, secs: u32) -> Vec<String> {
+    run_players(&[url.to_string()], secs)
+}
+
+/// Opens every page of `urls` at once in one browser for `secs` seconds; their state lines,
+/// each with `"page": i` (its index), the last one `{"done": true, "g2g": [...]}`.
+pub fn run_players(urls: &[String], secs: u32) -> Vec<String> {
     let mut child = Command::new("node")
         .arg("play.mjs")
-        .arg(url)
+        .arg(&urls[0])
         .arg(secs.to_string())
+        .args(&urls[1..])
         .current_dir(player_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -90,6 +90,25 @@ fn not_live() -> Response<Body> {
     error(StatusCode::NOT_FOUND, "no such live stream")
 }
 
+/// Why a stream's playlists are not served.
+enum Unpublished {
+    NoStream,
+    /// Its first segment is still being made: its playlists do not exist yet.
+    Starting,
+}
+
+impl Unpublished {
+    fn response(self) -> Response<Body> {
+        match self {
+            Unpublished::NoStream => not_live(),
+            Unpublished::Starting => error(
+                StatusCode::NOT_FOUND,
+                "the stream is starting: its first segment is not complete yet",
+            ),
+        }
+    }
+}
+
 /// `{msn}.m4s` → (msn, None); `{msn}.{part}.m4s` → (msn, Some(part)).
 fn media_file(file: &str) -> Option<(u64, Option<u32>)> {
     let stem = file.strip_suffix(".m4s")?;
@@ -127,10 +146,21 @@ impl Live {
         self.windows.get(name)
     }
 
+    /// The window playlists are rendered from, once published ([`WindowState::published`]);
+    /// else the answer (404, `no-store`).
+    fn published(&self, name: &str) -> Result<Arc<StreamWindow>, Unpublished> {
+        let w = self.window(name).ok_or(Unpublished::NoStream)?;
+        if !w.read(WindowState::published) {
+            return Err(Unpublished::Starting);
+        }
+        Ok(w)
+    }
+
     /// `/live/{name}/index.m3u8`; `token`: a playback token to carry into its URLs.
     pub fn multivariant(&self, name: &str, gzip: bool, token: Option<&str>) -> Response<Body> {
-        let Some(w) = self.window(name) else {
-            return not_live();
+        let w = match self.published(name) {
+            Ok(w) => w,
+            Err(u) => return u.response(),
         };
         let td = w.read(|st| w.target_duration(st));
         let multivariant = usize::MAX >> 4;
@@ -162,8 +192,9 @@ impl Live {
         gzip: bool,
         token: Option<&str>,
     ) -> Response<Body> {
-        let Some(w) = self.window(name) else {
-            return not_live();
+        let w = match self.published(name) {
+            Ok(w) => w,
+            Err(u) => return u.response(),
         };
         let host = forwarded
             .0
@@ -202,8 +233,9 @@ impl Live {
             Ok(q) => q,
             Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
         };
-        let Some(w) = self.window(name) else {
-            return not_live();
+        let w = match self.published(name) {
+            Ok(w) => w,
+            Err(u) => return u.response(),
         };
         let Some((track, td)) = w.read(|st| {
             st.tracks

@@ -17,6 +17,22 @@
 //! segment N covers the same time in every track. A follower with nothing in a part's time
 //! range gets a gap part (no samples) so numbering stays aligned.
 //!
+//! Timing that players can rely on:
+//!
+//! - **Frames on their grid**: each track's frames are placed on its frame grid ([`grid`]), so
+//!   sample durations do not jitter with the publisher's millisecond clock and composition
+//!   offsets stay what the encoder made them (zero without B-frames).
+//! - **A fixed target duration**: when the first segment ends, the target duration is fixed
+//!   for the life of the stream at the longer of the configured target and that segment's
+//!   length, in whole seconds (RFC 8216bis: it MUST NOT change). A later segment that would
+//!   round above it is cut there even without a keyframe (its next segment then does not
+//!   start with one; [`Output::Part`] says so through `independent`).
+//! - **An announced length**: every segment after the first is announced, when it starts, to
+//!   last as long as the one before ([`PartOut::announced`]); a DASH timeline can list it
+//!   while it is written. A publisher with a steady keyframe interval keeps the promise to the
+//!   tick (its keyframes land on the grid); when a segment ends elsewhere, the MPD starts a
+//!   new Period there.
+//!
 //! Bounds (memory never grows with uptime, whatever the publisher sends):
 //!
 //! - **A follower that goes silent** (audio muted at the source, a dead track) is not waited
@@ -30,8 +46,12 @@
 //!   leader frames are then dropped until the next keyframe, which starts a segment after a
 //!   discontinuity. Every segment still starts on a keyframe, and the open segment is bounded.
 
+mod grid;
+
 use std::collections::VecDeque;
 use std::time::Duration;
+
+use grid::Grid;
 
 use media::{Frame, Timescale, Timestamp, TrackInfo, TrackKind};
 
@@ -40,15 +60,14 @@ use crate::cmaf::Sample;
 /// Frames a follower track may hold while waiting for the leader's next boundary (about
 /// 45 s of AAC); older ones are dropped and counted in `dropped`.
 const MAX_PENDING: usize = 2048;
-/// Leader intervals averaged to predict the next frame's time.
-const INTERVAL_WINDOW: usize = 16;
 /// A follower that sent nothing while the leader went on for this many segment targets has its
 /// older parts closed (as gaps).
 pub const FOLLOWER_LAG_TARGETS: i64 = 2;
 /// A follower is never waited for more than this many parts (a minute and a half of 1/3 s
 /// parts).
 pub const MAX_BEHIND: u64 = 256;
-/// A segment without a keyframe to end it is closed at this many segment targets.
+/// Before the target duration is fixed (in the first segment), a segment without a keyframe
+/// to end it is closed at this many segment targets.
 pub const SEGMENT_CAP_TARGETS: i64 = 10;
 
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +100,11 @@ pub struct PartOut {
     pub end_expected: bool,
     /// The first part of a segment that follows a gap in the source.
     pub discontinuity: bool,
+    /// The target duration in whole seconds, once fixed (when the first segment ended).
+    pub target_duration: Option<u64>,
+    /// How long the segment was announced to last when it started (the previous segment's
+    /// length; none for the first).
+    pub announced: Option<Duration>,
     /// Decode time of the part's start, in the track's timescale.
     pub start: Timestamp,
     /// Where the part ends (the next part's start), in the track's timescale.
@@ -103,6 +127,8 @@ pub enum Output {
     SegmentEnd {
         track: usize,
         msn: u64,
+        /// As in [`PartOut::target_duration`].
+        target_duration: Option<u64>,
     },
     /// Segment `msn` reached the cap without a keyframe and was closed; the leader waits for
     /// its next keyframe.
@@ -127,6 +153,7 @@ struct Boundary {
     ends_segment: bool,
     end_expected: bool,
     discontinuity: bool,
+    announced: Option<Duration>,
 }
 
 struct TrackState {
@@ -134,7 +161,7 @@ struct TrackState {
     pending: VecDeque<Frame>,
     /// Sequence number of the next boundary this track has to close.
     next_boundary: u64,
-    last_interval: i64,
+    grid: Grid,
     /// A follower's parts up to here (its ticks) were closed without waiting for it: frames
     /// before it come too late.
     closed_until: Option<i64>,
@@ -165,10 +192,13 @@ pub struct Segmenter {
     predicted_end: Option<i64>,
     /// The leader already closed a part early expecting this segment to end.
     anticipated: bool,
-    /// Recent leader frame intervals: their mean predicts the next frame. RTMP's millisecond
-    /// clock makes single intervals jitter (33/34 ms at 30 fps), which would cut parts short.
-    intervals: VecDeque<i64>,
     discontinuity: bool,
+    /// The target duration in leader ticks (whole seconds), fixed when the first segment ends.
+    target_duration: Option<i64>,
+    /// The last segment's length in leader ticks: what the next one is announced to last.
+    last_length: Option<i64>,
+    /// The open segment's announced length.
+    announced: Option<i64>,
     /// Frames dropped: leader frames before the first keyframe or out of decode order, and
     /// follower frames beyond the backlog bound.
     pub dropped: u64,
@@ -199,10 +229,9 @@ impl Segmenter {
                     scale: t.timescale,
                     pending: VecDeque::new(),
                     next_boundary: 0,
-                    last_interval: if t.kind() == TrackKind::Audio {
-                        1024
-                    } else {
-                        t.timescale.0 as i64 / 30
+                    grid: match t.kind() {
+                        TrackKind::Audio => Grid::audio(t.timescale.0),
+                        TrackKind::Video => Grid::video(t.timescale.0, t.frame_rate_hint),
                     },
                     closed_until: None,
                     heard: None,
@@ -219,8 +248,10 @@ impl Segmenter {
             last_dts: 0,
             predicted_end: None,
             anticipated: false,
-            intervals: VecDeque::with_capacity(INTERVAL_WINDOW),
             discontinuity: false,
+            target_duration: None,
+            last_length: None,
+            announced: None,
             dropped: 0,
         }
     }
@@ -243,6 +274,10 @@ impl Segmenter {
             debug_assert!(false, "frame timescale does not match its track");
             return;
         }
+        // On the frame grid, presentation time moved with the decode time.
+        let shift = track.grid.place(frame.dts.ticks) - frame.dts.ticks;
+        frame.dts = Timestamp::new(frame.dts.ticks + shift, frame.dts.scale);
+        frame.pts = Timestamp::new(frame.pts.ticks + shift, frame.pts.scale);
         if frame.track != self.leader {
             let index = frame.track;
             track.heard = Some(leader_now);
@@ -286,7 +321,7 @@ impl Segmenter {
             self.dropped += 1;
             return;
         }
-        if !frame.keyframe && t - seg_start >= self.segment_cap {
+        if self.target_duration.is_none() && !frame.keyframe && t - seg_start >= self.segment_cap {
             // No keyframe to start the next segment with: close this one here and wait.
             let msn = self.msn;
             self.end_segment();
@@ -296,37 +331,39 @@ impl Segmenter {
             self.dropped += 1;
             return;
         }
-        let interval = t - self.last_dts;
-        if interval > 0 {
-            self.tracks[self.leader].last_interval = interval;
-            if self.intervals.len() == INTERVAL_WINDOW {
-                self.intervals.pop_front();
-            }
-            self.intervals.push_back(interval);
-        }
         let est = self.interval();
-        let new_segment = frame.keyframe && t - seg_start >= self.segment_target - est / 2;
+        let keyframe_cut = frame.keyframe && t - seg_start >= self.segment_target - est / 2;
         match self.predicted_end.take() {
             Some(predicted) => {
                 // The open part already closed at `predicted`. Place this frame there if it is
-                // close, so parts stay contiguous; a real gap stays a gap.
-                let start = if (t - predicted).abs() <= est / 2 {
+                // close (or early: parts never overlap), so parts stay contiguous; a real gap
+                // stays a gap. Its presentation time moves with it.
+                let start = if t < predicted || (t - predicted).abs() <= est / 2 {
                     predicted
                 } else {
                     t
                 };
                 if start != t {
+                    let shift = start - t;
                     frame.dts = Timestamp::new(start, frame.dts.scale);
+                    frame.pts = Timestamp::new(frame.pts.ticks + shift, frame.pts.scale);
                 }
-                if new_segment {
+                if keyframe_cut || self.over_target(seg_start, start + est) {
+                    self.segment_length(seg_start, predicted);
                     self.end_segment_after_last_part();
                     self.start_segment(start);
                 }
                 self.part_start = start;
             }
             None => {
-                if new_segment {
-                    self.close_leader(t, true, false);
+                if keyframe_cut || self.over_target(seg_start, t + est) {
+                    // A frame that came late may leave the segment past its limit: it ends at
+                    // the limit, and the frame starts the next one a little later.
+                    let end = self
+                        .segment_limit(seg_start)
+                        .map_or(t, |limit| t.min(limit));
+                    self.segment_length(seg_start, end);
+                    self.close_leader(end, true, false);
                     self.start_segment(t);
                 } else if t - self.part_start + est > self.part_target && t > self.part_start {
                     self.close_leader(t, false, false);
@@ -340,11 +377,49 @@ impl Segmenter {
 
     /// The expected leader frame interval.
     fn interval(&self) -> i64 {
-        if self.intervals.is_empty() {
-            return self.tracks[self.leader].last_interval.max(1);
+        self.tracks[self.leader].grid.interval()
+    }
+
+    /// The latest tick a segment that started at `seg_start` may end at without rounding above
+    /// the target duration (once fixed).
+    fn segment_limit(&self, seg_start: i64) -> Option<i64> {
+        let half_second = self.leader_scale.0 as i64 / 2;
+        self.target_duration
+            .map(|td| seg_start + td + half_second - 1)
+    }
+
+    /// A segment from `seg_start` to `end` would round above the target duration.
+    fn over_target(&self, seg_start: i64, end: i64) -> bool {
+        self.segment_limit(seg_start)
+            .is_some_and(|limit| end > limit)
+    }
+
+    /// The segment that started at `seg_start` ends at `end`: the first one fixes the target
+    /// duration, and each one's length is what the next is announced to last.
+    fn segment_length(&mut self, seg_start: i64, end: i64) {
+        let length = end - seg_start;
+        if length <= 0 {
+            return;
         }
-        let sum: i64 = self.intervals.iter().sum();
-        (sum as f64 / self.intervals.len() as f64).round().max(1.0) as i64
+        let second = self.leader_scale.0 as i64;
+        if self.target_duration.is_none() {
+            let configured = (self.segment_target as f64 / second as f64)
+                .round()
+                .max(1.0);
+            let first = (length as f64 / second as f64).round();
+            self.target_duration = Some(configured.max(first) as i64 * second);
+        }
+        self.last_length = Some(length);
+    }
+
+    fn target_duration_secs(&self) -> Option<u64> {
+        self.target_duration
+            .map(|td| (td / self.leader_scale.0 as i64) as u64)
+    }
+
+    fn announced_duration(&self) -> Option<Duration> {
+        self.announced
+            .map(|a| Timestamp::new(a, self.leader_scale).as_duration())
     }
 
     /// Closes the open leader part now if one more frame would not fit in it, or if the next
@@ -358,8 +433,16 @@ impl Segmenter {
         let Some(seg_start) = self.seg_start else {
             return;
         };
+        // Never past the segment's limit (a late frame may have come close to it).
+        let end = self
+            .segment_limit(seg_start)
+            .map_or(end, |limit| end.min(limit).max(t + 1));
         let part_full = (n + 1) * est > self.part_target;
-        let segment_due = !self.anticipated && end - seg_start >= self.segment_target - est / 2;
+        // A keyframe is expected here (where the segment was announced to end; the first one,
+        // at the target), or a frame here would take the segment past its limit.
+        let expected = self.announced.unwrap_or(self.segment_target);
+        let segment_due = (!self.anticipated && end - seg_start >= expected - est / 2)
+            || self.over_target(seg_start, end + est);
         if part_full || segment_due {
             if segment_due {
                 self.anticipated = true;
@@ -371,6 +454,7 @@ impl Segmenter {
 
     fn start_segment(&mut self, t: i64) {
         self.seg_start = Some(t);
+        self.announced = self.last_length;
         self.anticipated = false;
         if self.discontinuity {
             // After a gap in the leader, what the followers kept from before it has no part to
@@ -382,8 +466,8 @@ impl Segmenter {
                 }
                 let start = st.scale.convert(t, leader_scale);
                 let before = st.pending.len();
-                st.pending
-                    .retain(|f| f.dts.ticks >= start - st.last_interval);
+                let interval = st.grid.interval();
+                st.pending.retain(|f| f.dts.ticks >= start - interval);
                 self.dropped += (before - st.pending.len()) as u64;
             }
         }
@@ -395,6 +479,7 @@ impl Segmenter {
         self.end_segment();
         for t in &mut self.tracks {
             t.pending.clear();
+            t.grid.reset();
         }
         self.discontinuity = true;
     }
@@ -405,11 +490,16 @@ impl Segmenter {
     }
 
     fn end_segment(&mut self) {
-        if self.seg_start.is_some() {
+        if let Some(start) = self.seg_start {
             if !self.tracks[self.leader].pending.is_empty() {
                 let end = self.last_dts + self.interval();
+                let end = self
+                    .segment_limit(start)
+                    .map_or(end, |l| end.min(l).max(self.last_dts + 1));
+                self.segment_length(start, end);
                 self.close_leader(end, true, false);
-            } else if self.predicted_end.take().is_some() {
+            } else if let Some(end) = self.predicted_end.take() {
+                self.segment_length(start, end);
                 self.end_segment_after_last_part();
             }
         }
@@ -426,9 +516,11 @@ impl Segmenter {
     fn end_segment_after_last_part(&mut self) {
         let msn = self.msn;
         let last_seq = self.next_seq.wrapping_sub(1);
+        let target_duration = self.target_duration_secs();
         self.out.push_back(Output::SegmentEnd {
             track: self.leader,
             msn,
+            target_duration,
         });
         for i in 0..self.tracks.len() {
             if i == self.leader {
@@ -436,7 +528,11 @@ impl Segmenter {
             }
             if self.tracks[i].next_boundary > last_seq {
                 // This follower already closed that part: tell it now.
-                self.out.push_back(Output::SegmentEnd { track: i, msn });
+                self.out.push_back(Output::SegmentEnd {
+                    track: i,
+                    msn,
+                    target_duration,
+                });
             }
         }
         if let Some(b) = self.boundaries.iter_mut().find(|b| b.seq == last_seq) {
@@ -460,6 +556,7 @@ impl Segmenter {
             ends_segment,
             end_expected,
             discontinuity: self.discontinuity && self.index == 0,
+            announced: self.announced_duration(),
         };
         self.next_seq += 1;
         self.out.push_back(Output::Part(PartOut {
@@ -470,6 +567,8 @@ impl Segmenter {
             last_in_segment: ends_segment,
             end_expected,
             discontinuity: boundary.discontinuity,
+            target_duration: self.target_duration_secs(),
+            announced: boundary.announced,
             start: Timestamp::new(self.part_start, self.leader_scale),
             end: Timestamp::new(end, self.leader_scale),
             samples,
@@ -495,14 +594,17 @@ impl Segmenter {
         self.forget_closed_boundaries();
     }
 
-    /// Closes follower parts for every boundary it has data past (or all, when `flush`).
+    /// Closes follower parts for every boundary it has data past (or all, when `flush`). Like
+    /// the leader's, a follower's part closes with the frame that reaches its end (predicted
+    /// from the frame interval), not when the next frame arrives.
     fn close_follower(&mut self, track: usize, flush: bool) {
         while let Some(b) = self.next_boundary_of(track) {
             let end = self.follower_end(track, b.end);
-            let past = self.tracks[track]
+            let st = &self.tracks[track];
+            let past = st
                 .pending
                 .back()
-                .is_some_and(|f| f.dts.ticks >= end);
+                .is_some_and(|f| f.dts.ticks + st.grid.interval() >= end);
             if !past && !flush {
                 break;
             }
@@ -566,13 +668,9 @@ impl Segmenter {
             Some(next) => next.dts.ticks,
             None => frames
                 .last()
-                .map(|f| f.dts.ticks + st.last_interval)
+                .map(|f| f.dts.ticks + st.grid.interval())
                 .unwrap_or(end),
         };
-        if frames.len() >= 2 {
-            st.last_interval =
-                frames[frames.len() - 1].dts.ticks - frames[frames.len() - 2].dts.ticks;
-        }
         let (base, part_end, samples) = if frames.is_empty() {
             (start, end, vec![])
         } else {
@@ -581,6 +679,7 @@ impl Segmenter {
         };
         st.next_boundary = b.seq + 1;
         let scale = st.scale;
+        let target_duration = self.target_duration_secs();
         self.out.push_back(Output::Part(PartOut {
             track,
             msn: b.msn,
@@ -590,6 +689,8 @@ impl Segmenter {
             last_in_segment: b.ends_segment,
             end_expected: b.end_expected,
             discontinuity: b.discontinuity,
+            target_duration,
+            announced: b.announced,
             start: Timestamp::new(base, scale),
             end: Timestamp::new(part_end, scale),
             samples,

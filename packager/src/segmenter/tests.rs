@@ -65,7 +65,7 @@ fn collect(s: &mut Segmenter) -> (Vec<PartOut>, Vec<(usize, u64)>) {
                 }
                 parts.push(p);
             }
-            Output::SegmentEnd { track, msn } => ends.push((track, msn)),
+            Output::SegmentEnd { track, msn, .. } => ends.push((track, msn)),
             Output::Capped { .. } | Output::Behind { .. } => {}
         }
     }
@@ -349,4 +349,194 @@ proptest! {
         let segments = video.last().map(|p| p.msn + 1).unwrap_or(0);
         prop_assert_eq!(ends.iter().filter(|e| e.0 == 0).count() as u64, segments);
     }
+}
+
+/// Video at 30 fps stamped in whole milliseconds (as RTMP does), a keyframe every `gop`
+/// frames, no B-frames; AAC beside it, stamped the same way.
+fn feed_ms(s: &mut Segmenter, frames: i64, gop: i64) {
+    let mut next_audio = 0i64;
+    for n in 0..frames {
+        let ms = n * 1000 / 30;
+        s.push(v(ms * 90, n % gop == 0));
+        while next_audio * 1000 / 48000 <= ms {
+            let a_ms = next_audio * 1000 / 48000;
+            s.push(a(a_ms * 48));
+            next_audio += 1024;
+        }
+    }
+}
+
+#[test]
+fn millisecond_stamps_make_even_samples_without_composition_offsets() {
+    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    feed_ms(&mut s, 300, 60);
+    s.finish();
+    let (parts, _) = collect(&mut s);
+    let video: Vec<&Sample> = parts
+        .iter()
+        .filter(|p| p.track == 0)
+        .flat_map(|p| &p.samples)
+        .collect();
+    assert!(video.len() > 250);
+    assert!(
+        video.iter().all(|s| s.cts_offset == 0),
+        "no B-frames, no offsets"
+    );
+    assert!(
+        video.iter().all(|s| s.duration == 3000),
+        "{:?}",
+        video.iter().map(|s| s.duration).collect::<Vec<_>>()
+    );
+    let audio: Vec<&Sample> = parts
+        .iter()
+        .filter(|p| p.track == 1)
+        .flat_map(|p| &p.samples)
+        .collect();
+    assert!(audio.iter().all(|s| s.duration == 1024));
+}
+
+#[test]
+fn the_target_duration_is_fixed_by_the_first_segment_and_announced_lengths_hold() {
+    // x264's default keyframe interval: 250 frames, 8.33 s.
+    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    feed_ms(&mut s, 30 * 40, 250);
+    let (parts, ends) = collect(&mut s);
+    let video: Vec<&PartOut> = parts.iter().filter(|p| p.track == 0).collect();
+    assert!(video
+        .iter()
+        .filter(|p| p.msn == 0)
+        .all(|p| p.announced.is_none()));
+    assert!(ends.iter().filter(|e| e.0 == 0).count() >= 4);
+    for msn in 1..4 {
+        let seg: Vec<&&PartOut> = video.iter().filter(|p| p.msn == msn).collect();
+        assert_eq!(seg[0].target_duration, Some(8));
+        let length: i64 = seg.iter().map(|p| p.ticks()).sum();
+        assert_eq!(length, 250 * 3000, "segment {msn}");
+        assert_eq!(
+            seg[0].announced,
+            Some(Duration::from_nanos(250 * 1_000_000_000 / 30)),
+            "announced as long as the one before, and as long as it is"
+        );
+        assert!(seg[0].independent);
+    }
+}
+
+#[test]
+fn a_segment_that_would_round_above_the_target_is_cut_without_a_keyframe() {
+    // A 2 s first segment fixes the target at 2 s; then the keyframes stop coming every 2 s.
+    let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+    for n in 0..30 * 12 {
+        s.push(v(n * 3000, n == 0 || n == 60 || n == 300));
+    }
+    let (parts, _) = collect(&mut s);
+    let mut lengths = std::collections::BTreeMap::<u64, i64>::new();
+    for p in &parts {
+        *lengths.entry(p.msn).or_default() += p.ticks();
+        assert!(p.target_duration.is_none_or(|td| td == 2));
+    }
+    lengths.pop_last();
+    assert!(lengths.len() >= 4, "{lengths:?}");
+    for (msn, l) in &lengths {
+        assert!(
+            *l < 225_000,
+            "segment {msn} is {l} ticks: EXTINF rounds above 2"
+        );
+    }
+    let first_parts: Vec<bool> = parts
+        .iter()
+        .filter(|p| p.index == 0)
+        .map(|p| p.independent)
+        .collect();
+    assert!(
+        first_parts.contains(&false),
+        "cut without a keyframe: {first_parts:?}"
+    );
+}
+
+#[test]
+fn follower_parts_close_with_the_frame_that_reaches_the_boundary() {
+    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    // Two video frames of part 0 and the audio up to 0.3 s.
+    for n in 0..10 {
+        s.push(v(n * 3000, n == 0));
+    }
+    let (parts, _) = collect(&mut s);
+    assert!(parts.iter().any(|p| p.track == 0), "video part 0 is out");
+    // The boundary less half a video frame (the leader's snap), in audio ticks.
+    let end = (30_000 - 1500) * 48_000 / 90_000;
+    let mut t = 0;
+    while t + 1024 < end {
+        s.push(a(t));
+        t += 1024;
+    }
+    assert!(collect(&mut s).0.is_empty(), "audio short of the boundary");
+    // The frame that reaches 1/3 s closes audio's part 0 at once.
+    s.push(a(t));
+    let (parts, _) = collect(&mut s);
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    assert_eq!((parts[0].track, parts[0].msn, parts[0].index), (1, 0, 0));
+}
+
+#[test]
+fn a_long_first_segment_sets_a_longer_target() {
+    let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+    for n in 0..120 {
+        s.push(v(n * 3000, n == 0 || n == 83));
+    }
+    let (parts, _) = collect(&mut s);
+    let tds: Vec<Option<u64>> = parts.iter().map(|p| p.target_duration).collect();
+    assert!(tds.iter().flatten().all(|td| *td == 3), "{tds:?}");
+    assert!(tds.contains(&Some(3)), "{tds:?}");
+}
+
+proptest! {
+    /// Whatever the frame timing (a browser's encoder, a camera's clock) and wherever the
+    /// keyframes fall, every segment rounds to no more than the target duration the parts
+    /// carry, which never changes once set.
+    #[test]
+    fn segments_never_round_above_the_target(
+        intervals in proptest::collection::vec(10i64..80, 50..600),
+        keys in proptest::collection::vec(any::<bool>(), 50..600),
+        key_every in 1usize..200,
+    ) {
+        let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+        let mut t = 0;
+        for (i, ms) in intervals.iter().enumerate() {
+            let key = i == 0 || (i % key_every == 0 && keys.get(i).copied().unwrap_or(false));
+            s.push(v(t, key));
+            t += ms * 90;
+        }
+        let (parts, _) = collect(&mut s);
+        let td = parts.iter().find_map(|p| p.target_duration);
+        prop_assert!(parts.iter().all(|p| p.target_duration.is_none_or(|d| Some(d) == td)));
+        let mut lengths = std::collections::BTreeMap::<u64, i64>::new();
+        for p in &parts {
+            *lengths.entry(p.msn).or_default() += p.ticks();
+        }
+        if let Some(td) = td {
+            for (msn, l) in lengths {
+                prop_assert!(
+                    ((l as f64 / 90_000.0).round() as u64) <= td,
+                    "segment {} lasts {} ticks, target {}", msn, l, td
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_end_of_a_long_segment_is_expected_where_it_was_announced() {
+    // 8.33 s keyframe intervals: after the first segment, no part expects the segment to end
+    // at the 2 s target (a preload hint would name a part of the next segment for 6 s).
+    let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+    for n in 0..30 * 30 {
+        s.push(v(n * 3000, n % 250 == 0));
+    }
+    let (parts, _) = collect(&mut s);
+    let expecting: Vec<(u64, u32)> = parts
+        .iter()
+        .filter(|p| p.msn > 0 && p.end_expected)
+        .map(|p| (p.msn, p.index))
+        .collect();
+    assert_eq!(expecting, [(1, 24), (2, 24)], "{expecting:?}");
 }

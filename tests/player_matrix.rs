@@ -1,0 +1,242 @@
+//! The player matrix: hls.js (with catch-up as a low-latency page sets it, and with its
+//! defaults), dash.js 4 and 5, and Shaka Player on LL-HLS and on LL-DASH, side by side in one
+//! headless Chromium, each page on an origin of its own, playing a live RTMP stream for a
+//! minute: joining as soon as the stream is published and later, on the source and on the
+//! transcoded ladder through a forced switch, with a 2 s keyframe interval and with x264's
+//! default (250 frames), and through a publisher whose connection drops and comes back.
+//!
+//! The source draws its send time into every frame (`clock_source.py`), so each page also
+//! reports glass-to-glass latency (`page.js`); the tests hold it to a loose bound (the
+//! machine runs the encoder, the server, the transcoder and six players on two cores), and
+//! `benches/glass.sh` records the numbers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// The pages of the matrix: (name, page, manifest, extra query).
+const PLAYERS: [(&str, &str, &str, &str); 6] = [
+    ("hls.js", "index.html", "index.m3u8", ""),
+    ("hls.js defaults", "index.html", "index.m3u8", "&catchup=0"),
+    ("dash.js 4", "dash.html", "manifest.mpd", ""),
+    ("dash.js 5", "dash5.html", "manifest.mpd", ""),
+    ("Shaka HLS", "shaka.html", "index.m3u8", ""),
+    ("Shaka DASH", "shaka.html", "manifest.mpd", ""),
+];
+
+struct Case {
+    /// Names the case's log (`ESTUARY_MATRIX_LOG`).
+    name: &'static str,
+    transcode: bool,
+    /// Keyframe interval in frames (`None`: x264's default).
+    gop: Option<u32>,
+    /// Seconds after the stream is published at which the players open.
+    join_after: u64,
+    /// Seconds into playback at which the publisher drops for 1.5 s and comes back.
+    reconnect_at: Option<u64>,
+    /// Force this video rendition (in bitrate order) after 8 s.
+    switch: Option<u32>,
+}
+
+const SECS: u32 = 60;
+
+/// One case at a time: six players, an encoder and the server already fill two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Plays the case in every player; returns each player's per-second stats lines.
+fn play_matrix(case: Case) -> Vec<(&'static str, Vec<String>)> {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // A publisher that comes back within the grace continues its stream.
+    let mut config = String::from("[server]\nreconnect_grace_secs = 15\n");
+    if case.transcode {
+        config.push_str("[transcode]\nenabled = true\n");
+    }
+    let srv = Server::start(&config);
+    let url = srv.rtmp_url(KEY);
+    let size = (854, 480);
+    let total = SECS + case.join_after as u32 + 30;
+    let mut publisher = Some(ClockPublisher::rtmp(&url, total, size, case.gop));
+    wait_for("the stream published", Duration::from_secs(60), || {
+        (get(srv.http, "/live/demo/index.m3u8").ok()?.status == 200).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(case.join_after));
+    let page_port = serve_page();
+    let switch = case
+        .switch
+        .map(|n| format!("&switch={n}"))
+        .unwrap_or_default();
+    // ESTUARY_MATRIX_ONLY=name,name: only these players (to look into one).
+    let only = std::env::var("ESTUARY_MATRIX_ONLY").ok();
+    let players: Vec<_> = PLAYERS
+        .iter()
+        .filter(|(name, ..)| {
+            only.as_ref()
+                .is_none_or(|o| o.split(',').any(|n| n == *name))
+        })
+        .collect();
+    let urls: Vec<String> = players
+        .iter()
+        .map(|(_, page, manifest, query)| {
+            format!(
+                "http://127.0.0.1:{page_port}/{page}?src=http://127.0.0.1:{}/live/demo/{manifest}{query}{switch}",
+                srv.http
+            )
+        })
+        .collect();
+    let reconnect = case.reconnect_at.map(|at| {
+        let mut old = publisher.take();
+        let url = url.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(at));
+            drop(old.take());
+            std::thread::sleep(Duration::from_millis(1500));
+            ClockPublisher::rtmp(&url, total, size, case.gop)
+        })
+    });
+    let lines = run_players(&urls, SECS);
+    // Every player's every second and glass-to-glass samples, for a person looking into a
+    // failure and for benches/glass.sh: ESTUARY_MATRIX_LOG=DIR writes DIR/{case}.jsonl.
+    if let Ok(dir) = std::env::var("ESTUARY_MATRIX_LOG") {
+        let names: Vec<&str> = players.iter().map(|(name, ..)| *name).collect();
+        let head = serde_json::json!({ "case": case.name, "players": names }).to_string();
+        let _ = std::fs::create_dir_all(&dir);
+        let path = std::path::Path::new(&dir).join(format!("{}.jsonl", case.name));
+        let _ = std::fs::write(path, format!("{head}\n{}\n", lines.join("\n")));
+    }
+    let _again = reconnect.map(|r| r.join().unwrap());
+    drop(publisher);
+    players
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ..))| {
+            let tag = format!("{{\"page\":{i},");
+            let own = lines
+                .iter()
+                .filter(|l| l.starts_with(&tag) && l.contains("currentTime"))
+                .cloned()
+                .collect();
+            (*name, own)
+        })
+        .collect()
+}
+
+/// Every player played without a fatal error, kept advancing over the last 20 s, and (when
+/// `stall_free`) did not stall once playing; the glass-to-glass median is under a loose bound.
+/// `known`: players this case does not hold yet (issue 13 says which and why): their results
+/// are printed, not asserted.
+fn assert_all_played(results: &[(&str, Vec<String>)], stall_free: bool, known: &[&str]) {
+    let mut failures = Vec::new();
+    for (name, lines) in results {
+        let Some(last) = lines.last() else {
+            failures.push(format!("{name}: no stats"));
+            continue;
+        };
+        eprintln!("{name}: {last}");
+        if known.contains(name) {
+            eprintln!("{name}: not held to this case yet");
+            continue;
+        }
+        if last.contains("\"fatal\":true") {
+            failures.push(format!("{name}: fatal error: {last}"));
+            continue;
+        }
+        let n = lines.len();
+        let at = |i: usize| field(&lines[i], "currentTime").unwrap_or(0.0);
+        if n < SECS as usize - 5 {
+            failures.push(format!("{name}: only {n} stats lines"));
+            continue;
+        }
+        // The last 20 s play (in real time, give or take catching up).
+        let played = at(n - 1) - at(n - 21);
+        if played < 18.0 {
+            failures.push(format!(
+                "{name}: played {played:.1} s in the last 20 s: {last}"
+            ));
+        }
+        // Playing from 15 s on: time advances every second, no stall.
+        if stall_free {
+            let waits_at = |i: usize| field(&lines[i], "waits").unwrap_or(0.0);
+            if waits_at(n - 1) > waits_at(14) {
+                failures.push(format!(
+                    "{name}: stalled {} times after starting: {last}",
+                    waits_at(n - 1) - waits_at(14)
+                ));
+            }
+        }
+        match field(last, "g2gMedian") {
+            Some(g2g) if g2g < 4000.0 => {}
+            other => failures.push(format!(
+                "{name}: glass-to-glass median {other:?} ms: {last}"
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_player_plays_a_stream_from_its_start_with_a_2s_gop() {
+    let r = play_matrix(Case {
+        name: "source-2s-gop-from-the-start",
+        transcode: false,
+        gop: Some(60),
+        join_after: 0,
+        reconnect_at: None,
+        switch: None,
+    });
+    assert_all_played(&r, true, &[]);
+}
+
+/// Shaka on LL-HLS stalls at every boundary of these 8.3 s segments (and jumps a gap there),
+/// not held here yet.
+#[test]
+fn every_player_joins_later_with_x264s_default_gop() {
+    let r = play_matrix(Case {
+        name: "source-x264-gop-joining-later",
+        transcode: false,
+        gop: None,
+        join_after: 12,
+        reconnect_at: None,
+        switch: None,
+    });
+    assert_all_played(&r, true, &["Shaka HLS"]);
+}
+
+#[test]
+fn every_player_switches_down_the_ladder() {
+    let r = play_matrix(Case {
+        name: "ladder-2s-gop-switched-down",
+        transcode: true,
+        gop: Some(60),
+        join_after: 4,
+        reconnect_at: None,
+        switch: Some(0),
+    });
+    assert_all_played(&r, true, &[]);
+    for (name, lines) in &r {
+        let last = lines.last().unwrap();
+        assert_eq!(
+            field(last, "height"),
+            Some(360.0),
+            "{name} switched: {last}"
+        );
+    }
+}
+
+/// dash.js 4 stops at the new Period, and Shaka on LL-HLS errors, when the publisher comes
+/// back: not held here yet (dash.js 5, hls.js and Shaka on LL-DASH are).
+#[test]
+fn every_player_plays_through_a_publisher_reconnecting() {
+    let r = play_matrix(Case {
+        name: "source-2s-gop-reconnecting",
+        transcode: false,
+        gop: Some(60),
+        join_after: 4,
+        reconnect_at: Some(25),
+        switch: None,
+    });
+    assert_all_played(&r, false, &["dash.js 4", "Shaka HLS"]);
+}

@@ -111,12 +111,27 @@ fn healthz_on(mut c: TcpStream) -> String {
 #[test]
 fn one_address_cannot_take_every_connection() {
     let srv = Server::start("[http]\nmax_connections_per_ip = 4\n");
-    let mut four: Vec<TcpStream> = (0..4)
+    let mut five: Vec<TcpStream> = (0..5)
         .map(|_| connect_from([127, 0, 0, 5], srv.http).unwrap())
         .collect();
-    // The fifth from the same address is closed at once...
-    let mut fifth = connect_from([127, 0, 0, 5], srv.http).unwrap();
-    assert!(closed_within(&mut fifth, Duration::from_secs(10)));
+    // One of five from the same address is closed at once (the one the server takes last: on a
+    // loaded machine that need not be the fifth made), the other four stay open...
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let closed: Vec<usize> = loop {
+        let closed: Vec<usize> = (0..5)
+            .filter(|&i| closed_within(&mut five[i], Duration::from_millis(100)))
+            .collect();
+        if !closed.is_empty() || std::time::Instant::now() > deadline {
+            break closed;
+        }
+    };
+    assert_eq!(closed.len(), 1, "closed: {closed:?}");
+    let mut four: Vec<TcpStream> = five
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !closed.contains(i))
+        .map(|(_, c)| c)
+        .collect();
     // ... while another address is served.
     let other = healthz_on(connect_from([127, 0, 0, 6], srv.http).unwrap());
     assert!(other.starts_with("HTTP/1.1 200"), "{other}");

@@ -69,7 +69,7 @@ impl Period {
 
 /// Ticks of `scale` at stream time `d`, rounded: the same number whatever MPD update asks.
 fn ticks(d: Duration, scale: u32) -> u64 {
-    (d.as_nanos() * scale as u128 + 500_000_000) as u64 / 1_000_000_000
+    ((d.as_nanos() * scale as u128 + 500_000_000) / 1_000_000_000) as u64
 }
 
 /// The leading track's segments as the MPD lists them, in their Periods (an open segment
@@ -77,7 +77,10 @@ fn ticks(d: Duration, scale: u32) -> u64 {
 fn periods(leader: &TrackWindow, live: bool) -> Vec<Period> {
     let mut out: Vec<Period> = Vec::new();
     for s in &leader.segments {
-        let Some(length) = s.listed_length().filter(|_| s.complete || live) else {
+        let Some(length) = s
+            .listed_length()
+            .filter(|l| !l.is_zero() && (s.complete || live))
+        else {
             continue;
         };
         let l = Listed {

@@ -318,7 +318,7 @@ impl Event {
                 discontinuity: f.flag("discontinuity")?,
                 start: Duration::from_nanos(f.num("start_ns")?),
                 samples: f.num("samples")?,
-                target_duration: f.optional("td")?,
+                target_duration: f.target_duration()?,
                 announced: f.optional("announced_ns")?.map(Duration::from_nanos),
                 period: match (f.optional("period_msn")?, f.optional("period_start_ns")?) {
                     (Some(msn), Some(start)) => Some((msn, Duration::from_nanos(start))),
@@ -328,7 +328,7 @@ impl Event {
             "complete" => Ok(Event::Complete {
                 track: f.num("track")?,
                 msn: f.num("msn")?,
-                target_duration: f.optional("td")?,
+                target_duration: f.target_duration()?,
             }),
             "end" => Ok(Event::End),
             other => Err(WireError::UnknownType(other.to_string())),
@@ -356,6 +356,16 @@ impl Fields<'_> {
 
     fn num<T: std::str::FromStr>(&self, name: &'static str) -> Result<T, WireError> {
         self.text(name)?.parse().map_err(|_| WireError::Bad(name))
+    }
+
+    /// `td`, if there: whole seconds an origin could have fixed (a segment target of up to
+    /// [`MAX_SEGMENT_TARGET`], capped at ten of them).
+    fn target_duration(&self) -> Result<Option<u64>, WireError> {
+        let max = MAX_SEGMENT_TARGET.as_secs() * 10;
+        match self.optional::<u64>("td")? {
+            Some(td) if !(1..=max).contains(&td) => Err(WireError::Bad("td")),
+            td => Ok(td),
+        }
     }
 
     /// A number that may be absent (fields older origins do not write).
@@ -409,7 +419,7 @@ mod tests {
             (any::<u64>(), any::<u64>(), any::<u32>()),
             (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
             (
-                any::<Option<u64>>(),
+                proptest::option::of(1u64..=600),
                 any::<Option<u64>>(),
                 any::<Option<(u64, u64)>>(),
             ),
@@ -440,7 +450,7 @@ mod tests {
     fn event() -> impl Strategy<Value = Event> {
         prop_oneof![
             part().prop_map(Event::Part),
-            (0usize..8, any::<u64>(), any::<Option<u64>>()).prop_map(
+            (0usize..8, any::<u64>(), proptest::option::of(1u64..=600)).prop_map(
                 |(track, msn, target_duration)| Event::Complete {
                     track,
                     msn,
@@ -534,6 +544,12 @@ mod tests {
         assert_eq!(Event::from_fields(&mut f), Err(WireError::Bad("msn")));
         f.insert("msn".into(), redis::Value::BulkString(b"2".to_vec()));
         f.insert("td".into(), redis::Value::BulkString(b"two".to_vec()));
+        assert_eq!(Event::from_fields(&mut f), Err(WireError::Bad("td")));
+        // A target no origin could have fixed (it would overflow what is computed from it).
+        f.insert(
+            "td".into(),
+            redis::Value::BulkString(u64::MAX.to_string().into_bytes()),
+        );
         assert_eq!(Event::from_fields(&mut f), Err(WireError::Bad("td")));
         let mut f = stored(&Event::End);
         f.insert("type".into(), redis::Value::BulkString(b"dance".to_vec()));

@@ -3,6 +3,8 @@
 // after DELAY seconds (0 if none given), and prints one JSON line per second per open page with
 // its player's state (window.stats) and "page": its index, then a final line
 // {"done": true, "g2g": [[...], ...]} with each page's glass-to-glass samples (page.js).
+// With REQLOG=FILE, every request the pages make is appended to FILE (`ms > url` when sent,
+// `<` when finished, `!` when failed), to see what a player fetched.
 import { chromium } from 'playwright-core';
 
 const [first, secs_arg, ...more] = process.argv.slice(2);
@@ -27,6 +29,12 @@ try {
       if (p.delay === i) {
         const page = await browser.newPage();
         page.on('pageerror', (e) => console.log(JSON.stringify({ page: index, pageerror: String(e) })));
+        if (process.env.REQLOG) {
+          const fs = await import('fs');
+          page.on('request', (r) => fs.appendFileSync(process.env.REQLOG, `${Date.now()} > ${r.url()}\n`));
+          page.on('requestfinished', (r) => fs.appendFileSync(process.env.REQLOG, `${Date.now()} < ${r.url()}\n`));
+          page.on('requestfailed', (r) => fs.appendFileSync(process.env.REQLOG, `${Date.now()} ! ${r.url()} ${r.failure()?.errorText}\n`));
+        }
         await page.goto(p.url);
         open.push({ index, page });
       }

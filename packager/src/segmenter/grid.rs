@@ -91,8 +91,13 @@ impl Grid {
         self.interval
     }
 
-    /// Where a frame stamped `raw` goes: on the grid when within half an interval of it.
-    pub fn place(&mut self, raw: i64) -> i64 {
+    /// Where a frame stamped `raw` goes: on the grid when within half an interval of it, and
+    /// always after the frame before (a frame snapped forward must not pass the next one).
+    /// `None` for a frame stamped before the one before: decode order went backwards.
+    pub fn place(&mut self, raw: i64) -> Option<i64> {
+        if self.last_raw.is_some_and(|prev| raw < prev) {
+            return None;
+        }
         if let Some(prev) = self.last_raw {
             let d = raw - prev;
             if d > 0 && d < self.interval.max(self.initial) * 4 {
@@ -108,10 +113,16 @@ impl Grid {
             Some(last) if (raw - (last + self.interval)).abs() <= self.interval / 2 => {
                 last + self.interval
             }
-            _ => raw,
+            Some(last) => raw.max(last + 1),
+            None => raw,
         };
         self.last = Some(placed);
-        placed
+        Some(placed)
+    }
+
+    /// The caller moved the last frame placed to `to` (later): the next one goes after it.
+    pub fn moved(&mut self, to: i64) {
+        self.last = Some(self.last.map_or(to, |l| l.max(to)));
     }
 
     /// Forgets where the last frame went (the source jumped): the next frame starts the grid.
@@ -152,7 +163,9 @@ mod tests {
     fn millisecond_stamps_land_on_the_frame_grid() {
         let mut g = Grid::video(90_000, None);
         // 30 fps stamped in whole milliseconds: 0, 33, 67, 100, ...
-        let placed: Vec<i64> = (0..120).map(|i| g.place((i * 1000 / 30) * 90)).collect();
+        let placed: Vec<i64> = (0..120)
+            .map(|i| g.place((i * 1000 / 30) * 90).unwrap())
+            .collect();
         for w in placed.windows(2).skip(1) {
             assert_eq!(w[1] - w[0], 3000, "{placed:?}");
         }
@@ -163,14 +176,17 @@ mod tests {
     fn ntsc_rates_and_aac_frames() {
         let mut g = Grid::video(90_000, Some(29.97));
         let placed: Vec<i64> = (0..60)
-            .map(|i| g.place((i as f64 * 1001.0 / 30.0).round() as i64 * 90))
+            .map(|i| {
+                g.place((i as f64 * 1001.0 / 30.0).round() as i64 * 90)
+                    .unwrap()
+            })
             .collect();
         assert!(placed.windows(2).all(|w| w[1] - w[0] == 3003), "{placed:?}");
         let mut a = Grid::audio(44_100);
         // AAC at 44.1 kHz stamped in milliseconds, converted back to samples.
         let placed: Vec<i64> = (0..200)
             .map(|i| ((i * 1024 * 1000 / 44_100) * 44_100 + 500) / 1000)
-            .map(|t| a.place(t))
+            .map(|t| a.place(t).unwrap())
             .collect();
         assert!(placed.windows(2).all(|w| w[1] - w[0] == 1024), "{placed:?}");
     }
@@ -179,9 +195,14 @@ mod tests {
     fn a_jump_restarts_the_grid() {
         let mut g = Grid::video(90_000, Some(30.0));
         for i in 0..10 {
-            g.place(i * 3000);
+            g.place(i * 3000).unwrap();
         }
-        assert_eq!(g.place(90_000 * 5), 450_000, "a gap stays a gap");
-        assert_eq!(g.place(453_010), 453_000);
+        assert_eq!(g.place(90_000 * 5), Some(450_000), "a gap stays a gap");
+        assert_eq!(g.place(453_010), Some(453_000));
+        // A frame snapped forward is not passed by the next one, stamped just after it.
+        let a = g.place(455_000).unwrap();
+        let b = g.place(455_001).unwrap();
+        assert!(a >= 455_000 && b > a, "{a} {b}");
+        assert_eq!(g.place(455_000), None, "stamped before the one before");
     }
 }

@@ -275,7 +275,12 @@ impl Segmenter {
             return;
         }
         // On the frame grid, presentation time moved with the decode time.
-        let shift = track.grid.place(frame.dts.ticks) - frame.dts.ticks;
+        let Some(placed) = track.grid.place(frame.dts.ticks) else {
+            // Decode order went backwards: not something a decoder can use; drop it.
+            self.dropped += 1;
+            return;
+        };
+        let shift = placed - frame.dts.ticks;
         frame.dts = Timestamp::new(frame.dts.ticks + shift, frame.dts.scale);
         frame.pts = Timestamp::new(frame.pts.ticks + shift, frame.pts.scale);
         if frame.track != self.leader {
@@ -303,7 +308,7 @@ impl Segmenter {
             self.close_follower(index, false);
             return;
         }
-        let t = frame.dts.ticks;
+        let mut t = frame.dts.ticks;
         let Some(seg_start) = self.seg_start else {
             if !frame.keyframe {
                 self.dropped += 1;
@@ -347,6 +352,8 @@ impl Segmenter {
                     let shift = start - t;
                     frame.dts = Timestamp::new(start, frame.dts.scale);
                     frame.pts = Timestamp::new(frame.pts.ticks + shift, frame.pts.scale);
+                    // The frames after it go after it.
+                    self.tracks[self.leader].grid.moved(start);
                 }
                 if keyframe_cut || self.over_target(seg_start, start + est) {
                     self.segment_length(seg_start, predicted);
@@ -354,6 +361,7 @@ impl Segmenter {
                     self.start_segment(start);
                 }
                 self.part_start = start;
+                t = start;
             }
             None => {
                 if keyframe_cut || self.over_target(seg_start, t + est) {

@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 use media::{CodecConfig, TrackKind};
 
 use crate::hls::rfc3339;
-use crate::window::{StreamWindow, TrackWindow, WindowState};
+use crate::window::{ticks, StreamWindow, TrackWindow, WindowState};
 
 /// The latency a player should aim for, in part targets: LL-HLS's PART-HOLD-BACK (three).
 const TARGET_LATENCY_PARTS: f64 = 3.0;
@@ -65,11 +65,6 @@ impl Period {
     fn length(&self) -> Duration {
         self.segments[0].length
     }
-}
-
-/// Ticks of `scale` at stream time `d`, rounded: the same number whatever MPD update asks.
-fn ticks(d: Duration, scale: u32) -> u64 {
-    ((d.as_nanos() * scale as u128 + 500_000_000) / 1_000_000_000) as u64
 }
 
 /// The leading track's segments as the MPD lists them, in their Periods (an open segment
@@ -485,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unannounced_segment_is_listed_once_complete() {
+    fn a_stream_without_a_complete_segment_has_no_period_and_is_not_published() {
         let w = window(0, 3);
         let m = w.read(|st| mpd(&w, st, SystemTime::now(), "http://h/t"));
         assert!(!m.contains("<Period"), "{m}");

@@ -250,13 +250,18 @@ pub struct PartIn {
     pub period: Option<(u64, Duration)>,
 }
 
+/// Ticks of `scale` at stream time `d`, rounded (the MPD's numbers and the Period test use
+/// the same).
+pub fn ticks(d: Duration, scale: u32) -> u64 {
+    ((d.as_nanos() * scale as u128 + 500_000_000) / 1_000_000_000) as u64
+}
+
 /// Whether `start` is `prev`'s listed end, to the tick of `scale`.
 fn continues(prev: &Segment, msn: u64, start: Duration, scale: u32) -> bool {
-    let tick = |d: Duration| (d.as_nanos() * scale as u128 + 500_000_000) / 1_000_000_000;
     prev.msn + 1 == msn
         && prev
             .listed_length()
-            .is_some_and(|l| tick(prev.start + l) == tick(start))
+            .is_some_and(|l| ticks(prev.start + l, scale) == ticks(start, scale))
 }
 
 impl StreamWindow {

@@ -6,6 +6,8 @@
 //! that breaks one fails the test that fetched it, with the rule and the text.
 
 use std::collections::HashMap;
+
+use super::media::attr;
 use std::sync::Mutex;
 
 /// (port, MPD path, availabilityStartTime, Period id): one Period of one presentation.
@@ -48,27 +50,6 @@ pub fn check_response(port: u16, path: &str, content_type: &str, body: &[u8]) {
         "{path} breaks the spec:\n- {}\n{text}",
         errors.join("\n- ")
     );
-}
-
-fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let rest = line.split_once(':')?.1;
-    let mut at = 0;
-    while at < rest.len() {
-        let item = &rest[at..];
-        let (k, v) = item.split_once('=')?;
-        let (value, len) = if let Some(q) = v.strip_prefix('"') {
-            let end = q.find('"')?;
-            (&q[..end], k.len() + 1 + end + 2)
-        } else {
-            let end = v.find(',').unwrap_or(v.len());
-            (&v[..end], k.len() + 1 + end)
-        };
-        if k == key {
-            return Some(value);
-        }
-        at += len + 1;
-    }
-    None
 }
 
 fn num(line: &str, key: &str) -> Option<f64> {

@@ -203,12 +203,24 @@ pub fn tags<'a>(playlist: &'a str, tag: &str) -> Vec<&'a str> {
 
 /// Value of `KEY=` in an attribute list line (quotes removed).
 pub fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let start = line.find(&format!("{key}="))? + key.len() + 1;
-    let rest = &line[start..];
-    if let Some(r) = rest.strip_prefix('"') {
-        return r.split('"').next();
+    // Attribute by attribute, so `HOLD-BACK` is not found inside `PART-HOLD-BACK` nor a comma
+    // inside a quoted value taken for the end of one.
+    let mut rest = line.split_once(':')?.1;
+    while !rest.is_empty() {
+        let (k, v) = rest.split_once('=')?;
+        let (value, after) = match v.strip_prefix('"') {
+            Some(q) => {
+                let end = q.find('"')?;
+                (&q[..end], &q[end + 1..])
+            }
+            None => v.split_at(v.find(',').unwrap_or(v.len())),
+        };
+        if k == key {
+            return Some(value);
+        }
+        rest = after.strip_prefix(',').unwrap_or(after);
     }
-    rest.split(',').next()
+    None
 }
 
 /// Waits until `/live/{name}` has `segments` complete video segments, then checks that init +

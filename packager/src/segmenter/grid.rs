@@ -45,6 +45,8 @@ pub struct Grid {
     /// Where the last frame was placed.
     last: Option<i64>,
     intervals: VecDeque<i64>,
+    /// Their sum, kept as they come and go.
+    sum: i64,
     /// The interval in use (measured, snapped).
     interval: i64,
     /// A millisecond in ticks: how far off one measured interval may be.
@@ -81,6 +83,7 @@ impl Grid {
             last_raw: None,
             last: None,
             intervals: VecDeque::with_capacity(WINDOW),
+            sum: 0,
             interval: initial,
             millisecond: scale as f64 / 1000.0,
         }
@@ -102,9 +105,10 @@ impl Grid {
             let d = raw - prev;
             if d > 0 && d < self.interval.max(self.initial) * 4 {
                 if self.intervals.len() == WINDOW {
-                    self.intervals.pop_front();
+                    self.sum -= self.intervals.pop_front().unwrap_or(0);
                 }
                 self.intervals.push_back(d);
+                self.sum += d;
                 self.interval = self.measure();
             }
         }
@@ -133,22 +137,22 @@ impl Grid {
 
     fn measure(&self) -> i64 {
         let n = self.intervals.len() as f64;
-        let mean = self.intervals.iter().sum::<i64>() as f64 / n;
+        let mean = self.sum as f64 / n;
         // Within 1 %, or as far as a millisecond's error over the intervals measured allows.
-        let fits: Vec<f64> = self
-            .standard
-            .iter()
-            .copied()
-            .filter(|s| (mean - s).abs() <= s * 0.01 + self.millisecond / n)
-            .collect();
+        let tolerance = self.millisecond / n;
+        let fits = || {
+            self.standard
+                .iter()
+                .copied()
+                .filter(move |s| (mean - s).abs() <= s * 0.01 + tolerance)
+        };
         // Until the mean is precise, keep the interval in use if it still fits (30 and 29.97
         // fps are 0.1 % apart).
         let current = self.interval as f64;
-        if self.intervals.len() < WINDOW / 2 && fits.iter().any(|s| (s - current).abs() < 1.0) {
+        if self.intervals.len() < WINDOW / 2 && fits().any(|s| (s - current).abs() < 1.0) {
             return self.interval;
         }
-        let snapped = fits
-            .into_iter()
+        let snapped = fits()
             .min_by(|a, b| (mean - a).abs().total_cmp(&(mean - b).abs()))
             .unwrap_or(mean);
         (snapped.round() as i64).max(1)

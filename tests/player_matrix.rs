@@ -78,11 +78,14 @@ fn play_matrix(case: Case) -> Vec<(&'static str, Vec<String>)> {
                 .is_none_or(|o| o.split(',').any(|n| n == *name))
         })
         .collect();
+    // ESTUARY_MATRIX_QUERY=&debug=1: added to every page's query (Shaka's own log, with
+    // play.mjs's CONSOLELOG=FILE).
+    let extra = std::env::var("ESTUARY_MATRIX_QUERY").unwrap_or_default();
     let urls: Vec<String> = players
         .iter()
         .map(|(_, page, manifest, query)| {
             format!(
-                "http://127.0.0.1:{page_port}/{page}?src=http://127.0.0.1:{}/live/demo/{manifest}{query}{switch}",
+                "http://127.0.0.1:{page_port}/{page}?src=http://127.0.0.1:{}/live/demo/{manifest}{query}{switch}{extra}",
                 srv.http
             )
         })

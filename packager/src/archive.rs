@@ -211,9 +211,13 @@ async fn playlists(
                 p.push_str("#EXT-X-DISCONTINUITY\n");
             }
             if k == 0 || s.discontinuity {
-                let _ = writeln!(p, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339(s.start));
+                let _ = writeln!(
+                    p,
+                    "#EXT-X-PROGRAM-DATE-TIME:{}",
+                    hls::program_date_time(s.start)
+                );
             }
-            let _ = writeln!(p, "#EXTINF:{:.5},\n{}.m4s", s.duration.as_secs_f64(), s.msn);
+            let _ = writeln!(p, "#EXTINF:{},\n{}.m4s", hls::seconds(s.duration), s.msn);
         }
         if ended {
             p.push_str("#EXT-X-ENDLIST\n");

@@ -6,7 +6,7 @@
 //! `../{rendition}/index.m3u8`.
 
 use std::fmt::Write;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use media::TrackKind;
 
@@ -241,7 +241,7 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
             let _ = writeln!(
                 out,
                 "#EXT-X-PROGRAM-DATE-TIME:{}",
-                rfc3339(s.program_date_time)
+                program_date_time(s.program_date_time)
             );
             pdt_written = true;
         }
@@ -251,8 +251,8 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
             for (p_idx, p) in s.parts.iter().enumerate() {
                 let _ = write!(
                     out,
-                    "#EXT-X-PART:DURATION={:.5},URI=\"{}/{}.{}.m4s\"",
-                    p.duration.as_secs_f64(),
+                    "#EXT-X-PART:DURATION={},URI=\"{}/{}.{}.m4s\"",
+                    seconds(p.duration),
                     w.session,
                     s.msn,
                     p_idx
@@ -269,8 +269,8 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
         if s.complete {
             let _ = writeln!(
                 out,
-                "#EXTINF:{:.5},\n{}/{}.m4s",
-                s.duration.as_secs_f64(),
+                "#EXTINF:{},\n{}/{}.m4s",
+                seconds(s.duration),
                 w.session,
                 s.msn
             );
@@ -305,7 +305,24 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
     out
 }
 
-/// `2026-11-21T22:09:36.123Z`
+/// A segment's EXT-X-PROGRAM-DATE-TIME, rounded up to the millisecond, and a duration
+/// (EXTINF, a part's DURATION) rounded up to the microsecond: a playlist never places media
+/// earlier than it is. Shaka Player sets its buffer's timestamp offset to where the playlist
+/// places a segment minus the segment's own decode time, adds a millisecond to that offset when
+/// it is negative, and then, seeing the offset a millisecond off on the next append, resets its
+/// buffer, which drops every frame up to the next keyframe: with times rounded down, that was
+/// the last parts of every segment that did not last a whole number of milliseconds.
+pub fn program_date_time(t: SystemTime) -> String {
+    rfc3339(t + Duration::from_nanos(999_999))
+}
+
+/// `d` in seconds, rounded up to the microsecond (see [`program_date_time`]).
+pub fn seconds(d: Duration) -> String {
+    let micros = d.as_nanos().div_ceil(1000);
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// `2026-11-21T22:09:36.123Z` (the millisecond `t` is in).
 pub fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
@@ -414,10 +431,10 @@ mod tests {
         assert!(p.contains(
             "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-MAP:URI=\"abc/init.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"
         ));
-        assert!(p.contains("#EXT-X-PART:DURATION=0.33333,URI=\"abc/7.0.m4s\",INDEPENDENT=YES\n"));
-        assert!(p.contains("#EXT-X-PART:DURATION=0.33333,URI=\"abc/7.1.m4s\"\n"));
+        assert!(p.contains("#EXT-X-PART:DURATION=0.333334,URI=\"abc/7.0.m4s\",INDEPENDENT=YES\n"));
+        assert!(p.contains("#EXT-X-PART:DURATION=0.333334,URI=\"abc/7.1.m4s\"\n"));
         assert!(!p.contains("abc/0.0.m4s"), "old parts are not listed");
-        assert!(p.contains("#EXTINF:2.00000,\nabc/7.m4s\n"));
+        assert!(p.contains("#EXTINF:2.000000,\nabc/7.m4s\n"));
         assert!(p.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"abc/8.0.m4s\"\n"));
         assert!(p.contains(
             "#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=7,LAST-PART=5\n"
@@ -479,7 +496,7 @@ mod tests {
         w.end();
         let p = w.read(|st| media_playlist(&w, st, 1, Skip::No));
         assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.358\n"));
-        assert!(p.ends_with("#EXTINF:2.00000,\nabc/1.m4s\n#EXT-X-ENDLIST\n"));
+        assert!(p.ends_with("#EXTINF:2.000000,\nabc/1.m4s\n#EXT-X-ENDLIST\n"));
         assert!(!p.contains("PRELOAD-HINT"));
     }
 
@@ -487,5 +504,17 @@ mod tests {
     fn dates() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_298_976_123);
         assert_eq!(rfc3339(t), "2026-11-21T22:09:36.123Z");
+        assert_eq!(program_date_time(t), "2026-11-21T22:09:36.123Z");
+        let later = t + Duration::from_nanos(1);
+        assert_eq!(rfc3339(later), "2026-11-21T22:09:36.123Z");
+        assert_eq!(program_date_time(later), "2026-11-21T22:09:36.124Z");
+    }
+
+    #[test]
+    fn durations_round_up_to_the_microsecond() {
+        assert_eq!(seconds(Duration::from_secs(2)), "2.000000");
+        assert_eq!(seconds(Duration::from_nanos(333_333_333)), "0.333334");
+        assert_eq!(seconds(Duration::from_nanos(8_333_333_333)), "8.333334");
+        assert_eq!(seconds(Duration::from_micros(341_333)), "0.341333");
     }
 }

@@ -203,6 +203,16 @@ impl WindowState {
     }
 }
 
+/// `t` without its fraction of a millisecond. A stream starts on a whole millisecond, so the
+/// program date times written from it (to the millisecond, as players read them) are its media
+/// times as exactly as they can be: a player such as Shaka places each segment by its program
+/// date time and moves its buffer's timestamp offset (dropping frames up to the next keyframe)
+/// when that disagrees with the media by a millisecond or more.
+fn whole_millisecond(t: SystemTime) -> SystemTime {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    SystemTime::UNIX_EPOCH + Duration::from_millis(since.as_millis() as u64)
+}
+
 /// One live stream's window.
 pub struct StreamWindow {
     pub name: String,
@@ -316,7 +326,7 @@ impl StreamWindow {
             name: name.to_string(),
             session,
             config,
-            started: SystemTime::now(),
+            started: whole_millisecond(SystemTime::now()),
             state: Mutex::new(WindowState {
                 version: 0,
                 tracks,
@@ -334,7 +344,7 @@ impl StreamWindow {
     /// The same window as another node's (an edge replaying the origin's): its start time, so
     /// program date times match.
     pub fn with_started(mut self, started: SystemTime) -> Self {
-        self.started = started;
+        self.started = whole_millisecond(started);
         self
     }
 

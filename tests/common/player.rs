@@ -46,6 +46,11 @@ pub fn serve_page() -> u16 {
             js,
             read("node_modules/shaka-player/dist/shaka-player.compiled.js"),
         ),
+        (
+            "/shaka-player.compiled.debug.js",
+            js,
+            read("node_modules/shaka-player/dist/shaka-player.compiled.debug.js"),
+        ),
     ])
 }
 

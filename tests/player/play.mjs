@@ -4,7 +4,8 @@
 // its player's state (window.stats) and "page": its index, then a final line
 // {"done": true, "g2g": [[...], ...]} with each page's glass-to-glass samples (page.js).
 // With REQLOG=FILE, every request the pages make is appended to FILE (`ms > url` when sent,
-// `<` when finished, `!` when failed), to see what a player fetched.
+// `<` when finished, `!` when failed), to see what a player fetched; with CONSOLELOG=FILE,
+// every console message of the pages (a page's `?debug=1` turns on its player's own log).
 import { chromium } from 'playwright-core';
 
 const [first, secs_arg, ...more] = process.argv.slice(2);
@@ -34,6 +35,10 @@ try {
           page.on('request', (r) => fs.appendFileSync(process.env.REQLOG, `${Date.now()} > ${r.url()}\n`));
           page.on('requestfinished', (r) => fs.appendFileSync(process.env.REQLOG, `${Date.now()} < ${r.url()}\n`));
           page.on('requestfailed', (r) => fs.appendFileSync(process.env.REQLOG, `${Date.now()} ! ${r.url()} ${r.failure()?.errorText}\n`));
+        }
+        if (process.env.CONSOLELOG) {
+          const fs = await import('fs');
+          page.on('console', (m) => fs.appendFileSync(process.env.CONSOLELOG, `${Date.now()} [${index}] ${m.text()}\n`));
         }
         await page.goto(p.url);
         open.push({ index, page });

@@ -134,6 +134,7 @@ async fn produce(
                 target_duration: Some(2),
                 announced: Some(Duration::from_secs_f64(PART * PARTS_PER_SEGMENT as f64)),
                 period: None,
+                wall_offset: Duration::ZERO,
             });
         }
         seen.lock()

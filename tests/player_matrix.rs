@@ -193,10 +193,6 @@ fn every_player_plays_a_stream_from_its_start_with_a_2s_gop() {
     assert_all_played(&r, true, &[]);
 }
 
-/// Shaka on LL-HLS stalls at every boundary of these 8.3 s segments: its buffer misses the
-/// segment's last one or two parts (the playlists list them, and the media of every part
-/// follows the one before: tests/timing.rs), and it jumps the gap. hls.js with catch-up did
-/// the same once in three runs (holes it seeks over). Neither is held here yet.
 #[test]
 fn every_player_joins_later_with_x264s_default_gop() {
     let r = play_matrix(Case {
@@ -207,7 +203,7 @@ fn every_player_joins_later_with_x264s_default_gop() {
         reconnect_at: None,
         switch: None,
     });
-    assert_all_played(&r, true, &["Shaka HLS", "hls.js"]);
+    assert_all_played(&r, true, &[]);
 }
 
 #[test]
@@ -231,8 +227,8 @@ fn every_player_switches_down_the_ladder() {
     }
 }
 
-/// dash.js 4 stops at the new Period, and Shaka on LL-HLS errors, when the publisher comes
-/// back: not held here yet (dash.js 5, hls.js and Shaka on LL-DASH are).
+/// dash.js 4 is not held here: it stopped at the new Period before the timeline ran on
+/// without the pause (it has played through since, but issue 13 asks this of dash.js 5).
 #[test]
 fn every_player_plays_through_a_publisher_reconnecting() {
     let r = play_matrix(Case {
@@ -243,5 +239,5 @@ fn every_player_plays_through_a_publisher_reconnecting() {
         reconnect_at: Some(25),
         switch: None,
     });
-    assert_all_played(&r, false, &["dash.js 4", "Shaka HLS"]);
+    assert_all_played(&r, false, &["dash.js 4"]);
 }

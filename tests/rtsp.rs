@@ -92,8 +92,8 @@ fn camera_is_pulled_and_the_stream_survives_a_camera_restart() {
         },
     );
     assert!(!playlist.contains("#EXT-X-ENDLIST"));
-    // The timeline keeps the real time the camera was away (4 s and more): the first segment
-    // after the join starts that much later than the media before it ends.
+    // The media and the program date times run on where they stopped (players see no hole);
+    // the MPD's new Period starts the real time the camera was away (4 s and more) later.
     let (before, after) = playlist.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
     let first_pdt = secs_of_day(tags(before, "#EXT-X-PROGRAM-DATE-TIME:")[0]);
     let media_before: f64 = tags(before, "#EXTINF:")
@@ -102,7 +102,21 @@ fn camera_is_pulled_and_the_stream_survives_a_camera_restart() {
         .sum();
     let join_pdt = secs_of_day(tags(after, "#EXT-X-PROGRAM-DATE-TIME:")[0]);
     let gap = (join_pdt - first_pdt).rem_euclid(86_400.0) - media_before;
-    assert!(gap > 3.5, "gap {gap:.3} s\n{playlist}");
+    assert!(gap.abs() < 0.01, "gap {gap:.3} s\n{playlist}");
+    let mpd = get(srv.http, "/live/cam/manifest.mpd").unwrap().text();
+    let starts: Vec<f64> = mpd
+        .split("<Period ")
+        .skip(1)
+        .filter_map(|p| {
+            let start = p.split("start=\"").nth(1)?.split('"').next()?;
+            start.strip_prefix("PT")?.strip_suffix('S')?.parse().ok()
+        })
+        .collect();
+    let pause = starts.last().unwrap() - media_before;
+    assert!(
+        pause > 3.5,
+        "the new Period starts {pause:.3} s after the media before it\n{mpd}"
+    );
     let path = download_rendition(&srv, "cam", "video", &playlist);
     let probe = ffprobe_frames(&path);
     assert_eq!((probe[0].1, probe[0].2), (640, 360), "{probe:?}");

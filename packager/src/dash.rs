@@ -53,12 +53,21 @@ struct Listed {
 /// segments of it still in the window.
 struct Period {
     id: (u64, Duration),
+    /// What the timeline left out of the wall clock before it ([`crate::window::Segment::wall_offset`]).
+    wall_offset: Duration,
     segments: Vec<Listed>,
 }
 
 impl Period {
+    /// Where its media starts: the presentation time offset.
     fn start(&self) -> Duration {
         self.id.1
+    }
+
+    /// Where it starts on the MPD's timeline, which runs with the wall clock from
+    /// `availabilityStartTime`: a publisher's pauses are in it, not in the media.
+    fn presentation_start(&self) -> Duration {
+        self.id.1 + self.wall_offset
     }
 
     /// The length of its segments (all the same: see the module's notes).
@@ -87,6 +96,7 @@ fn periods(leader: &TrackWindow, live: bool) -> Vec<Period> {
             Some(p) if p.id == s.period => p.segments.push(l),
             _ => out.push(Period {
                 id: s.period,
+                wall_offset: s.wall_offset,
                 segments: vec![l],
             }),
         }
@@ -120,12 +130,14 @@ pub fn mpd(w: &StreamWindow, st: &WindowState, now: SystemTime, time_url: &str) 
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019,http://www.dashif.org/guidelines/low-latency-live-v5\" minBufferTime=\"{}\"",
         duration(part * 2.0)
     );
-    let window_start = periods.first().map_or(Duration::ZERO, Period::start);
+    let window_start = periods
+        .first()
+        .map_or(Duration::ZERO, Period::presentation_start);
     let window_end = st
         .tracks
         .get(leader)
         .and_then(|t| t.segments.back())
-        .map_or(Duration::ZERO, |s| s.start + s.duration);
+        .map_or(Duration::ZERO, |s| s.start + s.duration + s.wall_offset);
     if live {
         let _ = writeln!(
             out,
@@ -159,7 +171,7 @@ pub fn mpd(w: &StreamWindow, st: &WindowState, now: SystemTime, time_url: &str) 
             out,
             "  <Period id=\"p{}\" start=\"{}\">",
             period.id.0,
-            duration(period.start().as_secs_f64())
+            duration(period.presentation_start().as_secs_f64())
         );
         for (set, kind) in [TrackKind::Video, TrackKind::Audio].into_iter().enumerate() {
             let tracks: Vec<&TrackWindow> =
@@ -194,7 +206,7 @@ pub fn mpd(w: &StreamWindow, st: &WindowState, now: SystemTime, time_url: &str) 
                 let _ = writeln!(
                     out,
                     "      <ProducerReferenceTime id=\"{set}\" type=\"encoder\" wallClockTime=\"{}\" presentationTime=\"{pto}\"><UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{time_url}\"/></ProducerReferenceTime>",
-                    rfc3339(w.started + period.start()),
+                    rfc3339(w.started + period.presentation_start()),
                 );
             }
             template(&mut out, w, period, scale, live, part);
@@ -415,6 +427,7 @@ mod tests {
                     target_duration: Some(2),
                     announced,
                     period: None,
+                    wall_offset: Duration::ZERO,
                 });
             }
         }

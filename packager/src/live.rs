@@ -145,7 +145,7 @@ async fn package(mut reader: BroadcastReader, window: &StreamWindow, config: &Pa
             }
             Some(ReadEvent::Discontinuity) => {
                 info!(stream = %name, "source restarted; the playlist continues after a discontinuity");
-                segmenter.lagged();
+                segmenter.restarted();
             }
             None => {
                 segmenter.finish();
@@ -222,6 +222,7 @@ pub fn drain(
             target_duration: p.target_duration,
             announced: p.announced,
             period: None,
+            wall_offset: seg.removed(),
         });
     }
     n

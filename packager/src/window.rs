@@ -66,6 +66,13 @@ pub struct Segment {
     pub period: (u64, Duration),
     /// Wall-clock time of the segment's first sample.
     pub program_date_time: SystemTime,
+    /// What the timeline left out of the wall clock before this segment ([`PartIn::wall_offset`]):
+    /// its wall-clock time is `started + start + wall_offset`. The MPD's Periods start there;
+    /// the program date time leaves it out (`started + start`), so HLS players see one
+    /// continuous timeline across a publisher's reconnect: Shaka closes the hole a jump in the
+    /// program date time leaves and then mislays its segments (rebuilding its index, dropping
+    /// frames), and hls.js stalls at it.
+    pub wall_offset: Duration,
     /// The sum of the parts so far.
     pub duration: Duration,
     pub samples: u32,
@@ -258,6 +265,9 @@ pub struct PartIn {
     /// The segment's Period ([`Segment::period`]) when another node worked it out (an edge
     /// replaying the origin's window); `None`: worked out here.
     pub period: Option<(u64, Duration)>,
+    /// How much wall-clock time the timeline left out before this part (a publisher's pauses:
+    /// [`crate::segmenter::Segmenter::removed`]).
+    pub wall_offset: Duration,
 }
 
 /// Ticks of `scale` at stream time `d`, rounded (the MPD's numbers and the Period test use
@@ -410,6 +420,7 @@ impl StreamWindow {
                     announced: p.announced,
                     period,
                     program_date_time: pdt,
+                    wall_offset: p.wall_offset,
                     duration: Duration::ZERO,
                     samples: 0,
                     bytes: 0,
@@ -585,6 +596,7 @@ pub(crate) fn fill_for_tests(w: &StreamWindow, complete: u64, open_parts: u32, d
                     target_duration: (msn > 0 || i == 5).then_some(2),
                     announced: (msn > 0).then_some(Duration::from_secs(2)),
                     period: None,
+                    wall_offset: Duration::ZERO,
                 });
             }
         }
@@ -613,6 +625,7 @@ mod tests {
             target_duration: Some(2),
             announced: None,
             period: None,
+            wall_offset: Duration::ZERO,
         }
     }
 

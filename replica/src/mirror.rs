@@ -194,6 +194,7 @@ fn new_events(
                     target_duration: st.target_duration,
                     announced: s.announced,
                     period: Some(s.period),
+                    wall_offset: s.wall_offset,
                 }));
                 start += p.duration;
             }

@@ -278,6 +278,9 @@ impl Event {
                     xadd.arg("period_msn").arg(msn);
                     xadd.arg("period_start_ns").arg(nanos(start));
                 }
+                if !p.wall_offset.is_zero() {
+                    xadd.arg("wall_offset_ns").arg(nanos(p.wall_offset));
+                }
                 xadd.arg("data").arg(p.data.as_ref());
             }
             Event::Complete {
@@ -324,6 +327,7 @@ impl Event {
                     (Some(msn), Some(start)) => Some((msn, Duration::from_nanos(start))),
                     _ => None,
                 },
+                wall_offset: Duration::from_nanos(f.optional("wall_offset_ns")?.unwrap_or(0)),
             })),
             "complete" => Ok(Event::Complete {
                 track: f.num("track")?,
@@ -422,10 +426,17 @@ mod tests {
                 proptest::option::of(1u64..=600),
                 any::<Option<u64>>(),
                 any::<Option<(u64, u64)>>(),
+                any::<u32>(),
             ),
         )
             .prop_map(
-                |((track, msn, index), data, (d, s, samples), flags, (td, announced, period))| {
+                |(
+                    (track, msn, index),
+                    data,
+                    (d, s, samples),
+                    flags,
+                    (td, announced, period, wall),
+                )| {
                     PartIn {
                         track,
                         msn,
@@ -442,6 +453,7 @@ mod tests {
                         target_duration: td,
                         announced: announced.map(Duration::from_nanos),
                         period: period.map(|(m, s)| (m, Duration::from_nanos(s))),
+                        wall_offset: Duration::from_nanos(wall as u64),
                     }
                 },
             )
@@ -573,6 +585,7 @@ mod tests {
             target_duration: None,
             announced: None,
             period: None,
+            wall_offset: Duration::ZERO,
         }));
         part.insert(
             "duration_ns".into(),

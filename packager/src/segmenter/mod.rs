@@ -199,6 +199,13 @@ pub struct Segmenter {
     last_length: Option<i64>,
     /// The open segment's announced length.
     announced: Option<i64>,
+    /// Where the leader's last part ended (its ticks).
+    leader_end: i64,
+    /// Set by [`Segmenter::restarted`]: the restarted source's first keyframe goes here.
+    resume_at: Option<i64>,
+    /// Added to every frame's decode and presentation times, in leader ticks (zero or less):
+    /// the pauses [`Segmenter::restarted`] took out of the timeline.
+    shift: i64,
     /// Frames dropped: leader frames before the first keyframe or out of decode order, and
     /// follower frames beyond the backlog bound.
     pub dropped: u64,
@@ -252,8 +259,17 @@ impl Segmenter {
             target_duration: None,
             last_length: None,
             announced: None,
+            leader_end: 0,
+            resume_at: None,
+            shift: 0,
             dropped: 0,
         }
+    }
+
+    /// How much of the wall clock the timeline leaves out: the pauses of a source that
+    /// restarted ([`Segmenter::restarted`]). A part's wall-clock time is its start plus this.
+    pub fn removed(&self) -> Duration {
+        Timestamp::new(-self.shift, self.leader_scale).as_duration()
     }
 
     pub fn pull(&mut self) -> Option<Output> {
@@ -261,6 +277,10 @@ impl Segmenter {
     }
 
     pub fn push(&mut self, mut frame: Frame) {
+        if !self.rebase(&mut frame) {
+            self.dropped += 1;
+            return;
+        }
         // The leader waits for a keyframe after a cap or a lag: followers keep only what the
         // next segment may use.
         let waiting = self.seg_start.is_none() && self.next_seq > 0;
@@ -481,10 +501,62 @@ impl Segmenter {
         }
     }
 
+    /// The source restarted after a pause (a publisher that reconnected), its timestamps moved
+    /// on by the pause: as [`Segmenter::lagged`], and its first keyframe continues the timeline
+    /// where the last part ended, every track shifted alike. Players then see media without a
+    /// hole (Shaka, which closes the hole a discontinuity's program date time jump leaves in its
+    /// timeline, otherwise places the media a pause later than its playlist and drops frames),
+    /// and the program date times and the MPD's Periods add [`Segmenter::removed`] back.
+    pub fn restarted(&mut self) {
+        self.lagged();
+        if self.next_seq > 0 {
+            self.resume_at = Some(self.leader_end);
+            let leader_scale = self.leader_scale;
+            let end = self.leader_end;
+            for (i, t) in self.tracks.iter_mut().enumerate() {
+                if i != self.leader {
+                    // Nothing before the new start: what came before it ended there.
+                    t.closed_until = Some(t.scale.convert(end, leader_scale));
+                }
+            }
+        }
+    }
+
+    /// Moves `frame` by what restarts took out; while a restarted source's first keyframe is
+    /// awaited, sets the shift from it and drops (false) what comes before it.
+    fn rebase(&mut self, frame: &mut Frame) -> bool {
+        let scale = frame.dts.scale;
+        let shift = |f: &mut Frame, ticks: i64| {
+            f.dts = Timestamp::new(f.dts.ticks + ticks, scale);
+            f.pts = Timestamp::new(f.pts.ticks + ticks, scale);
+        };
+        if self.shift != 0 {
+            shift(frame, scale.convert(self.shift, self.leader_scale));
+        }
+        let Some(at) = self.resume_at else {
+            return true;
+        };
+        if frame.track != self.leader || !frame.keyframe {
+            return false;
+        }
+        // (A source that came back later than its timestamps say keeps the hole.)
+        let by = (at - frame.dts.ticks).min(0);
+        self.shift += by;
+        shift(frame, by);
+        self.resume_at = None;
+        true
+    }
+
     /// The source lost frames or restarted: end the segment here; the next one starts on a
     /// keyframe and is marked as a discontinuity.
     pub fn lagged(&mut self) {
+        // A segment cut short here says nothing of how long the next will be: it is announced
+        // to last as long as the last whole one.
+        let whole = self.last_length;
         self.end_segment();
+        if whole.is_some() {
+            self.last_length = whole;
+        }
         for t in &mut self.tracks {
             t.pending.clear();
             t.grid.reset();
@@ -552,6 +624,7 @@ impl Segmenter {
     }
 
     fn close_leader(&mut self, end: i64, ends_segment: bool, end_expected: bool) {
+        self.leader_end = end;
         let leader = self.leader;
         let frames: Vec<Frame> = self.tracks[leader].pending.drain(..).collect();
         let samples = samples_from(&frames, end);

@@ -545,3 +545,69 @@ fn the_end_of_a_long_segment_is_expected_where_it_was_announced() {
         .collect();
     assert_eq!(expecting, [(1, 24), (2, 24)], "{expecting:?}");
 }
+
+#[test]
+fn a_restarted_source_continues_where_the_last_part_ended() {
+    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    // 3.5 s of a 2 s GOP, then a pause of 1.7 s (the hub's timeline moves on by it) and the
+    // source again from a keyframe, its audio a little ahead of its video.
+    let push = |s: &mut Segmenter, from: i64, frames: i64, audio_from: i64| {
+        let mut next_audio = audio_from;
+        for n in 0..frames {
+            let t = from + n * 3000;
+            while next_audio * 90_000 / 48000 <= t {
+                s.push(a(next_audio));
+                next_audio += 1024;
+            }
+            s.push(v(t, n % 60 == 0));
+        }
+    };
+    push(&mut s, 0, 105, 0);
+    let before = collect(&mut s).0;
+    s.restarted();
+    let (closed, _) = collect(&mut s);
+    let end = closed
+        .iter()
+        .chain(&before)
+        .filter(|p| p.track == 0)
+        .map(|p| p.end.ticks)
+        .max()
+        .unwrap();
+    let resumed = 105 * 3000 + 153_000;
+    push(&mut s, resumed, 90, (resumed - 900) * 48000 / 90_000);
+    s.finish();
+    let (after, _) = collect(&mut s);
+    let video: Vec<&PartOut> = after.iter().filter(|p| p.track == 0).collect();
+    assert!(video[0].discontinuity && video[0].independent);
+    assert_eq!(video[0].start.ticks, end, "no hole in the video");
+    for w in video.windows(2) {
+        assert_eq!(w[0].end.ticks, w[1].start.ticks);
+    }
+    // Announced as long as the last whole segment (2 s), not the one the pause cut short, so
+    // its parts are cut as usual.
+    assert_eq!(video[0].announced, Some(Duration::from_secs(2)));
+    assert!(
+        video.iter().take(6).all(|p| p.ticks() == 30_000),
+        "{video:?}"
+    );
+    // What was taken out is the pause: 1.7 s.
+    assert_eq!(s.removed(), Duration::from_millis(1700));
+    // Audio never goes back before where it stopped, and stays within a frame of the video.
+    let audio_before = closed
+        .iter()
+        .chain(&before)
+        .filter(|p| p.track == 1)
+        .map(|p| p.end.ticks)
+        .max()
+        .unwrap();
+    let audio: Vec<&PartOut> = after
+        .iter()
+        .filter(|p| p.track == 1 && !p.samples.is_empty())
+        .collect();
+    assert!(audio[0].start.ticks >= audio_before);
+    let video_start = end * 48000 / 90_000;
+    assert!(
+        (audio[0].start.ticks - video_start).abs() <= 1024 * 2,
+        "{audio:?}"
+    );
+}

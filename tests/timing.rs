@@ -89,6 +89,11 @@ fn check_parts(srv: &Server, segments: usize) {
             90_000.0
         };
         let mut previous_end: Option<u64> = None;
+        // Where the playlist places each part (its durations added up from the first listed)
+        // and where its media is: never earlier, and within a millisecond (Shaka resets its
+        // buffer, dropping frames to the next keyframe, on anything else).
+        let mut placed = 0.0;
+        let mut first_tfdt = None;
         for (uri, listed) in &parts {
             let body = get(srv.http, &format!("/live/demo/{r}/{uri}")).unwrap();
             assert_eq!(body.status, 200, "{r}/{uri}");
@@ -100,6 +105,11 @@ fn check_parts(srv: &Server, segments: usize) {
                     );
                 }
                 previous_end = Some(tfdt + total);
+                let media = (tfdt - *first_tfdt.get_or_insert(tfdt)) as f64 / timescale;
+                assert!(
+                    placed >= media - 1e-9 && placed - media < 0.001,
+                    "{r}/{uri}: the playlist places it at {placed} s, its media is at {media} s"
+                );
                 let seconds = total as f64 / timescale;
                 assert!(
                     (seconds - listed).abs() < 0.0005,
@@ -109,6 +119,7 @@ fn check_parts(srv: &Server, segments: usize) {
                     assert!(cts.iter().all(|c| *c == 0), "{r}/{uri}: offsets {cts:?}");
                 }
             }
+            placed += listed;
         }
     }
 }

@@ -30,6 +30,14 @@ pub struct Frame {
     pub data: Bytes,
 }
 
+impl Frame {
+    /// Moves the frame by `ticks` of its own timescale, decode and presentation time alike.
+    pub fn shift(&mut self, ticks: i64) {
+        self.dts = Timestamp::new(self.dts.ticks + ticks, self.dts.scale);
+        self.pts = Timestamp::new(self.pts.ticks + ticks, self.pts.scale);
+    }
+}
+
 /// Default capacity of a reader's queue, in frames: a few seconds of a 60 fps stream with audio.
 pub const DEFAULT_READER_CAPACITY: usize = 1024;
 /// The GOP cache stops growing past this many bytes (a pathological keyframe interval).

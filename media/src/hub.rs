@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use crate::broadcast::{Broadcast, BroadcastReader, Frame};
 use crate::codec::TrackInfo;
-use crate::time::Timestamp;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HubError {
@@ -112,14 +111,7 @@ impl Published {
     /// reconnected publisher.
     pub fn push(&self, mut frame: Frame) {
         if self.offset_us != 0 {
-            let shift = |t: Timestamp| {
-                Timestamp::new(
-                    t.ticks + self.offset_us * t.scale.0 as i64 / 1_000_000,
-                    t.scale,
-                )
-            };
-            frame.pts = shift(frame.pts);
-            frame.dts = shift(frame.dts);
+            frame.shift(self.offset_us * frame.dts.scale.0 as i64 / 1_000_000);
         }
         let us = frame.pts.ticks.max(frame.dts.ticks) * 1_000_000 / frame.pts.scale.0.max(1) as i64;
         self.end_us.fetch_max(us, Ordering::Relaxed);
@@ -389,7 +381,8 @@ impl Drop for Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
-
+    use super::*;
+    use crate::time::Timestamp;
     #[test]
     fn one_publisher_per_name() {
         let hub = Hub::new();

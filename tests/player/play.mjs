@@ -6,6 +6,7 @@
 // With REQLOG=FILE, every request the pages make is appended to FILE (`ms > url` when sent,
 // `<` when finished, `!` when failed), to see what a player fetched; with CONSOLELOG=FILE,
 // every console message of the pages (a page's `?debug=1` turns on its player's own log).
+import fs from 'fs';
 import { chromium } from 'playwright-core';
 
 const [first, secs_arg, ...more] = process.argv.slice(2);
@@ -31,13 +32,11 @@ try {
         const page = await browser.newPage();
         page.on('pageerror', (e) => console.log(JSON.stringify({ page: index, pageerror: String(e) })));
         if (process.env.REQLOG) {
-          const fs = await import('fs');
           page.on('request', (r) => fs.appendFileSync(process.env.REQLOG, `${Date.now()} > ${r.url()}\n`));
           page.on('requestfinished', (r) => fs.appendFileSync(process.env.REQLOG, `${Date.now()} < ${r.url()}\n`));
           page.on('requestfailed', (r) => fs.appendFileSync(process.env.REQLOG, `${Date.now()} ! ${r.url()} ${r.failure()?.errorText}\n`));
         }
         if (process.env.CONSOLELOG) {
-          const fs = await import('fs');
           page.on('console', (m) => fs.appendFileSync(process.env.CONSOLELOG, `${Date.now()} [${index}] ${m.text()}\n`));
         }
         await page.goto(p.url);

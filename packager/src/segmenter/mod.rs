@@ -300,9 +300,7 @@ impl Segmenter {
             self.dropped += 1;
             return;
         };
-        let shift = placed - frame.dts.ticks;
-        frame.dts = Timestamp::new(frame.dts.ticks + shift, frame.dts.scale);
-        frame.pts = Timestamp::new(frame.pts.ticks + shift, frame.pts.scale);
+        frame.shift(placed - frame.dts.ticks);
         if frame.track != self.leader {
             let index = frame.track;
             track.heard = Some(leader_now);
@@ -369,9 +367,7 @@ impl Segmenter {
                     t
                 };
                 if start != t {
-                    let shift = start - t;
-                    frame.dts = Timestamp::new(start, frame.dts.scale);
-                    frame.pts = Timestamp::new(frame.pts.ticks + shift, frame.pts.scale);
+                    frame.shift(start - t);
                     // The frames after it go after it.
                     self.tracks[self.leader].grid.moved(start);
                 }
@@ -525,13 +521,8 @@ impl Segmenter {
     /// Moves `frame` by what restarts took out; while a restarted source's first keyframe is
     /// awaited, sets the shift from it and drops (false) what comes before it.
     fn rebase(&mut self, frame: &mut Frame) -> bool {
-        let scale = frame.dts.scale;
-        let shift = |f: &mut Frame, ticks: i64| {
-            f.dts = Timestamp::new(f.dts.ticks + ticks, scale);
-            f.pts = Timestamp::new(f.pts.ticks + ticks, scale);
-        };
         if self.shift != 0 {
-            shift(frame, scale.convert(self.shift, self.leader_scale));
+            frame.shift(frame.dts.scale.convert(self.shift, self.leader_scale));
         }
         let Some(at) = self.resume_at else {
             return true;
@@ -539,10 +530,12 @@ impl Segmenter {
         if frame.track != self.leader || !frame.keyframe {
             return false;
         }
-        // (A source that came back later than its timestamps say keeps the hole.)
+        // Only ever back: the hub moves a reconnected publisher's timestamps on by the pause. (A
+        // source whose timestamps went back is not moved forward; its frames before the last
+        // one are dropped as out of order, as before a restart.)
         let by = (at - frame.dts.ticks).min(0);
         self.shift += by;
-        shift(frame, by);
+        frame.shift(by);
         self.resume_at = None;
         true
     }
@@ -554,9 +547,7 @@ impl Segmenter {
         // to last as long as the last whole one.
         let whole = self.last_length;
         self.end_segment();
-        if whole.is_some() {
-            self.last_length = whole;
-        }
+        self.last_length = whole.or(self.last_length);
         for t in &mut self.tracks {
             t.pending.clear();
             t.grid.reset();

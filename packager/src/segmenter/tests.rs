@@ -566,13 +566,17 @@ fn a_restarted_source_continues_where_the_last_part_ended() {
     let before = collect(&mut s).0;
     s.restarted();
     let (closed, _) = collect(&mut s);
-    let end = closed
-        .iter()
-        .chain(&before)
-        .filter(|p| p.track == 0)
-        .map(|p| p.end.ticks)
-        .max()
-        .unwrap();
+    // Where a track's parts ended before the restart.
+    let ended = |track: usize| {
+        closed
+            .iter()
+            .chain(&before)
+            .filter(|p| p.track == track)
+            .map(|p| p.end.ticks)
+            .max()
+            .unwrap()
+    };
+    let end = ended(0);
     let resumed = 105 * 3000 + 153_000;
     push(&mut s, resumed, 90, (resumed - 900) * 48000 / 90_000);
     s.finish();
@@ -593,13 +597,7 @@ fn a_restarted_source_continues_where_the_last_part_ended() {
     // What was taken out is the pause: 1.7 s.
     assert_eq!(s.removed(), Duration::from_millis(1700));
     // Audio never goes back before where it stopped, and stays within a frame of the video.
-    let audio_before = closed
-        .iter()
-        .chain(&before)
-        .filter(|p| p.track == 1)
-        .map(|p| p.end.ticks)
-        .max()
-        .unwrap();
+    let audio_before = ended(1);
     let audio: Vec<&PartOut> = after
         .iter()
         .filter(|p| p.track == 1 && !p.samples.is_empty())

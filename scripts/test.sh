@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the tests drive (ffmpeg/ffprobe, srt-tools, Chromium,
-# GStreamer's RTSP server, redis-server, prometheus) on Debian/Ubuntu when it is missing. Usage: scripts/test.sh [extra cargo test args]
+# GStreamer's RTSP server, redis-server, prometheus, PostgreSQL) on Debian/Ubuntu when it is missing. Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,8 @@ command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || missing+=(chromium)
+# The catalog's tests start a PostgreSQL server of their own (tests/common/postgres.rs).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 # The RTSP camera of tests/rtsp.rs: GStreamer's RTSP server from Python, x264/x265, AAC.
 /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' >/dev/null 2>&1 ||
   missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base)

@@ -13,6 +13,7 @@
 //! - [`webhooks`]: signed webhooks out, from the hub's stream events and finished archives;
 //! - [`shutdown`]: signals, and waiting for every task at the end.
 
+pub mod assets;
 pub mod callback;
 pub mod config;
 pub mod edge;

@@ -101,12 +101,23 @@ fn transcoder(config: &Config) -> Option<transcode::TranscodeConfig> {
     }
 }
 
-/// Deletes archives that ended more than `keep` ago, every ten minutes, until `cancel`.
-pub async fn retention(store: packager::archive::Store, keep: Duration, cancel: CancellationToken) {
+/// Deletes archives that ended more than `keep` ago, and their assets, every ten minutes,
+/// until `cancel`.
+pub async fn retention(
+    store: packager::archive::Store,
+    catalog: catalog::Catalog,
+    keep: Duration,
+    cancel: CancellationToken,
+) {
     loop {
         let removed = packager::archive::prune(store.as_ref(), keep).await;
-        if removed > 0 {
-            info!(removed, "old archives deleted (retention)");
+        if !removed.is_empty() {
+            info!(removed = removed.len(), "old archives deleted (retention)");
+        }
+        for id in removed {
+            if let Err(e) = catalog.delete(&id).await {
+                warn!(archive = %id, error = %e, "a deleted archive stays in the catalog");
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => return,

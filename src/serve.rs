@@ -42,22 +42,36 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     hub.set_reconnect_grace(config.reconnect_grace());
     let windows = Windows::new();
 
+    let catalog = crate::assets::open(&config).await?;
     let (archive, archive_at) = config.archive_store()?.unzip();
     if let (Some(store), Some(at)) = (&archive, &archive_at) {
         info!(
             at,
             retention_hours = config.archive.retention_hours,
-            "archiving every stream as VOD (/vod/ID/index.m3u8, listed at /api/v1/vod)"
+            "archiving every stream as VOD (/vod/ID/index.m3u8, listed at /api/v1/vod and /api/v1/assets)"
         );
+        crate::assets::bring_in(&catalog, store).await;
         tasks.spawn(pipeline::retention(
             store.clone(),
+            catalog.clone(),
             config.retention(),
             cancel.clone(),
         ));
     }
     let hooks = crate::webhooks::Webhooks::start(&config.webhooks, &hub, &tasks, &cancel)?;
     let mut packager_config = config.packager_config(archive.clone());
-    packager_config.on_archived = hooks.on_archived();
+    // Archives go into the catalog, then to the webhooks' endpoints.
+    let recorded = crate::assets::archive_hook(catalog.clone());
+    packager_config.on_archived = Some(match hooks.on_archived() {
+        Some(webhooks) => packager::OnArchived(Arc::new(move |news| {
+            let (recorded, webhooks) = (recorded.clone(), webhooks.clone());
+            Box::pin(async move {
+                (recorded.0)(news.clone()).await;
+                (webhooks.0)(news).await;
+            })
+        })),
+        None => recorded,
+    });
     pipeline::start(
         &config,
         &hub,
@@ -103,6 +117,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         .with_playback(playback)
         .with_api_tokens(config.api_tokens()?)
         .with_admin(streams);
+    service = service.with_catalog(catalog.clone(), archive.clone());
     if let Some(store) = archive {
         service = service.with_archive(store);
     }
@@ -179,6 +194,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     info!("shutting down: ending every stream, then its archive and mirror");
     hub.shut_down();
     shutdown::drain(&tasks).await;
+    catalog.close().await;
     Ok(())
 }
 

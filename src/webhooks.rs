@@ -179,17 +179,24 @@ impl Webhooks {
             return None;
         }
         let h = self.clone();
-        Some(packager::OnArchived(Arc::new(move |id, name| {
-            h.send(
-                "recording.ready",
-                serde_json::json!({
-                    "stream": name,
-                    "archive": id,
-                    "hls": format!("/vod/{id}/index.m3u8"),
-                    "dash": format!("/vod/{id}/manifest.mpd"),
-                }),
-            );
+        Some(packager::OnArchived(Arc::new(move |news| {
+            if news.complete.is_some() {
+                h.archived(&news.id, &news.stream);
+            }
+            Box::pin(std::future::ready(()))
         })))
+    }
+
+    fn archived(&self, id: &str, name: &str) {
+        self.send(
+            "recording.ready",
+            serde_json::json!({
+                "stream": name,
+                "archive": id,
+                "hls": format!("/vod/{id}/index.m3u8"),
+                "dash": format!("/vod/{id}/manifest.mpd"),
+            }),
+        );
     }
 
     /// Queues an event for every endpoint that takes its type; never waits.

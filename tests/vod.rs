@@ -209,3 +209,132 @@ fn an_archive_in_object_storage_plays_from_the_origin_and_an_edge() {
         404
     );
 }
+
+/// Every live archive is an asset in the catalog: `preparing` while recorded, `ready` with its
+/// duration and renditions once the stream ends, the same id as `/api/v1/vod`'s; its metadata
+/// can be changed and searched; it survives a restart; deleting it deletes its media.
+#[test]
+fn a_live_archive_is_an_asset_in_the_catalog() {
+    let mut srv = Server::start("[hls]\nend_grace = 0.5\n");
+    let json = |r: common::http::Resp| -> serde_json::Value {
+        serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{}", r.text()))
+    };
+    let publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 6);
+    let recording = wait_for("the asset listed", Duration::from_secs(60), || {
+        let v = json(api_get(srv.http, "/api/v1/assets").ok()?);
+        v["assets"].as_array()?.first().cloned()
+    });
+    assert_eq!(recording["status"], "preparing", "{recording}");
+    assert_eq!(recording["source"], "live", "{recording}");
+    assert_eq!(recording["stream"], NAME, "{recording}");
+    let id = recording["id"].as_str().unwrap().to_string();
+    let vod = json(api_get(srv.http, "/api/v1/vod").unwrap());
+    assert_eq!(
+        vod["archives"][0]["id"],
+        id.as_str(),
+        "/api/v1/vod agrees: {vod}"
+    );
+
+    // The publisher ends its 6 s on its own.
+    let ready = wait_for("the asset ready", Duration::from_secs(60), || {
+        let a = json(api_get(srv.http, &format!("/api/v1/assets/{id}")).ok()?);
+        (a["status"] == "ready").then_some(a)
+    });
+    drop(publisher);
+    let duration = ready["duration"].as_f64().unwrap();
+    assert!((4.0..8.0).contains(&duration), "{ready}");
+    assert_eq!(
+        (ready["width"].as_u64(), ready["height"].as_u64()),
+        (Some(1280), Some(720)),
+        "{ready}"
+    );
+    assert!(
+        ready["renditions"].as_array().unwrap().len() >= 2,
+        "{ready}"
+    );
+    assert!(ready["codecs"].to_string().contains("avc1."), "{ready}");
+    assert_eq!(ready["hls"], format!("/vod/{id}/index.m3u8"), "{ready}");
+    assert_eq!(
+        get(srv.http, &format!("/vod/{id}/index.m3u8"))
+            .unwrap()
+            .status,
+        200
+    );
+
+    // Metadata: changed, then found by it; only metadata may change.
+    let path = format!("/api/v1/assets/{id}");
+    let changed = api_request(
+        srv.http,
+        "PATCH",
+        &path,
+        r#"{"title": "Friday show", "tags": ["show", "friday"], "passthrough": "cms-42"}"#,
+    )
+    .unwrap();
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert_eq!(json(changed)["title"], "Friday show");
+    for q in [
+        "tag=friday",
+        "passthrough=cms-42",
+        "status=ready",
+        "tag=show&status=ready",
+    ] {
+        let v = json(api_get(srv.http, &format!("/api/v1/assets?{q}")).unwrap());
+        assert_eq!(v["assets"][0]["id"], id.as_str(), "{q}: {v}");
+    }
+    for q in ["tag=monday", "status=errored", "passthrough=cms-4"] {
+        let v = json(api_get(srv.http, &format!("/api/v1/assets?{q}")).unwrap());
+        assert_eq!(v["assets"], serde_json::json!([]), "{q}: {v}");
+    }
+    let long = format!(r#"{{"title": "{}"}}"#, "x".repeat(600));
+    for body in [
+        r#"{"status": "errored"}"#,
+        r#"{"title": 5}"#,
+        &long,
+        "not json",
+    ] {
+        let r = api_request(srv.http, "PATCH", &path, body).unwrap();
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+    }
+    assert_eq!(
+        api_get(srv.http, "/api/v1/assets?limit=500")
+            .unwrap()
+            .status,
+        400
+    );
+    assert_eq!(
+        get(srv.http, "/api/v1/assets").unwrap().status,
+        401,
+        "an API token is needed"
+    );
+    assert_eq!(
+        api_get(srv.http, "/api/v1/assets/nope").unwrap().status,
+        404
+    );
+
+    // Kept across a restart (as after a crash).
+    srv.restart();
+    let again = json(api_get(srv.http, &path).unwrap());
+    assert_eq!(again["title"], "Friday show", "{again}");
+    assert_eq!(again["status"], "ready", "{again}");
+
+    // Deleting it deletes its media; /api/v1/vod agrees.
+    assert_eq!(
+        api_request(srv.http, "DELETE", &path, "").unwrap().status,
+        204
+    );
+    assert_eq!(api_get(srv.http, &path).unwrap().status, 404);
+    assert_eq!(
+        api_request(srv.http, "DELETE", &path, "").unwrap().status,
+        404
+    );
+    assert_eq!(
+        get(srv.http, &format!("/vod/{id}/index.m3u8"))
+            .unwrap()
+            .status,
+        404
+    );
+    wait_for("the archive unlisted", Duration::from_secs(10), || {
+        let v = json(api_get(srv.http, "/api/v1/vod").ok()?);
+        (v["archives"] == serde_json::json!([])).then_some(())
+    });
+}

@@ -10,6 +10,8 @@
 //! | `/api/v1/streams/{name}/key`, `.../kick`, `.../tokens` | `POST`: rotate its key, kick its publisher, mint a playback token |
 //! | `/api/v1/viewers/{viewer}/tokens` | `POST`: mint a viewer token (for the resume API) |
 //! | `/api/v1/vod` | JSON: the VOD archives |
+//! | `/api/v1/assets` | JSON: the catalog's assets (filtered, a page at a time) |
+//! | `/api/v1/assets/{id}` | JSON: one asset; `PATCH` its metadata, `DELETE` it and its media |
 //! | `/api/v1/edge` | JSON: an edge's upstream fetches, cache hits, coalesced requests |
 //! | `/api/v1/resume/{asset}` | `PUT` a position (`{"position": s}`), `GET` it back; the viewer is the viewer token's |
 //!
@@ -67,6 +69,9 @@ pub enum Route<'a> {
     /// `/api/v1/viewers/{viewer}/tokens`
     ViewerTokens(&'a str),
     VodList,
+    Assets,
+    /// `/api/v1/assets/{id}`
+    Asset(&'a str),
     EdgeStats,
     /// `None`: under `/api/v1/resume/` but not `{asset}`.
     Resume(Option<&'a str>),
@@ -117,6 +122,8 @@ impl<'a> Route<'a> {
             }
             ["api", "v1", "viewers", viewer, "tokens"] => Route::ViewerTokens(viewer),
             ["api", "v1", "vod"] => Route::VodList,
+            ["api", "v1", "assets"] => Route::Assets,
+            ["api", "v1", "assets", id] => Route::Asset(id),
             ["api", "v1", "edge"] => Route::EdgeStats,
             ["api", "v1", "resume", asset] => Route::Resume(Some(asset)),
             ["api", "v1", "resume", ..] => Route::Resume(None),
@@ -145,6 +152,7 @@ impl<'a> Route<'a> {
             Route::Resume(_) => "GET, HEAD, PUT, OPTIONS",
             Route::Streams => "GET, HEAD, POST, OPTIONS",
             Route::Stream(_) => "DELETE, OPTIONS",
+            Route::Asset(_) => "GET, HEAD, PATCH, DELETE, OPTIONS",
             Route::StreamAction(..) | Route::ViewerTokens(_) => "POST, OPTIONS",
             Route::Whip(_) => "POST, DELETE, PATCH, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
@@ -161,6 +169,8 @@ impl<'a> Route<'a> {
                 | Route::StreamAction(..)
                 | Route::ViewerTokens(_)
                 | Route::VodList
+                | Route::Assets
+                | Route::Asset(_)
                 | Route::EdgeStats
         )
     }

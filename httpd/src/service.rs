@@ -15,6 +15,7 @@ use tracing::debug;
 use crate::access::api::ApiTokens;
 use crate::access::{self, Playback, Subject};
 use crate::api::admin::{self, Admin, StreamAdmin};
+use crate::api::assets::Assets;
 use crate::api::resume::{self, ResumeStore};
 use crate::body::Body;
 use crate::edge::upstream::Upstream;
@@ -87,6 +88,7 @@ struct Parts {
     cors_origin: Option<HeaderValue>,
     live: Live,
     vod: Option<Vod>,
+    assets: Option<Assets>,
     resume: Option<ResumeStore>,
     whip: Option<Box<dyn WhipIngest>>,
     edge: Edge,
@@ -107,6 +109,7 @@ impl Service {
                 started: SystemTime::now(),
                 cors_origin,
                 vod: None,
+                assets: None,
                 resume: None,
                 whip: None,
                 edge: Edge::default(),
@@ -127,6 +130,17 @@ impl Service {
     /// Serves the VOD archive in `store` at `/vod/...` and lists it at `/api/v1/vod`.
     pub fn with_archive(mut self, store: packager::archive::Store) -> Self {
         self.setup().vod = Some(Vod::new(store));
+        self
+    }
+
+    /// Serves the asset catalog at `/api/v1/assets`; deleting an asset deletes its media
+    /// from `archive`.
+    pub fn with_catalog(
+        mut self,
+        catalog: catalog::Catalog,
+        archive: Option<packager::archive::Store>,
+    ) -> Self {
+        self.setup().assets = Some(Assets { catalog, archive });
         self
     }
 
@@ -288,6 +302,14 @@ impl Service {
             (&Method::POST, Route::ViewerTokens(viewer)) => {
                 admin::mint(self.admin(), viewer, true, req).await
             }
+            (&Method::PATCH, Route::Asset(id)) => match &p.assets {
+                Some(a) => a.patch(id, req).await,
+                None => no_catalog(),
+            },
+            (&Method::DELETE, Route::Asset(id)) => match &p.assets {
+                Some(a) => a.delete(id).await,
+                None => no_catalog(),
+            },
             (_, route) => not_allowed(&route),
         }
     }
@@ -387,6 +409,14 @@ impl Service {
             Route::VodList => match &p.vod {
                 Some(vod) => Box::pin(vod.list()).await,
                 None => error(StatusCode::NOT_FOUND, "no archive configured"),
+            },
+            Route::Assets => match &p.assets {
+                Some(a) => Box::pin(a.list(query)).await,
+                None => no_catalog(),
+            },
+            Route::Asset(id) => match &p.assets {
+                Some(a) => Box::pin(a.get(id)).await,
+                None => no_catalog(),
             },
             Route::Vod(rest) => match &p.vod {
                 Some(vod) => {
@@ -514,6 +544,14 @@ fn strip_token(query: &str) -> String {
         .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// The asset API on a node without the catalog (an edge).
+fn no_catalog() -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        "the asset catalog is on the origin, not here",
+    )
 }
 
 /// `405` naming the methods the route answers.

@@ -63,8 +63,35 @@ impl Dir<'_> {
     }
 }
 
-/// Archives `w` into `store` until the stream ends; the archive's id once it is complete.
-pub async fn run(w: Arc<StreamWindow>, store: Store) -> Option<String> {
+/// What an archive hook ([`crate::OnArchived`]) is told: once when archiving starts
+/// (`complete` is `None`), once when the archive is complete.
+#[derive(Clone, Debug)]
+pub struct News {
+    /// The archive's id (`{name}-{session}`), its VOD URLs' first segment.
+    pub id: String,
+    /// The stream it records.
+    pub stream: String,
+    /// Recorded while the stream's playback was signed.
+    pub signed: bool,
+    pub complete: Option<Summary>,
+}
+
+/// A complete archive.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Of the first rendition's segments.
+    pub duration: Duration,
+    pub renditions: Vec<String>,
+    /// RFC 6381 codec strings, each once.
+    pub codecs: Vec<String>,
+    /// The largest video rendition's picture.
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Archives `w` into `store` until the stream ends, telling `hook` when it starts and when it
+/// is complete.
+pub async fn run(w: Arc<StreamWindow>, store: Store, hook: Option<&crate::OnArchived>) {
     let id = format!("{}-{}", w.name, w.session);
     let dir = Dir {
         store: store.as_ref(),
@@ -72,9 +99,25 @@ pub async fn run(w: Arc<StreamWindow>, store: Store) -> Option<String> {
     };
     if let Err(e) = start(&w, &dir).await {
         warn!(stream = %w.name, archive = %id, error = %e, "cannot archive this stream");
-        return None;
+        return;
     }
     info!(stream = %w.name, archive = %id, "archiving");
+    let tell = |complete: Option<Summary>| {
+        let told = hook.map(|h| {
+            (h.0)(News {
+                id: id.clone(),
+                stream: w.name.clone(),
+                signed: w.config.signed,
+                complete,
+            })
+        });
+        async move {
+            if let Some(f) = told {
+                f.await;
+            }
+        }
+    };
+    tell(None).await;
     let tracks = w.read(|st| st.tracks.len());
     let mut done: Vec<Vec<Archived>> = vec![Vec::new(); tracks];
     let mut rx = w.subscribe();
@@ -117,9 +160,32 @@ pub async fn run(w: Arc<StreamWindow>, store: Store) -> Option<String> {
                 let _ = playlists(&w, &dir, &done, true).await;
             }
             info!(stream = %w.name, archive = %id, segments = done.first().map_or(0, Vec::len), "archive complete");
-            return Some(id);
+            tell(Some(summary(&w, &done))).await;
+            return;
         }
     }
+}
+
+fn summary(w: &StreamWindow, done: &[Vec<Archived>]) -> Summary {
+    w.read(|st| {
+        let mut s = Summary {
+            duration: done
+                .first()
+                .map_or(Duration::ZERO, |d| d.iter().map(|a| a.duration).sum()),
+            ..Summary::default()
+        };
+        for t in &st.tracks {
+            s.renditions.push(t.rendition.clone());
+            let codec = t.info.codec.codec_string();
+            if !s.codecs.contains(&codec) {
+                s.codecs.push(codec);
+            }
+            if t.info.kind() == TrackKind::Video && t.info.height > s.height {
+                (s.width, s.height) = (t.info.width, t.info.height);
+            }
+        }
+        s
+    })
 }
 
 async fn start(w: &StreamWindow, dir: &Dir<'_>) -> object_store::Result<()> {
@@ -331,39 +397,47 @@ pub async fn list(store: &dyn ObjectStore) -> object_store::Result<Vec<Listed>> 
         .await)
 }
 
-/// Deletes archives that ended more than `keep` ago. Returns how many went.
-pub async fn prune(store: &dyn ObjectStore, keep: Duration) -> usize {
+/// Deletes archives that ended more than `keep` ago. Returns the ids of those that went.
+pub async fn prune(store: &dyn ObjectStore, keep: Duration) -> Vec<String> {
     let Ok(listed) = list(store).await else {
-        return 0;
+        return Vec::new();
     };
-    let mut removed = 0;
+    let mut removed = Vec::new();
     for Listed { prefix, meta, age } in listed {
         let ended = !meta["ended"].is_null();
         if !ended || age.is_none_or(|a| a <= keep) {
             continue;
         }
-        let files: Vec<Path> = match store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-        {
-            Ok(f) => f,
-            Err(_) => continue,
-        };
-        // meta.json last: until it goes, a later prune finds the archive again.
-        let (metas, rest): (Vec<Path>, Vec<Path>) = files
-            .into_iter()
-            .partition(|f| f.filename() == Some("meta.json"));
-        let mut ok = true;
-        for f in rest.into_iter().chain(metas) {
-            ok &= store.delete(&f).await.is_ok();
-        }
-        if ok {
-            removed += 1;
+        if let Ok(true) = delete_prefix(store, &prefix).await {
+            removed.extend(prefix.parts().next().map(|p| p.as_ref().to_string()));
         }
     }
     removed
+}
+
+/// Deletes archive `id`'s files; false when it had none.
+pub async fn remove(store: &dyn ObjectStore, id: &str) -> object_store::Result<bool> {
+    delete_prefix(store, &Path::from(id)).await
+}
+
+/// Every file under `prefix`, `meta.json` last: until it goes, a later listing finds the
+/// archive again. True when there were files and all went.
+async fn delete_prefix(store: &dyn ObjectStore, prefix: &Path) -> object_store::Result<bool> {
+    let files: Vec<Path> = store
+        .list(Some(prefix))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await?;
+    if files.is_empty() {
+        return Ok(false);
+    }
+    let (metas, rest): (Vec<Path>, Vec<Path>) = files
+        .into_iter()
+        .partition(|f| f.filename() == Some("meta.json"));
+    for f in rest.into_iter().chain(metas) {
+        store.delete(&f).await?;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -387,13 +461,12 @@ mod tests {
                     .unwrap();
             }
         }
-        assert_eq!(
-            prune(&store, Duration::from_secs(3600)).await,
-            0,
+        assert!(
+            prune(&store, Duration::from_secs(3600)).await.is_empty(),
             "too young"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(prune(&store, Duration::from_millis(1)).await, 1);
+        assert_eq!(prune(&store, Duration::from_millis(1)).await, ["a-1"]);
         assert!(
             !root.join("a-1/meta.json").exists(),
             "ended and old: deleted"
@@ -403,6 +476,12 @@ mod tests {
             "ended and old: deleted"
         );
         assert!(root.join("b-2/meta.json").exists(), "still live: kept");
+        assert!(remove(&store, "b-2").await.unwrap(), "removed on request");
+        assert!(!root.join("b-2/video/0.m4s").exists());
+        assert!(
+            !remove(&store, "b-2").await.unwrap(),
+            "nothing left to remove"
+        );
         let _ = tokio::fs::remove_dir_all(&root).await;
     }
 }

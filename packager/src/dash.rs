@@ -38,7 +38,8 @@ use media::{CodecConfig, TrackKind};
 use crate::hls::rfc3339;
 use crate::window::{ticks, StreamWindow, TrackWindow, WindowState};
 
-/// The latency a player should aim for, in part targets: LL-HLS's PART-HOLD-BACK (three).
+/// The latency a player should aim for, in part targets: the same as LL-HLS's PART-HOLD-BACK
+/// (three PART-TARGETs), so DASH and HLS viewers of a stream sit equally far behind.
 const TARGET_LATENCY_PARTS: f64 = 3.0;
 
 /// One segment as the MPD lists it: where it starts and the length it was listed with.
@@ -152,7 +153,8 @@ pub fn mpd(w: &StreamWindow, st: &WindowState, now: SystemTime, time_url: &str) 
             ),
             duration(w.target_duration(st) as f64),
         );
-        let latency = (part * TARGET_LATENCY_PARTS * 1000.0).round() as u64;
+        let latency =
+            (crate::hls::part_target(w, st) * TARGET_LATENCY_PARTS * 1000.0).round() as u64;
         let _ = writeln!(
             out,
             "  <ServiceDescription id=\"0\"><Scope schemeIdUri=\"urn:dvb:dash:lowlatency:scope:2019\"/><Latency referenceId=\"0\" target=\"{latency}\" min=\"{}\" max=\"{}\"/><PlaybackRate min=\"0.96\" max=\"1.04\"/></ServiceDescription>",
@@ -367,13 +369,13 @@ mod tests {
         assert!(m.contains(&format!("availabilityStartTime=\"{}\"", rfc3339(w.started))));
         assert!(m.contains(&format!("publishTime=\"{}\"", rfc3339(now))));
         assert!(
-            m.contains("<Latency referenceId=\"0\" target=\"1002\""),
+            m.contains("<Latency referenceId=\"0\" target=\"567\""),
             "{m}"
         );
         // Video and audio alike, in the video's 90 kHz: 2 s segments numbered from 0, each
         // available once its first part is.
         assert_eq!(
-            m.matches("<SegmentTemplate timescale=\"90000\" presentationTimeOffset=\"0\" initialization=\"$RepresentationID$/abc/init.mp4\" media=\"$RepresentationID$/abc/$Number$.m4s\" startNumber=\"0\" duration=\"180000\" availabilityTimeOffset=\"1.666\" availabilityTimeComplete=\"false\"/>").count(),
+            m.matches("<SegmentTemplate timescale=\"90000\" presentationTimeOffset=\"0\" initialization=\"$RepresentationID$/abc/init.mp4\" media=\"$RepresentationID$/abc/$Number$.m4s\" startNumber=\"0\" duration=\"180000\" availabilityTimeOffset=\"1.833\" availabilityTimeComplete=\"false\"/>").count(),
             2,
             "{m}"
         );

@@ -420,9 +420,9 @@ mod tests {
         // One PART-TARGET for every rendition: the leader's, plus the AAC frame audio may run
         // over by.
         assert!(p.contains(
-            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,CAN-SKIP-DATERANGES=YES,PART-HOLD-BACK=1.074\n"
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,CAN-SKIP-DATERANGES=YES,PART-HOLD-BACK=0.573\n"
         ), "{p}");
-        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.358\n#EXT-X-INDEPENDENT-SEGMENTS\n"));
+        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.191\n#EXT-X-INDEPENDENT-SEGMENTS\n"));
         let audio = w.read(|st| media_playlist(&w, st, 1, Skip::No));
         assert_eq!(
             audio.lines().take(5).collect::<Vec<_>>(),
@@ -495,7 +495,7 @@ mod tests {
         let w = window(2);
         w.end();
         let p = w.read(|st| media_playlist(&w, st, 1, Skip::No));
-        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.358\n"));
+        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.191\n"));
         assert!(p.ends_with("#EXTINF:2.000000,\nabc/1.m4s\n#EXT-X-ENDLIST\n"));
         assert!(!p.contains("PRELOAD-HINT"));
     }

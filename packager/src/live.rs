@@ -23,14 +23,16 @@ pub struct PackagerConfig {
     pub linger: Duration,
     /// Where finished segments are archived as VOD (`None`: not archived).
     pub archive: Option<crate::archive::Store>,
-    /// Called with an archive's id and its stream's name once the archive is complete.
+    /// Told when an archive starts and when it is complete.
     pub on_archived: Option<OnArchived>,
 }
 
-/// What [`OnArchived`] calls: `(archive id, stream name)`.
-pub type ArchivedFn = dyn Fn(&str, &str) + Send + Sync;
+/// What [`OnArchived`] calls; the archive waits for what it returns (so a hook's record of
+/// the start is made before the record of the end).
+pub type ArchivedFn =
+    dyn Fn(crate::archive::News) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync;
 
-/// A hook called when an archive is complete.
+/// A hook told when an archive starts and when it is complete.
 #[derive(Clone)]
 pub struct OnArchived(pub Arc<ArchivedFn>);
 
@@ -92,10 +94,7 @@ pub async fn run(
     windows.insert(window.clone());
     let archive = async {
         if let Some(store) = &config.archive {
-            let id = crate::archive::run(window.clone(), store.clone()).await;
-            if let (Some(id), Some(hook)) = (id, &config.on_archived) {
-                (hook.0)(&id, &name);
-            }
+            crate::archive::run(window.clone(), store.clone(), config.on_archived.as_ref()).await;
         }
     };
     let package = async {

@@ -29,7 +29,7 @@ impl Default for WindowConfig {
         Self {
             segments: 10,
             segment_target: Duration::from_secs(2),
-            part_target: Duration::from_millis(334),
+            part_target: Duration::from_millis(167),
             signed: false,
         }
     }

@@ -63,6 +63,8 @@ pub struct Config {
     #[serde(default)]
     pub archive: ArchiveSection,
     #[serde(default)]
+    pub catalog: CatalogSection,
+    #[serde(default)]
     pub redis: RedisSection,
     #[serde(default)]
     pub edge: EdgeSection,
@@ -179,6 +181,14 @@ impl Default for ArchiveSection {
             retention_hours: 168.0,
         }
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSection {
+    /// `postgres://USER:PASSWORD@HOST/DATABASE` to share one catalog among origins (default:
+    /// SQLite, `catalog.db` in the data directory).
+    pub url: Option<String>,
 }
 
 /// One `[[ladder]]` rung.
@@ -368,7 +378,7 @@ impl Default for HlsSection {
     fn default() -> Self {
         Self {
             segment_target: Seconds::from_secs(2),
-            part_target: Seconds::from_millis(334),
+            part_target: Seconds::from_millis(167),
             window_segments: 10,
             end_grace: Seconds::from_secs(2),
         }

@@ -136,6 +136,14 @@ impl Config {
         replica::Demand::new(self.edge.idle_secs.0, self.edge.replica_mb << 20)
     }
 
+    /// The catalog's database: `[catalog] url`, or SQLite in the data directory.
+    pub fn catalog_url(&self) -> String {
+        match &self.catalog.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir().join("catalog.db").display()),
+        }
+    }
+
     /// Viewers' resume positions: in Redis when configured (shared with the edges), else in the
     /// data directory.
     pub fn resume_store(

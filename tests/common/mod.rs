@@ -6,13 +6,15 @@
 //! - [`media`]: a real `ffmpeg` publisher, `ffprobe`, and playlist helpers;
 //! - [`http`]: a tiny HTTP/1.1 client that shows status, headers and body bytes as they are;
 //! - [`player`]: hls.js and dash.js in headless Chromium;
-//! - [`redis`]: a real `redis-server`.
+//! - [`redis`]: a real `redis-server`;
+//! - [`postgres`]: a real PostgreSQL server in a temporary directory.
 #![allow(dead_code, unused_imports)]
 
 pub mod conformance;
 pub mod http;
 pub mod media;
 pub mod player;
+pub mod postgres;
 pub mod redis;
 pub mod server;
 

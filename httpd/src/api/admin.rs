@@ -115,7 +115,7 @@ fn no_admin() -> Response<Body> {
 }
 
 /// A JSON body of at most 4 KiB (an empty one is `{}`).
-async fn body_json<T, B>(req: Request<B>) -> Result<T, Response<Body>>
+pub(crate) async fn body_json<T, B>(req: Request<B>) -> Result<T, Response<Body>>
 where
     T: serde::de::DeserializeOwned,
     B: http_body::Body + Send,

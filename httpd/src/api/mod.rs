@@ -1,8 +1,10 @@
 //! The JSON and plain-text APIs under `/api/v1/` (and `/healthz`): live streams, the server's
-//! time, viewers' resume positions ([`resume`]). The archive listing is [`crate::vod`]'s and
-//! an edge's counters are [`crate::edge`]'s.
+//! time, managing streams ([`admin`]), the asset catalog ([`assets`]), viewers' resume
+//! positions ([`resume`]). The archive listing is [`crate::vod`]'s and an edge's counters are
+//! [`crate::edge`]'s.
 
 pub mod admin;
+pub mod assets;
 pub mod resume;
 
 use std::time::SystemTime;

@@ -80,7 +80,7 @@ impl Default for SegmenterConfig {
     fn default() -> Self {
         Self {
             segment_target: Duration::from_secs(2),
-            part_target: Duration::from_millis(334),
+            part_target: Duration::from_millis(167),
         }
     }
 }

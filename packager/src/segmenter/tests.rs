@@ -17,6 +17,14 @@ fn tracks() -> Vec<TrackInfo> {
     ]
 }
 
+/// 2 s segments of parts of a third of a second: ten frames at 30 fps, as the tests count them.
+fn config() -> SegmenterConfig {
+    SegmenterConfig {
+        segment_target: Duration::from_secs(2),
+        part_target: Duration::from_millis(334),
+    }
+}
+
 fn v(t: i64, key: bool) -> Frame {
     let ts = Timestamp::new(t, Timescale::VIDEO);
     Frame {
@@ -74,7 +82,7 @@ fn collect(s: &mut Segmenter) -> (Vec<PartOut>, Vec<(usize, u64)>) {
 
 #[test]
 fn parts_and_segments_line_up() {
-    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks(), config());
     feed(&mut s, 10, 60);
     let (parts, ends) = collect(&mut s);
     let video: Vec<&PartOut> = parts.iter().filter(|p| p.track == 0).collect();
@@ -105,7 +113,7 @@ fn parts_and_segments_line_up() {
 
 #[test]
 fn a_part_is_out_when_its_last_frame_arrives() {
-    let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks()[..1], config());
     for n in 0..10 {
         s.push(v(n * 3000, n == 0));
     }
@@ -121,7 +129,7 @@ fn a_part_is_out_when_its_last_frame_arrives() {
 #[test]
 fn millisecond_jitter_keeps_parts_contiguous() {
     // RTMP's 33/34 ms timestamps at 90 kHz, with B-frame composition offsets.
-    let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks()[..1], config());
     let mut ms = 0i64;
     for n in 0..300 {
         let dts = Timestamp::new(ms * 90, Timescale::VIDEO);
@@ -160,7 +168,7 @@ fn millisecond_jitter_keeps_parts_contiguous() {
 
 #[test]
 fn follower_backlog_is_bounded_when_the_leader_stalls() {
-    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks(), config());
     s.push(v(0, true));
     for n in 0..5000 {
         s.push(a(n * 1024));
@@ -173,7 +181,7 @@ fn follower_backlog_is_bounded_when_the_leader_stalls() {
 /// boundaries kept for it stay few, and it picks up again when it is back.
 #[test]
 fn a_silent_follower_gets_gaps_and_holds_nothing() {
-    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks(), config());
     let mut next_audio = 0i64;
     let mut most = 0;
     for n in 0..90 * 30 {
@@ -220,7 +228,7 @@ fn a_silent_follower_gets_gaps_and_holds_nothing() {
 /// A track that never sends anything holds at most [`MAX_BEHIND`] boundaries.
 #[test]
 fn a_follower_that_never_sends_is_bounded() {
-    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks(), config());
     let mut most = 0;
     for n in 0..200 * 30 {
         s.push(v(n * 3000, n % 60 == 0));
@@ -237,7 +245,7 @@ fn a_follower_that_never_sends_is_bounded() {
 /// encoder) is waited for, not cut into gaps.
 #[test]
 fn a_late_follower_is_waited_for() {
-    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks(), config());
     let mut next_audio = 0i64;
     for n in 0..40 * 30 {
         let t = n * 3000;
@@ -264,7 +272,7 @@ fn a_late_follower_is_waited_for() {
 /// at the cap, nothing more is held, and the next keyframe starts a segment again.
 #[test]
 fn a_segment_without_a_keyframe_is_capped() {
-    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks(), config());
     let mut next_audio = 0i64;
     let mut held = 0;
     for n in 0..62 * 30 {
@@ -368,7 +376,7 @@ fn feed_ms(s: &mut Segmenter, frames: i64, gop: i64) {
 
 #[test]
 fn millisecond_stamps_make_even_samples_without_composition_offsets() {
-    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks(), config());
     feed_ms(&mut s, 300, 60);
     s.finish();
     let (parts, _) = collect(&mut s);
@@ -398,7 +406,7 @@ fn millisecond_stamps_make_even_samples_without_composition_offsets() {
 #[test]
 fn the_target_duration_is_fixed_by_the_first_segment_and_announced_lengths_hold() {
     // x264's default keyframe interval: 250 frames, 8.33 s.
-    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks(), config());
     feed_ms(&mut s, 30 * 40, 250);
     let (parts, ends) = collect(&mut s);
     let video: Vec<&PartOut> = parts.iter().filter(|p| p.track == 0).collect();
@@ -424,7 +432,7 @@ fn the_target_duration_is_fixed_by_the_first_segment_and_announced_lengths_hold(
 #[test]
 fn a_segment_that_would_round_above_the_target_is_cut_without_a_keyframe() {
     // A 2 s first segment fixes the target at 2 s; then the keyframes stop coming every 2 s.
-    let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks()[..1], config());
     for n in 0..30 * 12 {
         s.push(v(n * 3000, n == 0 || n == 60 || n == 300));
     }
@@ -455,7 +463,7 @@ fn a_segment_that_would_round_above_the_target_is_cut_without_a_keyframe() {
 
 #[test]
 fn follower_parts_close_with_the_frame_that_reaches_the_boundary() {
-    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks(), config());
     // Two video frames of part 0 and the audio up to 0.3 s.
     for n in 0..10 {
         s.push(v(n * 3000, n == 0));
@@ -479,7 +487,7 @@ fn follower_parts_close_with_the_frame_that_reaches_the_boundary() {
 
 #[test]
 fn a_long_first_segment_sets_a_longer_target() {
-    let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks()[..1], config());
     for n in 0..120 {
         s.push(v(n * 3000, n == 0 || n == 83));
     }
@@ -499,7 +507,7 @@ proptest! {
         keys in proptest::collection::vec(any::<bool>(), 50..600),
         key_every in 1usize..200,
     ) {
-        let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+        let mut s = Segmenter::new(&tracks()[..1], config());
         let mut t = 0;
         for (i, ms) in intervals.iter().enumerate() {
             let key = i == 0 || (i % key_every == 0 && keys.get(i).copied().unwrap_or(false));
@@ -533,7 +541,7 @@ proptest! {
 fn the_end_of_a_long_segment_is_expected_where_it_was_announced() {
     // 8.33 s keyframe intervals: after the first segment, no part expects the segment to end
     // at the 2 s target (a preload hint would name a part of the next segment for 6 s).
-    let mut s = Segmenter::new(&tracks()[..1], SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks()[..1], config());
     for n in 0..30 * 30 {
         s.push(v(n * 3000, n % 250 == 0));
     }
@@ -548,7 +556,7 @@ fn the_end_of_a_long_segment_is_expected_where_it_was_announced() {
 
 #[test]
 fn a_restarted_source_continues_where_the_last_part_ended() {
-    let mut s = Segmenter::new(&tracks(), SegmenterConfig::default());
+    let mut s = Segmenter::new(&tracks(), config());
     // 3.5 s of a 2 s GOP, then a pause of 1.7 s (the hub's timeline moves on by it) and the
     // source again from a keyframe, its audio a little ahead of its video.
     let push = |s: &mut Segmenter, from: i64, frames: i64, audio_from: i64| {

@@ -1,0 +1,226 @@
+//! The catalog on both of its databases: SQLite in a temporary directory (the default) and a
+//! real PostgreSQL server started for the test. Every check runs on both, through the one code
+//! path the server uses.
+
+mod common;
+
+use catalog::{Catalog, Error, Filter, Media, NewAsset, Patch, Source, Status};
+use common::postgres::Postgres;
+use common::TempDir;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn new(id: &str, tags: &[&str], passthrough: Option<&str>) -> NewAsset {
+    NewAsset {
+        id: id.into(),
+        status: Status::Preparing,
+        source: Source::Live,
+        stream: Some("demo".into()),
+        title: None,
+        description: None,
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        passthrough: passthrough.map(Into::into),
+        playback: "public".into(),
+        created_at: None,
+    }
+}
+
+/// Creating, reading, listing with filters and pages, changing, deleting.
+async fn lifecycle(url: &str) {
+    let c = Catalog::open(url).await.unwrap();
+    // Made in this order (ids not in it, so the listing's order is the creation time's).
+    let a = c
+        .create(&new("a1", &["news", "news", "live"], Some("ext-1")))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.tags,
+        ["news", "live"],
+        "tags are kept once each, in order"
+    );
+    for (id, tags) in [
+        ("a4", &["sport"][..]),
+        ("a2", &[]),
+        ("a5", &["sport"]),
+        ("a3", &[]),
+    ] {
+        // Distinct creation times order the listing.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        c.create(&new(id, tags, None)).await.unwrap();
+    }
+    assert!(matches!(c.create(&new("a1", &[], None)).await, Err(Error::Exists(id)) if id == "a1"));
+    let got = c.get("a1").await.unwrap().unwrap();
+    assert_eq!(got, a);
+    assert!(c.get("nope").await.unwrap().is_none());
+
+    // Newest first, two to a page.
+    let ids = |p: &catalog::Page| p.assets.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
+    let page = |n| Filter {
+        limit: 2,
+        page: n,
+        ..Filter::default()
+    };
+    let p1 = c.list(&page(1)).await.unwrap();
+    assert_eq!(ids(&p1), ["a3", "a5"]);
+    assert!(p1.more);
+    let p2 = c.list(&page(2)).await.unwrap();
+    assert_eq!(ids(&p2), ["a2", "a4"]);
+    let p3 = c.list(&page(3)).await.unwrap();
+    assert_eq!(ids(&p3), ["a1"]);
+    assert!(!p3.more);
+    let tagged = c
+        .list(&Filter {
+            tag: Some("sport".into()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&tagged), ["a5", "a4"]);
+    let by_passthrough = c
+        .list(&Filter {
+            passthrough: Some("ext-1".into()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&by_passthrough), ["a1"]);
+    // What a client sends is bound, never spliced into the SQL.
+    let hostile = c
+        .list(&Filter {
+            tag: Some("x' OR '1'='1".into()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert!(hostile.assets.is_empty());
+
+    // Status and media.
+    assert!(c.set_status("a2", Status::Ready, None).await.unwrap());
+    assert!(c
+        .set_status("a3", Status::Errored, Some("no video stream"))
+        .await
+        .unwrap());
+    assert!(!c.set_status("nope", Status::Ready, None).await.unwrap());
+    let media = Media {
+        duration: Some(12.345),
+        width: Some(1280),
+        height: Some(720),
+        codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
+        renditions: vec!["video".into(), "video2".into(), "audio".into()],
+    };
+    assert!(c.set_media("a2", &media).await.unwrap());
+    let a2 = c.get("a2").await.unwrap().unwrap();
+    assert_eq!(a2.status, Status::Ready);
+    assert_eq!(
+        (a2.duration, a2.width, a2.height),
+        (Some(12.345), Some(1280), Some(720))
+    );
+    assert_eq!(a2.codecs, media.codecs);
+    assert_eq!(a2.renditions, media.renditions);
+    let errored = c.get("a3").await.unwrap().unwrap();
+    assert_eq!(errored.error.as_deref(), Some("no video stream"));
+    let ready = c
+        .list(&Filter {
+            status: Some(Status::Ready),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&ready), ["a2"]);
+
+    // A change names what it changes; null clears.
+    let patch: Patch = serde_json::from_str(
+        r#"{"title": "Match day", "tags": ["sport", "final"], "passthrough": null}"#,
+    )
+    .unwrap();
+    let changed = c.update("a1", &patch).await.unwrap().unwrap();
+    assert_eq!(changed.title.as_deref(), Some("Match day"));
+    assert_eq!(changed.tags, ["sport", "final"]);
+    assert_eq!(changed.passthrough, None);
+    assert_eq!(c.get("a1").await.unwrap().unwrap(), changed);
+    let untouched: Patch = serde_json::from_str(r#"{"description": "x"}"#).unwrap();
+    let again = c.update("a1", &untouched).await.unwrap().unwrap();
+    assert_eq!(
+        again.title.as_deref(),
+        Some("Match day"),
+        "a field not named is kept"
+    );
+    let tagged = c
+        .list(&Filter {
+            tag: Some("sport".into()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&tagged), ["a5", "a4", "a1"]);
+    assert!(c
+        .list(&Filter {
+            tag: Some("news".into()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap()
+        .assets
+        .is_empty());
+    let long: Patch =
+        serde_json::from_value(serde_json::json!({ "title": "x".repeat(513) })).unwrap();
+    assert!(matches!(
+        c.update("a1", &long).await,
+        Err(Error::Invalid(_))
+    ));
+    assert!(c.update("nope", &untouched).await.unwrap().is_none());
+    assert!(
+        serde_json::from_str::<Patch>(r#"{"status": "ready"}"#).is_err(),
+        "only metadata may be patched"
+    );
+
+    // Deleting takes its tags with it.
+    assert!(c.delete("a4").await.unwrap());
+    assert!(!c.delete("a4").await.unwrap());
+    assert!(c.get("a4").await.unwrap().is_none());
+    let tagged = c
+        .list(&Filter {
+            tag: Some("sport".into()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&tagged), ["a5", "a1"]);
+
+    // A creation time given (an archive brought in from storage) orders it among the others.
+    let mut old = new("a0", &[], None);
+    old.created_at = Some(a.created_at - 60_000);
+    c.create(&old).await.unwrap();
+    let all = c.list(&Filter::default()).await.unwrap();
+    assert_eq!(ids(&all).last().map(String::as_str), Some("a0"));
+    c.close().await;
+
+    // Opened again (migrations already applied), everything is still there.
+    let c = Catalog::open(url).await.unwrap();
+    assert_eq!(c.list(&Filter::default()).await.unwrap().assets.len(), 5);
+    c.close().await;
+}
+
+#[test]
+fn catalog_on_sqlite() {
+    let dir = TempDir::new("catalog");
+    let url = format!("sqlite://{}", dir.0.join("catalog.db").display());
+    runtime().block_on(lifecycle(&url));
+}
+
+#[test]
+fn catalog_on_postgres() {
+    let pg = Postgres::start();
+    runtime().block_on(lifecycle(&pg.url()));
+}
+
+#[test]
+fn a_catalog_url_of_another_kind_is_refused() {
+    let r = runtime().block_on(Catalog::open("mysql://localhost/x"));
+    assert!(matches!(r, Err(Error::Url(_))), "{r:?}");
+}

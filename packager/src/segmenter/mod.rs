@@ -382,13 +382,22 @@ impl Segmenter {
             None => {
                 if keyframe_cut || self.over_target(seg_start, t + est) {
                     // A frame that came late may leave the segment past its limit: it ends at
-                    // the limit, and the frame starts the next one a little later.
+                    // the limit. The frame starts the next one there if it is close (its first
+                    // part starts with it, so the segment's limit counts from where its parts
+                    // do); a real gap stays a gap.
                     let end = self
                         .segment_limit(seg_start)
                         .map_or(t, |limit| t.min(limit));
                     self.segment_length(seg_start, end);
                     self.close_leader(end, true, false);
-                    self.start_segment(t);
+                    let start = if t - end <= est / 2 { end } else { t };
+                    if start != t {
+                        frame.shift(start - t);
+                        self.tracks[self.leader].grid.moved(start);
+                    }
+                    self.start_segment(start);
+                    self.part_start = start;
+                    t = start;
                 } else if t - self.part_start + est > self.part_target && t > self.part_start {
                     self.close_leader(t, false, false);
                 }

@@ -530,7 +530,8 @@ proptest! {
             for (msn, l) in lengths {
                 prop_assert!(
                     ((l as f64 / 90_000.0).round() as u64) <= td,
-                    "segment {} lasts {} ticks, target {}", msn, l, td
+                    "segment {} lasts {} ticks, target {}: {:?}", msn, l, td,
+                    parts.iter().filter(|p| p.msn == msn).map(|p| (p.start.ticks, p.end.ticks)).collect::<Vec<_>>()
                 );
             }
         }

@@ -118,6 +118,15 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         .with_api_tokens(config.api_tokens()?)
         .with_admin(streams);
     service = service.with_catalog(catalog.clone(), archive.clone());
+    if config.uploads.enabled {
+        let (upload_config, dir) = config.uploads();
+        let disk = httpd::upload::disk::Disk::open(dir.clone())
+            .with_context(|| format!("the uploads directory {}", dir.display()))?;
+        let uploads = httpd::upload::Uploads::new(catalog.clone(), disk, upload_config);
+        tasks.spawn(uploads.clone().sweep(cancel.clone()));
+        info!(dir = %dir.display(), "taking uploads (direct upload URLs from POST /api/v1/uploads, tus)");
+        service = service.with_uploads(uploads);
+    }
     if let Some(store) = archive {
         service = service.with_archive(store);
     }

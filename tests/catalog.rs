@@ -4,7 +4,9 @@
 
 mod common;
 
-use catalog::{Catalog, Error, Filter, Media, NewAsset, Patch, Source, Status};
+use catalog::{
+    AssetSettings, Catalog, DirectStatus, Error, Filter, Media, NewAsset, Patch, Source, Status,
+};
 use common::postgres::Postgres;
 use common::TempDir;
 
@@ -206,17 +208,172 @@ async fn lifecycle(url: &str) {
     c.close().await;
 }
 
+/// Direct uploads and their tus uploads: one upload per URL, the offset moved on only from
+/// where it stood, completion making the asset, termination, expiry.
+async fn uploads(url: &str) {
+    let c = Catalog::open(url).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let settings = AssetSettings {
+        title: Some("Clip".into()),
+        tags: vec!["x".into()],
+        ..AssetSettings::default()
+    };
+    let d = c
+        .create_direct_upload("d1", Some("https://a.example"), &settings, now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(d.status, DirectStatus::Waiting);
+    assert_eq!(c.direct_upload("d1").await.unwrap().unwrap(), d);
+    let u = c
+        .start_upload("d1", "u1", None, "filename YQ==", now + 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((u.length, u.received), (None, 0));
+    assert!(
+        c.start_upload("d1", "u2", Some(5), "", now + 60_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "one upload per URL"
+    );
+    assert!(c.upload("u2").await.unwrap().is_none());
+    assert!(c.advance_upload("u1", 0, 10).await.unwrap());
+    assert!(
+        !c.advance_upload("u1", 0, 20).await.unwrap(),
+        "only from where it stands"
+    );
+    assert!(c.set_upload_length("u1", 30).await.unwrap());
+    assert!(!c.set_upload_length("u1", 40).await.unwrap(), "once");
+    assert!(c.advance_upload("u1", 10, 30).await.unwrap());
+    let u = c.upload("u1").await.unwrap().unwrap();
+    assert_eq!(
+        (u.length, u.received, u.metadata.as_str()),
+        (Some(30), 30, "filename YQ==")
+    );
+    let asset = NewAsset {
+        source: Source::Upload,
+        stream: None,
+        status: Status::Waiting,
+        title: settings.title.clone(),
+        ..new("as1", &["x"], None)
+    };
+    let made = c.complete_upload(&u, &asset).await.unwrap().unwrap();
+    assert_eq!(made.title.as_deref(), Some("Clip"));
+    assert!(
+        c.complete_upload(&u, &asset).await.unwrap().is_none(),
+        "once"
+    );
+    assert!(
+        !c.advance_upload("u1", 30, 31).await.unwrap(),
+        "a complete upload takes nothing"
+    );
+    let d = c.direct_upload("d1").await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.asset_id.as_deref()),
+        (DirectStatus::AssetCreated, Some("as1"))
+    );
+    assert!(
+        !c.cancel_upload(&u).await.unwrap(),
+        "a complete upload is not cancelled"
+    );
+
+    // Termination.
+    c.create_direct_upload("d2", None, &AssetSettings::default(), now + 60_000)
+        .await
+        .unwrap();
+    let u3 = c
+        .start_upload("d2", "u3", Some(9), "", now + 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c.cancel_upload(&u3).await.unwrap());
+    assert!(c.upload("u3").await.unwrap().is_none());
+    assert_eq!(
+        c.direct_upload("d2").await.unwrap().unwrap().status,
+        DirectStatus::Cancelled
+    );
+
+    // Expiry: an unfinished upload past its time goes; a URL never used times out; one whose
+    // upload is still going does not.
+    c.create_direct_upload("d3", None, &AssetSettings::default(), now + 60_000)
+        .await
+        .unwrap();
+    c.start_upload("d3", "u4", Some(9), "", now - 1)
+        .await
+        .unwrap()
+        .unwrap();
+    c.create_direct_upload("d4", None, &AssetSettings::default(), now - 1)
+        .await
+        .unwrap();
+    assert!(
+        c.start_upload("d4", "u5", Some(9), "", now + 60_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 300;
+    c.create_direct_upload("d5", None, &AssetSettings::default(), soon)
+        .await
+        .unwrap();
+    c.start_upload("d5", "u6", Some(9), "", now + 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    // A whole upload whose asset was not made yet is not expired either.
+    c.create_direct_upload("d6", None, &AssetSettings::default(), now + 60_000)
+        .await
+        .unwrap();
+    c.start_upload("d6", "u7", Some(4), "", now - 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c.advance_upload("u7", 0, 4).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(c.expire_uploads().await.unwrap(), ["u4"]);
+    assert!(c.upload("u4").await.unwrap().is_none());
+    assert!(c.upload("u6").await.unwrap().is_some());
+    assert!(c.upload("u7").await.unwrap().is_some());
+    assert_eq!(
+        c.direct_upload("d4").await.unwrap().unwrap().status,
+        DirectStatus::TimedOut
+    );
+    assert_eq!(
+        c.direct_upload("d5").await.unwrap().unwrap().status,
+        DirectStatus::Waiting
+    );
+    assert_eq!(
+        c.direct_upload("d1").await.unwrap().unwrap().status,
+        DirectStatus::AssetCreated
+    );
+    c.close().await;
+}
+
 #[test]
 fn catalog_on_sqlite() {
     let dir = TempDir::new("catalog");
     let url = format!("sqlite://{}", dir.0.join("catalog.db").display());
-    runtime().block_on(lifecycle(&url));
+    runtime().block_on(async {
+        lifecycle(&url).await;
+        uploads(&url).await;
+    });
 }
 
 #[test]
 fn catalog_on_postgres() {
     let pg = Postgres::start();
-    runtime().block_on(lifecycle(&pg.url()));
+    runtime().block_on(async {
+        lifecycle(&pg.url()).await;
+        uploads(&pg.url()).await;
+    });
 }
 
 #[test]

@@ -10,13 +10,15 @@
 
 mod asset;
 mod migrations;
+mod upload;
 
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
-pub use asset::{Asset, Filter, Media, NewAsset, Page, Patch, Source, Status};
+pub use asset::{Asset, Filter, Media, NewAsset, Page, Patch, Source, Status, MAX_TITLE};
+pub use upload::{AssetSettings, DirectStatus, DirectUpload, Upload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -89,31 +91,8 @@ impl Catalog {
 
     /// Adds an asset; [`Error::Exists`] when its id is taken.
     pub async fn create(&self, new: &NewAsset) -> Result<Asset> {
-        let asset = Asset::new(new, now_ms());
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO assets (id, status, error, source, stream, title, description, tags, \
-             passthrough, playback, duration, width, height, codecs, renditions, created_at, updated_at) \
-             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, '[]', '[]', $10, $11) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&asset.id)
-        .bind(asset.status.as_str())
-        .bind(asset.source.as_str())
-        .bind(&asset.stream)
-        .bind(&asset.title)
-        .bind(&asset.description)
-        .bind(json(&asset.tags))
-        .bind(&asset.passthrough)
-        .bind(&asset.playback)
-        .bind(asset.created_at)
-        .bind(asset.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(Error::Exists(asset.id));
-        }
-        set_tags(&mut tx, &asset.id, &asset.tags).await?;
+        let asset = insert_asset(&mut tx, new).await?;
         tx.commit().await?;
         Ok(asset)
     }
@@ -269,6 +248,38 @@ const SELECT_ASSET_WHERE_ID: &str = "SELECT id, status, error, source, stream, t
      description, tags, passthrough, playback, duration, width, height, codecs, renditions, \
      created_at, updated_at FROM assets WHERE id = $1";
 
+/// Adds an asset inside `tx`; [`Error::Exists`] when its id is taken.
+pub(crate) async fn insert_asset(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewAsset,
+) -> Result<Asset> {
+    let asset = Asset::new(new, now_ms());
+    let inserted = sqlx::query(
+        "INSERT INTO assets (id, status, error, source, stream, title, description, tags, \
+         passthrough, playback, duration, width, height, codecs, renditions, created_at, updated_at) \
+         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, '[]', '[]', $10, $11) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&asset.id)
+    .bind(asset.status.as_str())
+    .bind(asset.source.as_str())
+    .bind(&asset.stream)
+    .bind(&asset.title)
+    .bind(&asset.description)
+    .bind(json(&asset.tags))
+    .bind(&asset.passthrough)
+    .bind(&asset.playback)
+    .bind(asset.created_at)
+    .bind(asset.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(Error::Exists(asset.id));
+    }
+    set_tags(tx, &asset.id, &asset.tags).await?;
+    Ok(asset)
+}
+
 async fn set_tags(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &str,
@@ -290,18 +301,18 @@ async fn set_tags(
     Ok(())
 }
 
-fn json<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A column that must be there.
-fn col<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
+pub(crate) fn col<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
     row: &'r AnyRow,
     name: &str,
 ) -> Result<T> {

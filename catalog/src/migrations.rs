@@ -7,8 +7,10 @@ use std::borrow::Cow;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, SqlStr};
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "assets", include_str!("../migrations/0001_assets.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "assets", include_str!("../migrations/0001_assets.sql")),
+    (2, "uploads", include_str!("../migrations/0002_uploads.sql")),
+];
 
 pub async fn run(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> {
     let migrations = MIGRATIONS

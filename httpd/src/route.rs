@@ -12,6 +12,8 @@
 //! | `/api/v1/vod` | JSON: the VOD archives |
 //! | `/api/v1/assets` | JSON: the catalog's assets (filtered, a page at a time) |
 //! | `/api/v1/assets/{id}` | JSON: one asset; `PATCH` its metadata, `DELETE` it and its media |
+//! | `/api/v1/uploads` | `POST`: a direct upload URL; `/api/v1/uploads/{id}`: where it is |
+//! | `/uploads/{id}`, `/uploads/{id}/{upload}` | tus: creation; `HEAD`, `PATCH`, `DELETE` an upload (the URL is the credential) |
 //! | `/api/v1/edge` | JSON: an edge's upstream fetches, cache hits, coalesced requests |
 //! | `/api/v1/resume/{asset}` | `PUT` a position (`{"position": s}`), `GET` it back; the viewer is the viewer token's |
 //!
@@ -72,6 +74,12 @@ pub enum Route<'a> {
     Assets,
     /// `/api/v1/assets/{id}`
     Asset(&'a str),
+    /// `/api/v1/uploads`
+    DirectUploads,
+    /// `/api/v1/uploads/{id}`
+    DirectUpload(&'a str),
+    /// `/uploads/{direct}` (tus creation) and `/uploads/{direct}/{upload}`.
+    Tus(&'a str, Option<&'a str>),
     EdgeStats,
     /// `None`: under `/api/v1/resume/` but not `{asset}`.
     Resume(Option<&'a str>),
@@ -124,6 +132,10 @@ impl<'a> Route<'a> {
             ["api", "v1", "vod"] => Route::VodList,
             ["api", "v1", "assets"] => Route::Assets,
             ["api", "v1", "assets", id] => Route::Asset(id),
+            ["api", "v1", "uploads"] => Route::DirectUploads,
+            ["api", "v1", "uploads", id] => Route::DirectUpload(id),
+            ["uploads", direct] => Route::Tus(direct, None),
+            ["uploads", direct, upload] => Route::Tus(direct, Some(upload)),
             ["api", "v1", "edge"] => Route::EdgeStats,
             ["api", "v1", "resume", asset] => Route::Resume(Some(asset)),
             ["api", "v1", "resume", ..] => Route::Resume(None),
@@ -153,6 +165,8 @@ impl<'a> Route<'a> {
             Route::Streams => "GET, HEAD, POST, OPTIONS",
             Route::Stream(_) => "DELETE, OPTIONS",
             Route::Asset(_) => "GET, HEAD, PATCH, DELETE, OPTIONS",
+            Route::DirectUploads | Route::Tus(_, None) => "POST, OPTIONS",
+            Route::Tus(_, Some(_)) => "HEAD, PATCH, DELETE, POST, OPTIONS",
             Route::StreamAction(..) | Route::ViewerTokens(_) => "POST, OPTIONS",
             Route::Whip(_) => "POST, DELETE, PATCH, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
@@ -171,6 +185,8 @@ impl<'a> Route<'a> {
                 | Route::VodList
                 | Route::Assets
                 | Route::Asset(_)
+                | Route::DirectUploads
+                | Route::DirectUpload(_)
                 | Route::EdgeStats
         )
     }

@@ -25,6 +25,7 @@ use crate::live::Live;
 use crate::metrics::{Gauges, HttpCounts};
 use crate::response::{accepts_gzip, error, method_not_allowed, set_static, text};
 use crate::route::{segments_buf, split_path, Route};
+use crate::upload::Uploads;
 use crate::vod::Vod;
 use crate::whip::WhipIngest;
 
@@ -89,6 +90,7 @@ struct Parts {
     live: Live,
     vod: Option<Vod>,
     assets: Option<Assets>,
+    uploads: Option<Arc<Uploads>>,
     resume: Option<ResumeStore>,
     whip: Option<Box<dyn WhipIngest>>,
     edge: Edge,
@@ -110,6 +112,7 @@ impl Service {
                 cors_origin,
                 vod: None,
                 assets: None,
+                uploads: None,
                 resume: None,
                 whip: None,
                 edge: Edge::default(),
@@ -141,6 +144,12 @@ impl Service {
         archive: Option<packager::archive::Store>,
     ) -> Self {
         self.setup().assets = Some(Assets { catalog, archive });
+        self
+    }
+
+    /// Takes uploads: direct upload URLs at `/api/v1/uploads`, tus at `/uploads/`.
+    pub fn with_uploads(mut self, uploads: Arc<Uploads>) -> Self {
+        self.setup().uploads = Some(uploads);
         self
     }
 
@@ -212,17 +221,30 @@ impl Service {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let method = req.method().clone();
+        // tus answers a page whatever its origin (the upload's own rules are checked there).
+        let echo = req
+            .uri()
+            .path()
+            .starts_with("/uploads/")
+            .then(|| req.headers().get(header::ORIGIN).cloned())
+            .flatten();
         let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
         let class = HttpCounts::class(req.uri().path());
         let mut resp = self.route(req, peer).await;
         self.parts.http_counts.record(class, resp.status());
         let h = resp.headers_mut();
-        if let Some(v) = &self.parts.cors_origin {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v.clone());
+        // An area may name its own origin (a direct upload's `cors_origin`).
+        if !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+            if let Some(origin) = echo {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                h.append(header::VARY, HeaderValue::from_static("Origin"));
+            } else if let Some(v) = &self.parts.cors_origin {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v.clone());
+            }
         }
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Content-Length, Date, Age, Location, Link, ETag"),
+            HeaderValue::from_static(EXPOSED),
         );
         if method == Method::HEAD {
             *resp.body_mut() = Body::empty();
@@ -244,7 +266,13 @@ impl Service {
         match *req.method() {
             Method::OPTIONS => {
                 let mut buf = segments_buf();
-                preflight(&req, &Route::parse(split_path(req.uri().path(), &mut buf)))
+                let route = Route::parse(split_path(req.uri().path(), &mut buf));
+                let mut r = preflight(&req, &route);
+                // tus discovery, and what a page's preflight for it needs.
+                if let (Route::Tus(..), Some(u)) = (route, &self.parts.uploads) {
+                    u.discover(&mut r);
+                }
+                r
             }
             Method::GET | Method::HEAD if !whip => self.get(&req, peer).await,
             // Boxed: the request future holds the largest of its routes' futures, and these
@@ -310,8 +338,48 @@ impl Service {
                 Some(a) => a.delete(id).await,
                 None => no_catalog(),
             },
+            (&Method::POST, Route::DirectUploads) => match &p.uploads {
+                Some(u) => {
+                    let base = self.base_url(&req, peer);
+                    u.create_direct(req, &base).await
+                }
+                None => no_uploads(),
+            },
+            (method, Route::Tus(direct, upload)) => {
+                // tus: a client that can only POST names the method it means.
+                let meant = match (method, upload) {
+                    (&Method::POST, Some(_)) => req
+                        .headers()
+                        .get("x-http-method-override")
+                        .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
+                        .unwrap_or(Method::POST),
+                    _ => method.clone(),
+                };
+                match (&p.uploads, meant, upload) {
+                    (None, ..) => no_uploads(),
+                    (Some(u), Method::POST, None) => u.create(direct, req).await,
+                    (Some(u), Method::PATCH, Some(id)) => u.patch(direct, id, req).await,
+                    (Some(u), Method::DELETE, Some(id)) => {
+                        u.terminate(direct, id, req.headers()).await
+                    }
+                    _ => not_allowed(&route),
+                }
+            }
             (_, route) => not_allowed(&route),
         }
+    }
+
+    /// This server's URL as the client reached it, or as a trusted proxy says it was.
+    fn base_url<B>(&self, req: &Request<B>, peer: SocketAddr) -> String {
+        let p = &*self.parts;
+        let (host, proto) = p.config.trusted_proxies.forwarded(peer.ip(), req.headers());
+        let host = host
+            .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
+            .or(req.uri().authority().map(|a| a.as_str()))
+            .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or("localhost");
+        let scheme = proto.unwrap_or(if p.config.tls { "https" } else { "http" });
+        format!("{scheme}://{host}")
     }
 
     /// The viewer a resume request's viewer token names, or the refusal.
@@ -418,6 +486,15 @@ impl Service {
                 Some(a) => Box::pin(a.get(id)).await,
                 None => no_catalog(),
             },
+            Route::DirectUpload(id) => match &p.uploads {
+                Some(u) => Box::pin(u.direct(id)).await,
+                None => no_uploads(),
+            },
+            Route::Tus(direct, Some(id)) if req.method() == Method::HEAD => match &p.uploads {
+                Some(u) => Box::pin(u.head(direct, id, req.headers())).await,
+                None => no_uploads(),
+            },
+            Route::DirectUploads | Route::Tus(..) => not_allowed(&route),
             Route::Vod(rest) => match &p.vod {
                 Some(vod) => {
                     let client = p.config.trusted_proxies.client(peer.ip(), req.headers());
@@ -544,6 +621,16 @@ fn strip_token(query: &str) -> String {
         .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Headers a page's script may read: the HTTP ones players use, and tus's.
+const EXPOSED: &str = "Content-Length, Date, Age, Location, Link, ETag, Upload-Offset, \
+     Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, Tus-Resumable, \
+     Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm";
+
+/// Uploads on a node that does not take them (an edge).
+fn no_uploads() -> Response<Body> {
+    error(StatusCode::NOT_FOUND, "uploads go to the origin, not here")
 }
 
 /// The asset API on a node without the catalog (an edge).

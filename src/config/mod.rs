@@ -65,6 +65,8 @@ pub struct Config {
     #[serde(default)]
     pub catalog: CatalogSection,
     #[serde(default)]
+    pub uploads: UploadsSection,
+    #[serde(default)]
     pub redis: RedisSection,
     #[serde(default)]
     pub edge: EdgeSection,
@@ -189,6 +191,30 @@ pub struct CatalogSection {
     /// `postgres://USER:PASSWORD@HOST/DATABASE` to share one catalog among origins (default:
     /// SQLite, `catalog.db` in the data directory).
     pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsSection {
+    /// Take uploads (direct upload URLs, tus).
+    pub enabled: bool,
+    /// Where their bytes go (default: `uploads/` in the data directory).
+    pub dir: Option<PathBuf>,
+    /// The largest upload, in MiB.
+    pub max_size_mb: u64,
+    /// Hours after which an unfinished upload is deleted.
+    pub expire_hours: f64,
+}
+
+impl Default for UploadsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            max_size_mb: 20 * 1024,
+            expire_hours: 24.0,
+        }
+    }
 }
 
 /// One `[[ladder]]` rung.
@@ -453,6 +479,12 @@ impl Config {
         let h = &self.hls;
         if !(Seconds::from_millis(500)..=Seconds::from_secs(30)).contains(&h.segment_target) {
             bail!("[hls] segment_target must be between 0.5 and 30 seconds");
+        }
+        if !(self.uploads.expire_hours > 0.0 && self.uploads.expire_hours <= 24.0 * 365.0) {
+            bail!("[uploads] expire_hours must be a number of hours above 0, at most a year");
+        }
+        if self.uploads.max_size_mb == 0 {
+            bail!("[uploads] max_size_mb must be above 0");
         }
         if !(Seconds::from_millis(50)..=h.segment_target).contains(&h.part_target) {
             bail!("[hls] part_target must be between 0.05 s and segment_target");

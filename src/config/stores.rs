@@ -144,6 +144,21 @@ impl Config {
         }
     }
 
+    /// Uploads' settings, and where their bytes go.
+    pub fn uploads(&self) -> (httpd::upload::UploadConfig, PathBuf) {
+        let u = &self.uploads;
+        let config = httpd::upload::UploadConfig {
+            max_size: u.max_size_mb << 20,
+            expire: std::time::Duration::from_secs_f64(u.expire_hours * 3600.0),
+            ..Default::default()
+        };
+        let dir = u
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("uploads"));
+        (config, dir)
+    }
+
     /// Viewers' resume positions: in Redis when configured (shared with the edges), else in the
     /// data directory.
     pub fn resume_store(

@@ -11,7 +11,8 @@ pub fn player_dir() -> PathBuf {
 }
 
 /// Serves the test pages and the players on its own port (its own origin): `index.html`
-/// (hls.js), `dash.html` (dash.js 4), `dash5.html` (dash.js 5), `shaka.html` (Shaka Player).
+/// (hls.js), `dash.html` (dash.js 4), `dash5.html` (dash.js 5), `shaka.html` (Shaka Player),
+/// `upload.html` (tus-js-client).
 pub fn serve_page() -> u16 {
     let dir = player_dir();
     let read = |path: &str| {
@@ -26,6 +27,12 @@ pub fn serve_page() -> u16 {
         ("/dash5.html", "text/html", read("dash5.html")),
         ("/shaka.html", "text/html", read("shaka.html")),
         ("/page.js", js, read("page.js")),
+        ("/upload.html", "text/html", read("upload.html")),
+        (
+            "/tus.min.js",
+            js,
+            read("node_modules/tus-js-client/dist/tus.min.js"),
+        ),
         (
             "/hls.min.js",
             js,

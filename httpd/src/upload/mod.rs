@@ -1,0 +1,225 @@
+//! Uploads: direct upload URLs (`POST /api/v1/uploads`, API token) and the resumable uploads
+//! made through them with the tus 1.0 protocol ([`tus`]), their bytes on local disk
+//! ([`disk`]), their records in the catalog.
+//!
+//! | method and path | who | answer |
+//! | --- | --- | --- |
+//! | `POST /api/v1/uploads` `{"cors_origin"?, "timeout"?, "new_asset_settings"?}` | API token | `201` `{"id", "url", "status", "timeout", ...}` |
+//! | `GET /api/v1/uploads/{id}` | API token | `200` the direct upload: `waiting`, `asset_created` (with `asset_id`), `cancelled`, `timed_out` |
+//! | `OPTIONS`, `POST /uploads/{id}` | whoever holds the URL | tus discovery; tus creation (once) |
+//! | `HEAD`, `PATCH`, `DELETE /uploads/{id}/{upload}` | the same | tus offset, bytes, termination |
+//!
+//! The URL is the creator's only credential: 128 random bits, good for one upload until its
+//! `timeout`, from the one web origin `cors_origin` names (a browser's `Origin` elsewhere is
+//! refused). Nothing is read from a request body before its URL is known to be good.
+
+pub mod disk;
+pub mod tus;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use serde::Deserialize;
+
+use catalog::{AssetSettings, Catalog};
+
+use crate::api::admin::body_json;
+use crate::body::Body;
+use crate::response::{error, json};
+use crate::route::plain_name;
+
+/// What uploads may be.
+#[derive(Clone, Debug)]
+pub struct UploadConfig {
+    /// The largest upload (`Tus-Max-Size`).
+    pub max_size: u64,
+    /// An unfinished upload's bytes are deleted this long after it began.
+    pub expire: Duration,
+    /// A `PATCH` that sends nothing for this long ends (what came is kept).
+    pub idle: Duration,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            max_size: 20 << 30,
+            expire: Duration::from_secs(24 * 3600),
+            idle: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The longest and the default life of a direct upload URL (`timeout`).
+const MAX_TIMEOUT: u64 = 7 * 24 * 3600;
+const DEFAULT_TIMEOUT: u64 = 3600;
+
+pub struct Uploads {
+    pub(crate) catalog: Catalog,
+    pub(crate) disk: disk::Disk,
+    pub(crate) config: UploadConfig,
+    /// Uploads a request is writing right now: one writer at a time.
+    pub(crate) writing: Mutex<HashSet<String>>,
+}
+
+/// A new direct upload, as `POST /api/v1/uploads` takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDirect {
+    #[serde(default)]
+    cors_origin: Option<String>,
+    /// Seconds the URL may be used for.
+    #[serde(default)]
+    timeout: Option<u64>,
+    #[serde(default)]
+    new_asset_settings: AssetSettings,
+}
+
+impl Uploads {
+    pub fn new(catalog: Catalog, disk: disk::Disk, config: UploadConfig) -> Arc<Uploads> {
+        Arc::new(Uploads {
+            catalog,
+            disk,
+            config,
+            writing: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// `POST /api/v1/uploads`; `base` is this server's URL as the client reached it.
+    pub async fn create_direct<B>(&self, req: Request<B>, base: &str) -> Response<Body>
+    where
+        B: http_body::Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let new: NewDirect = match body_json(req).await {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        let timeout = new.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        if !(60..=MAX_TIMEOUT).contains(&timeout) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "timeout: seconds, from 60 to 604800 (a week)",
+            );
+        }
+        if let Some(o) = &new.cors_origin {
+            if !(o.starts_with("https://") || o.starts_with("http://") || o == "*")
+                || o.len() > 256
+                || o.contains(|c: char| c.is_whitespace() || c == ',')
+            {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "cors_origin: one web origin (https://example.com) or *",
+                );
+            }
+        }
+        let s = &new.new_asset_settings;
+        if let Some(p) = &s.playback {
+            if p != "public" && p != "signed" {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "new_asset_settings.playback: public or signed",
+                );
+            }
+        }
+        let patch = catalog::Patch {
+            title: Some(s.title.clone()),
+            description: Some(s.description.clone()),
+            tags: Some(s.tags.clone()),
+            passthrough: Some(s.passthrough.clone()),
+        };
+        if let Err(e) = patch.check() {
+            return error(StatusCode::BAD_REQUEST, &format!("new_asset_settings: {e}"));
+        }
+        let id = random_id();
+        let expires = catalog_now() + (timeout as i64) * 1000;
+        let cors = new.cors_origin.as_deref().filter(|o| *o != "*");
+        match self
+            .catalog
+            .create_direct_upload(&id, cors, s, expires)
+            .await
+        {
+            Ok(d) => {
+                let mut v = shown(&d);
+                v["url"] = format!("{base}/uploads/{id}").into();
+                v["timeout"] = timeout.into();
+                let mut r = json(&v);
+                *r.status_mut() = StatusCode::CREATED;
+                r
+            }
+            Err(e) => unavailable(e),
+        }
+    }
+
+    /// `GET /api/v1/uploads/{id}`
+    pub async fn direct(&self, id: &str) -> Response<Body> {
+        if !plain_name(id) {
+            return error(StatusCode::NOT_FOUND, "no such upload");
+        }
+        match self.catalog.direct_upload(id).await {
+            Ok(Some(d)) => json(&shown(&d)),
+            Ok(None) => error(StatusCode::NOT_FOUND, "no such upload"),
+            Err(e) => unavailable(e),
+        }
+    }
+
+    /// Deletes the bytes of unfinished uploads past their expiry, and marks direct uploads
+    /// nobody finished in time `timed_out`, every minute until `cancel`.
+    pub async fn sweep(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        loop {
+            match self.catalog.expire_uploads().await {
+                Ok(ids) => {
+                    for id in &ids {
+                        self.disk.remove(id).await;
+                    }
+                    if !ids.is_empty() {
+                        tracing::info!(
+                            expired = ids.len(),
+                            "unfinished uploads expired; their bytes are deleted"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot expire uploads now"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
+        }
+    }
+}
+
+/// A direct upload as the API shows it (times as RFC 3339).
+fn shown(d: &catalog::DirectUpload) -> serde_json::Value {
+    let mut v = serde_json::to_value(d).unwrap_or_default();
+    let time = |ms: i64| {
+        packager::hls::rfc3339(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+    };
+    v["created_at"] = time(d.created_at).into();
+    v["expires_at"] = time(d.expires_at).into();
+    v
+}
+
+/// 128 random bits, as 26 lowercase letters and digits (base32).
+pub(crate) fn random_id() -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let bits: u128 = rand::random();
+    (0..26)
+        .map(|i| ALPHABET[((bits >> (i * 5)) & 31) as usize] as char)
+        .collect()
+}
+
+pub(crate) fn catalog_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) fn unavailable(e: catalog::Error) -> Response<Body> {
+    tracing::warn!(error = %e, "the catalog did not answer");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the catalog did not answer",
+    )
+}

@@ -118,11 +118,8 @@ impl Assets {
 /// An asset as the API shows it: the catalog's record, times as RFC 3339, and where it plays.
 fn shown(a: &Asset) -> serde_json::Value {
     let mut v = serde_json::to_value(a).unwrap_or_default();
-    let time = |ms: i64| {
-        packager::hls::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64))
-    };
-    v["created_at"] = time(a.created_at).into();
-    v["updated_at"] = time(a.updated_at).into();
+    v["created_at"] = rfc3339_ms(a.created_at).into();
+    v["updated_at"] = rfc3339_ms(a.updated_at).into();
     // A live archive plays (as an EVENT playlist) while it is recorded; its MPD is written
     // when it ends.
     let recording = a.status == Status::Preparing && a.source == catalog::Source::Live;
@@ -133,6 +130,13 @@ fn shown(a: &Asset) -> serde_json::Value {
         v["dash"] = format!("/vod/{}/manifest.mpd", a.id).into();
     }
     v
+}
+
+/// A catalog time (Unix ms) as the API writes times (RFC 3339).
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
+    packager::hls::rfc3339(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+    )
 }
 
 fn filter(query: &str) -> Result<Filter, String> {

@@ -133,7 +133,7 @@ impl Uploads {
             return error(StatusCode::BAD_REQUEST, &format!("new_asset_settings: {e}"));
         }
         let id = random_id();
-        let expires = catalog_now() + (timeout as i64) * 1000;
+        let expires = catalog::now_ms() + (timeout as i64) * 1000;
         let cors = new.cors_origin.as_deref().filter(|o| *o != "*");
         match self
             .catalog
@@ -193,11 +193,8 @@ impl Uploads {
 /// A direct upload as the API shows it (times as RFC 3339).
 fn shown(d: &catalog::DirectUpload) -> serde_json::Value {
     let mut v = serde_json::to_value(d).unwrap_or_default();
-    let time = |ms: i64| {
-        packager::hls::rfc3339(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
-    };
-    v["created_at"] = time(d.created_at).into();
-    v["expires_at"] = time(d.expires_at).into();
+    v["created_at"] = crate::api::assets::rfc3339_ms(d.created_at).into();
+    v["expires_at"] = crate::api::assets::rfc3339_ms(d.expires_at).into();
     v
 }
 
@@ -208,12 +205,6 @@ pub(crate) fn random_id() -> String {
     (0..26)
         .map(|i| ALPHABET[((bits >> (i * 5)) & 31) as usize] as char)
         .collect()
-}
-
-pub(crate) fn catalog_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub(crate) fn unavailable(e: catalog::Error) -> Response<Body> {

@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 use catalog::{DirectStatus, DirectUpload, NewAsset, Source, Status, Upload};
 
-use super::{catalog_now, random_id, unavailable, Uploads};
+use super::{random_id, unavailable, Uploads};
 use crate::body::Body;
 use crate::route::plain_name;
 
@@ -319,7 +319,7 @@ impl Uploads {
         let with_body = header_str(h, "content-type") == Some(OCTETS);
         if d.status != DirectStatus::Waiting
             || d.upload_id.is_some()
-            || d.expires_at <= catalog_now()
+            || d.expires_at <= catalog::now_ms()
         {
             return answer(
                 StatusCode::GONE,
@@ -336,7 +336,7 @@ impl Uploads {
                 "cannot store uploads now",
             );
         }
-        let expires = catalog_now() + self.config.expire.as_millis() as i64;
+        let expires = catalog::now_ms() + self.config.expire.as_millis() as i64;
         let upload = match self
             .catalog
             .start_upload(&d.id, &upload_id, length, &raw, expires)

@@ -137,6 +137,10 @@ pub async fn bring_in(catalog: &Catalog, store: &packager::archive::Store) {
         let (Some(id), Some(stream)) = (m["id"].as_str(), m["name"].as_str()) else {
             continue;
         };
+        // A packaged upload: its asset was made by the upload.
+        if packager::archive::is_file(m) {
+            continue;
+        }
         let news = News {
             id: id.into(),
             stream: stream.into(),

@@ -11,6 +11,8 @@
 //!   [`secrets`]: secrets made on first start, kept as digests;
 //! - [`whip`]: the HTTP server's WHIP endpoint connected to the WebRTC ingest;
 //! - [`webhooks`]: signed webhooks out, from the hub's stream events and finished archives;
+//! - [`assets`]: the catalog, and live archives recorded in it; [`prepare`]: finished uploads
+//!   packaged as they are into the archive store;
 //! - [`shutdown`]: signals, and waiting for every task at the end.
 
 pub mod assets;
@@ -18,6 +20,7 @@ pub mod callback;
 pub mod config;
 pub mod edge;
 pub mod pipeline;
+pub mod prepare;
 pub mod secrets;
 pub mod serve;
 pub mod shutdown;

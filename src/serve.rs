@@ -2,7 +2,8 @@
 //!
 //! Wiring, as the data flows: ingest (RTMP, SRT, WHIP, RTSP pulls) publishes into the hub →
 //! the [`pipeline`] (transcoder, then a packager per broadcast with its archive writer) → the
-//! windows → HTTP, and the Redis mirror when `[redis] url` is set.
+//! windows → HTTP, and the Redis mirror when `[redis] url` is set. Finished uploads →
+//! [`crate::prepare`] → the archive store → HTTP (`/vod/`).
 //!
 //! Shutdown, when `cancel` fires: the listeners stop, every publisher is ended (the hub holds
 //! nothing back for a reconnect), each transcoder encodes what it was given and ends its
@@ -125,6 +126,19 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         let uploads = httpd::upload::Uploads::new(catalog.clone(), disk, upload_config);
         tasks.spawn(uploads.clone().sweep(cancel.clone()));
         info!(dir = %dir.display(), "taking uploads (direct upload URLs from POST /api/v1/uploads, tus)");
+        match (&archive, config.uploads.package) {
+            (Some(store), true) => {
+                tasks.spawn(crate::prepare::run(
+                    catalog.clone(),
+                    store.clone(),
+                    dir.clone(),
+                    uploads.completed(),
+                    cancel.clone(),
+                ));
+            }
+            (None, true) => warn!("uploads are not packaged: packaged uploads go to the archive store, and [archive] is disabled"),
+            (_, false) => {}
+        }
         service = service.with_uploads(uploads);
     }
     if let Some(store) = archive {

@@ -281,6 +281,36 @@ async fn uploads(url: &str) {
         "a complete upload is not cancelled"
     );
 
+    // Packaging takes the asset once, with the upload its bytes are in; progress shows until
+    // its status moves on.
+    let (taken, upload) = c.claim_upload_asset(0).await.unwrap().unwrap();
+    assert_eq!((taken.id.as_str(), upload.as_str()), ("as1", "u1"));
+    assert_eq!(
+        (taken.status, taken.progress),
+        (Status::Preparing, Some(0.0))
+    );
+    assert!(c.claim_upload_asset(0).await.unwrap().is_none(), "taken");
+    assert!(c.set_progress("as1", 42.5).await.unwrap());
+    assert_eq!(c.get("as1").await.unwrap().unwrap().progress, Some(42.5));
+    // Left preparing by a process that stopped: taken again once stale.
+    let later = catalog::now_ms() + 1000;
+    let (again, _) = c.claim_upload_asset(later).await.unwrap().unwrap();
+    assert_eq!(again.id, "as1");
+    c.set_status(
+        "as1",
+        Status::Waiting,
+        Some("video codec vp9 (needs re-encoding)"),
+    )
+    .await
+    .unwrap();
+    let waiting = c.get("as1").await.unwrap().unwrap();
+    assert_eq!(waiting.progress, None);
+    assert!(
+        c.claim_upload_asset(later).await.unwrap().is_none(),
+        "waiting for a reason: not taken"
+    );
+    assert!(!c.set_progress("as1", 50.0).await.unwrap());
+
     // Termination.
     c.create_direct_upload("d2", None, &AssetSettings::default(), now + 60_000)
         .await

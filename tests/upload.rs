@@ -1,8 +1,10 @@
 //! Uploads as a creator makes them: an operator's backend asks for a direct upload URL, a page
-//! on another web origin uploads a file to it with tus-js-client in headless Chromium, the tab
+//! on another web origin uploads a video to it with tus-js-client in headless Chromium, the tab
 //! is closed halfway, Estuary restarts, the page is opened again and the upload goes on from
-//! where it stopped; the finished upload is an asset with the settings the backend gave. And
-//! every refusal the tus protocol asks for, with raw requests.
+//! where it stopped; the finished upload is an asset with the settings the backend gave,
+//! packaged without re-encoding (the same packets, the same pictures) and played in hls.js and
+//! dash.js. Files that cannot be packaged as they are, each with its reason. And every refusal
+//! the tus protocol asks for, with raw requests.
 
 mod common;
 
@@ -11,15 +13,8 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::player::{player_dir, serve_page};
+use common::player::player_dir;
 use common::*;
-
-/// The bytes upload.html makes for a file of `size` bytes.
-fn page_bytes(size: usize) -> Vec<u8> {
-    (0..size)
-        .map(|i| ((i * 7 + (i >> 13)) & 255) as u8)
-        .collect()
-}
 
 fn json(r: common::http::Resp) -> serde_json::Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{} {}", r.status, r.text()))
@@ -72,10 +67,179 @@ fn tus(
     request(port, method, path, &all, body).unwrap()
 }
 
+/// A video made with ffmpeg: `args` (inputs and codec settings), written to `dir/name`.
+fn clip(dir: &std::path::Path, name: &str, args: &[&str]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .arg(&path)
+        .output()
+        .expect("ffmpeg (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// The MD5 of a file's decoded video (`-map 0:v`), as ffmpeg's md5 muxer writes it.
+fn decoded_md5(path: &std::path::Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:v", "-f", "md5", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Packets per stream type (`video`, `audio`) as ffprobe counts them.
+fn packet_counts(path: &std::path::Path) -> (u64, u64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_entries",
+            "stream=codec_type,nb_read_packets",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // (MPEG-TS lists each stream twice, in its program and on its own.)
+    let count = |kind: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once(','))
+            .filter(|(k, _)| *k == kind)
+            .filter_map(|(_, n)| n.trim_matches(',').trim().parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    (count("video"), count("audio"))
+}
+
+/// Waits until asset `id` is no longer being made (ready, errored, or waiting for a reason).
+fn settled(srv: &Server, id: &str) -> serde_json::Value {
+    wait_for("the asset to settle", Duration::from_secs(120), || {
+        let a = json(api_get(srv.http, &format!("/api/v1/assets/{id}")).ok()?);
+        let busy = a["status"] == "preparing" || (a["status"] == "waiting" && a["error"].is_null());
+        (!busy).then_some(a)
+    })
+}
+
+/// Fetches one rendition of a VOD asset (init and every segment its playlist lists) into one
+/// file; with the playlist.
+fn download_vod(srv: &Server, asset: &str, rendition: &str) -> (std::path::PathBuf, String) {
+    let base = format!("/vod/{asset}/{rendition}");
+    let playlist = get(srv.http, &format!("{base}/index.m3u8")).unwrap();
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    let playlist = playlist.text();
+    let mut file = get(srv.http, &format!("{base}/init.mp4")).unwrap().body;
+    for seg in playlist.lines().filter(|l| l.ends_with(".m4s")) {
+        let r = get(srv.http, &format!("{base}/{seg}")).unwrap();
+        assert_eq!(r.status, 200, "{seg}");
+        file.extend_from_slice(&r.body);
+    }
+    let path = srv.dir.0.join(format!("{asset}-{rendition}.mp4"));
+    std::fs::write(&path, file).unwrap();
+    (path, playlist)
+}
+
+/// One tus upload of `bytes` in a single request (creation-with-upload); the asset it made.
+fn upload_file(srv: &Server, name: &str, bytes: &[u8]) -> String {
+    let d = direct(srv, "{}");
+    let id = d["id"].as_str().unwrap();
+    let length = bytes.len().to_string();
+    let meta = format!("filename {}", base64(name.as_bytes()));
+    let r = tus(
+        srv.http,
+        "POST",
+        &format!("/uploads/{id}"),
+        &[
+            ("Upload-Length", &length),
+            ("Upload-Metadata", &meta),
+            ("Content-Type", "application/offset+octet-stream"),
+        ],
+        bytes,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("upload-offset"), Some(length.as_str()));
+    let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).unwrap());
+    d["asset_id"].as_str().unwrap().to_string()
+}
+
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 #[test]
-fn a_browser_upload_survives_a_closed_tab_and_a_restart() {
+fn a_browser_upload_survives_a_closed_tab_and_a_restart_and_plays() {
     let mut srv = Server::start("");
-    let page_port = serve_page();
+    // What a phone or OBS records: H.264 with B-frames, a keyframe every 2 s, AAC.
+    let made = TempDir::new("upload-clip");
+    let video = clip(
+        &made.0,
+        "holiday.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "12",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-b:v",
+            "1500k",
+            "-g",
+            "60",
+            "-bf",
+            "2",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+        ],
+    );
+    let bytes = std::fs::read(&video).unwrap();
+    let size = bytes.len();
+    assert!(
+        size > 1_200_000,
+        "{size} bytes: more than the first tab sends"
+    );
+    let page_port = common::player::serve_page_with(vec![("/holiday.mp4", "video/mp4", bytes)]);
     let origin = format!("http://127.0.0.1:{page_port}");
     let d = direct(
         &srv,
@@ -92,9 +256,8 @@ fn a_browser_upload_survives_a_closed_tab_and_a_restart() {
         "{d}"
     );
 
-    let size = 3_000_000;
     let profile = TempDir::new("upload-browser");
-    let page = format!("{origin}/upload.html?size={size}&url={}", encode(&url));
+    let page = format!("{origin}/upload.html?src=/holiday.mp4&url={}", encode(&url));
     // The tab is closed after a megabyte.
     let first = upload_in_browser(&format!("{page}&stop=1000000"), &profile.0);
     assert_eq!(first["stopped"], true, "{first}");
@@ -117,7 +280,10 @@ fn a_browser_upload_survives_a_closed_tab_and_a_restart() {
     assert_eq!(head.status, 200, "{}", head.text());
     let offset: u64 = head.header("upload-offset").unwrap().parse().unwrap();
     assert!((262_144..size as u64).contains(&offset), "{offset}");
-    assert_eq!(head.header("upload-length"), Some("3000000"));
+    assert_eq!(
+        head.header("upload-length"),
+        Some(size.to_string().as_str())
+    );
     assert_eq!(head.header("cache-control"), Some("no-store"));
     assert!(head
         .header("upload-expires")
@@ -138,39 +304,196 @@ fn a_browser_upload_survives_a_closed_tab_and_a_restart() {
         "resumed, not restarted: {progress:?} (server had {offset})"
     );
 
-    // The bytes are the file's, and the upload is an asset with the backend's settings.
-    let stored = std::fs::read(srv.dir.0.join("data/uploads").join(&upload)).unwrap();
-    assert!(
-        stored == page_bytes(size),
-        "the stored file differs from the page's ({} bytes)",
-        stored.len()
-    );
+    // The upload is an asset with the backend's settings, packaged as it was uploaded.
     let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).unwrap());
     assert_eq!(d["status"], "asset_created", "{d}");
-    let asset = d["asset_id"].as_str().unwrap();
-    let a = json(api_get(srv.http, &format!("/api/v1/assets/{asset}")).unwrap());
-    assert_eq!(a["status"], "waiting", "{a}");
+    let asset = d["asset_id"].as_str().unwrap().to_string();
+    let a = settled(&srv, &asset);
+    assert_eq!(a["status"], "ready", "{a}");
     assert_eq!(a["source"], "upload", "{a}");
     assert_eq!(a["title"], "Holiday", "{a}");
     assert_eq!(a["tags"], serde_json::json!(["trip"]), "{a}");
     assert_eq!(a["passthrough"], "cms-7", "{a}");
-    let listed = json(api_get(srv.http, "/api/v1/assets?passthrough=cms-7").unwrap());
-    assert_eq!(listed["assets"][0]["id"], asset, "{listed}");
-
-    // The URL was for one upload.
-    let again = tus(
-        srv.http,
-        "POST",
-        &format!("/uploads/{id}"),
-        &[("Upload-Length", "10")],
-        b"",
+    let duration = a["duration"].as_f64().unwrap();
+    assert!((duration - 12.0).abs() < 0.05, "{a}");
+    assert_eq!(
+        (a["width"].as_u64(), a["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{a}"
     );
-    assert_eq!(again.status, 410, "{}", again.text());
+    assert_eq!(
+        a["renditions"],
+        serde_json::json!(["video", "audio"]),
+        "{a}"
+    );
+    let codecs: Vec<&str> = a["codecs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(
+        codecs[0].starts_with("avc1.") && codecs[1] == "mp4a.40.2",
+        "{a}"
+    );
+    assert_eq!(a["hls"], format!("/vod/{asset}/index.m3u8"), "{a}");
+    assert_eq!(a["dash"], format!("/vod/{asset}/manifest.mpd"), "{a}");
+    assert!(a["progress"].is_null(), "{a}");
+    let listed = json(api_get(srv.http, "/api/v1/assets?passthrough=cms-7").unwrap());
+    assert_eq!(listed["assets"][0]["id"], asset.as_str(), "{listed}");
+    assert!(
+        !srv.dir.0.join("data/uploads").join(&upload).exists(),
+        "the uploaded bytes go once packaged"
+    );
+    let log = srv.log_text();
+    assert!(
+        log.contains("asset ready: packaged without re-encoding"),
+        "{log}"
+    );
+
+    // Every frame as it was uploaded: the same packets, the same pictures.
+    let (packaged, playlist) = download_vod(&srv, &asset, "video");
+    assert!(playlist.contains("#EXT-X-TARGETDURATION:6\n"), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD\n") && playlist.ends_with("#EXT-X-ENDLIST\n"),
+        "{playlist}"
+    );
+    assert_eq!(
+        tags(&playlist, "#EXTINF:").len(),
+        2,
+        "6 s segments on 2 s keyframes: {playlist}"
+    );
+    let (audio, _) = download_vod(&srv, &asset, "audio");
+    let (source_video, source_audio) = packet_counts(&video);
+    assert_eq!(packet_counts(&packaged).0, source_video);
+    assert_eq!(packet_counts(&audio).1, source_audio);
+    assert_eq!(
+        decoded_md5(&packaged),
+        decoded_md5(&video),
+        "the pictures are the uploaded ones"
+    );
+
+    // It plays in hls.js and dash.js.
+    let player_port = common::player::serve_page();
+    for (page, manifest) in [("index.html", "index.m3u8"), ("dash.html", "manifest.mpd")] {
+        let url = format!(
+            "http://127.0.0.1:{player_port}/{page}?src=http://127.0.0.1:{}/vod/{asset}/{manifest}&catchup=0",
+            srv.http
+        );
+        let lines = common::player::run_player(&url, 10);
+        let played = lines
+            .iter()
+            .filter_map(|l| common::player::field(l, "currentTime"))
+            .fold(0.0, f64::max);
+        assert!(played > 4.0, "{page}: played {played} s: {lines:?}");
+    }
+}
+
+/// Files that are not H.264/HEVC with AAC wait for re-encoding with the reason; files that are
+/// not media end errored with the reason; each on its own, the others going on.
+#[test]
+fn uploads_that_cannot_be_packaged_say_why_and_others_go_on() {
+    let srv = Server::start("");
+    let made = TempDir::new("upload-kinds");
+    let source = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=48000",
+        "-t",
+        "4",
+    ];
+    let vp9 = clip(
+        &made.0,
+        "a.webm",
+        &[
+            &source[..],
+            &[
+                "-c:v",
+                "libvpx-vp9",
+                "-deadline",
+                "realtime",
+                "-c:a",
+                "libopus",
+            ],
+        ]
+        .concat(),
+    );
+    let ts = clip(
+        &made.0,
+        "b.ts",
+        &[
+            &source[..],
+            &[
+                "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-c:a", "aac",
+            ],
+        ]
+        .concat(),
+    );
+    let mp4 = clip(
+        &made.0,
+        "c.mp4",
+        &[
+            &source[..],
+            &["-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac"],
+        ]
+        .concat(),
+    );
+    let mut cut = std::fs::read(&mp4).unwrap();
+    // The end of the file (its moov, without faststart) never came.
+    cut.truncate(cut.len() / 2);
+
+    let waiting = upload_file(&srv, "a.webm", &std::fs::read(&vp9).unwrap());
+    let broken = upload_file(&srv, "c.mp4", &cut);
+    let text = upload_file(&srv, "notes.txt", b"not a video at all\n");
+    let good = upload_file(&srv, "b.ts", &std::fs::read(&ts).unwrap());
+
+    let a = settled(&srv, &waiting);
+    assert_eq!(a["status"], "waiting", "{a}");
+    assert_eq!(a["error"], "video codec vp9 (needs re-encoding)", "{a}");
+    for id in [&broken, &text] {
+        let a = settled(&srv, id);
+        assert_eq!(a["status"], "errored", "{a}");
+        assert!(
+            a["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("not a media file FFmpeg can read ("),
+            "{a}"
+        );
+        assert_eq!(
+            get(srv.http, &format!("/vod/{id}/index.m3u8"))
+                .unwrap()
+                .status,
+            404,
+            "nothing of it is left"
+        );
+    }
+    // MPEG-TS: Annex B and ADTS, made into CMAF.
+    let a = settled(&srv, &good);
+    assert_eq!(a["status"], "ready", "{a}");
+    assert!((a["duration"].as_f64().unwrap() - 4.0).abs() < 0.05, "{a}");
+    let (video, _) = download_vod(&srv, &good, "video");
+    let (audio, _) = download_vod(&srv, &good, "audio");
+    assert_eq!(packet_counts(&video).0, 100);
+    assert_eq!(packet_counts(&audio).1, packet_counts(&ts).1);
+    assert_eq!(decoded_md5(&video), decoded_md5(&ts));
+    let mpd = get(srv.http, &format!("/vod/{good}/manifest.mpd")).unwrap();
+    assert_eq!(mpd.status, 200);
+    assert!(mpd.text().contains("type=\"static\""), "{}", mpd.text());
+    // Only live recordings are in the archive listing.
+    let vod = json(api_get(srv.http, "/api/v1/vod").unwrap());
+    assert_eq!(vod["archives"], serde_json::json!([]), "{vod}");
 }
 
 #[test]
 fn the_tus_protocol_refuses_what_it_must() {
-    let srv = Server::start("[uploads]\nmax_size_mb = 1\n");
+    // (Packaging is off: these bytes are no video, and the test reads them back.)
+    let srv = Server::start("[uploads]\nmax_size_mb = 1\npackage = false\n");
     let http = srv.http;
     let d = direct(&srv, r#"{"cors_origin": "https://creators.example"}"#);
     let id = d["id"].as_str().unwrap();

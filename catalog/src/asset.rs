@@ -98,6 +98,10 @@ pub struct Asset {
     pub codecs: Vec<String>,
     /// The renditions' names.
     pub renditions: Vec<String>,
+    /// How far its preparation has come, 0 to 100, while it is `preparing` (an upload being
+    /// packaged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -136,6 +140,7 @@ impl Asset {
             height: None,
             codecs: Vec::new(),
             renditions: Vec::new(),
+            progress: None,
             created_at: new.created_at.unwrap_or(now),
             updated_at: now,
         }
@@ -296,6 +301,7 @@ pub(crate) fn from_row(r: &AnyRow) -> Result<Asset> {
         height: dimension("height")?,
         codecs: list(&col::<String>(r, "codecs")?),
         renditions: list(&col::<String>(r, "renditions")?),
+        progress: col(r, "progress")?,
         created_at: col(r, "created_at")?,
         updated_at: col(r, "updated_at")?,
     })

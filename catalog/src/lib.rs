@@ -189,10 +189,12 @@ impl Catalog {
         asset::from_row(&row).map(Some)
     }
 
-    /// Moves an asset to `status` (`error`: why, for `errored`); false when there is none.
+    /// Moves an asset to `status` (`error`: why, for `errored`, or why it waits); false when
+    /// there is none. Its progress is cleared.
     pub async fn set_status(&self, id: &str, status: Status, error: Option<&str>) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE assets SET status = $2, error = $3, updated_at = $4 WHERE id = $1")
+        let done = sqlx::query(
+            "UPDATE assets SET status = $2, error = $3, progress = NULL, updated_at = $4 WHERE id = $1",
+        )
                 .bind(id)
                 .bind(status.as_str())
                 .bind(error)
@@ -242,11 +244,11 @@ impl Catalog {
 }
 
 const SELECT_ASSET: &str = "SELECT id, status, error, source, stream, title, description, tags, \
-     passthrough, playback, duration, width, height, codecs, renditions, created_at, updated_at \
-     FROM assets";
+     passthrough, playback, duration, width, height, codecs, renditions, progress, created_at, \
+     updated_at FROM assets";
 const SELECT_ASSET_WHERE_ID: &str = "SELECT id, status, error, source, stream, title, \
      description, tags, passthrough, playback, duration, width, height, codecs, renditions, \
-     created_at, updated_at FROM assets WHERE id = $1";
+     progress, created_at, updated_at FROM assets WHERE id = $1";
 
 /// Adds an asset inside `tx`; [`Error::Exists`] when its id is taken.
 pub(crate) async fn insert_asset(

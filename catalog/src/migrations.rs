@@ -10,6 +10,11 @@ use sqlx::{AnyPool, SqlStr};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "assets", include_str!("../migrations/0001_assets.sql")),
     (2, "uploads", include_str!("../migrations/0002_uploads.sql")),
+    (
+        3,
+        "progress",
+        include_str!("../migrations/0003_progress.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> {

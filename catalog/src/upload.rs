@@ -297,6 +297,62 @@ impl Catalog {
         Ok(true)
     }
 
+    /// Takes the oldest uploaded asset whose media waits to be made, moving it to `preparing`:
+    /// one `waiting` with no reason given (a reason says it waits for something else), or one
+    /// left `preparing` and untouched since `stale_before` (Unix ms) by a process that stopped.
+    /// With it, the upload its bytes are in. When several processes try at once, one wins.
+    pub async fn claim_upload_asset(&self, stale_before: i64) -> Result<Option<(Asset, String)>> {
+        for _ in 0..8 {
+            let found = sqlx::query(
+                "SELECT a.id AS id, a.status AS status, a.updated_at AS updated_at, \
+                 d.upload_id AS upload_id FROM assets a JOIN direct_uploads d ON d.asset_id = a.id \
+                 WHERE a.source = 'upload' AND d.upload_id IS NOT NULL AND \
+                 ((a.status = 'waiting' AND a.error IS NULL) OR \
+                 (a.status = 'preparing' AND a.updated_at < $1)) \
+                 ORDER BY a.created_at, a.id LIMIT 1",
+            )
+            .bind(stale_before)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = found else {
+                return Ok(None);
+            };
+            let id: String = col(&row, "id")?;
+            let status: String = col(&row, "status")?;
+            let updated_at: i64 = col(&row, "updated_at")?;
+            let upload: String = col(&row, "upload_id")?;
+            let claimed = sqlx::query(
+                "UPDATE assets SET status = 'preparing', error = NULL, progress = 0, \
+                 updated_at = $4 WHERE id = $1 AND status = $2 AND updated_at = $3",
+            )
+            .bind(&id)
+            .bind(&status)
+            .bind(updated_at)
+            .bind(now_ms().max(updated_at + 1))
+            .execute(&self.pool)
+            .await?;
+            if claimed.rows_affected() == 1 {
+                return Ok(self.get(&id).await?.map(|a| (a, upload)));
+            }
+            // Another process took it first: look again.
+        }
+        Ok(None)
+    }
+
+    /// Records how far an asset's preparation has come (0 to 100); false when it is no
+    /// longer `preparing`.
+    pub async fn set_progress(&self, id: &str, percent: f64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE assets SET progress = $2, updated_at = $3 WHERE id = $1 AND status = 'preparing'",
+        )
+        .bind(id)
+        .bind(percent.clamp(0.0, 100.0))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Unfinished uploads past their expiry are removed (their ids returned, for their
     /// bytes to be deleted) and direct uploads never finished in time are `timed_out`. An
     /// upload whose bytes are all in but whose asset was not made yet is kept.

@@ -103,7 +103,8 @@ impl Vod {
         Ok(Some(info))
     }
 
-    /// `GET /api/v1/vod`: the archives, newest first.
+    /// `GET /api/v1/vod`: the live archives, newest first (uploaded files packaged into the
+    /// same store are assets only: `/api/v1/assets`).
     pub async fn list(&self) -> Response<Body> {
         let mut cached = self.listing.lock().await;
         let body = match &*cached {
@@ -120,7 +121,11 @@ impl Vod {
                     }
                 };
                 let mut list: Vec<serde_json::Value> = Vec::new();
-                for mut v in listed.into_iter().map(|l| l.meta) {
+                let live = listed
+                    .into_iter()
+                    .map(|l| l.meta)
+                    .filter(|m| !packager::archive::is_file(m));
+                for mut v in live {
                     let id = v["id"].as_str().unwrap_or_default().to_string();
                     v["playback"] = format!("/vod/{id}/index.m3u8").into();
                     v["dash"] = format!("/vod/{id}/manifest.mpd").into();

@@ -381,8 +381,8 @@ impl Drop for Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::*;
     use crate::time::Timestamp;
+
     #[test]
     fn one_publisher_per_name() {
         let hub = Hub::new();

@@ -1,5 +1,6 @@
 //! The VOD archive: every finished segment of every rendition of a live stream, written to
-//! archive storage as it completes, with playlists that make it a stream of its own.
+//! archive storage as it completes, with playlists ([`crate::vod`]) that make it a stream of
+//! its own. Uploaded files packaged as they are ([`crate::file`]) share the store and layout.
 //!
 //! Storage is an [`ObjectStore`]: a local directory (`object_store`'s `LocalFileSystem`) by
 //! default, or S3-compatible object storage; the layout is the same in both.
@@ -19,35 +20,27 @@
 //! atomic), segments before the playlists that name them, so a crash mid-stream loses at most
 //! the segment being written, and a playlist never names a segment that is not complete.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use media::{Timestamp, TrackKind};
+use media::TrackKind;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tracing::{info, warn};
 
 use crate::hls::{self, rfc3339};
+use crate::vod::{self, Segment};
 use crate::window::StreamWindow;
-
-#[derive(Clone, Debug)]
-struct Archived {
-    msn: u64,
-    duration: Duration,
-    discontinuity: bool,
-    start: SystemTime,
-}
 
 /// Where archives are kept.
 pub type Store = Arc<dyn ObjectStore>;
 
 /// One archive file: `{id}/{rest}`.
-struct Dir<'a> {
-    store: &'a dyn ObjectStore,
-    id: &'a str,
+pub(crate) struct Dir<'a> {
+    pub(crate) store: &'a dyn ObjectStore,
+    pub(crate) id: &'a str,
 }
 
 impl Dir<'_> {
@@ -55,7 +48,11 @@ impl Dir<'_> {
         Path::from(format!("{}/{rest}", self.id))
     }
 
-    async fn put(&self, rest: &str, data: impl Into<PutPayload>) -> object_store::Result<()> {
+    pub(crate) async fn put(
+        &self,
+        rest: &str,
+        data: impl Into<PutPayload>,
+    ) -> object_store::Result<()> {
         self.store
             .put(&self.path(rest), data.into())
             .await
@@ -119,7 +116,7 @@ pub async fn run(w: Arc<StreamWindow>, store: Store, hook: Option<&crate::OnArch
     };
     tell(None).await;
     let tracks = w.read(|st| st.tracks.len());
-    let mut done: Vec<Vec<Archived>> = vec![Vec::new(); tracks];
+    let mut done: Vec<Vec<Segment>> = vec![Vec::new(); tracks];
     let mut rx = w.subscribe();
     loop {
         let (new, ended) = w.read(|st| {
@@ -128,11 +125,15 @@ pub async fn run(w: Arc<StreamWindow>, store: Store, hook: Option<&crate::OnArch
                 let last = done[i].last().map(|a| a.msn);
                 for s in t.segments.iter().filter(|s| s.complete) {
                     if last.is_none_or(|l| s.msn > l) {
-                        let a = Archived {
+                        let a = Segment {
                             msn: s.msn,
+                            start: s
+                                .program_date_time
+                                .duration_since(w.started)
+                                .unwrap_or_default(),
                             duration: s.duration,
                             discontinuity: s.discontinuity,
-                            start: s.program_date_time,
+                            date: Some(s.program_date_time),
                         };
                         new.push((i, t.rendition.clone(), a, s.chunks()));
                     }
@@ -166,7 +167,7 @@ pub async fn run(w: Arc<StreamWindow>, store: Store, hook: Option<&crate::OnArch
     }
 }
 
-fn summary(w: &StreamWindow, done: &[Vec<Archived>]) -> Summary {
+fn summary(w: &StreamWindow, done: &[Vec<Segment>]) -> Summary {
     w.read(|st| {
         let mut s = Summary {
             duration: done
@@ -234,135 +235,39 @@ async fn meta(
 async fn playlists(
     w: &StreamWindow,
     dir: &Dir<'_>,
-    done: &[Vec<Archived>],
+    done: &[Vec<Segment>],
     ended: bool,
 ) -> object_store::Result<()> {
-    let (renditions, multivariant, infos) = w.read(|st| {
-        (
-            st.tracks
-                .iter()
-                .map(|t| t.rendition.clone())
-                .collect::<Vec<_>>(),
-            hls::multivariant(w, st),
-            st.tracks
-                .iter()
-                .map(|t| {
-                    (
-                        t.info.clone(),
-                        t.peak_bitrate.max(t.average_bitrate()).max(1),
-                    )
-                })
-                .collect::<Vec<_>>(),
-        )
+    // The live stream's target duration, fixed when its first segment ended: an EVENT
+    // playlist keeps it.
+    let (renditions, multivariant, td) = w.read(|st| {
+        let renditions: Vec<vod::Rendition> = st
+            .tracks
+            .iter()
+            .zip(done)
+            .map(|(t, segments)| vod::Rendition {
+                name: t.rendition.clone(),
+                info: t.info.clone(),
+                peak: t.peak_bitrate.max(t.average_bitrate()).max(1),
+                average: t.average_bitrate(),
+                frame_rate: t.frame_rate(),
+                segments: segments.clone(),
+            })
+            .collect();
+        (renditions, hls::multivariant(w, st), w.target_duration(st))
     });
-    for (i, rendition) in renditions.iter().enumerate() {
-        let segs = &done[i];
-        // The live stream's, fixed when its first segment ended: an EVENT playlist keeps it.
-        let td = w.read(|st| w.target_duration(st));
-        let mut p = String::from("#EXTM3U\n#EXT-X-VERSION:6\n");
-        let _ = writeln!(p, "#EXT-X-TARGETDURATION:{td}");
-        let _ = writeln!(
-            p,
-            "#EXT-X-PLAYLIST-TYPE:{}",
-            if ended { "VOD" } else { "EVENT" }
-        );
-        let _ = writeln!(
-            p,
-            "#EXT-X-MEDIA-SEQUENCE:{}",
-            segs.first().map_or(0, |s| s.msn)
-        );
-        p.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"init.mp4\"\n");
-        for (k, s) in segs.iter().enumerate() {
-            if k > 0 && s.discontinuity {
-                p.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            if k == 0 || s.discontinuity {
-                let _ = writeln!(
-                    p,
-                    "#EXT-X-PROGRAM-DATE-TIME:{}",
-                    hls::program_date_time(s.start)
-                );
-            }
-            let _ = writeln!(p, "#EXTINF:{},\n{}.m4s", hls::seconds(s.duration), s.msn);
-        }
-        if ended {
-            p.push_str("#EXT-X-ENDLIST\n");
-        }
-        dir.put(&format!("{rendition}/index.m3u8"), Bytes::from(p))
+    for r in &renditions {
+        let p = vod::media_playlist(&r.segments, td, ended);
+        dir.put(&format!("{}/index.m3u8", r.name), Bytes::from(p))
             .await?;
     }
     dir.put("index.m3u8", Bytes::from(multivariant)).await?;
     if ended {
-        let mpd = static_mpd(w, &renditions, &infos, done);
+        let mpd = vod::static_mpd(&renditions);
         dir.put("manifest.mpd", Bytes::from(mpd)).await?;
         meta(w, dir, Some(SystemTime::now())).await?;
     }
     Ok(())
-}
-
-/// A static MPD over the archived segments (the same layout as the live one).
-fn static_mpd(
-    w: &StreamWindow,
-    renditions: &[String],
-    infos: &[(media::TrackInfo, u64)],
-    done: &[Vec<Archived>],
-) -> String {
-    let since_start = |t: SystemTime| t.duration_since(w.started).unwrap_or_default();
-    let total = done
-        .first()
-        .and_then(|s| s.last().map(|l| since_start(l.start) + l.duration))
-        .unwrap_or_default()
-        .as_secs_f64();
-    let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"static\" mediaPresentationDuration=\"PT{total:.3}S\" minBufferTime=\"PT2S\">\n  <Period id=\"0\" start=\"PT0S\">\n"
-    );
-    for (set, kind) in [TrackKind::Video, TrackKind::Audio].into_iter().enumerate() {
-        let members: Vec<usize> = (0..infos.len())
-            .filter(|&i| infos[i].0.kind() == kind)
-            .collect();
-        let Some(&first) = members.first() else {
-            continue;
-        };
-        let (content, mime) = match kind {
-            TrackKind::Video => ("video", "video/mp4"),
-            TrackKind::Audio => ("audio", "audio/mp4"),
-        };
-        let scale = infos[first].0.timescale;
-        let _ = write!(
-            out,
-            "    <AdaptationSet id=\"{set}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">\n      <SegmentTemplate timescale=\"{}\" initialization=\"$RepresentationID$/init.mp4\" media=\"$RepresentationID$/$Number$.m4s\" startNumber=\"{}\">\n        <SegmentTimeline>\n",
-            infos[first].0.timescale.0,
-            done[first].first().map_or(0, |s| s.msn)
-        );
-        for s in &done[first] {
-            let _ = writeln!(
-                out,
-                "          <S t=\"{}\" d=\"{}\"/>",
-                Timestamp::from_duration(since_start(s.start), scale).ticks,
-                Timestamp::from_duration(s.duration, scale).ticks
-            );
-        }
-        out.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
-        for i in members {
-            let (info, bw) = &infos[i];
-            let _ = write!(
-                out,
-                "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{bw}\"",
-                renditions[i],
-                info.codec.codec_string()
-            );
-            if info.width > 0 {
-                let _ = write!(out, " width=\"{}\" height=\"{}\"", info.width, info.height);
-            }
-            if kind == TrackKind::Audio {
-                let _ = write!(out, " audioSamplingRate=\"{}\"", info.sample_rate);
-            }
-            out.push_str("/>\n");
-        }
-        out.push_str("    </AdaptationSet>\n");
-    }
-    out.push_str("  </Period>\n</MPD>\n");
-    out
 }
 
 /// One archive as listed: its `meta.json` and when that was last written.
@@ -397,7 +302,14 @@ pub async fn list(store: &dyn ObjectStore) -> object_store::Result<Vec<Listed>> 
         .await)
 }
 
-/// Deletes archives that ended more than `keep` ago. Returns the ids of those that went.
+/// Whether a listed prefix holds an uploaded file packaged as it is ([`crate::file`]:
+/// `"source": "file"` in its `meta.json`) rather than a live recording.
+pub fn is_file(meta: &serde_json::Value) -> bool {
+    meta["source"] == "file"
+}
+
+/// Deletes live archives that ended more than `keep` ago (packaged files stay until their
+/// asset is deleted). Returns the ids of those that went.
 pub async fn prune(store: &dyn ObjectStore, keep: Duration) -> Vec<String> {
     let Ok(listed) = list(store).await else {
         return Vec::new();
@@ -405,7 +317,7 @@ pub async fn prune(store: &dyn ObjectStore, keep: Duration) -> Vec<String> {
     let mut removed = Vec::new();
     for Listed { prefix, meta, age } in listed {
         let ended = !meta["ended"].is_null();
-        if !ended || age.is_none_or(|a| a <= keep) {
+        if is_file(&meta) || !ended || age.is_none_or(|a| a <= keep) {
             continue;
         }
         if let Ok(true) = delete_prefix(store, &prefix).await {

@@ -8,7 +8,7 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
-use media::TrackKind;
+use media::{TrackInfo, TrackKind};
 
 use crate::window::{StreamWindow, TrackWindow, WindowState};
 
@@ -64,19 +64,46 @@ pub fn part_target(w: &StreamWindow, st: &WindowState) -> f64 {
 /// No tag in it needs a protocol version above 1, so it has no EXT-X-VERSION; whether segments
 /// start independently is said by each media playlist, as it can change.
 pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
-    let mut out = String::from("#EXTM3U\n");
-    let audio: Vec<&TrackWindow> = st
+    let variants: Vec<Variant> = st
         .tracks
+        .iter()
+        .map(|t| {
+            let (peak, average) = bandwidth(t);
+            Variant {
+                rendition: &t.rendition,
+                info: &t.info,
+                peak,
+                average,
+                frame_rate: t.frame_rate(),
+            }
+        })
+        .collect();
+    multivariant_of(&variants)
+}
+
+/// One rendition as the multivariant playlist shows it.
+pub struct Variant<'a> {
+    pub rendition: &'a str,
+    pub info: &'a TrackInfo,
+    /// Bits per second.
+    pub peak: u64,
+    pub average: u64,
+    pub frame_rate: Option<f64>,
+}
+
+/// The multivariant playlist of `variants` (a live window's or an on-demand asset's).
+pub fn multivariant_of(variants: &[Variant]) -> String {
+    let mut out = String::from("#EXTM3U\n");
+    let audio: Vec<&Variant> = variants
         .iter()
         .filter(|t| t.info.kind() == TrackKind::Audio)
         .collect();
-    let video: Vec<&TrackWindow> = st
-        .tracks
+    let video: Vec<&Variant> = variants
         .iter()
         .filter(|t| t.info.kind() == TrackKind::Video)
         .collect();
-    let audio_peak = audio.iter().map(|t| bandwidth(t).0).max().unwrap_or(0);
-    let audio_avg = audio.iter().map(|t| bandwidth(t).1).max().unwrap_or(0);
+    let audio_peak = audio.iter().map(|t| t.peak).max().unwrap_or(0);
+    let audio_avg = audio.iter().map(|t| t.average).max().unwrap_or(0);
     for (i, a) in audio.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -89,7 +116,6 @@ pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
     }
     let audio_codec = audio.first().map(|a| a.info.codec.codec_string());
     for v in &video {
-        let (peak, avg) = bandwidth(v);
         let mut codecs = v.info.codec.codec_string();
         if let Some(a) = &audio_codec {
             codecs = format!("{codecs},{a}");
@@ -97,14 +123,14 @@ pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
         let _ = write!(
             out,
             "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\",CLOSED-CAPTIONS=NONE",
-            peak + audio_peak,
-            avg + audio_avg,
+            v.peak + audio_peak,
+            v.average + audio_avg,
             codecs
         );
         if v.info.width > 0 && v.info.height > 0 {
             let _ = write!(out, ",RESOLUTION={}x{}", v.info.width, v.info.height);
         }
-        if let Some(fps) = v.frame_rate() {
+        if let Some(fps) = v.frame_rate {
             let _ = write!(out, ",FRAME-RATE={fps:.3}");
         }
         if !audio.is_empty() {
@@ -125,10 +151,11 @@ pub fn multivariant(_w: &StreamWindow, st: &WindowState) -> String {
     if video.is_empty() {
         // Audio-only: the audio rendition is the variant.
         if let Some(a) = audio.first() {
-            let (peak, avg) = bandwidth(a);
             let _ = writeln!(
                 out,
-                "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={avg},CODECS=\"{}\",CLOSED-CAPTIONS=NONE\n{}/index.m3u8",
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\",CLOSED-CAPTIONS=NONE\n{}/index.m3u8",
+                a.peak,
+                a.average,
                 a.info.codec.codec_string(),
                 a.rendition
             );

@@ -9,15 +9,20 @@
 //! storage as VOD. One set of bytes serves every protocol; windows are read by the HTTP
 //! server and by the Redis mirror (the `replica` crate). [`delay`] counts how long each part
 //! took to publish, for `/metrics`.
+//!
+//! On demand: [`file`] packages an uploaded file's frames as they are (no re-encoding) into the
+//! same storage layout as the archives, and [`vod`] renders the playlists and MPD of both.
 
 pub mod archive;
 pub mod cmaf;
 pub mod dash;
 pub mod delay;
+pub mod file;
 pub mod hls;
 pub mod live;
 pub mod segmenter;
 pub mod shm;
+pub mod vod;
 pub mod window;
 
 pub use live::{run, OnArchived, PackagerConfig};

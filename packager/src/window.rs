@@ -277,6 +277,25 @@ pub fn ticks(d: Duration, scale: u32) -> u64 {
 }
 
 /// Whether `start` is `prev`'s listed end, to the tick of `scale`.
+/// Each track's rendition name, its path component: `video`, `video2`, …, `audio`, `audio2`, ….
+pub fn rendition_names<'a>(tracks: impl Iterator<Item = &'a TrackInfo>) -> Vec<String> {
+    let (mut video, mut audio) = (0, 0);
+    tracks
+        .map(|info| {
+            let (kind, n) = match info.kind() {
+                TrackKind::Video => ("video", &mut video),
+                TrackKind::Audio => ("audio", &mut audio),
+            };
+            *n += 1;
+            if *n == 1 {
+                kind.to_string()
+            } else {
+                format!("{kind}{n}")
+            }
+        })
+        .collect()
+}
+
 fn continues(prev: &Segment, msn: u64, start: Duration, scale: u32) -> bool {
     prev.msn + 1 == msn
         && prev
@@ -291,41 +310,21 @@ impl StreamWindow {
         config: WindowConfig,
         tracks: Vec<(TrackInfo, Bytes)>,
     ) -> Self {
-        let mut video = 0;
-        let mut audio = 0;
+        let names = rendition_names(tracks.iter().map(|(info, _)| info));
         let tracks: Vec<TrackWindow> = tracks
             .into_iter()
-            .map(|(info, init)| {
-                let rendition = match info.kind() {
-                    TrackKind::Video => {
-                        video += 1;
-                        if video == 1 {
-                            "video".to_string()
-                        } else {
-                            format!("video{video}")
-                        }
-                    }
-                    TrackKind::Audio => {
-                        audio += 1;
-                        if audio == 1 {
-                            "audio".to_string()
-                        } else {
-                            format!("audio{audio}")
-                        }
-                    }
-                };
-                TrackWindow {
-                    info,
-                    rendition,
-                    init,
-                    segments: VecDeque::new(),
-                    peak_bitrate: 0,
-                    total_bytes: 0,
-                    total_duration: Duration::ZERO,
-                    total_samples: 0,
-                    total_parts: 0,
-                    discontinuity_sequence: 0,
-                }
+            .zip(names)
+            .map(|((info, init), rendition)| TrackWindow {
+                info,
+                rendition,
+                init,
+                segments: VecDeque::new(),
+                peak_bitrate: 0,
+                total_bytes: 0,
+                total_duration: Duration::ZERO,
+                total_samples: 0,
+                total_parts: 0,
+                discontinuity_sequence: 0,
             })
             .collect();
         let (version, _) = watch::channel(0);

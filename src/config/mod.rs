@@ -204,6 +204,10 @@ pub struct UploadsSection {
     pub max_size_mb: u64,
     /// Hours after which an unfinished upload is deleted.
     pub expire_hours: f64,
+    /// Package finished uploads whose codecs can be streamed as they are (H.264/HEVC, AAC)
+    /// into the archive store, playable at `/vod/{asset}/`; others wait for the transcoding
+    /// pipeline.
+    pub package: bool,
 }
 
 impl Default for UploadsSection {
@@ -213,6 +217,7 @@ impl Default for UploadsSection {
             dir: None,
             max_size_mb: 20 * 1024,
             expire_hours: 24.0,
+            package: true,
         }
     }
 }

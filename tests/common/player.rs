@@ -14,6 +14,11 @@ pub fn player_dir() -> PathBuf {
 /// (hls.js), `dash.html` (dash.js 4), `dash5.html` (dash.js 5), `shaka.html` (Shaka Player),
 /// `upload.html` (tus-js-client).
 pub fn serve_page() -> u16 {
+    serve_page_with(Vec::new())
+}
+
+/// [`serve_page`], and `extra` files (path, content type, bytes) beside the pages.
+pub fn serve_page_with(extra: Vec<(&'static str, &'static str, Vec<u8>)>) -> u16 {
     let dir = player_dir();
     let read = |path: &str| {
         std::fs::read(dir.join(path)).unwrap_or_else(|e| {
@@ -21,7 +26,7 @@ pub fn serve_page() -> u16 {
         })
     };
     let js = "application/javascript";
-    super::serve_files(vec![
+    let mut files = vec![
         ("/index.html", "text/html", read("index.html")),
         ("/dash.html", "text/html", read("dash.html")),
         ("/dash5.html", "text/html", read("dash5.html")),
@@ -58,7 +63,9 @@ pub fn serve_page() -> u16 {
             js,
             read("node_modules/shaka-player/dist/shaka-player.compiled.debug.js"),
         ),
-    ])
+    ];
+    files.extend(extra);
+    super::serve_files(files)
 }
 
 pub fn field(line: &str, key: &str) -> Option<f64> {

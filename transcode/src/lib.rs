@@ -20,6 +20,8 @@
 //! rungs were given, ends the renditions and finishes it (the binary's shutdown waits for it).
 //!
 //! Built without the `ffmpeg` feature, [`available`] says why and streams pass through.
+//!
+//! [`demux`] reads files with FFmpeg's demuxers, for uploads packaged without re-encoding.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +30,7 @@ use std::task::{Context, Poll};
 
 use media::BroadcastReader;
 
+pub mod demux;
 #[cfg(feature = "ffmpeg")]
 mod ffmpeg;
 

@@ -61,6 +61,8 @@ pub struct Uploads {
     pub(crate) config: UploadConfig,
     /// Uploads a request is writing right now: one writer at a time.
     pub(crate) writing: Mutex<HashSet<String>>,
+    /// Told when an upload completes and its asset is made (packaging need not poll).
+    pub(crate) completed: Arc<tokio::sync::Notify>,
 }
 
 /// A new direct upload, as `POST /api/v1/uploads` takes it.
@@ -83,7 +85,13 @@ impl Uploads {
             disk,
             config,
             writing: Mutex::new(HashSet::new()),
+            completed: Arc::default(),
         })
+    }
+
+    /// Notified each time an upload completes and becomes an asset.
+    pub fn completed(&self) -> Arc<tokio::sync::Notify> {
+        self.completed.clone()
     }
 
     /// `POST /api/v1/uploads`; `base` is this server's URL as the client reached it.

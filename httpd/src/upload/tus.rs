@@ -664,6 +664,7 @@ impl Uploads {
         match self.catalog.complete_upload(u, &asset).await {
             Ok(Some(a)) => {
                 tracing::info!(upload = %u.id, asset = %a.id, bytes = u.received, "upload complete; asset made");
+                self.completed.notify_one();
                 Ok(())
             }
             Ok(None) => Ok(()),

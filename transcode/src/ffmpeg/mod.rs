@@ -1,4 +1,7 @@
-//! The FFmpeg side: decoder, scalers and encoders of one stream, on its own thread.
+//! The FFmpeg side: decoder, scalers and encoders of one stream, on its own thread; and
+//! [`demux`], reading files.
+
+pub mod demux;
 
 use std::sync::{Arc, Once};
 
@@ -18,7 +21,7 @@ use crate::{rungs_for, width_for, Rung, TranscodeConfig, TranscodeError};
 
 static INIT: Once = Once::new();
 
-fn init() {
+pub(crate) fn init() {
     INIT.call_once(|| {
         let _ = ff::init();
         ff::util::log::set_level(ff::util::log::Level::Error);

@@ -10,8 +10,9 @@
 #
 #   benches/glass.sh [--release] [--solo] [TEST_NAME_FILTER]
 #
-# By default the six players play at once in one headless Chromium, as the test suite runs
-# them: the numbers include six players, the encoder and the server sharing the machine.
+# By default the players play as the test suite runs them, three at once in one headless
+# Chromium (the HLS players, then the DASH players): the numbers include three players, the
+# encoder and the server sharing the machine.
 # --solo runs the matrix once per player, that player alone (what one viewer sees; six times
 # as long). Needs what scripts/test.sh installs (ffmpeg, chromium, node and
 # tests/player/node_modules).

@@ -1,13 +1,13 @@
 //! The player matrix: hls.js (with catch-up as a low-latency page sets it, and with its
-//! defaults), dash.js 4 and 5, and Shaka Player on LL-HLS and on LL-DASH, side by side in one
-//! headless Chromium, each page on an origin of its own, playing a live RTMP stream for a
-//! minute: joining as soon as the stream is published and later, on the source and on the
+//! defaults), dash.js 4 and 5, and Shaka Player on LL-HLS and on LL-DASH, three at a time side
+//! by side in one headless Chromium (the HLS players, then the DASH players), each page on an
+//! origin of its own, playing a live RTMP stream for a minute: joining as soon as the stream is published and later, on the source and on the
 //! transcoded ladder through a forced switch, with a 2 s keyframe interval and with x264's
 //! default (250 frames), and through a publisher whose connection drops and comes back.
 //!
 //! The source draws its send time into every frame (`clock_source.py`), so each page also
 //! reports glass-to-glass latency (`page.js`); the tests hold it to a loose bound (the
-//! machine runs the encoder, the server, the transcoder and six players on two cores), and
+//! machine runs the encoder, the server, the transcoder and three players on two cores), and
 //! `benches/glass.sh` records the numbers.
 
 mod common;
@@ -26,6 +26,7 @@ const PLAYERS: [(&str, &str, &str, &str); 6] = [
     ("Shaka DASH", "shaka.html", "manifest.mpd", ""),
 ];
 
+#[derive(Clone, Copy)]
 struct Case {
     /// Names the case's log (`ESTUARY_MATRIX_LOG`).
     name: &'static str,
@@ -42,11 +43,46 @@ struct Case {
 
 const SECS: u32 = 60;
 
-/// One case at a time: six players, an encoder and the server already fill two cores.
+/// The players play a case in two turns, the HLS players then the DASH players, each turn
+/// with a server and publisher of its own: six players decoding at once beside the encoder,
+/// the server and the transcoder saturated two cores (load 6.5), and hls.js, which does not
+/// jump back to the live edge once a starved machine has stalled it, stayed seconds behind.
+const TURNS: [(&str, [&str; 3]); 2] = [
+    ("hls", ["hls.js", "hls.js defaults", "Shaka HLS"]),
+    ("dash", ["dash.js 4", "dash.js 5", "Shaka DASH"]),
+];
+
+/// One turn at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Plays the case in every player; returns each player's per-second stats lines.
+/// Plays the case in every player, a turn at a time; returns each player's per-second stats
+/// lines.
 fn play_matrix(case: Case) -> Vec<(&'static str, Vec<String>)> {
+    // ESTUARY_MATRIX_ONLY=name,name: only these players (to look into one).
+    let only = std::env::var("ESTUARY_MATRIX_ONLY").ok();
+    let mut results = Vec::new();
+    for (turn, names) in TURNS {
+        let players: Vec<_> = PLAYERS
+            .iter()
+            .filter(|(name, ..)| names.contains(name))
+            .filter(|(name, ..)| {
+                only.as_ref()
+                    .is_none_or(|o| o.split(',').any(|n| n == *name))
+            })
+            .collect();
+        if !players.is_empty() {
+            results.extend(play_turn(case, turn, &players));
+        }
+    }
+    results
+}
+
+/// Plays the case in `players` at once.
+fn play_turn(
+    case: Case,
+    turn: &str,
+    players: &[&(&'static str, &str, &str, &str)],
+) -> Vec<(&'static str, Vec<String>)> {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -69,15 +105,6 @@ fn play_matrix(case: Case) -> Vec<(&'static str, Vec<String>)> {
         .switch
         .map(|n| format!("&switch={n}"))
         .unwrap_or_default();
-    // ESTUARY_MATRIX_ONLY=name,name: only these players (to look into one).
-    let only = std::env::var("ESTUARY_MATRIX_ONLY").ok();
-    let players: Vec<_> = PLAYERS
-        .iter()
-        .filter(|(name, ..)| {
-            only.as_ref()
-                .is_none_or(|o| o.split(',').any(|n| n == *name))
-        })
-        .collect();
     // ESTUARY_MATRIX_QUERY=&debug=1: added to every page's query (Shaka's own log, with
     // play.mjs's CONSOLELOG=FILE).
     let extra = std::env::var("ESTUARY_MATRIX_QUERY").unwrap_or_default();
@@ -102,12 +129,12 @@ fn play_matrix(case: Case) -> Vec<(&'static str, Vec<String>)> {
     });
     let lines = run_players(&urls, SECS);
     // Every player's every second and glass-to-glass samples, for a person looking into a
-    // failure and for benches/glass.sh: ESTUARY_MATRIX_LOG=DIR writes DIR/{case}.jsonl.
+    // failure and for benches/glass.sh: ESTUARY_MATRIX_LOG=DIR writes DIR/{case}-{turn}.jsonl.
     if let Ok(dir) = std::env::var("ESTUARY_MATRIX_LOG") {
         let names: Vec<&str> = players.iter().map(|(name, ..)| *name).collect();
         let head = serde_json::json!({ "case": case.name, "players": names }).to_string();
         let _ = std::fs::create_dir_all(&dir);
-        let path = std::path::Path::new(&dir).join(format!("{}.jsonl", case.name));
+        let path = std::path::Path::new(&dir).join(format!("{}-{turn}.jsonl", case.name));
         let _ = std::fs::write(path, format!("{head}\n{}\n", lines.join("\n")));
     }
     let _again = reconnect.map(|r| r.join().unwrap());

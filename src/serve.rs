@@ -123,7 +123,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         let (upload_config, dir) = config.uploads();
         let disk = httpd::upload::disk::Disk::open(dir.clone())
             .with_context(|| format!("the uploads directory {}", dir.display()))?;
-        let uploads = httpd::upload::Uploads::new(catalog.clone(), disk, upload_config);
+        let uploads =
+            httpd::upload::Uploads::new(catalog.clone(), disk, upload_config, redis.clone());
         tasks.spawn(uploads.clone().sweep(cancel.clone()));
         info!(dir = %dir.display(), "taking uploads (direct upload URLs from POST /api/v1/uploads, tus)");
         match (&archive, config.uploads.package) {

@@ -10,191 +10,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
-use common::player::player_dir;
+use common::upload::*;
 use common::*;
-
-fn json(r: common::http::Resp) -> serde_json::Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{} {}", r.status, r.text()))
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Opens upload.html in Chromium with the browser profile `profile`; the page's final state.
-fn upload_in_browser(page: &str, profile: &std::path::Path) -> serde_json::Value {
-    let out = Command::new("node")
-        .arg("upload.mjs")
-        .arg(page)
-        .arg(profile)
-        .current_dir(player_dir())
-        .output()
-        .expect("node (scripts/test.sh installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!(
-            "upload.mjs: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-/// A direct upload made through the API.
-fn direct(srv: &Server, body: &str) -> serde_json::Value {
-    let r = api_request(srv.http, "POST", "/api/v1/uploads", body).unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
-    json(r)
-}
-
-fn tus(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> common::http::Resp {
-    let mut all = vec![("Tus-Resumable", "1.0.0")];
-    all.extend_from_slice(headers);
-    request(port, method, path, &all, body).unwrap()
-}
-
-/// A video made with ffmpeg: `args` (inputs and codec settings), written to `dir/name`.
-fn clip(dir: &std::path::Path, name: &str, args: &[&str]) -> std::path::PathBuf {
-    let path = dir.join(name);
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .arg(&path)
-        .output()
-        .expect("ffmpeg (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
-
-/// The MD5 of a file's decoded video (`-map 0:v`), as ffmpeg's md5 muxer writes it.
-fn decoded_md5(path: &std::path::Path) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(path)
-        .args(["-map", "0:v", "-f", "md5", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Packets per stream type (`video`, `audio`) as ffprobe counts them.
-fn packet_counts(path: &std::path::Path) -> (u64, u64) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_packets",
-            "-show_entries",
-            "stream=codec_type,nb_read_packets",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    // (MPEG-TS lists each stream twice, in its program and on its own.)
-    let count = |kind: &str| {
-        text.lines()
-            .filter_map(|l| l.split_once(','))
-            .filter(|(k, _)| *k == kind)
-            .filter_map(|(_, n)| n.trim_matches(',').trim().parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-    };
-    (count("video"), count("audio"))
-}
-
-/// Waits until asset `id` is no longer being made (ready, errored, or waiting for a reason).
-fn settled(srv: &Server, id: &str) -> serde_json::Value {
-    wait_for("the asset to settle", Duration::from_secs(120), || {
-        let a = json(api_get(srv.http, &format!("/api/v1/assets/{id}")).ok()?);
-        let busy = a["status"] == "preparing" || (a["status"] == "waiting" && a["error"].is_null());
-        (!busy).then_some(a)
-    })
-}
-
-/// Fetches one rendition of a VOD asset (init and every segment its playlist lists) into one
-/// file; with the playlist.
-fn download_vod(srv: &Server, asset: &str, rendition: &str) -> (std::path::PathBuf, String) {
-    let base = format!("/vod/{asset}/{rendition}");
-    let playlist = get(srv.http, &format!("{base}/index.m3u8")).unwrap();
-    assert_eq!(playlist.status, 200, "{}", playlist.text());
-    let playlist = playlist.text();
-    let mut file = get(srv.http, &format!("{base}/init.mp4")).unwrap().body;
-    for seg in playlist.lines().filter(|l| l.ends_with(".m4s")) {
-        let r = get(srv.http, &format!("{base}/{seg}")).unwrap();
-        assert_eq!(r.status, 200, "{seg}");
-        file.extend_from_slice(&r.body);
-    }
-    let path = srv.dir.0.join(format!("{asset}-{rendition}.mp4"));
-    std::fs::write(&path, file).unwrap();
-    (path, playlist)
-}
-
-/// One tus upload of `bytes` in a single request (creation-with-upload); the asset it made.
-fn upload_file(srv: &Server, name: &str, bytes: &[u8]) -> String {
-    let d = direct(srv, "{}");
-    let id = d["id"].as_str().unwrap();
-    let length = bytes.len().to_string();
-    let meta = format!("filename {}", base64(name.as_bytes()));
-    let r = tus(
-        srv.http,
-        "POST",
-        &format!("/uploads/{id}"),
-        &[
-            ("Upload-Length", &length),
-            ("Upload-Metadata", &meta),
-            ("Content-Type", "application/offset+octet-stream"),
-        ],
-        bytes,
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(r.header("upload-offset"), Some(length.as_str()));
-    let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).unwrap());
-    d["asset_id"].as_str().unwrap().to_string()
-}
-
-fn base64(b: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn a_browser_upload_survives_a_closed_tab_and_a_restart_and_plays() {
@@ -285,6 +104,14 @@ fn a_browser_upload_survives_a_closed_tab_and_a_restart_and_plays() {
         Some(size.to_string().as_str())
     );
     assert_eq!(head.header("cache-control"), Some("no-store"));
+    // The backend sees the same progress.
+    assert_eq!(d["offset"], offset, "{d}");
+    assert_eq!(d["length"], size, "{d}");
+    let percent = d["percent"].as_f64().unwrap();
+    assert!(
+        (percent - offset as f64 * 100.0 / size as f64).abs() <= 0.1,
+        "{d}"
+    );
     assert!(head
         .header("upload-expires")
         .is_some_and(|e| e.ends_with(" GMT")));
@@ -307,6 +134,11 @@ fn a_browser_upload_survives_a_closed_tab_and_a_restart_and_plays() {
     // The upload is an asset with the backend's settings, packaged as it was uploaded.
     let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).unwrap());
     assert_eq!(d["status"], "asset_created", "{d}");
+    assert_eq!(
+        (d["offset"].as_u64(), d["percent"].as_f64()),
+        (Some(size as u64), Some(100.0)),
+        "{d}"
+    );
     let asset = d["asset_id"].as_str().unwrap().to_string();
     let a = settled(&srv, &asset);
     assert_eq!(a["status"], "ready", "{a}");
@@ -651,6 +483,17 @@ fn the_tus_protocol_refuses_what_it_must() {
         "the first writer's bytes on disk",
         Duration::from_secs(10),
         || (std::fs::metadata(&file).ok()?.len() == 8).then_some(()),
+    );
+    // The API shows the bytes of the request in flight; HEAD, the bytes the catalog counts.
+    let progress = json(api_get(http, &format!("/api/v1/uploads/{id}")).unwrap());
+    assert_eq!(progress["offset"], 8, "{progress}");
+    assert!(
+        progress["length"].is_null() && progress["percent"].is_null(),
+        "the length is not told yet: {progress}"
+    );
+    assert_eq!(
+        tus(http, "HEAD", &at, &[], b"").header("upload-offset"),
+        Some("6")
     );
     let locked = wait_for("the second writer refused", Duration::from_secs(10), || {
         let r = tus(http, "PATCH", &at, &[octets, ("Upload-Offset", "7")], b"zz");

@@ -7,7 +7,9 @@
 //! - [`http`]: a tiny HTTP/1.1 client that shows status, headers and body bytes as they are;
 //! - [`player`]: hls.js and dash.js in headless Chromium;
 //! - [`redis`]: a real `redis-server`;
-//! - [`postgres`]: a real PostgreSQL server in a temporary directory.
+//! - [`postgres`]: a real PostgreSQL server in a temporary directory;
+//! - [`upload`]: direct uploads, tus requests, a creator's browser, and what a packaged upload
+//!   is checked with.
 #![allow(dead_code, unused_imports)]
 
 pub mod conformance;
@@ -17,6 +19,7 @@ pub mod player;
 pub mod postgres;
 pub mod redis;
 pub mod server;
+pub mod upload;
 
 pub use http::*;
 pub use media::*;

@@ -5,12 +5,18 @@
 // differences in window.g2gSamples (milliseconds; the last 600), their count, median and p95
 // in window.stats.
 // Frames without a readable code (any other source) are skipped.
-// It also counts stalls once playing ('waiting' events) in window.stats.waits.
+// It also counts stalls once playing ('waiting' events) in window.stats.waits, and where they
+// came in window.stats.waitedAt.
 function watchClock(video) {
   let playing = false;
   window.stats.waits = 0;
   video.addEventListener('playing', () => { playing = true; });
-  video.addEventListener('waiting', () => { if (playing) window.stats.waits += 1; });
+  video.addEventListener('waiting', () => {
+    if (!playing) return;
+    window.stats.waits += 1;
+    // When, in media time, each stall came (a failure message names them).
+    window.stats.waitedAt = [...(window.stats.waitedAt || []), video.currentTime.toFixed(2)];
+  });
   const bits = 48;
   const canvas = document.createElement('canvas');
   const ctx = canvas.getContext('2d', { willReadFrequently: true });

@@ -5,18 +5,22 @@
 //! | method and path | who | answer |
 //! | --- | --- | --- |
 //! | `POST /api/v1/uploads` `{"cors_origin"?, "timeout"?, "new_asset_settings"?}` | API token | `201` `{"id", "url", "status", "timeout", ...}` |
-//! | `GET /api/v1/uploads/{id}` | API token | `200` the direct upload: `waiting`, `asset_created` (with `asset_id`), `cancelled`, `timed_out` |
+//! | `GET /api/v1/uploads/{id}` | API token | `200` the direct upload: `waiting`, `asset_created` (with `asset_id`), `cancelled`, `timed_out`; its progress (`offset`, `length`, `percent`) |
 //! | `OPTIONS`, `POST /uploads/{id}` | whoever holds the URL | tus discovery; tus creation (once) |
 //! | `HEAD`, `PATCH`, `DELETE /uploads/{id}/{upload}` | the same | tus offset, bytes, termination |
 //!
 //! The URL is the creator's only credential: 128 random bits, good for one upload until its
 //! `timeout`, from the one web origin `cors_origin` names (a browser's `Origin` elsewhere is
-//! refused). Nothing is read from a request body before its URL is known to be good.
+//! refused). Nothing is read from a request body before its URL is known to be good. One
+//! request writes an upload at a time: this origin's own lock, and a lease in Redis when Redis
+//! is configured, for origins side by side behind a load balancer ([`lease`]).
 
 pub mod disk;
+pub mod lease;
 pub mod tus;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,8 +63,11 @@ pub struct Uploads {
     pub(crate) catalog: Catalog,
     pub(crate) disk: disk::Disk,
     pub(crate) config: UploadConfig,
-    /// Uploads a request is writing right now: one writer at a time.
-    pub(crate) writing: Mutex<HashSet<String>>,
+    /// Uploads a request of this origin is writing right now (one writer at a time), each with
+    /// the offset its bytes have reached so far (the catalog counts them when the request ends).
+    pub(crate) writing: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// The writers' leases across origins.
+    pub(crate) leases: lease::Leases,
     /// Told when an upload completes and its asset is made (packaging need not poll).
     pub(crate) completed: Arc<tokio::sync::Notify>,
 }
@@ -79,12 +86,20 @@ struct NewDirect {
 }
 
 impl Uploads {
-    pub fn new(catalog: Catalog, disk: disk::Disk, config: UploadConfig) -> Arc<Uploads> {
+    /// Uploads recorded in `catalog`, their bytes on `disk`; writers' leases in `redis` when
+    /// there is one.
+    pub fn new(
+        catalog: Catalog,
+        disk: disk::Disk,
+        config: UploadConfig,
+        redis: Option<replica::RedisClient>,
+    ) -> Arc<Uploads> {
         Arc::new(Uploads {
             catalog,
             disk,
             config,
-            writing: Mutex::new(HashSet::new()),
+            writing: Mutex::new(HashMap::new()),
+            leases: lease::Leases::new(redis),
             completed: Arc::default(),
         })
     }
@@ -165,11 +180,47 @@ impl Uploads {
         if !plain_name(id) {
             return error(StatusCode::NOT_FOUND, "no such upload");
         }
-        match self.catalog.direct_upload(id).await {
-            Ok(Some(d)) => json(&shown(&d)),
-            Ok(None) => error(StatusCode::NOT_FOUND, "no such upload"),
-            Err(e) => unavailable(e),
-        }
+        let d = match self.catalog.direct_upload(id).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return error(StatusCode::NOT_FOUND, "no such upload"),
+            Err(e) => return unavailable(e),
+        };
+        let mut v = shown(&d);
+        let (offset, length) = match self.offset(&d).await {
+            Ok(p) => p,
+            Err(e) => return unavailable(e),
+        };
+        v["offset"] = offset.into();
+        v["length"] = length.into();
+        // One decimal: a progress bar's worth, and never 100 before the last byte.
+        v["percent"] = length
+            .map(|l| match l {
+                0 => 100.0,
+                _ => ((offset as f64 * 1000.0 / l as f64).floor() / 10.0).min(100.0),
+            })
+            .into();
+        json(&v)
+    }
+
+    /// How far the upload of `d` has come: the bytes in (counting those a request of this
+    /// origin is writing now) and its length when known.
+    async fn offset(
+        &self,
+        d: &catalog::DirectUpload,
+    ) -> Result<(u64, Option<u64>), catalog::Error> {
+        let Some(upload_id) = &d.upload_id else {
+            return Ok((0, None));
+        };
+        let Some(u) = self.catalog.upload(upload_id).await? else {
+            return Ok((0, None));
+        };
+        let writing = self
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(upload_id)
+            .map(|r| r.load(Ordering::Relaxed));
+        Ok((writing.unwrap_or(0).max(u.received), u.length))
     }
 
     /// Deletes the bytes of unfinished uploads past their expiry, and marks direct uploads

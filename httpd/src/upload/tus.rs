@@ -8,10 +8,12 @@
 //! request meets them: `Tus-Resumable: 1.0.0` or `412`; the direct upload known and used from
 //! its web origin, else `404`/`403`; the upload its own, else `404`. A `PATCH` needs
 //! `application/offset+octet-stream` (`415`) and the offset the server has (`409`); a second
-//! writer at once gets `423`; more bytes than the length, `413`; a checksum that does not match
+//! writer at once gets `423` (also one on another origin, when Redis is configured); more bytes than the length, `413`; a checksum that does not match
 //! keeps nothing (`460`). Bytes are streamed to disk as they come, flushed to it before the
 //! catalog counts them; a body cut short keeps what arrived.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
@@ -170,13 +172,22 @@ impl Checksum {
     }
 }
 
-/// The writer's hold on an upload; let go when dropped.
+/// The writer's hold on an upload, here and (with Redis) across origins; let go when dropped.
 struct Writing<'a> {
+    _here: Here<'a>,
+    /// The offset its bytes have reached (`GET /api/v1/uploads/{id}` shows it).
+    reached: Arc<AtomicU64>,
+    _lease: super::lease::Lease,
+}
+
+/// This origin's hold on an upload; let go when dropped (also when taking the lease fails, or
+/// the request is dropped meanwhile).
+struct Here<'a> {
     uploads: &'a Uploads,
     id: String,
 }
 
-impl Drop for Writing<'_> {
+impl Drop for Here<'_> {
     fn drop(&mut self) {
         self.uploads
             .writing
@@ -264,13 +275,40 @@ impl Uploads {
         }
     }
 
-    /// Takes the upload for one writer; `None` while another has it.
-    fn hold(&self, id: &str) -> Option<Writing<'_>> {
-        let mut w = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        w.insert(id.to_string()).then(|| Writing {
+    /// Takes upload `id` of `d` for one writer: `423` while another has it, on this origin or
+    /// (with Redis) on another.
+    async fn hold(&self, d: &DirectUpload, id: &str) -> Result<Writing<'_>, Response<Body>> {
+        let reached = Arc::new(AtomicU64::new(0));
+        {
+            let mut w = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+            if w.contains_key(id) {
+                return Err(locked(d));
+            }
+            w.insert(id.to_string(), reached.clone());
+        }
+        let here = Here {
             uploads: self,
             id: id.to_string(),
-        })
+        };
+        match self.leases.take(id).await {
+            Ok(Some(lease)) => Ok(Writing {
+                _here: here,
+                reached,
+                _lease: lease,
+            }),
+            Ok(None) => {
+                tracing::info!(upload = id, "a writer on another origin holds this upload");
+                Err(locked(d))
+            }
+            Err(e) => {
+                tracing::warn!(upload = id, error = %e, "Redis did not answer for an upload writer's lease");
+                Err(answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(d),
+                    "cannot take this upload for writing now; try again",
+                ))
+            }
+        }
     }
 
     /// `POST /uploads/{direct}`: creates the upload (once per URL), with its first bytes when
@@ -469,9 +507,9 @@ impl Uploads {
             Ok(c) => c,
             Err(m) => return bad(&m),
         };
-        let _writing = match self.hold(&u.id) {
-            Some(w) => w,
-            None => return locked(d),
+        let writing = match self.hold(d, &u.id).await {
+            Ok(w) => w,
+            Err(r) => return r,
         };
         // Read again under the hold: another writer may have just finished.
         u = match self.catalog.upload(&u.id).await {
@@ -529,7 +567,11 @@ impl Uploads {
             return r;
         }
         let room = u.length.unwrap_or(self.config.max_size) - u.received;
-        let appended = match self.write_body(d, &u, req, room, checksum.as_mut()).await {
+        writing.reached.store(u.received, Ordering::Relaxed);
+        let appended = match self
+            .write_body(d, &u, req, room, checksum.as_mut(), &writing.reached)
+            .await
+        {
             Ok(a) => a,
             Err(r) => return r,
         };
@@ -585,6 +627,7 @@ impl Uploads {
         req: Request<B>,
         room: u64,
         mut checksum: Option<&mut Checksum>,
+        reached: &AtomicU64,
     ) -> Result<Appended, Response<Body>>
     where
         B: http_body::Body + Send,
@@ -629,6 +672,7 @@ impl Uploads {
             }
             file.write_all(&bytes).await.map_err(failed)?;
             kept += bytes.len() as u64;
+            reached.store(u.received + kept, Ordering::Relaxed);
         }
         file.flush().await.map_err(failed)?;
         file.sync_data().await.map_err(failed)?;
@@ -687,9 +731,9 @@ impl Uploads {
             Ok(u) => u,
             Err(r) => return r,
         };
-        let _writing = match self.hold(&u.id) {
-            Some(w) => w,
-            None => return locked(&d),
+        let _writing = match self.hold(&d, &u.id).await {
+            Ok(w) => w,
+            Err(r) => return r,
         };
         match self.catalog.cancel_upload(&u).await {
             Ok(true) => {

@@ -1,0 +1,126 @@
+//! One writer per upload across origins: with Redis configured, a writer holds a lease on the
+//! upload in Redis (`SET NX PX`), renewed while it writes and released when it stops, so an
+//! origin behind the same load balancer answers a second writer `423` as this one does. A writer
+//! whose process dies holds its upload no longer than [`TTL`]. Without Redis every lease is
+//! granted: one origin's own lock is the whole rule.
+
+use std::time::Duration;
+
+use replica::RedisClient;
+use tokio::sync::oneshot;
+
+/// A lease lapses this long after its holder last renewed it...
+const TTL: Duration = Duration::from_secs(30);
+/// ... which it does this often while it writes.
+const RENEW: Duration = Duration::from_secs(10);
+
+/// Renews a lease if the caller still holds it (`KEYS[1]`, its token `ARGV[1]`).
+const RENEW_SCRIPT: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end"#;
+/// Releases a lease if the caller still holds it.
+const RELEASE_SCRIPT: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
+
+/// Where leases are taken.
+pub struct Leases {
+    redis: Option<RedisClient>,
+}
+
+/// A writer's lease; released when dropped.
+pub struct Lease {
+    /// Dropping it tells the renewing task to release the lease.
+    _release: Option<oneshot::Sender<()>>,
+}
+
+impl Leases {
+    pub fn new(redis: Option<RedisClient>) -> Leases {
+        Leases { redis }
+    }
+
+    /// The lease on upload `id`, `None` while another writer holds it; an error when Redis does
+    /// not answer.
+    pub async fn take(&self, id: &str) -> redis::RedisResult<Option<Lease>> {
+        let Some(client) = &self.redis else {
+            return Ok(Some(Lease { _release: None }));
+        };
+        let key = format!("estuary:upload-writer:{id}");
+        let token = super::random_id();
+        let mut c = client.shared().await?;
+        let taken: redis::RedisResult<Option<String>> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(TTL.as_millis() as u64)
+            .query_async(&mut c)
+            .await;
+        let taken = match taken {
+            Ok(t) => t,
+            Err(e) => {
+                client.reset_shared().await;
+                return Err(e);
+            }
+        };
+        if taken.is_none() {
+            return Ok(None);
+        }
+        let (release, released) = oneshot::channel();
+        tokio::spawn(hold(client.clone(), key, token, released));
+        Ok(Some(Lease {
+            _release: Some(release),
+        }))
+    }
+}
+
+/// Renews the lease until `released` fires (or its sender is dropped), then releases it.
+async fn hold(
+    client: RedisClient,
+    key: String,
+    token: String,
+    mut released: oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut released => break,
+            _ = tokio::time::sleep(RENEW) => {}
+        }
+        let kept: redis::RedisResult<i64> = match client.shared().await {
+            Ok(mut c) => {
+                redis::cmd("EVAL")
+                    .arg(RENEW_SCRIPT)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(&token)
+                    .arg(TTL.as_millis() as u64)
+                    .query_async(&mut c)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match kept {
+            Ok(1) => {}
+            Ok(_) => {
+                tracing::warn!(key, "an upload writer's lease lapsed while it wrote (Redis was out of reach for 30 s?)");
+                return;
+            }
+            Err(e) => {
+                client.reset_shared().await;
+                tracing::warn!(key, error = %e, "cannot renew an upload writer's lease; trying again");
+            }
+        }
+    }
+    let done: redis::RedisResult<i64> = match client.shared().await {
+        Ok(mut c) => {
+            redis::cmd("EVAL")
+                .arg(RELEASE_SCRIPT)
+                .arg(1)
+                .arg(&key)
+                .arg(&token)
+                .query_async(&mut c)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = done {
+        client.reset_shared().await;
+        tracing::warn!(key, error = %e, "cannot release an upload writer's lease; it lapses in 30 s");
+    }
+}

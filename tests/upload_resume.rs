@@ -1,0 +1,351 @@
+//! Uploads that outlive what breaks them, at the sizes creators send. A 200 MB video uploaded
+//! by tus-js-client's Node build whose process is killed twice and whose server restarts once
+//! on the way, ending as the same video. And an upload begun on one origin and finished on
+//! another behind the same load balancer (one PostgreSQL catalog, one Redis, one shared
+//! uploads directory): one writer at a time across both, the dead writer's hold let go after
+//! its lease, the asset served by both.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::player::player_dir;
+use common::postgres::Postgres;
+use common::upload::*;
+use common::*;
+
+/// tus_node.mjs uploading `file` to `url`, its lines (JSON) coming through a channel.
+struct NodeUpload {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+}
+
+impl NodeUpload {
+    fn start(file: &std::path::Path, url: &str, store: &std::path::Path) -> NodeUpload {
+        let mut child = Command::new("node")
+            .arg("tus_node.mjs")
+            .arg(file)
+            .arg(url)
+            .arg(store)
+            .current_dir(player_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node (scripts/test.sh installs it)");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "text": line }));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        NodeUpload { child, lines }
+    }
+
+    /// Reads lines until one satisfies `f` (or the uploader ends or fails); every line read.
+    fn until(&self, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        loop {
+            let v = self
+                .lines
+                .recv_timeout(Duration::from_secs(300))
+                .unwrap_or_else(|_| panic!("tus_node.mjs: no {what}; it said {seen:?}"));
+            assert!(v["error"].is_null(), "tus_node.mjs: {v}; before: {seen:?}");
+            let found = f(&v);
+            seen.push(v);
+            if found {
+                return seen;
+            }
+        }
+    }
+
+    /// Killed as a closed laptop or a crashed tool is: no goodbye on its connection.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeUpload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sent_fraction(v: &serde_json::Value) -> f64 {
+    v["sent"].as_f64().unwrap_or(0.0) / v["total"].as_f64().unwrap_or(f64::MAX)
+}
+
+#[test]
+fn a_200_mb_upload_from_node_survives_two_kills_and_a_restart() {
+    let mut srv = Server::start("");
+    let made = TempDir::new("upload-big");
+    // 45 s of 720p noise at about 40 Mbit/s, with sound: over 200 MB that do not compress.
+    let video = clip(
+        &made.0,
+        "big.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30,noise=alls=60:allf=t",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "45",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "36M",
+            "-minrate",
+            "36M",
+            "-maxrate",
+            "36M",
+            "-bufsize",
+            "36M",
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+        ],
+    );
+    let size = std::fs::metadata(&video).unwrap().len();
+    assert!(size >= 200_000_000, "{size} bytes");
+    let d = direct(&srv, r#"{"new_asset_settings": {"title": "Big"}}"#);
+    let id = d["id"].as_str().unwrap().to_string();
+    let url = d["url"].as_str().unwrap().to_string();
+    let store = made.0.join("tus-urls.json");
+
+    // Killed at 40%: what arrived stays.
+    let first = NodeUpload::start(&video, &url, &store);
+    first.until("40% sent", |v| sent_fraction(v) >= 0.4);
+    first.kill();
+    // The bytes of a cut request are counted once the server has seen it break: HEAD (the
+    // catalog's offset) then says what the API showed in flight, and more than `before`.
+    let counted = |srv: &Server, before: u64| {
+        wait_for(
+            "the cut request's bytes counted",
+            Duration::from_secs(60),
+            || {
+                let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).ok()?);
+                let o = d["offset"].as_u64()?;
+                let upload = d["upload_id"].as_str()?.to_string();
+                let head = tus(
+                    srv.http,
+                    "HEAD",
+                    &format!("/uploads/{id}/{upload}"),
+                    &[],
+                    b"",
+                );
+                (head.header("upload-offset")?.parse::<u64>().ok()? == o && o > before).then_some(o)
+            },
+        )
+    };
+    let after_first = counted(&srv, 0);
+    assert!(
+        (size / 5..size * 3 / 5).contains(&after_first),
+        "{after_first} of {size}"
+    );
+
+    // Resumed, killed again at 70%, and the server restarts.
+    let second = NodeUpload::start(&video, &url, &store);
+    let said = second.until("70% sent", |v| sent_fraction(v) >= 0.7);
+    assert_eq!(said[0]["resumed"], true, "{said:?}");
+    let first_sent = said.iter().find_map(|v| v["sent"].as_u64()).unwrap();
+    assert!(
+        first_sent >= after_first,
+        "went on from {after_first}, not from 0: {said:?}"
+    );
+    second.kill();
+    let after_second = counted(&srv, after_first);
+    assert!(after_second < size, "{after_second} of {size}");
+    // The server restarts: what was counted stays.
+    srv.restart();
+    let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).unwrap());
+    assert_eq!(d["offset"], after_second, "{d}");
+
+    // The third run ends it.
+    let third = NodeUpload::start(&video, &url, &store);
+    let said = third.until("done", |v| v["done"] == true);
+    assert_eq!(said[0]["resumed"], true, "{said:?}");
+    drop(third);
+    let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).unwrap());
+    assert_eq!(d["status"], "asset_created", "{d}");
+    assert_eq!(d["offset"], size, "{d}");
+    let asset = d["asset_id"].as_str().unwrap().to_string();
+    let a = settled(&srv, &asset);
+    assert_eq!(a["status"], "ready", "{a}");
+    assert_eq!(a["title"], "Big", "{a}");
+    assert!((a["duration"].as_f64().unwrap() - 45.0).abs() < 0.05, "{a}");
+
+    // The same video, every packet of it, playing.
+    let (packaged, _) = download_vod(&srv, &asset, "video");
+    let (audio, _) = download_vod(&srv, &asset, "audio");
+    let (source_video, source_audio) = packet_counts(&video);
+    assert_eq!(packet_counts(&packaged).0, source_video);
+    assert_eq!(packet_counts(&audio).1, source_audio);
+    let player_port = common::player::serve_page();
+    for (page, manifest) in [("index.html", "index.m3u8"), ("dash.html", "manifest.mpd")] {
+        let url = format!(
+            "http://127.0.0.1:{player_port}/{page}?src=http://127.0.0.1:{}/vod/{asset}/{manifest}&catchup=0",
+            srv.http
+        );
+        let lines = common::player::run_player(&url, 10);
+        let played = lines
+            .iter()
+            .filter_map(|l| common::player::field(l, "currentTime"))
+            .fold(0.0, f64::max);
+        assert!(played > 4.0, "{page}: played {played} s: {lines:?}");
+    }
+}
+
+#[test]
+fn an_upload_begun_on_one_origin_goes_on_on_another() {
+    let pg = Postgres::start();
+    let redis_port = free_port();
+    let _redis = Redis::start(redis_port);
+    let shared = TempDir::new("two-origins");
+    let config = format!(
+        "[catalog]\nurl = \"{}\"\n[redis]\nurl = \"redis://127.0.0.1:{redis_port}\"\n\
+         [uploads]\ndir = \"{}\"\n[archive]\ndir = \"{}\"\n",
+        pg.url(),
+        shared.0.join("uploads").display(),
+        shared.0.join("archive").display()
+    );
+    let mut a = Server::start(&config);
+    let b = Server::start(&config);
+
+    // 6 s at 25 frames a second: 150 video packets.
+    let video = clip(
+        &shared.0,
+        "two.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "50",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let bytes = std::fs::read(&video).unwrap();
+    let size = bytes.len();
+    let third = size / 3;
+    let d = direct(&a, "{}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let length = size.to_string();
+    let made = tus(
+        a.http,
+        "POST",
+        &format!("/uploads/{id}"),
+        &[("Upload-Length", &length)],
+        b"",
+    );
+    assert_eq!(made.status, 201, "{}", made.text());
+    let at = made.header("location").unwrap().to_string();
+    let octets = ("Content-Type", "application/offset+octet-stream");
+    let patch = |port: u16, from: usize, to: usize| {
+        tus(
+            port,
+            "PATCH",
+            &at,
+            &[octets, ("Upload-Offset", &from.to_string())],
+            &bytes[from..to],
+        )
+    };
+    assert_eq!(patch(a.http, 0, third).status, 204);
+
+    // A writes the rest slowly: 1000 bytes, then nothing.
+    let mut held = TcpStream::connect(("127.0.0.1", a.http)).unwrap();
+    write!(
+        held,
+        "PATCH {at} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: {third}\r\nContent-Length: {}\r\n\r\n",
+        size - third
+    )
+    .unwrap();
+    held.write_all(&bytes[third..third + 1000]).unwrap();
+    let in_flight = wait_for("A's offset in flight", Duration::from_secs(30), || {
+        let d = json(api_get(a.http, &format!("/api/v1/uploads/{id}")).ok()?);
+        (d["offset"] == third + 1000).then_some(d)
+    });
+    assert!(in_flight["percent"].as_f64().unwrap() > 33.0, "{in_flight}");
+    // B refuses a second writer while A's holds the upload.
+    let refused = patch(b.http, third, size);
+    assert_eq!(refused.status, 423, "{}", refused.text());
+    let on_b = json(api_get(b.http, &format!("/api/v1/uploads/{id}")).unwrap());
+    assert_eq!(
+        on_b["offset"], third,
+        "B sees what the catalog counts: {on_b}"
+    );
+
+    // A dies mid-request and comes back: the dead writer's lease holds the upload a while...
+    a.restart();
+    drop(held);
+    let refused = patch(a.http, third, size);
+    assert_eq!(refused.status, 423, "{}", refused.text());
+    // ... then B goes on from the counted offset (the uncounted 1000 bytes cut) and ends it.
+    let done = wait_for(
+        "the dead writer's lease to lapse",
+        Duration::from_secs(60),
+        || {
+            let r = patch(b.http, third, size);
+            (r.status != 423).then_some(r)
+        },
+    );
+    assert_eq!(done.status, 204, "{}", done.text());
+    assert_eq!(done.header("upload-offset"), Some(length.as_str()));
+    let upload = at.rsplit('/').next().unwrap();
+    let kept = std::fs::read(shared.0.join("uploads").join(upload));
+    // (Packaging may already have taken the bytes away.)
+    if let Ok(kept) = kept {
+        assert!(kept == bytes, "the bytes as sent");
+    }
+
+    let d = json(api_get(a.http, &format!("/api/v1/uploads/{id}")).unwrap());
+    assert_eq!(d["status"], "asset_created", "{d}");
+    let asset = d["asset_id"].as_str().unwrap().to_string();
+    let settled_a = settled(&a, &asset);
+    assert_eq!(settled_a["status"], "ready", "{settled_a}");
+    for srv in [&a, &b] {
+        let listed = json(api_get(srv.http, "/api/v1/assets").unwrap());
+        assert!(
+            listed["assets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["id"] == asset.as_str()),
+            "{listed}"
+        );
+        let (packaged, _) = download_vod(srv, &asset, "video");
+        assert_eq!(packet_counts(&packaged).0, 150);
+    }
+}

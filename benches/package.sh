@@ -19,7 +19,6 @@ SECS=${1:-600}
 HEIGHT=${2:-1080}
 ROUNDS=${ROUNDS:-3}
 HTTP=18190
-TOKEN=bench-api-token-0123456789
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/estuary/bench
 clip=$cache/clip-${HEIGHT}p-${SECS}s.mp4
 mkdir -p "$cache"
@@ -39,42 +38,26 @@ work=$(mktemp -d /dev/shm/estuary-package.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-digest=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
-cat > "$work/estuary.toml" <<TOML
-[server]
-data_dir = "$work/data"
-[http]
-listen = "127.0.0.1:$HTTP"
-[rtmp]
-listen = "127.0.0.1:0"
-[srt]
-listen = "127.0.0.1:0"
-[whip]
-enabled = false
-[api]
-tokens = ["sha256:$digest"]
-[uploads]
-max_size_mb = 8192
-TOML
-RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$work/estuary.toml" > "$work/estuary.log" 2>&1 & pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null || { cat "$work/estuary.log" >&2; exit 1; }
+. benches/uploads.sh
+start_estuary "$work" "$HTTP" "max_size_mb = 8192"
 
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 estuary_round() {
-  local d id asset took
-  d=$(curl -sf -X POST -H "Authorization: Bearer $TOKEN" -d '{}' "http://127.0.0.1:$HTTP/api/v1/uploads")
-  id=$(echo "$d" | field '["id"]')
-  curl -sf -o /dev/null -X POST -H 'Tus-Resumable: 1.0.0' -H "Upload-Length: $size" \
-    -H 'Content-Type: application/offset+octet-stream' -T "$clip" "http://127.0.0.1:$HTTP/uploads/$id"
-  asset=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP/api/v1/uploads/$id" | field '["asset_id"]')
+  local id asset took
+  id=$(direct_upload "$HTTP")
+  tus_put "$HTTP" "$id" "$clip"
+  asset=$(curl -sf -H "Authorization: Bearer $BENCH_TOKEN" "http://127.0.0.1:$HTTP/api/v1/uploads/$id" | field '["asset_id"]')
+  # Until its "asset ready" line (logged just after the catalog says ready) or an error.
   for _ in $(seq 1200); do
-    grep -q "asset=$asset .*asset ready" "$work/estuary.log" && break
-    grep -q "asset=$asset" "$work/estuary.log" && grep "asset=$asset" "$work/estuary.log" | grep -q 'errored\|waiting' && break
+    grep "asset ready" "$work/estuary.log" | grep -q "$asset" && break
+    curl -sf -H "Authorization: Bearer $BENCH_TOKEN" "http://127.0.0.1:$HTTP/api/v1/assets/$asset" |
+      grep -q '"status":"errored"' && break
     sleep 0.1
   done
-  took=$(grep "asset=$asset .*asset ready" "$work/estuary.log" | sed -n 's/.*took_s=\([0-9.]*\).*/\1/p')
-  [ -n "$took" ] || { grep "asset=$asset" "$work/estuary.log" >&2; exit 1; }
+  took=$(grep "asset ready" "$work/estuary.log" | grep "$asset" | sed -n 's/.*took_s=\([0-9.]*\).*/\1/p')
+  [ -n "$took" ] || { grep "$asset" "$work/estuary.log" >&2; exit 1; }
+  # Each round on an empty archive, as ffmpeg's on an empty directory.
+  curl -sf -o /dev/null -X DELETE -H "Authorization: Bearer $BENCH_TOKEN" "http://127.0.0.1:$HTTP/api/v1/assets/$asset"
   echo "$took"
 }
 ffmpeg_round() {

@@ -205,20 +205,7 @@ fn a_browser_upload_survives_a_closed_tab_and_a_restart_and_plays() {
         "the pictures are the uploaded ones"
     );
 
-    // It plays in hls.js and dash.js.
-    let player_port = common::player::serve_page();
-    for (page, manifest) in [("index.html", "index.m3u8"), ("dash.html", "manifest.mpd")] {
-        let url = format!(
-            "http://127.0.0.1:{player_port}/{page}?src=http://127.0.0.1:{}/vod/{asset}/{manifest}&catchup=0",
-            srv.http
-        );
-        let lines = common::player::run_player(&url, 10);
-        let played = lines
-            .iter()
-            .filter_map(|l| common::player::field(l, "currentTime"))
-            .fold(0.0, f64::max);
-        assert!(played > 4.0, "{page}: played {played} s: {lines:?}");
-    }
+    plays_in_hls_js_and_dash_js(&srv, &asset);
 }
 
 /// Files that are not H.264/HEVC with AAC wait for re-encoding with the reason; files that are
@@ -474,19 +461,11 @@ fn the_tus_protocol_refuses_what_it_must() {
     .unwrap();
     // (At an offset that is not the upload's: until the first request holds the upload, this
     // one is refused with 409 and writes nothing.)
-    let file = srv
-        .dir
-        .0
-        .join("data/uploads")
-        .join(at.rsplit('/').next().unwrap());
-    wait_for(
-        "the first writer's bytes on disk",
-        Duration::from_secs(10),
-        || (std::fs::metadata(&file).ok()?.len() == 8).then_some(()),
-    );
     // The API shows the bytes of the request in flight; HEAD, the bytes the catalog counts.
-    let progress = json(api_get(http, &format!("/api/v1/uploads/{id}")).unwrap());
-    assert_eq!(progress["offset"], 8, "{progress}");
+    let progress = wait_for("the first writer's bytes", Duration::from_secs(10), || {
+        let p = json(api_get(http, &format!("/api/v1/uploads/{id}")).ok()?);
+        (p["offset"] == 8).then_some(p)
+    });
     assert!(
         progress["length"].is_null() && progress["percent"].is_null(),
         "the length is not told yet: {progress}"

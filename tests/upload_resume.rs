@@ -201,19 +201,7 @@ fn a_200_mb_upload_from_node_survives_two_kills_and_a_restart() {
     let (source_video, source_audio) = packet_counts(&video);
     assert_eq!(packet_counts(&packaged).0, source_video);
     assert_eq!(packet_counts(&audio).1, source_audio);
-    let player_port = common::player::serve_page();
-    for (page, manifest) in [("index.html", "index.m3u8"), ("dash.html", "manifest.mpd")] {
-        let url = format!(
-            "http://127.0.0.1:{player_port}/{page}?src=http://127.0.0.1:{}/vod/{asset}/{manifest}&catchup=0",
-            srv.http
-        );
-        let lines = common::player::run_player(&url, 10);
-        let played = lines
-            .iter()
-            .filter_map(|l| common::player::field(l, "currentTime"))
-            .fold(0.0, f64::max);
-        assert!(played > 4.0, "{page}: played {played} s: {lines:?}");
-    }
+    plays_in_hls_js_and_dash_js(&srv, &asset);
 }
 
 #[test]

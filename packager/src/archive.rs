@@ -19,9 +19,20 @@
 //! Each object is written whole (on disk: to a temporary name, then renamed; in S3 a PUT is
 //! atomic), segments before the playlists that name them, so a crash mid-stream loses at most
 //! the segment being written, and a playlist never names a segment that is not complete.
+//!
+//! The cost stays low and flat however long a stream runs: a segment is one write, and the
+//! media playlists (which object storage can only rewrite whole; on disk each rewrite is a new
+//! file) are rewritten every [`REWRITE_MIN`] at most, and at most once per
+//! [`REWRITE_PER_SEGMENT`] of the segments they list, so the work per second does not grow
+//! with their length: a young archive's playlists follow its stream within 4 s, a two-hour
+//! one's (3,600 segments of 2 s) within 72 s. The multivariant playlist is written with the
+//! first media playlists and again at the end. When the stream ends, everything is written at
+//! once, complete. (The live stream itself is served from memory, not from here.)
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
@@ -36,6 +47,18 @@ use crate::window::StreamWindow;
 
 /// Where archives are kept.
 pub type Store = Arc<dyn ObjectStore>;
+
+/// While live, playlists are rewritten at least this far apart...
+pub const REWRITE_MIN: Duration = Duration::from_secs(4);
+/// ... and playlists listing n segments at least n times this apart.
+pub const REWRITE_PER_SEGMENT: Duration = Duration::from_millis(20);
+
+/// Whether playlists listing `segments` and last written at `last` are due for a rewrite `now`.
+fn rewrite_due(segments: usize, last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|l| {
+        now.duration_since(l) >= REWRITE_MIN.max(REWRITE_PER_SEGMENT * segments as u32)
+    })
+}
 
 /// One archive file: `{id}/{rest}`.
 pub(crate) struct Dir<'a> {
@@ -117,6 +140,10 @@ pub async fn run(w: Arc<StreamWindow>, store: Store, hook: Option<&crate::OnArch
     tell(None).await;
     let tracks = w.read(|st| st.tracks.len());
     let mut done: Vec<Vec<Segment>> = vec![Vec::new(); tracks];
+    // When the playlists were last written, and whether segments came since.
+    let mut written: Option<Instant> = None;
+    let mut stale = false;
+    let mut multivariant_out = false;
     let mut rx = w.subscribe();
     loop {
         let (new, ended) = w.read(|st| {
@@ -141,7 +168,7 @@ pub async fn run(w: Arc<StreamWindow>, store: Store, hook: Option<&crate::OnArch
             }
             (new, st.ended)
         });
-        let changed = !new.is_empty();
+        stale |= !new.is_empty();
         for (i, rendition, a, chunks) in new {
             // The segment's parts as they are in the window: one object, no copy into one buffer.
             let data: PutPayload = chunks.into_iter().collect();
@@ -151,14 +178,18 @@ pub async fn run(w: Arc<StreamWindow>, store: Store, hook: Option<&crate::OnArch
             }
             done[i].push(a);
         }
-        if changed || ended {
-            if let Err(e) = playlists(&w, &dir, &done, ended).await {
-                warn!(stream = %w.name, error = %e, "archive playlist write failed");
+        let listed = done.iter().map(Vec::len).max().unwrap_or(0);
+        if ended || (stale && rewrite_due(listed, written, Instant::now())) {
+            match playlists(&w, &dir, &done, !multivariant_out, ended).await {
+                Ok(()) => multivariant_out = true,
+                Err(e) => warn!(stream = %w.name, error = %e, "archive playlist write failed"),
             }
+            written = Some(Instant::now());
+            stale = false;
         }
         if ended || rx.changed().await.is_err() {
             if !ended {
-                let _ = playlists(&w, &dir, &done, true).await;
+                let _ = playlists(&w, &dir, &done, true, true).await;
             }
             info!(stream = %w.name, archive = %id, segments = done.first().map_or(0, Vec::len), "archive complete");
             tell(Some(summary(&w, &done))).await;
@@ -236,33 +267,38 @@ async fn playlists(
     w: &StreamWindow,
     dir: &Dir<'_>,
     done: &[Vec<Segment>],
+    first: bool,
     ended: bool,
 ) -> object_store::Result<()> {
     // The live stream's target duration, fixed when its first segment ended: an EVENT
     // playlist keeps it.
-    let (renditions, multivariant, td) = w.read(|st| {
-        let renditions: Vec<vod::Rendition> = st
-            .tracks
-            .iter()
-            .zip(done)
-            .map(|(t, segments)| vod::Rendition {
-                name: t.rendition.clone(),
-                info: t.info.clone(),
-                peak: t.peak_bitrate.max(t.average_bitrate()).max(1),
-                average: t.average_bitrate(),
-                frame_rate: t.frame_rate(),
-                segments: segments.clone(),
-            })
-            .collect();
-        (renditions, hls::multivariant(w, st), w.target_duration(st))
+    let (names, multivariant, td) = w.read(|st| {
+        let names: Vec<String> = st.tracks.iter().map(|t| t.rendition.clone()).collect();
+        (names, hls::multivariant(w, st), w.target_duration(st))
     });
-    for r in &renditions {
-        let p = vod::media_playlist(&r.segments, td, ended);
-        dir.put(&format!("{}/index.m3u8", r.name), Bytes::from(p))
+    for (name, segments) in names.iter().zip(done) {
+        let p = vod::media_playlist(segments, td, ended);
+        dir.put(&format!("{name}/index.m3u8"), Bytes::from(p))
             .await?;
     }
-    dir.put("index.m3u8", Bytes::from(multivariant)).await?;
+    if first || ended {
+        dir.put("index.m3u8", Bytes::from(multivariant)).await?;
+    }
     if ended {
+        let renditions: Vec<vod::Rendition> = w.read(|st| {
+            st.tracks
+                .iter()
+                .zip(done)
+                .map(|(t, segments)| vod::Rendition {
+                    name: t.rendition.clone(),
+                    info: t.info.clone(),
+                    peak: t.peak_bitrate.max(t.average_bitrate()).max(1),
+                    average: t.average_bitrate(),
+                    frame_rate: t.frame_rate(),
+                    segments: segments.clone(),
+                })
+                .collect()
+        });
         let mpd = vod::static_mpd(&renditions);
         dir.put("manifest.mpd", Bytes::from(mpd)).await?;
         meta(w, dir, Some(SystemTime::now())).await?;
@@ -355,6 +391,17 @@ async fn delete_prefix(store: &dyn ObjectStore, prefix: &Path) -> object_store::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn playlists_are_rewritten_less_often_as_they_grow() {
+        let t0 = Instant::now();
+        assert!(rewrite_due(0, None, t0), "the first write at once");
+        assert!(rewrite_due(10, Some(t0), t0 + Duration::from_secs(4)));
+        assert!(!rewrite_due(10, Some(t0), t0 + Duration::from_millis(3999)));
+        // Two hours of 2 s segments: every 72 s.
+        assert!(!rewrite_due(3600, Some(t0), t0 + Duration::from_secs(71)));
+        assert!(rewrite_due(3600, Some(t0), t0 + Duration::from_secs(72)));
+    }
 
     #[tokio::test]
     async fn prune_deletes_only_ended_archives_past_retention() {

@@ -188,3 +188,20 @@ pub fn base64(b: &[u8]) -> String {
     }
     out
 }
+
+/// Asset `asset` plays for more than 4 s in hls.js and in dash.js.
+pub fn plays_in_hls_js_and_dash_js(srv: &Server, asset: &str) {
+    let player_port = super::player::serve_page();
+    for (page, manifest) in [("index.html", "index.m3u8"), ("dash.html", "manifest.mpd")] {
+        let url = format!(
+            "http://127.0.0.1:{player_port}/{page}?src=http://127.0.0.1:{}/vod/{asset}/{manifest}&catchup=0",
+            srv.http
+        );
+        let lines = super::player::run_player(&url, 10);
+        let played = lines
+            .iter()
+            .filter_map(|l| super::player::field(l, "currentTime"))
+            .fold(0.0, f64::max);
+        assert!(played > 4.0, "{page}: played {played} s: {lines:?}");
+    }
+}

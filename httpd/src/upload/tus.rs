@@ -21,7 +21,6 @@ use bytes::Buf;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use sha1::Digest;
-use tokio::io::AsyncWriteExt;
 
 use catalog::{DirectStatus, DirectUpload, NewAsset, Source, Status, Upload};
 
@@ -670,12 +669,11 @@ impl Uploads {
             if let Some(c) = checksum.as_deref_mut() {
                 c.update(&bytes);
             }
-            file.write_all(&bytes).await.map_err(failed)?;
             kept += bytes.len() as u64;
+            file.push(bytes).await.map_err(failed)?;
             reached.store(u.received + kept, Ordering::Relaxed);
         }
-        file.flush().await.map_err(failed)?;
-        file.sync_data().await.map_err(failed)?;
+        file.finish().await.map_err(failed)?;
         Ok(Appended { kept, cut })
     }
 

@@ -9,7 +9,7 @@
 #   MODE=long N=10 BITRATE=500k MINUTES=120 benches/archive_cpu.sh   # Estuary's archive over a long stream
 #
 # MODE=long keeps one Estuary (archive on) with N publishers for MINUTES and prints the server's
-# CPU for every 10 minutes, and the archive's length then: a cost that grows with the
+# CPU for every EVERY (10) minutes, and the archive's length then: a cost that grows with the
 # recording's age shows there. Files go to a temporary directory under TMPDIR (/tmp); a long
 # run writes N x BITRATE x MINUTES of archive there.
 set -euo pipefail
@@ -20,11 +20,13 @@ WINDOW=${WINDOW:-20}
 BITRATE=${BITRATE:-3M}
 MODE=${MODE:-compare}
 MINUTES=${MINUTES:-120}
+EVERY=${EVERY:-10}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-HTTP=18380; RTMP=12945; SRT=19400
+BASE=${PORT_BASE:-18380}   # HTTP; RTMP and SRT on the next two
+HTTP=$BASE; RTMP=$((BASE + 1)); SRT=$((BASE + 2))
 TCK=$(getconf CLK_TCK)
 
 ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
@@ -91,16 +93,17 @@ stop_all() {
 
 echo "$N publishers of 720p30 $BITRATE H.264 + AAC 128k; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 if [ "$MODE" = long ]; then
+  every=$((EVERY * 60))
   start_server estuary-archive; publish
   printf '%-10s %12s %12s %20s\n' minutes "server CPU" "per stream" "archive segments"
   last=$(cpu_ticks $server_pids)
-  for m in $(seq 10 10 "$MINUTES"); do
-    sleep 600
+  for m in $(seq "$EVERY" "$EVERY" "$MINUTES"); do
+    sleep "$every"
     now=$(cpu_ticks $server_pids)
-    segs=$(grep -c '^#EXTINF' "$work"/data/archive/s1-*/video/index.m3u8 2>/dev/null || echo 0)
-    printf '%-10s %11s%% %11s%% %20s\n' "$((m - 10))-$m" \
-      "$(awk -v a="$last" -v b="$now" -v t="$TCK" 'BEGIN {printf "%.1f", (b - a) / t / 600 * 100}')" \
-      "$(awk -v a="$last" -v b="$now" -v t="$TCK" -v n="$N" 'BEGIN {printf "%.2f", (b - a) / t / 600 * 100 / n}')" "$segs"
+    segs=$(cat "$work"/data/archive/s1-*/video/index.m3u8 2>/dev/null | grep -c '^#EXTINF' || true)
+    printf '%-10s %11s%% %11s%% %20s\n' "$((m - EVERY))-$m" \
+      "$(awk -v a="$last" -v b="$now" -v t="$TCK" -v w="$every" 'BEGIN {printf "%.1f", (b - a) / t / w * 100}')" \
+      "$(awk -v a="$last" -v b="$now" -v t="$TCK" -v w="$every" -v n="$N" 'BEGIN {printf "%.2f", (b - a) / t / w * 100 / n}')" "$segs"
     last=$now
   done
   stop_all

@@ -82,20 +82,7 @@ async fn hold(
             _ = &mut released => break,
             _ = tokio::time::sleep(RENEW) => {}
         }
-        let kept: redis::RedisResult<i64> = match client.shared().await {
-            Ok(mut c) => {
-                redis::cmd("EVAL")
-                    .arg(RENEW_SCRIPT)
-                    .arg(1)
-                    .arg(&key)
-                    .arg(&token)
-                    .arg(TTL.as_millis() as u64)
-                    .query_async(&mut c)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        match kept {
+        match if_held(&client, RENEW_SCRIPT, &key, &token).await {
             Ok(1) => {}
             Ok(_) => {
                 tracing::warn!(key, "an upload writer's lease lapsed while it wrote (Redis was out of reach for 30 s?)");
@@ -107,20 +94,27 @@ async fn hold(
             }
         }
     }
-    let done: redis::RedisResult<i64> = match client.shared().await {
-        Ok(mut c) => {
-            redis::cmd("EVAL")
-                .arg(RELEASE_SCRIPT)
-                .arg(1)
-                .arg(&key)
-                .arg(&token)
-                .query_async(&mut c)
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = done {
+    if let Err(e) = if_held(&client, RELEASE_SCRIPT, &key, &token).await {
         client.reset_shared().await;
         tracing::warn!(key, error = %e, "cannot release an upload writer's lease; it lapses in 30 s");
     }
+}
+
+/// Runs `script` (renew or release) on lease `key` for its holder `token`; the TTL goes along
+/// as `ARGV[2]` (release does not read it). 1 when it was still held.
+async fn if_held(
+    client: &RedisClient,
+    script: &str,
+    key: &str,
+    token: &str,
+) -> redis::RedisResult<i64> {
+    let mut c = client.shared().await?;
+    redis::cmd("EVAL")
+        .arg(script)
+        .arg(1)
+        .arg(key)
+        .arg(token)
+        .arg(TTL.as_millis() as u64)
+        .query_async(&mut c)
+        .await
 }

@@ -115,6 +115,7 @@ fn live_asset(news: &News, status: Status) -> NewAsset {
         passthrough: None,
         playback: if news.signed { "signed" } else { "public" }.into(),
         created_at: None,
+        input_url: None,
     }
 }
 

@@ -133,6 +133,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
                     catalog.clone(),
                     store.clone(),
                     dir.clone(),
+                    config.fetcher(dir.clone())?,
                     uploads.completed(),
                     cancel.clone(),
                 ));

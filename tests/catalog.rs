@@ -5,7 +5,8 @@
 mod common;
 
 use catalog::{
-    AssetSettings, Catalog, DirectStatus, Error, Filter, Media, NewAsset, Patch, Source, Status,
+    AssetSettings, Catalog, DirectStatus, Error, Filter, Input, Media, NewAsset, Patch, Source,
+    Status,
 };
 use common::postgres::Postgres;
 use common::TempDir;
@@ -29,6 +30,7 @@ fn new(id: &str, tags: &[&str], passthrough: Option<&str>) -> NewAsset {
         passthrough: passthrough.map(Into::into),
         playback: "public".into(),
         created_at: None,
+        input_url: None,
     }
 }
 
@@ -283,18 +285,24 @@ async fn uploads(url: &str) {
 
     // Packaging takes the asset once, with the upload its bytes are in; progress shows until
     // its status moves on.
-    let (taken, upload) = c.claim_upload_asset(0).await.unwrap().unwrap();
-    assert_eq!((taken.id.as_str(), upload.as_str()), ("as1", "u1"));
+    let (taken, input) = c.claim_asset_to_prepare(0).await.unwrap().unwrap();
+    assert_eq!(
+        (taken.id.as_str(), input),
+        ("as1", Input::Upload("u1".into()))
+    );
     assert_eq!(
         (taken.status, taken.progress),
         (Status::Preparing, Some(0.0))
     );
-    assert!(c.claim_upload_asset(0).await.unwrap().is_none(), "taken");
+    assert!(
+        c.claim_asset_to_prepare(0).await.unwrap().is_none(),
+        "taken"
+    );
     assert!(c.set_progress("as1", 42.5).await.unwrap());
     assert_eq!(c.get("as1").await.unwrap().unwrap().progress, Some(42.5));
     // Left preparing by a process that stopped: taken again once stale.
     let later = catalog::now_ms() + 1000;
-    let (again, _) = c.claim_upload_asset(later).await.unwrap().unwrap();
+    let (again, _) = c.claim_asset_to_prepare(later).await.unwrap().unwrap();
     assert_eq!(again.id, "as1");
     c.set_status(
         "as1",
@@ -306,10 +314,32 @@ async fn uploads(url: &str) {
     let waiting = c.get("as1").await.unwrap().unwrap();
     assert_eq!(waiting.progress, None);
     assert!(
-        c.claim_upload_asset(later).await.unwrap().is_none(),
+        c.claim_asset_to_prepare(later).await.unwrap().is_none(),
         "waiting for a reason: not taken"
     );
     assert!(!c.set_progress("as1", 50.0).await.unwrap());
+
+    // An asset fetched from a URL is taken with its URL, which the asset itself does not show.
+    let fetched = NewAsset {
+        source: Source::Url,
+        stream: None,
+        status: Status::Waiting,
+        input_url: Some("https://example.com/a.mp4?sig=x".into()),
+        ..new("as2", &[], None)
+    };
+    c.create(&fetched).await.unwrap();
+    let (taken, input) = c.claim_asset_to_prepare(later).await.unwrap().unwrap();
+    assert_eq!(
+        (taken.id.as_str(), input),
+        ("as2", Input::Url("https://example.com/a.mp4?sig=x".into()))
+    );
+    assert!(!serde_json::to_string(&taken)
+        .unwrap()
+        .contains("example.com"));
+    assert!(
+        c.claim_asset_to_prepare(0).await.unwrap().is_none(),
+        "taken"
+    );
 
     // Termination.
     c.create_direct_upload("d2", None, &AssetSettings::default(), now + 60_000)

@@ -120,6 +120,8 @@ pub struct NewAsset {
     pub playback: String,
     /// When it was made, in Unix ms, when not now (an archive brought in from storage).
     pub created_at: Option<i64>,
+    /// The URL its file is fetched from ([`Source::Url`]).
+    pub input_url: Option<String>,
 }
 
 impl Asset {

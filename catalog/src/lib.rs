@@ -18,7 +18,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 pub use asset::{Asset, Filter, Media, NewAsset, Page, Patch, Source, Status, MAX_TITLE};
-pub use upload::{AssetSettings, DirectStatus, DirectUpload, Upload};
+pub use upload::{AssetSettings, DirectStatus, DirectUpload, Input, Upload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -258,8 +258,9 @@ pub(crate) async fn insert_asset(
     let asset = Asset::new(new, now_ms());
     let inserted = sqlx::query(
         "INSERT INTO assets (id, status, error, source, stream, title, description, tags, \
-         passthrough, playback, duration, width, height, codecs, renditions, created_at, updated_at) \
-         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, '[]', '[]', $10, $11) \
+         passthrough, playback, duration, width, height, codecs, renditions, created_at, updated_at, \
+         input_url) \
+         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, '[]', '[]', $10, $11, $12) \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&asset.id)
@@ -273,6 +274,7 @@ pub(crate) async fn insert_asset(
     .bind(&asset.playback)
     .bind(asset.created_at)
     .bind(asset.updated_at)
+    .bind(&new.input_url)
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() == 0 {

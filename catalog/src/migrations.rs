@@ -15,6 +15,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "progress",
         include_str!("../migrations/0003_progress.sql"),
     ),
+    (
+        4,
+        "input_url",
+        include_str!("../migrations/0004_input_url.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -54,6 +54,33 @@ pub struct AssetSettings {
     pub playback: Option<String>,
 }
 
+impl AssetSettings {
+    /// Whether these settings are ones an asset may have.
+    pub fn check(&self) -> Result<()> {
+        if let Some(p) = &self.playback {
+            if p != "public" && p != "signed" {
+                return Err(Error::Invalid("playback: public or signed"));
+            }
+        }
+        crate::Patch {
+            title: Some(self.title.clone()),
+            description: Some(self.description.clone()),
+            tags: Some(self.tags.clone()),
+            passthrough: Some(self.passthrough.clone()),
+        }
+        .check()
+    }
+}
+
+/// Where the file of an asset to prepare is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// In the upload of this id.
+    Upload(String),
+    /// At this URL, to be fetched.
+    Url(String),
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DirectUpload {
     pub id: String,
@@ -297,16 +324,21 @@ impl Catalog {
         Ok(true)
     }
 
-    /// Takes the oldest uploaded asset whose media waits to be made, moving it to `preparing`:
-    /// one `waiting` with no reason given (a reason says it waits for something else), or one
-    /// left `preparing` and untouched since `stale_before` (Unix ms) by a process that stopped.
-    /// With it, the upload its bytes are in. When several processes try at once, one wins.
-    pub async fn claim_upload_asset(&self, stale_before: i64) -> Result<Option<(Asset, String)>> {
+    /// Takes the oldest uploaded or fetched asset whose media waits to be made, moving it to
+    /// `preparing`: one `waiting` with no reason given (a reason says it waits for something
+    /// else), or one left `preparing` and untouched since `stale_before` (Unix ms) by a process
+    /// that stopped. With it, where its file is. When several processes try at once, one wins.
+    pub async fn claim_asset_to_prepare(
+        &self,
+        stale_before: i64,
+    ) -> Result<Option<(Asset, Input)>> {
         for _ in 0..8 {
             let found = sqlx::query(
                 "SELECT a.id AS id, a.status AS status, a.updated_at AS updated_at, \
-                 d.upload_id AS upload_id FROM assets a JOIN direct_uploads d ON d.asset_id = a.id \
-                 WHERE a.source = 'upload' AND d.upload_id IS NOT NULL AND \
+                 d.upload_id AS upload_id, a.input_url AS input_url FROM assets a \
+                 LEFT JOIN direct_uploads d ON d.asset_id = a.id \
+                 WHERE ((a.source = 'upload' AND d.upload_id IS NOT NULL) OR \
+                 (a.source = 'url' AND a.input_url IS NOT NULL)) AND \
                  ((a.status = 'waiting' AND a.error IS NULL) OR \
                  (a.status = 'preparing' AND a.updated_at < $1)) \
                  ORDER BY a.created_at, a.id LIMIT 1",
@@ -320,7 +352,14 @@ impl Catalog {
             let id: String = col(&row, "id")?;
             let status: String = col(&row, "status")?;
             let updated_at: i64 = col(&row, "updated_at")?;
-            let upload: String = col(&row, "upload_id")?;
+            let input = match (
+                col::<Option<String>>(&row, "upload_id")?,
+                col::<Option<String>>(&row, "input_url")?,
+            ) {
+                (Some(upload), _) => Input::Upload(upload),
+                (None, Some(url)) => Input::Url(url),
+                (None, None) => return Err(Error::Invalid("an asset to prepare has no input")),
+            };
             let claimed = sqlx::query(
                 "UPDATE assets SET status = 'preparing', error = NULL, progress = 0, \
                  updated_at = $4 WHERE id = $1 AND status = $2 AND updated_at = $3",
@@ -332,7 +371,7 @@ impl Catalog {
             .execute(&self.pool)
             .await?;
             if claimed.rows_affected() == 1 {
-                return Ok(self.get(&id).await?.map(|a| (a, upload)));
+                return Ok(self.get(&id).await?.map(|a| (a, input)));
             }
             // Another process took it first: look again.
         }

@@ -10,7 +10,7 @@
 //! | `/api/v1/streams/{name}/key`, `.../kick`, `.../tokens` | `POST`: rotate its key, kick its publisher, mint a playback token |
 //! | `/api/v1/viewers/{viewer}/tokens` | `POST`: mint a viewer token (for the resume API) |
 //! | `/api/v1/vod` | JSON: the VOD archives |
-//! | `/api/v1/assets` | JSON: the catalog's assets (filtered, a page at a time) |
+//! | `/api/v1/assets` | JSON: the catalog's assets (filtered, a page at a time); `POST` one fetched from a URL |
 //! | `/api/v1/assets/{id}` | JSON: one asset; `PATCH` its metadata, `DELETE` it and its media |
 //! | `/api/v1/uploads` | `POST`: a direct upload URL; `/api/v1/uploads/{id}`: where it is |
 //! | `/uploads/{id}`, `/uploads/{id}/{upload}` | tus: creation; `HEAD`, `PATCH`, `DELETE` an upload (the URL is the credential) |

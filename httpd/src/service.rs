@@ -338,6 +338,14 @@ impl Service {
                 Some(a) => a.delete(id).await,
                 None => no_catalog(),
             },
+            (&Method::POST, Route::Assets) => match (&p.assets, &p.uploads) {
+                (Some(a), Some(u)) => a.create(req, &u.completed()).await,
+                (None, _) => no_catalog(),
+                (Some(_), None) => error(
+                    StatusCode::NOT_FOUND,
+                    "assets are fetched from URLs where uploads are taken ([uploads] enabled)",
+                ),
+            },
             (&Method::POST, Route::DirectUploads) => match &p.uploads {
                 Some(u) => {
                     let base = self.base_url(&req, peer);

@@ -208,6 +208,11 @@ pub struct UploadsSection {
     /// into the archive store, playable at `/vod/{asset}/`; others wait for the transcoding
     /// pipeline.
     pub package: bool,
+    /// Extra CA certificates (PEM) trusted when fetching an asset's file from a URL.
+    pub fetch_ca: Option<PathBuf>,
+    /// Fetch from addresses that are not on the public internet (loopback, private,
+    /// link-local...) too.
+    pub fetch_private_addresses: bool,
 }
 
 impl Default for UploadsSection {
@@ -218,6 +223,8 @@ impl Default for UploadsSection {
             max_size_mb: 20 * 1024,
             expire_hours: 24.0,
             package: true,
+            fetch_ca: None,
+            fetch_private_addresses: false,
         }
     }
 }

@@ -159,6 +159,20 @@ impl Config {
         (config, dir)
     }
 
+    /// What fetches an asset's file from a URL (`POST /api/v1/assets`) into the uploads
+    /// directory `dir`.
+    pub fn fetcher(&self, dir: PathBuf) -> anyhow::Result<crate::prepare::fetch::Fetcher> {
+        let u = &self.uploads;
+        let ca: Vec<&Path> = u.fetch_ca.iter().map(PathBuf::as_path).collect();
+        crate::prepare::fetch::Fetcher::new(
+            dir,
+            &ca,
+            u.fetch_private_addresses,
+            u.max_size_mb << 20,
+        )
+        .context("[uploads] fetch_ca")
+    }
+
     /// Viewers' resume positions: in Redis when configured (shared with the edges), else in the
     /// data directory.
     pub fn resume_store(

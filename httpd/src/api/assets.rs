@@ -7,10 +7,19 @@
 //! | `GET /api/v1/assets/{id}` | | `200` the asset with its playback URLs |
 //! | `PATCH /api/v1/assets/{id}` | `{"title"?, "description"?, "tags"?, "passthrough"?}` (`null` clears) | `200` the asset |
 //! | `DELETE /api/v1/assets/{id}` | | `204`: its record and its media are gone |
+//! | `POST /api/v1/assets` | `{"input": "https://...", "title"?, "description"?, "tags"?, "passthrough"?, "playback"?}` | `201` the new asset, `waiting` until its file is fetched and prepared as an upload is |
+//!
+//! `input` may also be given as Mux has it, `[{"url": "https://..."}]`. The file is fetched
+//! by the server that prepares uploads (`https://` only, never from an address that is not on
+//! the public internet unless the operator allows it, no larger than an upload may be); a
+//! URL that cannot be fetched ends the asset `errored` with the reason.
+
+use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
+use serde::Deserialize;
 
-use catalog::{Asset, Catalog, Filter, Patch, Status};
+use catalog::{Asset, AssetSettings, Catalog, Filter, NewAsset, Patch, Source, Status};
 
 use crate::api::admin::body_json;
 use crate::body::Body;
@@ -23,7 +32,99 @@ pub struct Assets {
     pub archive: Option<packager::archive::Store>,
 }
 
+/// `POST /api/v1/assets`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FromUrl {
+    input: InputUrl,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    passthrough: Option<String>,
+    #[serde(default)]
+    playback: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum InputUrl {
+    Url(String),
+    /// Mux's form: one input, `[{"url": ...}]`.
+    List([UrlObject; 1]),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UrlObject {
+    url: String,
+}
+
+/// The longest input URL taken.
+const MAX_URL: usize = 4096;
+
 impl Assets {
+    /// `POST /api/v1/assets`: an asset whose file is fetched from a URL; `prepare` is told so
+    /// that its preparer starts at once.
+    pub async fn create<B>(
+        &self,
+        req: Request<B>,
+        prepare: &Arc<tokio::sync::Notify>,
+    ) -> Response<Body>
+    where
+        B: http_body::Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let new: FromUrl = match body_json(req).await {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        let url = match new.input {
+            InputUrl::Url(u) => u,
+            InputUrl::List([UrlObject { url }]) => url,
+        };
+        let uri = match check_input_url(&url) {
+            Ok(u) => u,
+            Err(msg) => return error(StatusCode::BAD_REQUEST, &format!("input: {msg}")),
+        };
+        let settings = AssetSettings {
+            title: new.title.or_else(|| file_name(&uri)),
+            description: new.description,
+            tags: new.tags,
+            passthrough: new.passthrough,
+            playback: new.playback,
+        };
+        if let Err(e) = settings.check() {
+            return error(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+        let asset = NewAsset {
+            id: crate::upload::random_id(),
+            status: Status::Waiting,
+            source: Source::Url,
+            stream: None,
+            title: settings.title,
+            description: settings.description,
+            tags: settings.tags,
+            passthrough: settings.passthrough,
+            playback: settings.playback.unwrap_or_else(|| "public".into()),
+            created_at: None,
+            input_url: Some(url),
+        };
+        match self.catalog.create(&asset).await {
+            Ok(a) => {
+                tracing::info!(asset = %a.id, host = uri.host().unwrap_or(""), "asset to fetch from a URL");
+                prepare.notify_one();
+                let mut r = json(&shown(&a));
+                *r.status_mut() = StatusCode::CREATED;
+                r
+            }
+            Err(e) => unavailable(e),
+        }
+    }
+
     /// `GET /api/v1/assets`
     pub async fn list(&self, query: &str) -> Response<Body> {
         let filter = match filter(query) {
@@ -132,6 +233,32 @@ fn shown(a: &Asset) -> serde_json::Value {
     v
 }
 
+/// An input URL as one the server will fetch: `https://`, a host, no credentials in it, not
+/// too long. (Where its host leads is checked when it is fetched.)
+fn check_input_url(url: &str) -> Result<http::Uri, String> {
+    if url.len() > MAX_URL {
+        return Err(format!("a URL longer than {MAX_URL} characters"));
+    }
+    let uri: http::Uri = url.parse().map_err(|_| "not a URL".to_string())?;
+    if uri.scheme_str() != Some("https") {
+        return Err("only https:// URLs are fetched".into());
+    }
+    let Some(authority) = uri.authority() else {
+        return Err("a URL without a host".into());
+    };
+    if authority.as_str().contains('@') {
+        return Err("a URL with credentials in it (user:password@); use a signed URL".into());
+    }
+    Ok(uri)
+}
+
+/// The last part of a URL's path, as a default title (`clip.mp4`).
+fn file_name(uri: &http::Uri) -> Option<String> {
+    let last = uri.path().rsplit('/').next()?;
+    let name = percent_decode(last).unwrap_or_else(|| last.to_string());
+    (!name.is_empty()).then(|| name.chars().take(catalog::MAX_TITLE).collect())
+}
+
 /// A catalog time (Unix ms) as the API writes times (RFC 3339).
 pub(crate) fn rfc3339_ms(ms: i64) -> String {
     packager::hls::rfc3339(
@@ -216,6 +343,28 @@ fn unavailable(e: catalog::Error) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_urls() {
+        let ok = check_input_url("https://cdn.example.com/v/My%20clip.mp4?sig=1").unwrap();
+        assert_eq!(file_name(&ok).as_deref(), Some("My clip.mp4"));
+        assert_eq!(
+            file_name(&check_input_url("https://example.com/").unwrap()),
+            None
+        );
+        for bad in [
+            "http://example.com/a.mp4",
+            "file:///etc/passwd",
+            "ftp://example.com/a",
+            "https://user:pw@example.com/a.mp4",
+            "https:///a.mp4",
+            "not a url",
+            "/relative.mp4",
+        ] {
+            assert!(check_input_url(bad).is_err(), "{bad}");
+        }
+        assert!(check_input_url(&format!("https://example.com/{}", "a".repeat(5000))).is_err());
+    }
 
     #[test]
     fn queries() {

@@ -138,21 +138,7 @@ impl Uploads {
             }
         }
         let s = &new.new_asset_settings;
-        if let Some(p) = &s.playback {
-            if p != "public" && p != "signed" {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "new_asset_settings.playback: public or signed",
-                );
-            }
-        }
-        let patch = catalog::Patch {
-            title: Some(s.title.clone()),
-            description: Some(s.description.clone()),
-            tags: Some(s.tags.clone()),
-            passthrough: Some(s.passthrough.clone()),
-        };
-        if let Err(e) = patch.check() {
+        if let Err(e) = s.check() {
             return error(StatusCode::BAD_REQUEST, &format!("new_asset_settings: {e}"));
         }
         let id = random_id();

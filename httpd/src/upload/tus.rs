@@ -702,6 +702,7 @@ impl Uploads {
             passthrough: s.passthrough.clone(),
             playback: s.playback.clone().unwrap_or_else(|| "public".into()),
             created_at: None,
+            input_url: None,
         };
         match self.catalog.complete_upload(u, &asset).await {
             Ok(Some(a)) => {

@@ -2,7 +2,9 @@
 //! made from the catalog, one at a time (with a shared catalog, origins share the work, and one
 //! that stops mid-file leaves it to another after [`STALE`]), reads the file with FFmpeg's
 //! demuxers on a blocking thread and packages its frames without re-encoding
-//! ([`packager::file`]) into the archive store, where `/vod/{asset}/` plays it.
+//! ([`packager::file`]) into the archive store, where `/vod/{asset}/` plays it. An asset made
+//! from a URL (`POST /api/v1/assets`) has its file fetched first ([`fetch`]), then goes the
+//! same way.
 //!
 //! The asset shows its progress while `preparing`; then it is `ready` with its duration,
 //! picture, codecs and renditions, and the upload's bytes are deleted. A file that needs
@@ -14,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catalog::{Asset, Catalog, Media, Status};
+pub mod fetch;
+
+use catalog::{Asset, Catalog, Input, Media, Status};
 use packager::archive::Store;
 use packager::file::{FileError, Packaged, Packager};
 use tokio::sync::Notify;
@@ -68,11 +72,16 @@ impl From<FileError> for Outcome {
     }
 }
 
-/// Packages uploaded assets until `cancel`; `completed` is told of each finished upload.
+/// The share of an asset's progress its download has, when its file is fetched.
+const FETCH_SHARE: f64 = 50.0;
+
+/// Packages uploaded and fetched assets until `cancel`; `completed` is told of each finished
+/// upload and each new asset to fetch.
 pub async fn run(
     catalog: Catalog,
     store: Store,
     uploads: PathBuf,
+    fetcher: fetch::Fetcher,
     completed: Arc<Notify>,
     cancel: CancellationToken,
 ) {
@@ -86,9 +95,27 @@ pub async fn run(
         } else {
             now - STALE.as_millis() as i64
         };
-        match catalog.claim_upload_asset(stale_before).await {
-            Ok(Some((asset, upload))) => {
-                prepare(&catalog, &store, &uploads.join(&upload), asset, &cancel).await;
+        match catalog.claim_asset_to_prepare(stale_before).await {
+            Ok(Some((asset, Input::Upload(upload)))) => {
+                prepare(
+                    &catalog,
+                    &store,
+                    &uploads.join(&upload),
+                    0.0,
+                    asset,
+                    &cancel,
+                )
+                .await;
+                if cancel.is_cancelled() {
+                    return;
+                }
+                continue;
+            }
+            Ok(Some((asset, Input::Url(url)))) => {
+                if fetched(&catalog, &fetcher, &url, &asset, &cancel).await {
+                    let path = fetcher.path(&asset.id);
+                    prepare(&catalog, &store, &path, FETCH_SHARE, asset, &cancel).await;
+                }
                 if cancel.is_cancelled() {
                     return;
                 }
@@ -105,17 +132,65 @@ pub async fn run(
     }
 }
 
+/// Fetches a URL asset's file; false when it is not there to prepare (the asset then says
+/// why, or waits for the next start).
+async fn fetched(
+    catalog: &Catalog,
+    fetcher: &fetch::Fetcher,
+    url: &str,
+    asset: &Asset,
+    cancel: &CancellationToken,
+) -> bool {
+    let id = asset.id.as_str();
+    let started = Instant::now();
+    info!(asset = id, "fetching an asset's file from its URL");
+    let outcome = tokio::select! {
+        r = fetcher.fetch(url, id, catalog, FETCH_SHARE) => Some(r),
+        _ = cancel.cancelled() => None,
+    };
+    let recorded = match outcome {
+        Some(Ok(bytes)) => {
+            info!(
+                asset = id,
+                bytes,
+                took_s = started.elapsed().as_secs_f64(),
+                "fetched an asset's file"
+            );
+            return true;
+        }
+        Some(Err(reason)) => {
+            fetcher.remove(id).await;
+            warn!(asset = id, reason, "cannot fetch an asset's file");
+            catalog.set_status(id, Status::Errored, Some(&reason)).await
+        }
+        None => {
+            fetcher.remove(id).await;
+            info!(
+                asset = id,
+                "fetching stopped with the server; it starts again"
+            );
+            catalog.set_status(id, Status::Waiting, None).await
+        }
+    };
+    if let Err(e) = recorded {
+        warn!(asset = id, error = %e, "the catalog did not take this asset's new status");
+    }
+    false
+}
+
+/// Packages the file at `path` as asset `asset`, its progress going on from `from` percent.
 async fn prepare(
     catalog: &Catalog,
     store: &Store,
     path: &Path,
+    from: f64,
     asset: Asset,
     cancel: &CancellationToken,
 ) {
     let id = asset.id.as_str();
     let started = Instant::now();
-    info!(asset = id, file = %path.display(), "packaging an upload as it is");
-    let outcome = package(catalog, store, path, &asset, cancel).await;
+    info!(asset = id, file = %path.display(), "packaging a file as it is");
+    let outcome = package(catalog, store, path, from, &asset, cancel).await;
     let result = match outcome {
         Ok(p) => {
             let media = Media {
@@ -151,7 +226,7 @@ async fn prepare(
         Err(Outcome::Failed(reason)) => {
             let _ = packager::archive::remove(store.as_ref(), id).await;
             remove_bytes(path).await;
-            warn!(asset = id, reason, "this upload cannot be played");
+            warn!(asset = id, reason, "this file cannot be played");
             catalog.set_status(id, Status::Errored, Some(&reason)).await
         }
         Err(Outcome::Storage(reason)) => {
@@ -188,6 +263,7 @@ async fn package(
     catalog: &Catalog,
     store: &Store,
     path: &Path,
+    from: f64,
     asset: &Asset,
     cancel: &CancellationToken,
 ) -> Result<Packaged, Outcome> {
@@ -231,7 +307,8 @@ async fn package(
         packager.push(frame).await?;
         if told.elapsed() >= PROGRESS_EVERY {
             told = Instant::now();
-            let percent = f64::from_bits(read.load(Ordering::Relaxed)) * 100.0;
+            let read = f64::from_bits(read.load(Ordering::Relaxed));
+            let percent = from + read * (100.0 - from);
             if let Err(e) = catalog.set_progress(&asset.id, percent.min(99.0)).await {
                 warn!(asset = %asset.id, error = %e, "cannot record packaging progress");
             }

@@ -121,19 +121,25 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     service = service.with_catalog(catalog.clone(), archive.clone());
     if config.uploads.enabled {
         let (upload_config, dir) = config.uploads();
-        let disk = httpd::upload::disk::Disk::open(dir.clone())
-            .with_context(|| format!("the uploads directory {}", dir.display()))?;
-        let uploads =
-            httpd::upload::Uploads::new(catalog.clone(), disk, upload_config, redis.clone());
+        let (uploads_store, at) = config.upload_store(&dir)?;
+        let uploads = httpd::upload::Uploads::new(
+            catalog.clone(),
+            uploads_store.clone(),
+            upload_config,
+            redis.clone(),
+        );
         tasks.spawn(uploads.clone().sweep(cancel.clone()));
-        info!(dir = %dir.display(), "taking uploads (direct upload URLs from POST /api/v1/uploads, tus)");
+        info!(at = %at, "taking uploads (direct upload URLs from POST /api/v1/uploads, tus)");
         match (&archive, config.uploads.package) {
             (Some(store), true) => {
                 tasks.spawn(crate::prepare::run(
                     catalog.clone(),
                     store.clone(),
-                    dir.clone(),
-                    config.fetcher(dir.clone())?,
+                    crate::prepare::Inputs {
+                        dir: dir.clone(),
+                        uploads: uploads_store,
+                        fetcher: config.fetcher(dir.clone())?,
+                    },
                     uploads.completed(),
                     cancel.clone(),
                 ));

@@ -243,15 +243,23 @@ async fn uploads(url: &str) {
         "one upload per URL"
     );
     assert!(c.upload("u2").await.unwrap().is_none());
-    assert!(c.advance_upload("u1", 0, 10).await.unwrap());
+    assert!(c.advance_upload("u1", 0, 10, None).await.unwrap());
     assert!(
-        !c.advance_upload("u1", 0, 20).await.unwrap(),
+        !c.advance_upload("u1", 0, 20, None).await.unwrap(),
         "only from where it stands"
     );
     assert!(c.set_upload_length("u1", 30).await.unwrap());
     assert!(!c.set_upload_length("u1", 40).await.unwrap(), "once");
-    assert!(c.advance_upload("u1", 10, 30).await.unwrap());
+    assert!(c
+        .advance_upload("u1", 10, 30, Some("{\"parts\":[]}"))
+        .await
+        .unwrap());
     let u = c.upload("u1").await.unwrap().unwrap();
+    assert_eq!(
+        u.stored.as_deref(),
+        Some("{\"parts\":[]}"),
+        "where its bytes are, with them"
+    );
     assert_eq!(
         (u.length, u.received, u.metadata.as_str()),
         (Some(30), 30, "filename YQ==")
@@ -270,7 +278,7 @@ async fn uploads(url: &str) {
         "once"
     );
     assert!(
-        !c.advance_upload("u1", 30, 31).await.unwrap(),
+        !c.advance_upload("u1", 30, 31, None).await.unwrap(),
         "a complete upload takes nothing"
     );
     let d = c.direct_upload("d1").await.unwrap().unwrap();
@@ -396,9 +404,16 @@ async fn uploads(url: &str) {
         .await
         .unwrap()
         .unwrap();
-    assert!(c.advance_upload("u7", 0, 4).await.unwrap());
+    assert!(c.advance_upload("u7", 0, 4, None).await.unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert_eq!(c.expire_uploads().await.unwrap(), ["u4"]);
+    let expired: Vec<_> = c
+        .expire_uploads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(expired, ["u4"]);
     assert!(c.upload("u4").await.unwrap().is_none());
     assert!(c.upload("u6").await.unwrap().is_some());
     assert!(c.upload("u7").await.unwrap().is_some());

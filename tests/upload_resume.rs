@@ -7,83 +7,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use common::player::player_dir;
 use common::postgres::Postgres;
 use common::upload::*;
 use common::*;
-
-/// tus_node.mjs uploading `file` to `url`, its lines (JSON) coming through a channel.
-struct NodeUpload {
-    child: Child,
-    lines: mpsc::Receiver<serde_json::Value>,
-}
-
-impl NodeUpload {
-    fn start(file: &std::path::Path, url: &str, store: &std::path::Path) -> NodeUpload {
-        let mut child = Command::new("node")
-            .arg("tus_node.mjs")
-            .arg(file)
-            .arg(url)
-            .arg(store)
-            .current_dir(player_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node (scripts/test.sh installs it)");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({ "text": line }));
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        NodeUpload { child, lines }
-    }
-
-    /// Reads lines until one satisfies `f` (or the uploader ends or fails); every line read.
-    fn until(&self, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
-        let mut seen = Vec::new();
-        loop {
-            let v = self
-                .lines
-                .recv_timeout(Duration::from_secs(300))
-                .unwrap_or_else(|_| panic!("tus_node.mjs: no {what}; it said {seen:?}"));
-            assert!(v["error"].is_null(), "tus_node.mjs: {v}; before: {seen:?}");
-            let found = f(&v);
-            seen.push(v);
-            if found {
-                return seen;
-            }
-        }
-    }
-
-    /// Killed as a closed laptop or a crashed tool is: no goodbye on its connection.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NodeUpload {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sent_fraction(v: &serde_json::Value) -> f64 {
-    v["sent"].as_f64().unwrap_or(0.0) / v["total"].as_f64().unwrap_or(f64::MAX)
-}
 
 #[test]
 fn a_200_mb_upload_from_node_survives_two_kills_and_a_restart() {
@@ -137,28 +67,8 @@ fn a_200_mb_upload_from_node_survives_two_kills_and_a_restart() {
     let first = NodeUpload::start(&video, &url, &store);
     first.until("40% sent", |v| sent_fraction(v) >= 0.4);
     first.kill();
-    // The bytes of a cut request are counted once the server has seen it break: HEAD (the
-    // catalog's offset) then says what the API showed in flight, and more than `before`.
-    let counted = |srv: &Server, before: u64| {
-        wait_for(
-            "the cut request's bytes counted",
-            Duration::from_secs(60),
-            || {
-                let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).ok()?);
-                let o = d["offset"].as_u64()?;
-                let upload = d["upload_id"].as_str()?.to_string();
-                let head = tus(
-                    srv.http,
-                    "HEAD",
-                    &format!("/uploads/{id}/{upload}"),
-                    &[],
-                    b"",
-                );
-                (head.header("upload-offset")?.parse::<u64>().ok()? == o && o > before).then_some(o)
-            },
-        )
-    };
-    let after_first = counted(&srv, 0);
+    // The bytes of a cut request are counted once the server has seen it break.
+    let after_first = counted(&srv, &id, 0);
     assert!(
         (size / 5..size * 3 / 5).contains(&after_first),
         "{after_first} of {size}"
@@ -174,7 +84,7 @@ fn a_200_mb_upload_from_node_survives_two_kills_and_a_restart() {
         "went on from {after_first}, not from 0: {said:?}"
     );
     second.kill();
-    let after_second = counted(&srv, after_first);
+    let after_second = counted(&srv, &id, after_first);
     assert!(after_second < size, "{after_second} of {size}");
     // The server restarts: what was counted stays.
     srv.restart();

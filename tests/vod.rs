@@ -6,6 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::s3::S3;
 use common::*;
 
 #[test]
@@ -78,39 +79,6 @@ fn a_finished_stream_plays_from_the_archive() {
     }
 }
 
-/// An S3-compatible server (moto's, which scripts/test.sh installs) on a free port; killed on
-/// drop.
-struct S3(std::process::Child, u16);
-
-impl S3 {
-    fn start() -> S3 {
-        let bin = std::env::var("ESTUARY_S3_SERVER").unwrap_or_else(|_| {
-            format!(
-                "{}/.cache/estuary/s3-venv/bin/moto_server",
-                std::env::var("HOME").unwrap_or_default()
-            )
-        });
-        let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/test.sh installs it)"));
-        wait_for("the S3 server", Duration::from_secs(60), || {
-            get(port, "/").ok().map(|_| ())
-        });
-        S3(child, port)
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// What ffprobe decodes at `url`: a `codec,width,height,frames` line per stream.
 fn ffprobe_streams(url: &str) -> String {
     let out = Command::new("ffprobe")
@@ -145,13 +113,8 @@ fn ffprobe_video(url: &str) -> (String, u64) {
 
 #[test]
 fn an_archive_in_object_storage_plays_from_the_origin_and_an_edge() {
-    let s3 = S3::start();
-    let r = request(s3.1, "PUT", "/estuary-vod", &[], b"").unwrap();
-    assert_eq!(r.status, 200, "creating the bucket: {}", r.text());
-    let archive = format!(
-        "[archive]\nurl = \"s3://estuary-vod/archive\"\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n",
-        s3.1
-    );
+    let s3 = S3::start("estuary-vod");
+    let archive = s3.archive_config("estuary-vod", "archive");
     let srv = Server::start(&format!("[hls]\nend_grace = 0.5\n{archive}"));
     let publisher = Publisher::rtmp(&srv.rtmp_url(KEY), 9);
     let (ok, _) = publisher.wait(Duration::from_secs(60));
@@ -164,7 +127,7 @@ fn an_archive_in_object_storage_plays_from_the_origin_and_an_edge() {
     });
     // In the bucket, under the prefix; nothing on the origin's disk.
     let listing = get(
-        s3.1,
+        s3.port,
         &format!("/estuary-vod?list-type=2&prefix=archive/{id}/"),
     )
     .unwrap()

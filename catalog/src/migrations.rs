@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "input_url",
         include_str!("../migrations/0004_input_url.sql"),
     ),
+    (
+        5,
+        "upload_stored",
+        include_str!("../migrations/0005_upload_stored.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool) -> Result<(), sqlx::migrate::MigrateError> {

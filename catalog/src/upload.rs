@@ -108,6 +108,9 @@ pub struct Upload {
     pub created_at: i64,
     pub expires_at: i64,
     pub completed_at: Option<i64>,
+    /// Where its bytes are so far, as the uploads' store describes it (object storage); `None`
+    /// on local disk.
+    pub stored: Option<String>,
 }
 
 fn direct_from_row(r: &AnyRow) -> Result<DirectUpload> {
@@ -137,6 +140,7 @@ fn upload_from_row(r: &AnyRow) -> Result<Upload> {
         created_at: col(r, "created_at")?,
         expires_at: col(r, "expires_at")?,
         completed_at: col(r, "completed_at")?,
+        stored: col(r, "stored")?,
     })
 }
 
@@ -147,7 +151,7 @@ fn signed(n: u64) -> Result<i64> {
 const DIRECT_COLUMNS: &str =
     "id, status, cors_origin, settings, upload_id, asset_id, created_at, expires_at";
 const UPLOAD_COLUMNS: &str =
-    "id, direct_id, length, received, metadata, created_at, expires_at, completed_at";
+    "id, direct_id, length, received, metadata, created_at, expires_at, completed_at, stored";
 
 impl Catalog {
     /// A new direct upload, `waiting` until `expires_at` (Unix ms).
@@ -238,6 +242,7 @@ impl Catalog {
             created_at: now,
             expires_at,
             completed_at: None,
+            stored: None,
         }))
     }
 
@@ -250,15 +255,24 @@ impl Catalog {
         row.map(|r| upload_from_row(&r)).transpose()
     }
 
-    /// Records that the bytes from `from` to `to` are in, if `from` is still where the
-    /// upload stands (false: another writer moved it, or it is gone).
-    pub async fn advance_upload(&self, id: &str, from: u64, to: u64) -> Result<bool> {
+    /// Records that the bytes from `from` to `to` are in, and where they are (`stored`: see
+    /// [`Upload::stored`]), if `from` is still where the upload stands (false: another writer
+    /// moved it, or it is gone).
+    pub async fn advance_upload(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        stored: Option<&str>,
+    ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE uploads SET received = $3 WHERE id = $1 AND received = $2 AND completed_at IS NULL",
+            "UPDATE uploads SET received = $3, stored = $4 WHERE id = $1 AND received = $2 \
+             AND completed_at IS NULL",
         )
         .bind(id)
         .bind(signed(from)?)
         .bind(signed(to)?)
+        .bind(stored)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -392,22 +406,23 @@ impl Catalog {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Unfinished uploads past their expiry are removed (their ids returned, for their
-    /// bytes to be deleted) and direct uploads never finished in time are `timed_out`. An
-    /// upload whose bytes are all in but whose asset was not made yet is kept.
-    pub async fn expire_uploads(&self) -> Result<Vec<String>> {
+    /// Unfinished uploads past their expiry are removed (and returned, for their bytes to be
+    /// deleted) and direct uploads never finished in time are `timed_out`. An upload whose
+    /// bytes are all in but whose asset was not made yet is kept.
+    pub async fn expire_uploads(&self) -> Result<Vec<Upload>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<String> = sqlx::query(
-            "SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at <= $1 \
-             AND (length IS NULL OR received < length)",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| col(r, "id"))
-        .collect::<Result<_>>()?;
+        let sql = format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE completed_at IS NULL AND expires_at <= $1 \
+             AND (length IS NULL OR received < length)"
+        );
+        let gone: Vec<Upload> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(upload_from_row)
+            .collect::<Result<_>>()?;
         sqlx::query(
             "DELETE FROM uploads WHERE completed_at IS NULL AND expires_at <= $1 \
              AND (length IS NULL OR received < length)",
@@ -423,6 +438,6 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(ids)
+        Ok(gone)
     }
 }

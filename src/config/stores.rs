@@ -73,6 +73,42 @@ impl Config {
     }
 
     fn object_store(&self, url: &str) -> anyhow::Result<packager::archive::Store> {
+        let (s3, prefix) = self.s3(url)?;
+        Ok(if prefix.is_empty() {
+            s3
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        })
+    }
+
+    /// Where uploads' bytes go: with `[archive] url` on object storage, multipart uploads
+    /// under its `uploads/`; otherwise files in `dir`. Also says where, for the log.
+    pub fn upload_store(
+        &self,
+        dir: &Path,
+    ) -> anyhow::Result<(httpd::upload::store::Store, String)> {
+        use httpd::upload::{disk::Disk, objects::Objects, store::Store};
+        match &self.archive.url {
+            Some(url) if self.archive.enabled => {
+                let (s3, prefix) = self.s3(url)?;
+                let at = if prefix.is_empty() {
+                    "uploads".to_string()
+                } else {
+                    format!("{prefix}/uploads")
+                };
+                let said = format!("{}/uploads", url.trim_end_matches('/'));
+                Ok((Store::Objects(Objects::new(s3.clone(), s3, &at)), said))
+            }
+            _ => {
+                let disk = Disk::open(dir.to_path_buf())
+                    .with_context(|| format!("the uploads directory {}", dir.display()))?;
+                Ok((Store::Disk(disk), dir.display().to_string()))
+            }
+        }
+    }
+
+    /// The S3 client of `[archive] url` and the prefix in its bucket (no slashes around).
+    fn s3(&self, url: &str) -> anyhow::Result<(Arc<object_store::aws::AmazonS3>, String)> {
         let a = &self.archive;
         let rest = url.strip_prefix("s3://").with_context(|| {
             format!("[archive] url {url:?}: only s3://BUCKET[/PREFIX] is supported")
@@ -97,12 +133,7 @@ impl Config {
         let s3 = b
             .build()
             .with_context(|| format!("[archive] url {url:?}"))?;
-        let prefix = prefix.trim_matches('/');
-        Ok(if prefix.is_empty() {
-            Arc::new(s3)
-        } else {
-            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
-        })
+        Ok((Arc::new(s3), prefix.trim_matches('/').to_string()))
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -4,7 +4,8 @@
 //! demuxers on a blocking thread and packages its frames without re-encoding
 //! ([`packager::file`]) into the archive store, where `/vod/{asset}/` plays it. An asset made
 //! from a URL (`POST /api/v1/assets`) has its file fetched first ([`fetch`]), then goes the
-//! same way.
+//! same way; so does an upload kept in object storage, copied to the uploads directory first
+//! ([`stored`]).
 //!
 //! The asset shows its progress while `preparing`; then it is `ready` with its duration,
 //! picture, codecs and renditions, and the upload's bytes are deleted. A file that needs
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod fetch;
+pub mod stored;
 
 use catalog::{Asset, Catalog, Input, Media, Status};
 use packager::archive::Store;
@@ -74,17 +76,32 @@ impl From<FileError> for Outcome {
 
 /// The share of an asset's progress its download has, when its file is fetched.
 const FETCH_SHARE: f64 = 50.0;
+/// The share of an asset's progress the copy of an upload out of object storage has.
+const COPY_SHARE: f64 = 20.0;
+
+/// Where assets' files come from.
+pub struct Inputs {
+    /// The uploads directory: uploads on disk, and the files read here.
+    pub dir: PathBuf,
+    /// Where uploads' bytes are.
+    pub uploads: httpd::upload::store::Store,
+    pub fetcher: fetch::Fetcher,
+}
 
 /// Packages uploaded and fetched assets until `cancel`; `completed` is told of each finished
 /// upload and each new asset to fetch.
 pub async fn run(
     catalog: Catalog,
     store: Store,
-    uploads: PathBuf,
-    fetcher: fetch::Fetcher,
+    inputs: Inputs,
     completed: Arc<Notify>,
     cancel: CancellationToken,
 ) {
+    let Inputs {
+        dir: uploads,
+        uploads: upload_store,
+        fetcher,
+    } = inputs;
     // At start with a catalog of this process's own, an asset left `preparing` was left by
     // this process: taken again at once.
     let mut starting = !catalog.is_shared();
@@ -97,15 +114,20 @@ pub async fn run(
         };
         match catalog.claim_asset_to_prepare(stale_before).await {
             Ok(Some((asset, Input::Upload(upload)))) => {
-                prepare(
-                    &catalog,
-                    &store,
-                    &uploads.join(&upload),
-                    0.0,
-                    asset,
-                    &cancel,
-                )
-                .await;
+                let path = uploads.join(&upload);
+                let (ready, from) = match &upload_store {
+                    httpd::upload::store::Store::Objects(objects) => (
+                        stored::copied(
+                            &catalog, objects, &upload, &path, &asset, COPY_SHARE, &cancel,
+                        )
+                        .await,
+                        COPY_SHARE,
+                    ),
+                    httpd::upload::store::Store::Disk(_) => (true, 0.0),
+                };
+                if ready && prepare(&catalog, &store, &path, from, asset, &cancel).await {
+                    upload_store.remove(&upload, None).await;
+                }
                 if cancel.is_cancelled() {
                     return;
                 }
@@ -114,7 +136,7 @@ pub async fn run(
             Ok(Some((asset, Input::Url(url)))) => {
                 if fetched(&catalog, &fetcher, &url, &asset, &cancel).await {
                     let path = fetcher.path(&asset.id);
-                    prepare(&catalog, &store, &path, FETCH_SHARE, asset, &cancel).await;
+                    let _ = prepare(&catalog, &store, &path, FETCH_SHARE, asset, &cancel).await;
                 }
                 if cancel.is_cancelled() {
                     return;
@@ -178,7 +200,8 @@ async fn fetched(
     false
 }
 
-/// Packages the file at `path` as asset `asset`, its progress going on from `from` percent.
+/// Packages the file at `path` as asset `asset`, its progress going on from `from` percent;
+/// whether its bytes are done with (deleted: the asset is ready, or never will be).
 async fn prepare(
     catalog: &Catalog,
     store: &Store,
@@ -186,11 +209,12 @@ async fn prepare(
     from: f64,
     asset: Asset,
     cancel: &CancellationToken,
-) {
+) -> bool {
     let id = asset.id.as_str();
     let started = Instant::now();
     info!(asset = id, file = %path.display(), "packaging a file as it is");
     let outcome = package(catalog, store, path, from, &asset, cancel).await;
+    let mut done_with = false;
     let result = match outcome {
         Ok(p) => {
             let media = Media {
@@ -207,6 +231,7 @@ async fn prepare(
             };
             if recorded.is_ok() {
                 remove_bytes(path).await;
+                done_with = true;
                 info!(
                     asset = id,
                     duration_s = p.duration.as_secs_f64(),
@@ -226,6 +251,7 @@ async fn prepare(
         Err(Outcome::Failed(reason)) => {
             let _ = packager::archive::remove(store.as_ref(), id).await;
             remove_bytes(path).await;
+            done_with = true;
             warn!(asset = id, reason, "this file cannot be played");
             catalog.set_status(id, Status::Errored, Some(&reason)).await
         }
@@ -249,6 +275,7 @@ async fn prepare(
     if let Err(e) = result {
         warn!(asset = id, error = %e, "the catalog did not take this asset's new status");
     }
+    done_with
 }
 
 async fn remove_bytes(path: &Path) {

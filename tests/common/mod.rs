@@ -8,6 +8,7 @@
 //! - [`player`]: hls.js and dash.js in headless Chromium;
 //! - [`redis`]: a real `redis-server`;
 //! - [`postgres`]: a real PostgreSQL server in a temporary directory;
+//! - [`s3`]: a real S3-compatible server (moto);
 //! - [`upload`]: direct uploads, tus requests, a creator's browser, and what a packaged upload
 //!   is checked with.
 #![allow(dead_code, unused_imports)]
@@ -18,6 +19,7 @@ pub mod media;
 pub mod player;
 pub mod postgres;
 pub mod redis;
+pub mod s3;
 pub mod server;
 pub mod upload;
 

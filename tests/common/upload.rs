@@ -1,9 +1,12 @@
 //! What the upload tests share: direct uploads made through the API, raw tus requests, a
 //! creator's browser (upload.html with tus-js-client in headless Chromium), videos made with
 //! ffmpeg, and what a packaged asset is checked with (ffprobe's packet counts, the decoded
-//! pictures' MD5, its renditions downloaded whole).
+//! pictures' MD5, its renditions downloaded whole), and tus-js-client's Node build as an
+//! uploader that can be killed.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use super::player::player_dir;
@@ -204,4 +207,97 @@ pub fn plays_in_hls_js_and_dash_js(srv: &Server, asset: &str) {
             .fold(0.0, f64::max);
         assert!(played > 4.0, "{page}: played {played} s: {lines:?}");
     }
+}
+
+/// tus_node.mjs uploading `file` to `url`, its lines (JSON) coming through a channel.
+pub struct NodeUpload {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+}
+
+impl NodeUpload {
+    pub fn start(file: &std::path::Path, url: &str, store: &std::path::Path) -> NodeUpload {
+        let mut child = Command::new("node")
+            .arg("tus_node.mjs")
+            .arg(file)
+            .arg(url)
+            .arg(store)
+            .current_dir(player_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node (scripts/test.sh installs it)");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "text": line }));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        NodeUpload { child, lines }
+    }
+
+    /// Reads lines until one satisfies `f` (or the uploader ends or fails); every line read.
+    pub fn until(
+        &self,
+        what: &str,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        loop {
+            let v = self
+                .lines
+                .recv_timeout(Duration::from_secs(300))
+                .unwrap_or_else(|_| panic!("tus_node.mjs: no {what}; it said {seen:?}"));
+            assert!(v["error"].is_null(), "tus_node.mjs: {v}; before: {seen:?}");
+            let found = f(&v);
+            seen.push(v);
+            if found {
+                return seen;
+            }
+        }
+    }
+
+    /// Killed as a closed laptop or a crashed tool is: no goodbye on its connection.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeUpload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sent_fraction(v: &serde_json::Value) -> f64 {
+    v["sent"].as_f64().unwrap_or(0.0) / v["total"].as_f64().unwrap_or(f64::MAX)
+}
+
+/// Waits until the bytes of direct upload `id`'s cut request are counted: HEAD (the catalog's
+/// offset) says what the API showed in flight, and more than `before`; that offset.
+pub fn counted(srv: &Server, id: &str, before: u64) -> u64 {
+    wait_for(
+        "the cut request's bytes counted",
+        Duration::from_secs(60),
+        || {
+            let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).ok()?);
+            let o = d["offset"].as_u64()?;
+            let upload = d["upload_id"].as_str()?.to_string();
+            let head = tus(
+                srv.http,
+                "HEAD",
+                &format!("/uploads/{id}/{upload}"),
+                &[],
+                b"",
+            );
+            (head.header("upload-offset")?.parse::<u64>().ok()? == o && o > before).then_some(o)
+        },
+    )
 }

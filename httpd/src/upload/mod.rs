@@ -1,6 +1,7 @@
 //! Uploads: direct upload URLs (`POST /api/v1/uploads`, API token) and the resumable uploads
 //! made through them with the tus 1.0 protocol ([`tus`]), their bytes on local disk
-//! ([`disk`]), their records in the catalog.
+//! ([`disk`]) or in object storage ([`objects`]), as [`store`] chooses; their records in the
+//! catalog.
 //!
 //! | method and path | who | answer |
 //! | --- | --- | --- |
@@ -17,6 +18,8 @@
 
 pub mod disk;
 pub mod lease;
+pub mod objects;
+pub mod store;
 pub mod tus;
 
 use std::collections::HashMap;
@@ -61,7 +64,7 @@ const DEFAULT_TIMEOUT: u64 = 3600;
 
 pub struct Uploads {
     pub(crate) catalog: Catalog,
-    pub(crate) disk: disk::Disk,
+    pub(crate) store: store::Store,
     pub(crate) config: UploadConfig,
     /// Uploads a request of this origin is writing right now (one writer at a time), each with
     /// the offset its bytes have reached so far (the catalog counts them when the request ends).
@@ -86,17 +89,17 @@ struct NewDirect {
 }
 
 impl Uploads {
-    /// Uploads recorded in `catalog`, their bytes on `disk`; writers' leases in `redis` when
+    /// Uploads recorded in `catalog`, their bytes in `store`; writers' leases in `redis` when
     /// there is one.
     pub fn new(
         catalog: Catalog,
-        disk: disk::Disk,
+        store: store::Store,
         config: UploadConfig,
         redis: Option<replica::RedisClient>,
     ) -> Arc<Uploads> {
         Arc::new(Uploads {
             catalog,
-            disk,
+            store,
             config,
             writing: Mutex::new(HashMap::new()),
             leases: lease::Leases::new(redis),
@@ -214,13 +217,13 @@ impl Uploads {
     pub async fn sweep(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
         loop {
             match self.catalog.expire_uploads().await {
-                Ok(ids) => {
-                    for id in &ids {
-                        self.disk.remove(id).await;
+                Ok(gone) => {
+                    for u in &gone {
+                        self.store.remove(&u.id, u.stored.as_deref()).await;
                     }
-                    if !ids.is_empty() {
+                    if !gone.is_empty() {
                         tracing::info!(
-                            expired = ids.len(),
+                            expired = gone.len(),
                             "unfinished uploads expired; their bytes are deleted"
                         );
                     }

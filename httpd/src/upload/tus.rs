@@ -9,8 +9,9 @@
 //! its web origin, else `404`/`403`; the upload its own, else `404`. A `PATCH` needs
 //! `application/offset+octet-stream` (`415`) and the offset the server has (`409`); a second
 //! writer at once gets `423` (also one on another origin, when Redis is configured); more bytes than the length, `413`; a checksum that does not match
-//! keeps nothing (`460`). Bytes are streamed to disk as they come, flushed to it before the
-//! catalog counts them; a body cut short keeps what arrived.
+//! keeps nothing (`460`). Bytes are streamed to their store as they come ([`super::store`]:
+//! local disk, or parts in object storage), stored before the catalog counts them; a body cut
+//! short keeps what arrived.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -202,6 +203,8 @@ struct Appended {
     kept: u64,
     /// Why the body stopped early, if it did.
     cut: Option<String>,
+    /// Where the bytes are now, for the catalog ([`Upload::stored`]).
+    stored: Option<String>,
 }
 
 impl Uploads {
@@ -365,7 +368,7 @@ impl Uploads {
             );
         }
         let upload_id = random_id();
-        if let Err(e) = self.disk.create(&upload_id).await {
+        if let Err(e) = self.store.create(&upload_id).await {
             tracing::warn!(error = %e, "cannot make an upload's file");
             return answer(
                 StatusCode::INSUFFICIENT_STORAGE,
@@ -381,7 +384,7 @@ impl Uploads {
         {
             Ok(Some(u)) => u,
             Ok(None) => {
-                self.disk.remove(&upload_id).await;
+                self.store.remove(&upload_id, None).await;
                 return answer(
                     StatusCode::GONE,
                     Some(&d),
@@ -389,7 +392,7 @@ impl Uploads {
                 );
             }
             Err(e) => {
-                self.disk.remove(&upload_id).await;
+                self.store.remove(&upload_id, None).await;
                 return unavailable(e);
             }
         };
@@ -577,14 +580,14 @@ impl Uploads {
         if let Some(why) = &appended.cut {
             if appended.kept > room {
                 // Over the length: nothing of it is kept.
-                let _ = self.disk.truncate(&u.id, u.received).await;
+                self.store.undo(&u, appended.stored.as_deref()).await;
                 return answer(StatusCode::PAYLOAD_TOO_LARGE, Some(d), why);
             }
             tracing::info!(upload = %u.id, kept = appended.kept, why, "an upload request ended early; what arrived is kept");
         }
         if let Some(c) = checksum {
             if appended.cut.is_some() || !c.matches() {
-                let _ = self.disk.truncate(&u.id, u.received).await;
+                self.store.undo(&u, appended.stored.as_deref()).await;
                 return answer(
                     StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
                     Some(d),
@@ -593,18 +596,28 @@ impl Uploads {
             }
         }
         let to = u.received + appended.kept;
-        match self.catalog.advance_upload(&u.id, u.received, to).await {
-            Ok(true) => {}
+        let stored = appended.stored.as_deref();
+        match self
+            .catalog
+            .advance_upload(&u.id, u.received, to, stored)
+            .await
+        {
+            Ok(true) => self.store.counted(&u, stored).await,
             Ok(false) => {
+                self.store.undo(&u, stored).await;
                 return answer(
                     StatusCode::CONFLICT,
                     Some(d),
                     "the upload moved on meanwhile",
                 );
             }
-            Err(e) => return unavailable(e),
+            Err(e) => {
+                self.store.undo(&u, stored).await;
+                return unavailable(e);
+            }
         }
         u.received = to;
+        u.stored = appended.stored;
         let mut r = answer(StatusCode::NO_CONTENT, Some(d), "");
         set(&mut r, "upload-offset", to);
         if u.length == Some(to) {
@@ -617,8 +630,8 @@ impl Uploads {
         r
     }
 
-    /// Streams the body to the upload's file from its offset, at most `room` bytes (one more
-    /// shows it was too much), flushed to disk before it is counted.
+    /// Streams the body to the upload's store from its offset, at most `room` bytes (one more
+    /// shows it was too much), stored before it is counted.
     async fn write_body<B>(
         &self,
         d: &DirectUpload,
@@ -640,7 +653,7 @@ impl Uploads {
                 "cannot store the bytes now",
             )
         };
-        let mut file = self.disk.writer(&u.id, u.received).await.map_err(failed)?;
+        let mut file = self.store.writer(u).await.map_err(failed)?;
         let mut body = std::pin::pin!(req.into_body());
         let mut kept = 0u64;
         let mut cut = None;
@@ -673,12 +686,20 @@ impl Uploads {
             file.push(bytes).await.map_err(failed)?;
             reached.store(u.received + kept, Ordering::Relaxed);
         }
-        file.finish().await.map_err(failed)?;
-        Ok(Appended { kept, cut })
+        let stored = file.finish().await.map_err(failed)?;
+        Ok(Appended { kept, cut, stored })
     }
 
     /// The upload is whole: its asset is made, `waiting` for the packaging.
     async fn finish(&self, d: &DirectUpload, u: &Upload) -> Result<(), Response<Body>> {
+        if let Err(e) = self.store.complete(u).await {
+            tracing::warn!(upload = %u.id, error = %e, "cannot make an upload whole in its store");
+            return Err(answer(
+                StatusCode::INSUFFICIENT_STORAGE,
+                Some(d),
+                "cannot store the upload now; send the last request again",
+            ));
+        }
         let meta = metadata(&u.metadata).unwrap_or_default();
         let given = |k: &str| {
             meta.iter()
@@ -736,7 +757,7 @@ impl Uploads {
         };
         match self.catalog.cancel_upload(&u).await {
             Ok(true) => {
-                self.disk.remove(&u.id).await;
+                self.store.remove(&u.id, u.stored.as_deref()).await;
                 tracing::info!(upload = %u.id, "upload ended by its client");
                 answer(StatusCode::NO_CONTENT, Some(&d), "")
             }

@@ -1,6 +1,6 @@
 //! RTSP pull from a camera-like GStreamer RTSP server (tests/rtsp/camera.py): the stream plays
-//! as LL-HLS, survives the camera going away and coming back (EXT-X-DISCONTINUITY, no
-//! ENDLIST), and an unreachable camera or wrong credentials only produce log lines.
+//! as LL-HLS, survives the camera going away and coming back (EXT-X-DISCONTINUITY, the time
+//! away as EXT-X-GAP segments, no ENDLIST), and an unreachable camera or wrong credentials only produce log lines.
 //! Needs Debian's python3-gi, gir1.2-gst-rtsp-server-1.0 and GStreamer plugins (scripts/test.sh).
 
 mod common;
@@ -80,29 +80,47 @@ fn camera_is_pulled_and_the_stream_survives_a_camera_restart() {
         during.text()
     );
 
-    // It comes back: the playlist continues after a discontinuity.
+    // It comes back: the playlist continues after a discontinuity, the time the camera was
+    // away listed as segments without media (EXT-X-GAP), then its media after another.
     let _camera = Camera::start(port, &["user", "pass"]);
     let playlist = wait_for(
-        "segments after a discontinuity",
+        "segments after the camera's absence",
         Duration::from_secs(90),
         || {
             let p = get(srv.http, "/live/cam/video/index.m3u8").ok()?.text();
-            let after = p.split("#EXT-X-DISCONTINUITY\n").nth(1)?;
-            (tags(after, "#EXTINF").len() >= 2).then_some(p)
+            let (_, after) = p.rsplit_once("#EXT-X-GAP\n")?;
+            // The last gap's own EXTINF, then two of the camera's.
+            (tags(after, "#EXTINF").len() >= 3).then_some(p)
         },
     );
     assert!(!playlist.contains("#EXT-X-ENDLIST"));
-    // The media and the program date times run on where they stopped (players see no hole);
-    // the MPD's new Period starts the real time the camera was away (4 s and more) later.
+    // The program date times run with the playlist's length: the gaps start where the media
+    // stopped and last as long as the camera was away (4 s and more); the MPD's new Period
+    // starts that much later.
+    let seconds = |lines: Vec<&str>| -> f64 {
+        lines
+            .iter()
+            .map(|l| l[8..].trim_end_matches(',').parse::<f64>().unwrap())
+            .sum()
+    };
     let (before, after) = playlist.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
     let first_pdt = secs_of_day(tags(before, "#EXT-X-PROGRAM-DATE-TIME:")[0]);
-    let media_before: f64 = tags(before, "#EXTINF:")
-        .iter()
-        .map(|l| l[8..].trim_end_matches(',').parse::<f64>().unwrap())
-        .sum();
-    let join_pdt = secs_of_day(tags(after, "#EXT-X-PROGRAM-DATE-TIME:")[0]);
-    let gap = (join_pdt - first_pdt).rem_euclid(86_400.0) - media_before;
+    let media_before = seconds(tags(before, "#EXTINF:"));
+    let (gaps, media) = after.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
+    assert!(!media.contains("#EXT-X-GAP"), "{playlist}");
+    let gap_pdt = secs_of_day(tags(gaps, "#EXT-X-PROGRAM-DATE-TIME:")[0]);
+    let gap = (gap_pdt - first_pdt).rem_euclid(86_400.0) - media_before;
     assert!(gap.abs() < 0.01, "gap {gap:.3} s\n{playlist}");
+    let away = seconds(tags(gaps, "#EXTINF:"));
+    assert_eq!(
+        tags(gaps, "#EXT-X-GAP").len(),
+        tags(gaps, "#EXTINF:").len(),
+        "{playlist}"
+    );
+    assert!(away > 3.5, "away {away:.3} s\n{playlist}");
+    let media_pdt = secs_of_day(tags(media, "#EXT-X-PROGRAM-DATE-TIME:")[0]);
+    let jump = (media_pdt - gap_pdt).rem_euclid(86_400.0) - away;
+    assert!(jump.abs() < 0.01, "jump {jump:.3} s\n{playlist}");
     let mpd = get(srv.http, "/live/cam/manifest.mpd").unwrap().text();
     let starts: Vec<f64> = mpd
         .split("<Period ")
@@ -114,7 +132,7 @@ fn camera_is_pulled_and_the_stream_survives_a_camera_restart() {
         .collect();
     let pause = starts.last().unwrap() - media_before;
     assert!(
-        pause > 3.5,
+        (pause - away).abs() < 0.01,
         "the new Period starts {pause:.3} s after the media before it\n{mpd}"
     );
     let path = download_rendition(&srv, "cam", "video", &playlist);

@@ -57,6 +57,8 @@ struct Period {
     /// What the timeline left out of the wall clock before it ([`crate::window::Segment::wall_offset`]).
     wall_offset: Duration,
     segments: Vec<Listed>,
+    /// Where its media ends (its last segment's end, as far as it is known).
+    end: Duration,
 }
 
 impl Period {
@@ -75,13 +77,23 @@ impl Period {
     fn length(&self) -> Duration {
         self.segments[0].length
     }
+
+    /// Its `@duration` when its media ends before `next` starts (a publisher's pause between
+    /// them): without it a player would ask for segments of this Period in the pause.
+    fn duration_before(&self, next: Option<&Period>) -> Option<Duration> {
+        let media = self.end.saturating_sub(self.start());
+        let next = next?.presentation_start();
+        (next > self.presentation_start() + media + Duration::from_millis(1)).then_some(media)
+    }
 }
 
 /// The leading track's segments as the MPD lists them, in their Periods (an open segment
 /// only while live and once announced).
 fn periods(leader: &TrackWindow, live: bool) -> Vec<Period> {
     let mut out: Vec<Period> = Vec::new();
-    for s in &leader.segments {
+    // A segment without media (a publisher's pause) is in no Period: the next Period starts
+    // that much later on the MPD's timeline.
+    for s in leader.segments.iter().filter(|s| !s.is_gap()) {
         let Some(length) = s
             .listed_length()
             .filter(|l| !l.is_zero() && (s.complete || live))
@@ -93,12 +105,17 @@ fn periods(leader: &TrackWindow, live: bool) -> Vec<Period> {
             start: s.start,
             length,
         };
+        let end = s.start + if s.complete { s.duration } else { length };
         match out.last_mut() {
-            Some(p) if p.id == s.period => p.segments.push(l),
+            Some(p) if p.id == s.period => {
+                p.segments.push(l);
+                p.end = end;
+            }
             _ => out.push(Period {
                 id: s.period,
                 wall_offset: s.wall_offset,
                 segments: vec![l],
+                end,
             }),
         }
     }
@@ -168,13 +185,17 @@ pub fn mpd(w: &StreamWindow, st: &WindowState, now: SystemTime, time_url: &str) 
             duration(window_end.as_secs_f64())
         );
     }
-    for period in &periods {
-        let _ = writeln!(
+    for (i, period) in periods.iter().enumerate() {
+        let _ = write!(
             out,
-            "  <Period id=\"p{}\" start=\"{}\">",
+            "  <Period id=\"p{}\" start=\"{}\"",
             period.id.0,
             duration(period.presentation_start().as_secs_f64())
         );
+        if let Some(d) = period.duration_before(periods.get(i + 1)) {
+            let _ = write!(out, " duration=\"{}\"", duration(d.as_secs_f64()));
+        }
+        out.push_str(">\n");
         for (set, kind) in [TrackKind::Video, TrackKind::Audio].into_iter().enumerate() {
             let tracks: Vec<&TrackWindow> =
                 st.tracks.iter().filter(|t| t.info.kind() == kind).collect();
@@ -492,6 +513,107 @@ mod tests {
         let m = w.read(|st| mpd(&w, st, now, "http://h/t"));
         assert!(m.contains("startNumber=\"5\">"), "{m}");
         assert!(m.contains("<S t=\"1035000\" d=\"135000\"/>"), "{m}");
+    }
+
+    /// A publisher away for 1.5 s after 4 s of media: a segment without media stands for the
+    /// pause (as the segmenter makes it), and the media goes on where it stopped. The MPD
+    /// leaves the gap out: the first Period ends where its media does, the next starts the
+    /// pause later; HLS lists the gap with EXT-X-GAP, and the program date times keep the
+    /// wall clock.
+    #[test]
+    fn a_pause_is_a_gap_in_hls_and_between_periods_in_dash() {
+        let w = StreamWindow::new(
+            "s",
+            "abc".into(),
+            WindowConfig::default(),
+            window(0, 0).read(|st| {
+                st.tracks
+                    .iter()
+                    .map(|t| (t.info.clone(), Bytes::new()))
+                    .collect()
+            }),
+        );
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        segment(&w, 0, s(0), s(2), None, false);
+        segment(&w, 1, s(2), s(2), Some(s(2)), false);
+        for track in 0..2 {
+            w.push_part(crate::window::PartIn {
+                track,
+                msn: 2,
+                index: 0,
+                data: Bytes::new(),
+                duration: ms(1500),
+                independent: false,
+                gap: true,
+                last_in_segment: true,
+                end_expected: false,
+                discontinuity: true,
+                start: s(4),
+                samples: 0,
+                target_duration: Some(2),
+                announced: None,
+                period: None,
+                wall_offset: Duration::ZERO,
+            });
+        }
+        for i in 0..6u32 {
+            for track in 0..2 {
+                w.push_part(crate::window::PartIn {
+                    track,
+                    msn: 3,
+                    index: i,
+                    data: Bytes::from(vec![0u8; 100]),
+                    duration: s(2) / 6,
+                    independent: i == 0 || track == 1,
+                    gap: false,
+                    last_in_segment: i == 5,
+                    end_expected: false,
+                    discontinuity: i == 0,
+                    start: s(4) + s(2) / 6 * i,
+                    samples: 10,
+                    target_duration: Some(2),
+                    announced: Some(s(2)),
+                    period: None,
+                    wall_offset: ms(1500),
+                });
+            }
+        }
+        let m = w.read(|st| mpd(&w, st, SystemTime::now(), "http://h/t"));
+        assert!(
+            m.contains("<Period id=\"p0\" start=\"PT0.000S\" duration=\"PT4.000S\">"),
+            "{m}"
+        );
+        assert!(m.contains("<Period id=\"p3\" start=\"PT5.500S\">"), "{m}");
+        assert!(
+            m.contains("presentationTimeOffset=\"360000\"") && m.contains("startNumber=\"3\""),
+            "{m}"
+        );
+        assert_eq!(
+            m.matches("<Period ").count(),
+            2,
+            "no Period for the gap: {m}"
+        );
+        let p = w.read(|st| crate::hls::media_playlist(&w, st, 0, crate::hls::Skip::No));
+        assert!(
+            p.contains("#EXT-X-GAP\n#EXTINF:1.500000,\nabc/2.m4s\n"),
+            "{p}"
+        );
+        assert!(!p.contains("abc/2.0.m4s"), "no parts for the gap: {p}");
+        let dates = crate::hls::program_date_time(w.started + s(4));
+        let media = crate::hls::program_date_time(w.started + ms(5500));
+        assert!(
+            p.contains(&format!(
+                "#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:{dates}\n#EXT-X-GAP"
+            )),
+            "{p}"
+        );
+        assert!(
+            p.contains(&format!(
+                "#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:{media}\n"
+            )),
+            "{p}"
+        );
     }
 
     #[test]

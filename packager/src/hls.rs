@@ -272,8 +272,12 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
             );
             pdt_written = true;
         }
-        let list_parts = !s.complete
-            || starts_before_edge <= PART_LISTING_TARGETS * td as f64 + s.duration.as_secs_f64();
+        // A complete segment without media (a publisher's pause): never loaded, no parts.
+        let gap = s.complete && s.is_gap();
+        let list_parts = !gap
+            && (!s.complete
+                || starts_before_edge
+                    <= PART_LISTING_TARGETS * td as f64 + s.duration.as_secs_f64());
         if list_parts {
             for (p_idx, p) in s.parts.iter().enumerate() {
                 let _ = write!(
@@ -294,6 +298,9 @@ pub fn media_playlist(w: &StreamWindow, st: &WindowState, track: usize, skip: Sk
             }
         }
         if s.complete {
+            if gap {
+                out.push_str("#EXT-X-GAP\n");
+            }
             let _ = writeln!(
                 out,
                 "#EXTINF:{},\n{}/{}.m4s",

@@ -221,7 +221,7 @@ pub fn drain(
             target_duration: p.target_duration,
             announced: p.announced,
             period: None,
-            wall_offset: seg.removed(),
+            wall_offset: p.wall_offset.unwrap_or_else(|| seg.removed()),
         });
     }
     n

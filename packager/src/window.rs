@@ -67,11 +67,10 @@ pub struct Segment {
     /// Wall-clock time of the segment's first sample.
     pub program_date_time: SystemTime,
     /// What the timeline left out of the wall clock before this segment ([`PartIn::wall_offset`]):
-    /// its wall-clock time is `started + start + wall_offset`. The MPD's Periods start there;
-    /// the program date time leaves it out (`started + start`), so HLS players see one
-    /// continuous timeline across a publisher's reconnect: Shaka closes the hole a jump in the
-    /// program date time leaves and then mislays its segments (rebuilding its index, dropping
-    /// frames), and hls.js stalls at it.
+    /// its wall-clock time, and its program date time, is `started + start + wall_offset`. The
+    /// MPD's Periods start there. In HLS the pause a publisher's reconnect took out is listed
+    /// as segments without media (`EXT-X-GAP`: [`Segment::is_gap`]), so the playlist's length
+    /// runs with the program date time and the wall clock.
     pub wall_offset: Duration,
     /// The sum of the parts so far.
     pub duration: Duration,
@@ -80,6 +79,13 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// No media in it for its track: a pause in the source (a publisher's reconnect), or a
+    /// track that sent nothing for all of it. Listed with `EXT-X-GAP` in HLS (never loaded),
+    /// left out of the MPD and the archive.
+    pub fn is_gap(&self) -> bool {
+        !self.parts.is_empty() && self.parts.iter().all(|p| p.gap)
+    }
+
     /// The length the MPD lists the segment with: the announced one, else (once complete)
     /// its own.
     pub fn listed_length(&self) -> Option<Duration> {
@@ -401,7 +407,10 @@ impl StreamWindow {
                 .back()
                 .is_some_and(|s| !s.complete && s.msn == p.msn);
             if !open {
-                let pdt = self.started.checked_add(p.start).unwrap_or(self.started);
+                let pdt = self
+                    .started
+                    .checked_add(p.start + p.wall_offset)
+                    .unwrap_or(self.started);
                 let scale = track.info.timescale.0;
                 let period = p.period.unwrap_or_else(|| match track.segments.back() {
                     Some(prev) if !p.discontinuity && continues(prev, p.msn, p.start, scale) => {

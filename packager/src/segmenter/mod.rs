@@ -111,6 +111,10 @@ pub struct PartOut {
     pub end: Timestamp,
     /// Empty for a gap part.
     pub samples: Vec<Sample>,
+    /// What the timeline left out of the wall clock before this part, when it is not
+    /// [`Segmenter::removed`] as it stands when the part is pulled: a pause's own gap
+    /// segments ([`Segmenter::gap_segments`]) count what was left out before the pause.
+    pub wall_offset: Option<Duration>,
 }
 
 impl PartOut {
@@ -507,11 +511,14 @@ impl Segmenter {
     }
 
     /// The source restarted after a pause (a publisher that reconnected), its timestamps moved
-    /// on by the pause: as [`Segmenter::lagged`], and its first keyframe continues the timeline
-    /// where the last part ended, every track shifted alike. Players then see media without a
-    /// hole (Shaka, which closes the hole a discontinuity's program date time jump leaves in its
-    /// timeline, otherwise places the media a pause later than its playlist and drops frames),
-    /// and the program date times and the MPD's Periods add [`Segmenter::removed`] back.
+    /// on by the pause: as [`Segmenter::lagged`], and its first keyframe continues the media's
+    /// timeline where the last part ended, every track shifted alike, so the media has no hole
+    /// (Shaka on LL-HLS, which places media by the playlist, otherwise puts it a pause later
+    /// than its playlist says and drops frames). The pause itself becomes segments without
+    /// media ([`Segmenter::gap_segments`]: `EXT-X-GAP` in HLS), so the playlists' length keeps
+    /// up with the wall clock (Shaka's live edge on LL-HLS runs on the wall clock from the
+    /// moment it loaded, and without them ends a pause beyond the newest media for ever after);
+    /// program date times and the MPD's Periods add [`Segmenter::removed`] back.
     pub fn restarted(&mut self) {
         self.lagged();
         if self.next_seq > 0 {
@@ -543,10 +550,50 @@ impl Segmenter {
         // source whose timestamps went back is not moved forward; its frames before the last
         // one are dropped as out of order, as before a restart.)
         let by = (at - frame.dts.ticks).min(0);
+        self.gap_segments(at, -by);
         self.shift += by;
         frame.shift(by);
         self.resume_at = None;
         true
+    }
+
+    /// Segments without media for `pause` leader ticks of wall clock, where the media goes on
+    /// after it (`at`): in every track a gap part per segment, each segment no longer than the
+    /// target duration. Called before the pause is counted in [`Segmenter::removed`]: they
+    /// carry what was left out before it, so their wall-clock time runs from where the pause
+    /// began to where the media goes on. (A pause shorter than half a part is left out.)
+    fn gap_segments(&mut self, at: i64, pause: i64) {
+        if pause < self.part_target / 2 {
+            return;
+        }
+        let most = self.target_duration.unwrap_or(self.segment_target).max(1);
+        let n = (pause + most - 1) / most;
+        let target_duration = self.target_duration_secs();
+        let leader_scale = self.leader_scale;
+        let before = self.removed();
+        for k in 0..n {
+            let start = at + pause * k / n;
+            let end = at + pause * (k + 1) / n;
+            for (track, t) in self.tracks.iter().enumerate() {
+                let scale = t.scale;
+                self.out.push_back(Output::Part(PartOut {
+                    track,
+                    msn: self.msn,
+                    index: 0,
+                    independent: false,
+                    last_in_segment: true,
+                    end_expected: false,
+                    discontinuity: k == 0,
+                    target_duration,
+                    announced: None,
+                    start: Timestamp::new(scale.convert(start, leader_scale), scale),
+                    end: Timestamp::new(scale.convert(end, leader_scale), scale),
+                    samples: Vec::new(),
+                    wall_offset: Some(before),
+                }));
+            }
+            self.msn += 1;
+        }
     }
 
     /// The source lost frames or restarted: end the segment here; the next one starts on a
@@ -653,6 +700,7 @@ impl Segmenter {
             start: Timestamp::new(self.part_start, self.leader_scale),
             end: Timestamp::new(end, self.leader_scale),
             samples,
+            wall_offset: None,
         }));
         self.tracks[leader].next_boundary = self.next_seq;
         if self.tracks.len() > 1 {
@@ -775,6 +823,7 @@ impl Segmenter {
             start: Timestamp::new(base, scale),
             end: Timestamp::new(part_end, scale),
             samples,
+            wall_offset: None,
         }));
     }
 

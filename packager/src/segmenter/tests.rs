@@ -590,7 +590,34 @@ fn a_restarted_source_continues_where_the_last_part_ended() {
     push(&mut s, resumed, 90, (resumed - 900) * 48000 / 90_000);
     s.finish();
     let (after, _) = collect(&mut s);
+    // First the pause, as a segment without media in every track: 1.7 s (under the 2 s target
+    // duration: one segment) after the last segment, counting what was left out before it.
+    let last_msn = before.iter().chain(&closed).map(|p| p.msn).max().unwrap();
+    let gaps: Vec<PartOut> = after
+        .iter()
+        .take_while(|p| p.samples.is_empty())
+        .cloned()
+        .collect();
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    for g in &gaps {
+        assert!(
+            g.discontinuity && g.last_in_segment && g.msn == last_msn + 1,
+            "{g:?}"
+        );
+    }
+    assert_eq!(
+        (gaps[0].start.ticks, gaps[0].end.ticks),
+        (end, end + 153_000)
+    );
+    assert_eq!(gaps[0].wall_offset, Some(Duration::ZERO));
+    assert_eq!(
+        gaps[1].ticks(),
+        1700 * 48,
+        "the same pause in audio's ticks"
+    );
+    let after: Vec<PartOut> = after.into_iter().skip(gaps.len()).collect();
     let video: Vec<&PartOut> = after.iter().filter(|p| p.track == 0).collect();
+    assert_eq!(video[0].msn, last_msn + 2);
     assert!(video[0].discontinuity && video[0].independent);
     assert_eq!(video[0].start.ticks, end, "no hole in the video");
     for w in video.windows(2) {

@@ -147,13 +147,10 @@ impl tower_service::Service<Name> for PublicOnly {
                 .copied()
                 .collect();
             if kept.is_empty() {
-                let ips: Vec<String> = all.iter().map(|a| a.ip().to_string()).collect();
+                // (Which addresses, it does not say: they are of the server's own network.)
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
-                    format!(
-                        "{name} resolves to {} only, not on the public internet",
-                        ips.join(", ")
-                    ),
+                    format!("{name} resolves only to addresses not on the public internet"),
                 ));
             }
             Ok(kept.into_iter())
@@ -173,10 +170,25 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public_v4(v4);
             }
             let s = v6.segments();
+            let v4 = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                Ipv4Addr::new(a, b, c, d)
+            };
+            // NAT64's well-known prefix: the IPv4 address it reaches.
             if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                return is_public_v4(Ipv4Addr::new(a, b, c, d));
+                return is_public_v4(v4(s[6], s[7]));
+            }
+            // 6to4: the IPv4 address it is tunnelled to.
+            if s[0] == 0x2002 {
+                return is_public_v4(v4(s[1], s[2]));
+            }
+            // Local-use NAT64 (RFC 8215) and SIIT's IPv4-translated addresses reach whatever
+            // the operator's translator reaches: not the public internet for sure.
+            if (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+                || (s[0..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0)
+            {
+                return false;
             }
             !(v6.is_loopback()
                 || v6.is_unspecified()
@@ -218,6 +230,7 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "2002:808:808::1",
         ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
@@ -241,6 +254,9 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            "64:ff9b:1::808:808",
+            "2002:a00:1::1",
+            "::ffff:0:808:808",
             "::127.0.0.1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");

@@ -97,7 +97,9 @@ impl Config {
                     format!("{prefix}/uploads")
                 };
                 let said = format!("{}/uploads", url.trim_end_matches('/'));
-                Ok((Store::Objects(Objects::new(s3.clone(), s3, &at)), said))
+                let max_size = self.uploads.max_size_mb << 20;
+                let objects = Objects::new(s3.clone(), s3, &at, max_size);
+                Ok((Store::Objects(objects), said))
             }
             _ => {
                 let disk = Disk::open(dir.to_path_buf())

@@ -22,8 +22,13 @@ use tracing::warn;
 const MAX_REDIRECTS: usize = 5;
 /// The longest wait for an answer's head, or for the next bytes of its body.
 const IDLE: Duration = Duration::from_secs(30);
-/// How often the download's progress is recorded.
+/// How often the download's progress is recorded (which also says the asset's preparation is
+/// alive, whether or not its length is known).
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// After this long, a download slower on average than [`SLOWEST`] is given up on: one server
+/// trickling bytes must not hold the packaging of every other asset.
+const SLOW_AFTER: Duration = Duration::from_secs(60);
+const SLOWEST: u64 = 64 << 10;
 
 pub struct Fetcher {
     client: GuardedClient,
@@ -123,6 +128,7 @@ impl Fetcher {
             .map_err(|e| format!("cannot write the fetched file: {e}"))?;
         let mut body = response.into_body();
         let mut got = 0u64;
+        let started = Instant::now();
         let mut told = Instant::now();
         loop {
             let frame = tokio::time::timeout(IDLE, body.frame())
@@ -145,11 +151,21 @@ impl Fetcher {
                 .map_err(|e| format!("cannot write the fetched file: {e}"))?;
             if told.elapsed() >= PROGRESS_EVERY {
                 told = Instant::now();
-                if let Some(len) = length.filter(|l| *l > 0) {
-                    let percent = share * (got as f64 / len as f64).min(1.0);
-                    if let Err(e) = catalog.set_progress(id, percent).await {
-                        warn!(asset = id, error = %e, "cannot record the download's progress");
-                    }
+                let took = started.elapsed();
+                if took >= SLOW_AFTER && got < SLOWEST * took.as_secs() {
+                    return Err(format!(
+                        "the download is slower than {} KiB/s ({} KiB in {} s)",
+                        SLOWEST >> 10,
+                        got >> 10,
+                        took.as_secs()
+                    ));
+                }
+                let percent = match length.filter(|l| *l > 0) {
+                    Some(len) => share * (got as f64 / len as f64).min(1.0),
+                    None => 0.0,
+                };
+                if let Err(e) = catalog.set_progress(id, percent).await {
+                    warn!(asset = id, error = %e, "cannot record the download's progress");
                 }
             }
         }
@@ -198,7 +214,13 @@ impl Fetcher {
 
 /// A `Location` against the URL it answered.
 fn resolve(base: &Uri, location: &str) -> Option<Uri> {
-    if location.contains("://") {
+    // Absolute when it starts with a scheme (a "://" later, in a query, does not count).
+    let scheme = location.split_once("://").map(|(s, _)| s);
+    if scheme.is_some_and(|s| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    }) {
         return location.parse().ok();
     }
     let scheme = base.scheme_str()?;
@@ -251,5 +273,9 @@ mod tests {
             Some("https://a.example/c.mp4?s=2")
         );
         assert_eq!(r("d.mp4").as_deref(), Some("https://a.example/v/d.mp4"));
+        assert_eq!(
+            r("/next?from=https://a.example/").as_deref(),
+            Some("https://a.example/next?from=https://a.example/")
+        );
     }
 }

@@ -62,13 +62,17 @@ impl Form {
 }
 
 /// Part `part` of segment `msn` (the whole segment when `None`, once complete), if it exists
-/// and is not a gap.
+/// and is not a gap. A part of a publisher's pause (a complete segment of gaps only) is
+/// answered empty rather than 404: a player may have asked for it as the preload hint, or in
+/// the old Period, before the pause was known, and a 404 there ends Shaka's playback.
 fn media_body(t: &TrackWindow, msn: u64, part: Option<u32>) -> Option<Body> {
     match part {
-        Some(p) => t
-            .part(msn, p)
-            .filter(|p| !p.gap)
-            .map(|p| Body::from(p.data.clone())),
+        Some(p) => {
+            let pause = t.segment(msn).is_some_and(|s| s.complete && s.is_gap());
+            t.part(msn, p)
+                .filter(|p| !p.gap || pause)
+                .map(|p| Body::from(p.data.clone()))
+        }
         None => t
             .segment(msn)
             .filter(|s| s.complete)

@@ -1,7 +1,9 @@
 //! Upload bytes in object storage (with `[archive] url` on S3): each upload is a multipart
 //! upload at `{prefix}/{upload id}`, its bytes put as parts of at least [`PART`] as they
-//! come. What does not fill a part when a request ends is kept as an object of its own (the
-//! *tail*, named by the offset it ends at) until the next request, on this origin or another,
+//! come (more for uploads so large that S3's 10,000 parts would not hold them). What does not
+//! fill a part when a request ends is kept as an object of its own (the *tail*, named by the
+//! offset it ends at and a random tag, so two requests racing from one offset never share
+//! one) until the next request, on this origin or another,
 //! reads it back and goes on. Where everything is ([`Stored`]) goes into the catalog with the
 //! offset, in one statement, so the two always agree; nothing is held in memory but the part
 //! being filled. When the upload is whole the tail is its last part and the multipart upload
@@ -19,8 +21,10 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-/// Bytes per part (S3 takes parts of 5 MiB to 5 GiB, but the last).
+/// Bytes per part, at least (S3 takes parts of 5 MiB to 5 GiB, but the last).
 pub const PART: usize = 8 << 20;
+/// Parts an upload may need, at most (S3 takes 10,000).
+const MAX_PARTS: u64 = 9_000;
 
 /// Where an unfinished upload's bytes are, as the catalog keeps it (JSON).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -67,6 +71,9 @@ pub struct Objects {
     objects: Arc<dyn ObjectStore>,
     multipart: Arc<dyn MultipartStore>,
     prefix: Path,
+    /// Bytes per part: [`PART`], or more when uploads of `max_size` would need more than
+    /// [`MAX_PARTS`].
+    part: usize,
 }
 
 impl std::fmt::Debug for Objects {
@@ -76,17 +83,20 @@ impl std::fmt::Debug for Objects {
 }
 
 impl Objects {
-    /// Uploads at `prefix` in a store (S3's client is both an [`ObjectStore`] and a
-    /// [`MultipartStore`]).
+    /// Uploads of at most `max_size` bytes at `prefix` in a store (S3's client is both an
+    /// [`ObjectStore`] and a [`MultipartStore`]).
     pub fn new(
         objects: Arc<dyn ObjectStore>,
         multipart: Arc<dyn MultipartStore>,
         prefix: &str,
+        max_size: u64,
     ) -> Objects {
+        let part = PART.max(max_size.div_ceil(MAX_PARTS) as usize);
         Objects {
             objects,
             multipart,
             prefix: Path::from(prefix),
+            part,
         }
     }
 
@@ -260,7 +270,7 @@ pub struct Writer<'a> {
     objects: &'a Objects,
     id: String,
     state: Stored,
-    /// Bytes after the parts (the old tail's first), fewer than [`PART`] between pushes.
+    /// Bytes after the parts (the old tail's first), less than a part between pushes.
     filling: BytesMut,
     offset: u64,
 }
@@ -269,7 +279,7 @@ impl Writer<'_> {
     pub async fn push(&mut self, bytes: Bytes) -> std::io::Result<()> {
         self.offset += bytes.len() as u64;
         self.filling.extend_from_slice(&bytes);
-        if self.filling.len() >= PART {
+        if self.filling.len() >= self.objects.part {
             self.put_part().await?;
         }
         Ok(())
@@ -310,7 +320,12 @@ impl Writer<'_> {
         if self.filling.is_empty() {
             self.state.tail = None;
         } else {
-            let name = format!("{}.tail.{}", self.id, self.offset);
+            let name = format!(
+                "{}.tail.{}.{:08x}",
+                self.id,
+                self.offset,
+                rand::random::<u32>()
+            );
             let data = self.filling.split().freeze();
             self.objects
                 .objects
@@ -345,7 +360,7 @@ mod tests {
     #[tokio::test]
     async fn requests_of_any_size_make_one_object() {
         let mem = Arc::new(InMemory::new());
-        let o = Objects::new(mem.clone(), mem.clone(), "up");
+        let o = Objects::new(mem.clone(), mem.clone(), "up", 1 << 30);
         let data: Vec<u8> = (0..(PART * 2 + 12_345)).map(|i| (i % 251) as u8).collect();
         // Three requests: a small one (a tail only), one across a part, the rest.
         let a = write(&o, "u", 0, None, &data[..1000]).await;
@@ -380,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn an_offset_that_does_not_match_is_an_error() {
         let mem = Arc::new(InMemory::new());
-        let o = Objects::new(mem.clone(), mem, "up");
+        let o = Objects::new(mem.clone(), mem, "up", 1 << 30);
         let a = write(&o, "u", 0, None, &[1; 10]).await;
         assert!(o.writer("u", 11, Some(&a)).await.is_err());
         assert!(o.writer("u", 0, Some("not json")).await.is_err());
@@ -389,7 +404,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_upload_is_an_empty_object() {
         let mem = Arc::new(InMemory::new());
-        let o = Objects::new(mem.clone(), mem.clone(), "up");
+        let o = Objects::new(mem.clone(), mem.clone(), "up", 1 << 30);
         o.complete("z", None).await.unwrap();
         assert_eq!(mem.head(&o.path("z")).await.unwrap().size, 0);
     }

@@ -611,10 +611,8 @@ impl Uploads {
                     "the upload moved on meanwhile",
                 );
             }
-            Err(e) => {
-                self.store.undo(&u, stored).await;
-                return unavailable(e);
-            }
+            // Not undone: the catalog may have taken it before the error.
+            Err(e) => return unavailable(e),
         }
         u.received = to;
         u.stored = appended.stored;

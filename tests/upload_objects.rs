@@ -25,40 +25,7 @@ fn uploads_go_to_object_storage_in_parts_and_survive_a_restart() {
     let mut srv = Server::start(&s3.archive_config(BUCKET, "media"));
     let made = TempDir::new("upload-s3");
     // 12 s of 720p noise at about 24 Mbit/s, with sound: some 36 MB, four parts and a tail.
-    let video = clip(
-        &made.0,
-        "noisy.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=30,noise=alls=60:allf=t",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "12",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-b:v",
-            "24M",
-            "-minrate",
-            "24M",
-            "-maxrate",
-            "24M",
-            "-bufsize",
-            "24M",
-            "-g",
-            "60",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let video = noisy_clip(&made.0, "noisy.mp4", 12, 24);
     let size = std::fs::metadata(&video).unwrap().len();
     assert!(size >= 25 << 20, "{size} bytes");
     let d = direct(&srv, r#"{"new_asset_settings": {"title": "In parts"}}"#);

@@ -20,42 +20,7 @@ fn a_200_mb_upload_from_node_survives_two_kills_and_a_restart() {
     let mut srv = Server::start("");
     let made = TempDir::new("upload-big");
     // 45 s of 720p noise at about 40 Mbit/s, with sound: over 200 MB that do not compress.
-    let video = clip(
-        &made.0,
-        "big.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=30,noise=alls=60:allf=t",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "45",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-b:v",
-            "36M",
-            "-minrate",
-            "36M",
-            "-maxrate",
-            "36M",
-            "-bufsize",
-            "36M",
-            "-g",
-            "60",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-        ],
-    );
+    let video = noisy_clip(&made.0, "big.mp4", 45, 36);
     let size = std::fs::metadata(&video).unwrap().len();
     assert!(size >= 200_000_000, "{size} bytes");
     let d = direct(&srv, r#"{"new_asset_settings": {"title": "Big"}}"#);
@@ -131,30 +96,7 @@ fn an_upload_begun_on_one_origin_goes_on_on_another() {
     let b = Server::start(&config);
 
     // 6 s at 25 frames a second: 150 video packets.
-    let video = clip(
-        &shared.0,
-        "two.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=sample_rate=48000",
-            "-t",
-            "6",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-g",
-            "50",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let video = test_clip(&shared.0, "two.mp4", "640x360", 6);
     let bytes = std::fs::read(&video).unwrap();
     let size = bytes.len();
     let third = size / 3;

@@ -71,30 +71,7 @@ fn assets_are_fetched_from_https_urls_and_refused_with_reasons() {
     let files = TempDir::new("url-files");
     let certs = TempDir::new("url-certs");
     let (ca, cert, key) = ca_signed_cert(&certs);
-    let clip = clip(
-        &files.0,
-        "clip.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=sample_rate=48000",
-            "-t",
-            "4",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-g",
-            "50",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let clip = test_clip(&files.0, "clip.mp4", "320x180", 4);
     std::fs::write(files.0.join("notes.txt"), b"not a video at all\n").unwrap();
     std::fs::write(files.0.join("big.bin"), vec![7u8; 3 << 20]).unwrap();
     let web = HttpsFiles::start(&files.0, &cert, &key);

@@ -153,12 +153,9 @@ pub async fn run(w: Arc<StreamWindow>, store: Store, hook: Option<&crate::OnArch
                 // Not a publisher's pause (no media in any track): on demand it is only a
                 // discontinuity, which the next segment says.
                 let pause = |msn: u64| {
-                    st.tracks.iter().all(|t| {
-                        t.segments
-                            .iter()
-                            .find(|s| s.msn == msn)
-                            .is_none_or(|s| s.is_gap())
-                    })
+                    st.tracks
+                        .iter()
+                        .all(|t| t.segment(msn).is_none_or(|s| s.is_gap()))
                 };
                 for s in t.segments.iter().filter(|s| s.complete && !pause(s.msn)) {
                     if last.is_none_or(|l| s.msn > l) {

@@ -423,7 +423,25 @@ mod tests {
         assert_eq!(m.matches("availabilityTimeOffset=").count(), 2, "{m}");
     }
 
-    /// Pushes one 2 s segment of six parts for both tracks, announced as `announced`.
+    /// A window of both tracks keeping `keep` segments, with nothing in it yet.
+    fn empty(keep: usize) -> StreamWindow {
+        StreamWindow::new(
+            "s",
+            "abc".into(),
+            WindowConfig {
+                segments: keep,
+                ..Default::default()
+            },
+            window(0, 0).read(|st| {
+                st.tracks
+                    .iter()
+                    .map(|t| (t.info.clone(), Bytes::new()))
+                    .collect()
+            }),
+        )
+    }
+
+    /// Pushes one segment of six parts for both tracks, announced as `announced`.
     fn segment(
         w: &StreamWindow,
         msn: u64,
@@ -431,6 +449,19 @@ mod tests {
         length: Duration,
         announced: Option<Duration>,
         disc: bool,
+    ) {
+        segment_after_pause(w, msn, start, length, announced, disc, Duration::ZERO);
+    }
+
+    /// As [`segment`], after pauses of `wall_offset` in all taken out of the timeline.
+    fn segment_after_pause(
+        w: &StreamWindow,
+        msn: u64,
+        start: Duration,
+        length: Duration,
+        announced: Option<Duration>,
+        disc: bool,
+        wall_offset: Duration,
     ) {
         for i in 0..6u32 {
             for track in 0..2 {
@@ -450,7 +481,7 @@ mod tests {
                     target_duration: Some(2),
                     announced,
                     period: None,
-                    wall_offset: Duration::ZERO,
+                    wall_offset,
                 });
             }
         }
@@ -458,20 +489,7 @@ mod tests {
 
     #[test]
     fn a_segment_that_ends_off_its_announcement_starts_a_period_and_nothing_published_changes() {
-        let w = StreamWindow::new(
-            "s",
-            "abc".into(),
-            WindowConfig {
-                segments: 3,
-                ..Default::default()
-            },
-            window(0, 0).read(|st| {
-                st.tracks
-                    .iter()
-                    .map(|t| (t.info.clone(), Bytes::new()))
-                    .collect()
-            }),
-        );
+        let w = empty(3);
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         segment(&w, 0, s(0), s(2), None, false);
@@ -522,17 +540,7 @@ mod tests {
     /// wall clock.
     #[test]
     fn a_pause_is_a_gap_in_hls_and_between_periods_in_dash() {
-        let w = StreamWindow::new(
-            "s",
-            "abc".into(),
-            WindowConfig::default(),
-            window(0, 0).read(|st| {
-                st.tracks
-                    .iter()
-                    .map(|t| (t.info.clone(), Bytes::new()))
-                    .collect()
-            }),
-        );
+        let w = empty(WindowConfig::default().segments);
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         segment(&w, 0, s(0), s(2), None, false);
@@ -557,28 +565,7 @@ mod tests {
                 wall_offset: Duration::ZERO,
             });
         }
-        for i in 0..6u32 {
-            for track in 0..2 {
-                w.push_part(crate::window::PartIn {
-                    track,
-                    msn: 3,
-                    index: i,
-                    data: Bytes::from(vec![0u8; 100]),
-                    duration: s(2) / 6,
-                    independent: i == 0 || track == 1,
-                    gap: false,
-                    last_in_segment: i == 5,
-                    end_expected: false,
-                    discontinuity: i == 0,
-                    start: s(4) + s(2) / 6 * i,
-                    samples: 10,
-                    target_duration: Some(2),
-                    announced: Some(s(2)),
-                    period: None,
-                    wall_offset: ms(1500),
-                });
-            }
-        }
+        segment_after_pause(&w, 3, s(4), s(2), Some(s(2)), true, ms(1500));
         let m = w.read(|st| mpd(&w, st, SystemTime::now(), "http://h/t"));
         assert!(
             m.contains("<Period id=\"p0\" start=\"PT0.000S\" duration=\"PT4.000S\">"),

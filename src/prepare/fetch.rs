@@ -205,11 +205,6 @@ impl Fetcher {
             len >> 20
         )
     }
-
-    /// Deletes asset `id`'s fetched file, if any.
-    pub async fn remove(&self, id: &str) {
-        self.disk.remove(&format!("{id}.fetched")).await;
-    }
 }
 
 /// A `Location` against the URL it answered.

@@ -116,13 +116,13 @@ pub async fn run(
             Ok(Some((asset, Input::Upload(upload)))) => {
                 let path = uploads.join(&upload);
                 let (ready, from) = match &upload_store {
-                    httpd::upload::store::Store::Objects(objects) => (
-                        stored::copied(
-                            &catalog, objects, &upload, &path, &asset, COPY_SHARE, &cancel,
-                        )
-                        .await,
-                        COPY_SHARE,
-                    ),
+                    httpd::upload::store::Store::Objects(objects) => {
+                        let copy =
+                            stored::copy(&catalog, objects, &upload, &path, &asset.id, COPY_SHARE);
+                        let got =
+                            got_file(&catalog, &asset, "object storage", &path, &cancel, copy);
+                        (got.await, COPY_SHARE)
+                    }
                     httpd::upload::store::Store::Disk(_) => (true, 0.0),
                 };
                 if ready && prepare(&catalog, &store, &path, from, asset, &cancel).await {
@@ -134,8 +134,9 @@ pub async fn run(
                 continue;
             }
             Ok(Some((asset, Input::Url(url)))) => {
-                if fetched(&catalog, &fetcher, &url, &asset, &cancel).await {
-                    let path = fetcher.path(&asset.id);
+                let path = fetcher.path(&asset.id);
+                let fetch = fetcher.fetch(&url, &asset.id, &catalog, FETCH_SHARE);
+                if got_file(&catalog, &asset, "its URL", &path, &cancel, fetch).await {
                     let _ = prepare(&catalog, &store, &path, FETCH_SHARE, asset, &cancel).await;
                 }
                 if cancel.is_cancelled() {
@@ -154,42 +155,46 @@ pub async fn run(
     }
 }
 
-/// Fetches a URL asset's file; false when it is not there to prepare (the asset then says
-/// why, or waits for the next start).
-async fn fetched(
+/// Gets asset `asset`'s file to `path` with `work` (fetching it from its URL, copying it out of
+/// object storage: `from` says which, for the log) unless the server stops first; false when
+/// it is not there to prepare: the asset then says why (`errored` with `work`'s reason) or
+/// waits for the next start, and nothing of the file is left.
+async fn got_file(
     catalog: &Catalog,
-    fetcher: &fetch::Fetcher,
-    url: &str,
     asset: &Asset,
+    from: &str,
+    path: &Path,
     cancel: &CancellationToken,
+    work: impl std::future::Future<Output = Result<u64, String>>,
 ) -> bool {
     let id = asset.id.as_str();
     let started = Instant::now();
-    info!(asset = id, "fetching an asset's file from its URL");
+    info!(asset = id, from, "getting an asset's file");
     let outcome = tokio::select! {
-        r = fetcher.fetch(url, id, catalog, FETCH_SHARE) => Some(r),
+        r = work => Some(r),
         _ = cancel.cancelled() => None,
     };
     let recorded = match outcome {
         Some(Ok(bytes)) => {
             info!(
                 asset = id,
+                from,
                 bytes,
                 took_s = started.elapsed().as_secs_f64(),
-                "fetched an asset's file"
+                "got an asset's file"
             );
             return true;
         }
         Some(Err(reason)) => {
-            fetcher.remove(id).await;
-            warn!(asset = id, reason, "cannot fetch an asset's file");
+            remove_bytes(path).await;
+            warn!(asset = id, from, reason, "cannot get an asset's file");
             catalog.set_status(id, Status::Errored, Some(&reason)).await
         }
         None => {
-            fetcher.remove(id).await;
+            remove_bytes(path).await;
             info!(
                 asset = id,
-                "fetching stopped with the server; it starts again"
+                from, "getting an asset's file stopped with the server; it starts again"
             );
             catalog.set_status(id, Status::Waiting, None).await
         }

@@ -6,12 +6,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use catalog::{Asset, Catalog, Status};
+use catalog::Catalog;
 use httpd::upload::objects::Objects;
 use object_store::ObjectStoreExt;
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// Bytes asked for at once.
 const CHUNK: u64 = 8 << 20;
@@ -19,54 +18,8 @@ const CHUNK: u64 = 8 << 20;
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// Copies upload `upload` of `objects` to `path`, recording its progress as 0 to `share`
-/// percent of `asset`'s; false when it is not there to prepare (the asset then says why, or
-/// waits for the next start).
-pub async fn copied(
-    catalog: &Catalog,
-    objects: &Objects,
-    upload: &str,
-    path: &Path,
-    asset: &Asset,
-    share: f64,
-    cancel: &CancellationToken,
-) -> bool {
-    let id = asset.id.as_str();
-    let started = Instant::now();
-    let outcome = tokio::select! {
-        r = copy(catalog, objects, upload, path, id, share) => Some(r),
-        _ = cancel.cancelled() => None,
-    };
-    let recorded = match outcome {
-        Some(Ok(bytes)) => {
-            info!(
-                asset = id,
-                upload,
-                bytes,
-                took_s = started.elapsed().as_secs_f64(),
-                "copied an upload out of object storage"
-            );
-            return true;
-        }
-        Some(Err(reason)) => {
-            let _ = tokio::fs::remove_file(path).await;
-            warn!(
-                asset = id,
-                upload, reason, "cannot copy an upload out of object storage"
-            );
-            catalog.set_status(id, Status::Errored, Some(&reason)).await
-        }
-        None => {
-            let _ = tokio::fs::remove_file(path).await;
-            catalog.set_status(id, Status::Waiting, None).await
-        }
-    };
-    if let Err(e) = recorded {
-        warn!(asset = id, error = %e, "the catalog did not take this asset's new status");
-    }
-    false
-}
-
-async fn copy(
+/// percent of asset `id`'s; the bytes copied, or why not.
+pub async fn copy(
     catalog: &Catalog,
     objects: &Objects,
     upload: &str,

@@ -80,6 +80,80 @@ pub fn clip(dir: &std::path::Path, name: &str, args: &[&str]) -> std::path::Path
     path
 }
 
+/// An H.264 + AAC MP4 of `secs` seconds of a 25 fps test pattern at `size` (`WxH`) with a
+/// tone: keyframes every 2 s, small.
+pub fn test_clip(dir: &std::path::Path, name: &str, size: &str, secs: u32) -> std::path::PathBuf {
+    let source = format!("testsrc2=size={size}:rate=25");
+    let secs = secs.to_string();
+    clip(
+        dir,
+        name,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &source,
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+            "-t",
+            &secs,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "50",
+            "-c:a",
+            "aac",
+        ],
+    )
+}
+
+/// An H.264 + AAC MP4 of `secs` seconds of 720p30 noise at a constant `mbit` Mbit/s (bytes that
+/// do not compress, for uploads of a size), with a tone.
+pub fn noisy_clip(dir: &std::path::Path, name: &str, secs: u32, mbit: u32) -> std::path::PathBuf {
+    let secs = secs.to_string();
+    let rate = format!("{mbit}M");
+    clip(
+        dir,
+        name,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30,noise=alls=60:allf=t",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            &secs,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            &rate,
+            "-minrate",
+            &rate,
+            "-maxrate",
+            &rate,
+            "-bufsize",
+            &rate,
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+        ],
+    )
+}
+
 /// The MD5 of a file's decoded video (`-map 0:v`), as ffmpeg's md5 muxer writes it.
 pub fn decoded_md5(path: &std::path::Path) -> String {
     let out = Command::new("ffmpeg")

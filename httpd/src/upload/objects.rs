@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -122,22 +122,21 @@ impl Objects {
         stored: Option<&str>,
     ) -> std::io::Result<Writer<'_>> {
         let state = Stored::parse(stored)?;
-        let mut filling = BytesMut::new();
+        let mut filling = Filling::default();
         if let Some(tail) = &state.tail {
             let got = self
                 .objects
                 .get(&self.tail_path(tail))
                 .await
                 .map_err(failed)?;
-            filling.extend_from_slice(&got.bytes().await.map_err(failed)?);
+            filling.push(got.bytes().await.map_err(failed)?);
         }
-        if state.in_parts + filling.len() as u64 != offset {
+        if state.in_parts + filling.len != offset {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!(
                     "upload {id}: {} bytes in parts and {} in its tail, not the {offset} counted",
-                    state.in_parts,
-                    filling.len()
+                    state.in_parts, filling.len
                 ),
             ));
         }
@@ -264,6 +263,27 @@ impl Objects {
     }
 }
 
+/// Bytes waiting for their part, as they came off the network (no copy: a part's payload is
+/// the list of them).
+#[derive(Default)]
+struct Filling {
+    chunks: Vec<Bytes>,
+    len: u64,
+}
+
+impl Filling {
+    fn push(&mut self, b: Bytes) {
+        self.len += b.len() as u64;
+        self.chunks.push(b);
+    }
+
+    /// Everything waiting, as one payload, and its length.
+    fn take(&mut self) -> (PutPayload, u64) {
+        let len = std::mem::take(&mut self.len);
+        (std::mem::take(&mut self.chunks).into_iter().collect(), len)
+    }
+}
+
 /// Puts an upload's bytes as parts as they fill; [`Writer::finish`] keeps the rest as the
 /// tail and says where everything is.
 pub struct Writer<'a> {
@@ -271,15 +291,15 @@ pub struct Writer<'a> {
     id: String,
     state: Stored,
     /// Bytes after the parts (the old tail's first), less than a part between pushes.
-    filling: BytesMut,
+    filling: Filling,
     offset: u64,
 }
 
 impl Writer<'_> {
     pub async fn push(&mut self, bytes: Bytes) -> std::io::Result<()> {
         self.offset += bytes.len() as u64;
-        self.filling.extend_from_slice(&bytes);
-        if self.filling.len() >= self.objects.part {
+        self.filling.push(bytes);
+        if self.filling.len >= self.objects.part as u64 {
             self.put_part().await?;
         }
         Ok(())
@@ -296,16 +316,10 @@ impl Writer<'_> {
                 m
             }
         };
-        let data = self.filling.split().freeze();
-        let len = data.len() as u64;
+        let (data, len) = self.filling.take();
         let part = o
             .multipart
-            .put_part(
-                &path,
-                &multipart,
-                self.state.parts.len(),
-                PutPayload::from(data),
-            )
+            .put_part(&path, &multipart, self.state.parts.len(), data)
             .await
             .map_err(failed)?;
         self.state.parts.push(part.content_id);
@@ -317,7 +331,7 @@ impl Writer<'_> {
     /// Keeps what did not fill a part as the tail object; where everything is now, for the
     /// catalog.
     pub async fn finish(mut self) -> std::io::Result<String> {
-        if self.filling.is_empty() {
+        if self.filling.len == 0 {
             self.state.tail = None;
         } else {
             let name = format!(
@@ -326,10 +340,10 @@ impl Writer<'_> {
                 self.offset,
                 rand::random::<u32>()
             );
-            let data = self.filling.split().freeze();
+            let (data, _) = self.filling.take();
             self.objects
                 .objects
-                .put(&self.objects.tail_path(&name), PutPayload::from(data))
+                .put(&self.objects.tail_path(&name), data)
                 .await
                 .map_err(failed)?;
             self.state.tail = Some(name);

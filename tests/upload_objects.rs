@@ -34,11 +34,10 @@ fn uploads_go_to_object_storage_in_parts_and_survive_a_restart() {
     let store = made.0.join("tus-urls.json");
 
     // Killed at 40%, then the server restarts: what was counted stays, in the bucket.
-    let first = NodeUpload::start(&video, &url, &store);
-    first.until("40% sent", |v| sent_fraction(v) >= 0.4);
-    first.kill();
+    let first = NodeUpload::holding(&video, &url, &store, size * 2 / 5);
+    first.kill_when_held(&srv, &id, size * 2 / 5);
     let after_first = counted(&srv, &id, 0);
-    assert!(after_first < size, "{after_first} of {size}");
+    assert_eq!(after_first, size * 2 / 5, "of {size}");
     let upload = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).unwrap())["upload_id"]
         .as_str()
         .unwrap()

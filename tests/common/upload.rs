@@ -291,11 +291,32 @@ pub struct NodeUpload {
 
 impl NodeUpload {
     pub fn start(file: &std::path::Path, url: &str, store: &std::path::Path) -> NodeUpload {
+        Self::run(file, url, store, None)
+    }
+
+    /// An upload whose request stops sending once the file's first `hold` bytes are in it and
+    /// stays open, as a laptop's does when its lid closes (`{"held": hold}` says when).
+    pub fn holding(
+        file: &std::path::Path,
+        url: &str,
+        store: &std::path::Path,
+        hold: u64,
+    ) -> NodeUpload {
+        Self::run(file, url, store, Some(hold))
+    }
+
+    fn run(
+        file: &std::path::Path,
+        url: &str,
+        store: &std::path::Path,
+        hold: Option<u64>,
+    ) -> NodeUpload {
         let mut child = Command::new("node")
             .arg("tus_node.mjs")
             .arg(file)
             .arg(url)
             .arg(store)
+            .args(hold.map(|h| h.to_string()))
             .current_dir(player_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -336,6 +357,21 @@ impl NodeUpload {
         }
     }
 
+    /// Waits for `{"held": hold}`, then until the API shows all `hold` bytes of direct upload
+    /// `id` arrived (the request still open), then kills the uploader.
+    pub fn kill_when_held(self, srv: &Server, id: &str, hold: u64) {
+        self.until("held", |v| v["held"].as_u64() == Some(hold));
+        wait_for(
+            "the held request's bytes at the server",
+            Duration::from_secs(60),
+            || {
+                let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).ok()?);
+                (d["offset"].as_u64()? == hold).then_some(())
+            },
+        );
+        self.kill();
+    }
+
     /// Killed as a closed laptop or a crashed tool is: no goodbye on its connection.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -348,10 +384,6 @@ impl Drop for NodeUpload {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-pub fn sent_fraction(v: &serde_json::Value) -> f64 {
-    v["sent"].as_f64().unwrap_or(0.0) / v["total"].as_f64().unwrap_or(f64::MAX)
 }
 
 /// Waits until the bytes of direct upload `id`'s cut request are counted: HEAD (the catalog's

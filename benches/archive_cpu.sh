@@ -7,10 +7,12 @@
 #
 #   cargo build --release --bin estuary && benches/archive_cpu.sh
 #   MODE=long N=10 BITRATE=500k MINUTES=120 benches/archive_cpu.sh   # Estuary's archive over a long stream
+#   MODE=long N=10 BITRATE=500k READRATE=4 MINUTES=30 EVERY=5 benches/archive_cpu.sh   # the same, 4x
 #
 # MODE=long keeps one Estuary (archive on) with N publishers for MINUTES and prints the server's
 # CPU for every EVERY (10) minutes, and the archive's length then: a cost that grows with the
-# recording's age shows there. Files go to a temporary directory under TMPDIR (/tmp); a long
+# recording's age shows there. READRATE (1) is how much faster than real time the publishers
+# send: at 4, 30 minutes make a two-hour archive. SENDFILE=false turns [http] sendfile off. Files go to a temporary directory under TMPDIR (/tmp); a long
 # run writes N x BITRATE x MINUTES of archive there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,12 @@ MINUTES=${MINUTES:-120}
 EVERY=${EVERY:-10}
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+# The servers' logs are kept in LOGS (/tmp/archive_cpu-logs).
+LOGS=${LOGS:-/tmp/archive_cpu-logs}
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  mkdir -p "$LOGS"; cp "$work"/*.log "$LOGS"/ 2>/dev/null || true; rm -rf "$work"
+}
 trap cleanup EXIT
 BASE=${PORT_BASE:-18380}   # HTTP; RTMP and SRT on the next two
 HTTP=$BASE; RTMP=$((BASE + 1)); SRT=$((BASE + 2))
@@ -35,7 +42,7 @@ ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=3
 
 estuary_config() { # $1: archive enabled (true/false)
   echo "[server]"; echo "data_dir = \"$work/data\""
-  echo "[http]"; echo "listen = \"127.0.0.1:$HTTP\""
+  echo "[http]"; echo "listen = \"127.0.0.1:$HTTP\""; echo "sendfile = ${SENDFILE:-true}"
   echo "[rtmp]"; echo "listen = \"127.0.0.1:$RTMP\""
   echo "[srt]"; echo "listen = \"127.0.0.1:$SRT\""
   echo "[whip]"; echo "enabled = false"
@@ -79,7 +86,7 @@ NGINX
 publish() {
   pubs=()
   for i in $(seq "$N"); do
-    ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i "$work/clip.flv" -c copy -f flv \
+    ffmpeg -hide_banner -loglevel error -nostdin -readrate "${READRATE:-1}" -stream_loop -1 -i "$work/clip.flv" -c copy -f flv \
       "rtmp://127.0.0.1:$RTMP/live/bench-key-$i" 2>>"$work/ffmpeg.log" &
     pubs+=($!); pids+=($!)
   done

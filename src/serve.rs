@@ -122,9 +122,12 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     if config.uploads.enabled {
         let (upload_config, dir) = config.uploads();
         let (uploads_store, at) = config.upload_store(&dir)?;
+        let files = httpd::upload::disk::Disk::open(dir.clone())
+            .with_context(|| format!("the uploads directory {}", dir.display()))?;
         let uploads = httpd::upload::Uploads::new(
             catalog.clone(),
             uploads_store.clone(),
+            files,
             upload_config,
             redis.clone(),
         );

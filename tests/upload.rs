@@ -307,6 +307,23 @@ fn uploads_that_cannot_be_packaged_say_why_and_others_go_on() {
     // Only live recordings are in the archive listing.
     let vod = json(api_get(srv.http, "/api/v1/vod").unwrap());
     assert_eq!(vod["archives"], serde_json::json!([]), "{vod}");
+
+    // The bytes of the one waiting for re-encoding are kept, until it is deleted.
+    let uploads = srv.dir.0.join("data/uploads");
+    let files = || {
+        std::fs::read_dir(&uploads)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(files().len(), 1, "{:?}", files());
+    let path = format!("/api/v1/assets/{waiting}");
+    assert_eq!(
+        api_request(srv.http, "DELETE", &path, "").unwrap().status,
+        204
+    );
+    assert_eq!(files(), Vec::<String>::new());
+    assert_eq!(api_get(srv.http, &path).unwrap().status, 404);
 }
 
 #[test]

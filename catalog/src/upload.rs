@@ -255,6 +255,19 @@ impl Catalog {
         row.map(|r| upload_from_row(&r)).transpose()
     }
 
+    /// The upload that made asset `asset`, if one did.
+    pub async fn upload_of_asset(&self, asset: &str) -> Result<Option<Upload>> {
+        let sql = format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = \
+             (SELECT upload_id FROM direct_uploads WHERE asset_id = $1)"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(asset)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| upload_from_row(&r)).transpose()
+    }
+
     /// Records that the bytes from `from` to `to` are in, and where they are (`stored`: see
     /// [`Upload::stored`]), if `from` is still where the upload stands (false: another writer
     /// moved it, or it is gone).

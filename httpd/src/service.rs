@@ -335,7 +335,7 @@ impl Service {
                 None => no_catalog(),
             },
             (&Method::DELETE, Route::Asset(id)) => match &p.assets {
-                Some(a) => a.delete(id).await,
+                Some(a) => a.delete(id, p.uploads.as_deref()).await,
                 None => no_catalog(),
             },
             (&Method::POST, Route::Assets) => match (&p.assets, &p.uploads) {

@@ -56,7 +56,7 @@ impl Fetcher {
 
     /// Where asset `id`'s fetched file is.
     pub fn path(&self, id: &str) -> PathBuf {
-        self.disk.path(&format!("{id}.fetched"))
+        self.disk.path(&httpd::upload::fetched(id))
     }
 
     /// Fetches `url` to [`Fetcher::path`] (anything there before is replaced), recording its

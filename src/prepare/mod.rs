@@ -277,8 +277,19 @@ async fn prepare(
             catalog.set_status(id, Status::Waiting, None).await
         }
     };
-    if let Err(e) = result {
-        warn!(asset = id, error = %e, "the catalog did not take this asset's new status");
+    match result {
+        Err(e) => warn!(asset = id, error = %e, "the catalog did not take this asset's new status"),
+        // Deleted while it was being made: nothing of it is kept.
+        Ok(false) => {
+            let _ = packager::archive::remove(store.as_ref(), id).await;
+            remove_bytes(path).await;
+            done_with = true;
+            info!(
+                asset = id,
+                "the asset was deleted while it was made; its media and file are deleted too"
+            );
+        }
+        Ok(true) => {}
     }
     done_with
 }

@@ -25,6 +25,7 @@ use crate::api::admin::body_json;
 use crate::body::Body;
 use crate::response::{error, json};
 use crate::route::plain_name;
+use crate::upload::Uploads;
 
 /// The catalog, and where the media of archived streams is (to delete it with its asset).
 pub struct Assets {
@@ -179,8 +180,9 @@ impl Assets {
     }
 
     /// `DELETE /api/v1/assets/{id}`: the media first, so a failure leaves the asset listed
-    /// (and the request can be made again) rather than media nobody can find.
-    pub async fn delete(&self, id: &str) -> Response<Body> {
+    /// (and the request can be made again) rather than media nobody can find; then the
+    /// record, then what it was made from where `uploads` still keeps that.
+    pub async fn delete(&self, id: &str, uploads: Option<&Uploads>) -> Response<Body> {
         if !plain_name(id) {
             return missing(id);
         }
@@ -206,6 +208,9 @@ impl Assets {
         }
         match self.catalog.delete(id).await {
             Ok(_) => {
+                if let Some(u) = uploads {
+                    u.remove_input(&asset).await;
+                }
                 tracing::info!(asset = id, "asset deleted");
                 let mut r = Response::new(Body::empty());
                 *r.status_mut() = StatusCode::NO_CONTENT;

@@ -30,12 +30,17 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use serde::Deserialize;
 
-use catalog::{AssetSettings, Catalog};
+use catalog::{Asset, AssetSettings, Catalog, Source};
 
 use crate::api::admin::body_json;
 use crate::body::Body;
 use crate::response::{error, json};
 use crate::route::plain_name;
+
+/// The name in the uploads directory of the file fetched for asset `asset` from its URL.
+pub fn fetched(asset: &str) -> String {
+    format!("{asset}.fetched")
+}
 
 /// What uploads may be.
 #[derive(Clone, Debug)]
@@ -65,6 +70,9 @@ const DEFAULT_TIMEOUT: u64 = 3600;
 pub struct Uploads {
     pub(crate) catalog: Catalog,
     pub(crate) store: store::Store,
+    /// The uploads directory, where assets' files are read: uploads on disk, copies of those
+    /// in object storage, files fetched from URLs ([`fetched`]).
+    pub(crate) files: disk::Disk,
     pub(crate) config: UploadConfig,
     /// Uploads a request of this origin is writing right now (one writer at a time), each with
     /// the offset its bytes have reached so far (the catalog counts them when the request ends).
@@ -89,22 +97,44 @@ struct NewDirect {
 }
 
 impl Uploads {
-    /// Uploads recorded in `catalog`, their bytes in `store`; writers' leases in `redis` when
-    /// there is one.
+    /// Uploads recorded in `catalog`, their bytes in `store`, assets' files read in `files`;
+    /// writers' leases in `redis` when there is one.
     pub fn new(
         catalog: Catalog,
         store: store::Store,
+        files: disk::Disk,
         config: UploadConfig,
         redis: Option<replica::RedisClient>,
     ) -> Arc<Uploads> {
         Arc::new(Uploads {
             catalog,
             store,
+            files,
             config,
             writing: Mutex::new(HashMap::new()),
             leases: lease::Leases::new(redis),
             completed: Arc::default(),
         })
+    }
+
+    /// Deletes what `asset` was made from, wherever it is still kept: its upload's bytes (on
+    /// disk, or in object storage and their copy on disk) or the file fetched from its URL.
+    /// (Packaging deletes them once an asset is ready; one waiting for re-encoding keeps them.)
+    pub async fn remove_input(&self, asset: &Asset) {
+        match asset.source {
+            Source::Upload => match self.catalog.upload_of_asset(&asset.id).await {
+                Ok(Some(u)) => {
+                    self.store.remove(&u.id, u.stored.as_deref()).await;
+                    self.files.remove(&u.id).await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(asset = %asset.id, error = %e, "cannot find the upload an asset was made from; its bytes are left")
+                }
+            },
+            Source::Url => self.files.remove(&fetched(&asset.id)).await,
+            Source::Live => {}
+        }
     }
 
     /// Notified each time an upload completes and becomes an asset.

@@ -3,7 +3,8 @@
 //! on the way, ending as the same video. And an upload begun on one origin and finished on
 //! another behind the same load balancer (one PostgreSQL catalog, one Redis, one shared
 //! uploads directory): one writer at a time across both, the dead writer's hold let go after
-//! its lease, the asset served by both.
+//! its lease, the asset served by both. And a writer whose lease is lost stopping, its bytes
+//! uncounted.
 
 mod common;
 
@@ -184,4 +185,80 @@ fn an_upload_begun_on_one_origin_goes_on_on_another() {
         let (packaged, _) = download_vod(srv, &asset, "video");
         assert_eq!(packet_counts(&packaged).0, 150);
     }
+}
+
+/// A writer whose lease in Redis is gone (Redis out of reach for its life, or the key lost)
+/// stops at its next renewal: another origin may be writing the upload by then, so the request
+/// ends `423` with its bytes uncounted, and the file is not cut back under the other writer.
+#[test]
+fn a_writer_that_loses_its_lease_stops_and_counts_nothing() {
+    let redis_port = free_port();
+    let _redis = Redis::start(redis_port);
+    let srv = Server::start(&format!(
+        "[redis]\nurl = \"redis://127.0.0.1:{redis_port}\"\n[uploads]\npackage = false\n"
+    ));
+    let size = 100_000usize;
+    let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let d = direct(&srv, "{}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let made = tus(
+        srv.http,
+        "POST",
+        &format!("/uploads/{id}"),
+        &[("Upload-Length", &size.to_string())],
+        b"",
+    );
+    assert_eq!(made.status, 201, "{}", made.text());
+    let at = made.header("location").unwrap().to_string();
+    let upload = at.rsplit('/').next().unwrap().to_string();
+
+    // 1000 bytes, then nothing: the request holds the upload.
+    let mut held = TcpStream::connect(("127.0.0.1", srv.http)).unwrap();
+    write!(
+        held,
+        "PATCH {at} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: {size}\r\n\r\n"
+    )
+    .unwrap();
+    held.write_all(&bytes[..1000]).unwrap();
+    wait_for("the offset in flight", Duration::from_secs(30), || {
+        let d = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).ok()?);
+        (d["offset"] == 1000).then_some(())
+    });
+    let key = format!("estuary:upload-writer:{upload}");
+    assert!(cmd(redis_port, &format!("EXISTS {key}"))
+        .unwrap()
+        .contains(":1"));
+
+    // The lease goes; at its next renewal (every 10 s) the writer finds out.
+    assert!(cmd(redis_port, &format!("DEL {key}"))
+        .unwrap()
+        .contains(":1"));
+    held.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = [0u8; 1024];
+    let n = std::io::Read::read(&mut held, &mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 423"), "{answer}");
+    let head = tus(srv.http, "HEAD", &at, &[], b"");
+    assert_eq!(head.header("upload-offset"), Some("0"), "nothing counted");
+    let file = srv.dir.0.join("data/uploads").join(&upload);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        1000,
+        "the file is left as it is"
+    );
+
+    // A writer going on from the counted offset ends it, with the bytes as sent.
+    let done = tus(
+        srv.http,
+        "PATCH",
+        &at,
+        &[
+            ("Content-Type", "application/offset+octet-stream"),
+            ("Upload-Offset", "0"),
+        ],
+        &bytes,
+    );
+    assert_eq!(done.status, 204, "{}", done.text());
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
 }

@@ -1,13 +1,17 @@
 //! One writer per upload across origins: with Redis configured, a writer holds a lease on the
 //! upload in Redis (`SET NX PX`), renewed while it writes and released when it stops, so an
 //! origin behind the same load balancer answers a second writer `423` as this one does. A writer
-//! whose process dies holds its upload no longer than [`TTL`]. Without Redis every lease is
-//! granted: one origin's own lock is the whole rule.
+//! whose process dies holds its upload no longer than [`TTL`]. A writer that finds its lease
+//! gone (Redis out of reach for that long, or the key lost) is told ([`Lease::lost`]) and
+//! stops, as another origin may have taken the upload. Without Redis every lease is granted:
+//! one origin's own lock is the whole rule.
 
 use std::time::Duration;
 
 use replica::RedisClient;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// A lease lapses this long after its holder last renewed it...
 const TTL: Duration = Duration::from_secs(30);
@@ -28,6 +32,14 @@ pub struct Leases {
 pub struct Lease {
     /// Dropping it tells the renewing task to release the lease.
     _release: Option<oneshot::Sender<()>>,
+    lost: CancellationToken,
+}
+
+impl Lease {
+    /// Cancelled when the lease is no longer this writer's.
+    pub fn lost(&self) -> &CancellationToken {
+        &self.lost
+    }
 }
 
 impl Leases {
@@ -39,7 +51,10 @@ impl Leases {
     /// not answer.
     pub async fn take(&self, id: &str) -> redis::RedisResult<Option<Lease>> {
         let Some(client) = &self.redis else {
-            return Ok(Some(Lease { _release: None }));
+            return Ok(Some(Lease {
+                _release: None,
+                lost: CancellationToken::new(),
+            }));
         };
         let key = format!("estuary:upload-writer:{id}");
         let token = super::random_id();
@@ -63,33 +78,44 @@ impl Leases {
             return Ok(None);
         }
         let (release, released) = oneshot::channel();
-        tokio::spawn(hold(client.clone(), key, token, released));
+        let lost = CancellationToken::new();
+        tokio::spawn(hold(client.clone(), key, token, released, lost.clone()));
         Ok(Some(Lease {
             _release: Some(release),
+            lost,
         }))
     }
 }
 
-/// Renews the lease until `released` fires (or its sender is dropped), then releases it.
+/// Renews the lease until `released` fires (or its sender is dropped), then releases it;
+/// cancels `lost` when the lease is found gone, or may have lapsed unrenewed.
 async fn hold(
     client: RedisClient,
     key: String,
     token: String,
     mut released: oneshot::Receiver<()>,
+    lost: CancellationToken,
 ) {
+    let mut renewed = Instant::now();
     loop {
         tokio::select! {
             _ = &mut released => break,
             _ = tokio::time::sleep(RENEW) => {}
         }
         match if_held(&client, RENEW_SCRIPT, &key, &token).await {
-            Ok(1) => {}
+            Ok(1) => renewed = Instant::now(),
             Ok(_) => {
-                tracing::warn!(key, "an upload writer's lease lapsed while it wrote (Redis was out of reach for 30 s?)");
+                tracing::warn!(key, "an upload writer's lease lapsed while it wrote (Redis was out of reach for 30 s?); the writer stops");
+                lost.cancel();
                 return;
             }
             Err(e) => {
                 client.reset_shared().await;
+                if renewed.elapsed() + RENEW >= TTL {
+                    tracing::warn!(key, error = %e, "cannot renew an upload writer's lease, which lapses before the next try; the writer stops");
+                    lost.cancel();
+                    return;
+                }
                 tracing::warn!(key, error = %e, "cannot renew an upload writer's lease; trying again");
             }
         }

@@ -51,6 +51,14 @@ impl Store {
         }
     }
 
+    /// Bytes a request wrote will not be counted, and another writer may have the upload now:
+    /// its own objects go (`stored`), a shared file is left as it is.
+    pub async fn abandon(&self, u: &Upload, stored: Option<&str>) {
+        if let Store::Objects(o) = self {
+            o.discard(&u.id, u.stored.as_deref(), stored).await;
+        }
+    }
+
     /// The catalog took `stored` in place of what `u` had.
     pub async fn counted(&self, u: &Upload, stored: Option<&str>) {
         if let Store::Objects(o) = self {

@@ -177,7 +177,7 @@ struct Writing<'a> {
     _here: Here<'a>,
     /// The offset its bytes have reached (`GET /api/v1/uploads/{id}` shows it).
     reached: Arc<AtomicU64>,
-    _lease: super::lease::Lease,
+    lease: super::lease::Lease,
 }
 
 /// This origin's hold on an upload; let go when dropped (also when taking the lease fails, or
@@ -296,7 +296,7 @@ impl Uploads {
             Ok(Some(lease)) => Ok(Writing {
                 _here: here,
                 reached,
-                _lease: lease,
+                lease,
             }),
             Ok(None) => {
                 tracing::info!(upload = id, "a writer on another origin holds this upload");
@@ -571,12 +571,22 @@ impl Uploads {
         let room = u.length.unwrap_or(self.config.max_size) - u.received;
         writing.reached.store(u.received, Ordering::Relaxed);
         let appended = match self
-            .write_body(d, &u, req, room, checksum.as_mut(), &writing.reached)
+            .write_body(d, &u, req, room, checksum.as_mut(), &writing)
             .await
         {
             Ok(a) => a,
             Err(r) => return r,
         };
+        if writing.lease.lost().is_cancelled() {
+            // Another origin may be writing the upload now: its file is not ours to cut back.
+            self.store.abandon(&u, appended.stored.as_deref()).await;
+            tracing::warn!(upload = %u.id, kept = appended.kept, "an upload request lost its hold on the upload; its bytes are not counted");
+            return answer(
+                StatusCode::LOCKED,
+                Some(d),
+                "this request's hold on the upload lapsed (another origin may have it); ask for the offset and go on from there",
+            );
+        }
         if let Some(why) = &appended.cut {
             if appended.kept > room {
                 // Over the length: nothing of it is kept.
@@ -604,7 +614,8 @@ impl Uploads {
         {
             Ok(true) => self.store.counted(&u, stored).await,
             Ok(false) => {
-                self.store.undo(&u, stored).await;
+                // Another writer moved it on: what is in the store is theirs now.
+                self.store.abandon(&u, stored).await;
                 return answer(
                     StatusCode::CONFLICT,
                     Some(d),
@@ -637,7 +648,7 @@ impl Uploads {
         req: Request<B>,
         room: u64,
         mut checksum: Option<&mut Checksum>,
-        reached: &AtomicU64,
+        writing: &Writing<'_>,
     ) -> Result<Appended, Response<Body>>
     where
         B: http_body::Body + Send,
@@ -656,7 +667,14 @@ impl Uploads {
         let mut kept = 0u64;
         let mut cut = None;
         loop {
-            let frame = match tokio::time::timeout(self.config.idle, body.frame()).await {
+            let next = tokio::select! {
+                _ = writing.lease.lost().cancelled() => {
+                    cut = Some("the writer's lease lapsed".to_string());
+                    break;
+                }
+                next = tokio::time::timeout(self.config.idle, body.frame()) => next,
+            };
+            let frame = match next {
                 Err(_) => {
                     cut = Some(format!("nothing came for {} s", self.config.idle.as_secs()));
                     break;
@@ -682,7 +700,7 @@ impl Uploads {
             }
             kept += bytes.len() as u64;
             file.push(bytes).await.map_err(failed)?;
-            reached.store(u.received + kept, Ordering::Relaxed);
+            writing.reached.store(u.received + kept, Ordering::Relaxed);
         }
         let stored = file.finish().await.map_err(failed)?;
         Ok(Appended { kept, cut, stored })

@@ -35,8 +35,7 @@ fn uploads_go_to_object_storage_in_parts_and_survive_a_restart() {
 
     // Killed at 40%, then the server restarts: what was counted stays, in the bucket.
     let first = NodeUpload::holding(&video, &url, &store, size * 2 / 5);
-    first.kill_when_held(&srv, &id, size * 2 / 5);
-    let after_first = counted(&srv, &id, 0);
+    let after_first = first.kill_when_held(&srv, &id, size * 2 / 5);
     assert_eq!(after_first, size * 2 / 5, "of {size}");
     let upload = json(api_get(srv.http, &format!("/api/v1/uploads/{id}")).unwrap())["upload_id"]
         .as_str()
@@ -111,7 +110,7 @@ fn a_refused_chunk_and_an_ended_upload_leave_nothing_in_the_bucket() {
         http,
         "POST",
         &format!("/uploads/{id}"),
-        &[("Upload-Length", "100"), octets],
+        &[("Upload-Length", "20971520"), octets],
         b"hello ",
     );
     assert_eq!(made.status, 201, "{}", made.text());
@@ -128,22 +127,7 @@ fn a_refused_chunk_and_an_ended_upload_leave_nothing_in_the_bucket() {
     };
     let first = tail(6);
 
-    let bad_sum = tus(
-        http,
-        "PATCH",
-        &at,
-        &[
-            octets,
-            ("Upload-Offset", "6"),
-            ("Upload-Checksum", "sha1 AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
-        ],
-        b"world",
-    );
-    assert_eq!(bad_sum.status, 460, "{}", bad_sum.text());
-    assert_eq!(
-        tus(http, "HEAD", &at, &[], b"").header("upload-offset"),
-        Some("6")
-    );
+    wrong_checksum_refused(http, &at, "6");
     assert_eq!(tail(6), first, "nothing of the refused chunk");
     let good = tus(
         http,
@@ -154,6 +138,31 @@ fn a_refused_chunk_and_an_ended_upload_leave_nothing_in_the_bucket() {
     );
     assert_eq!(good.status, 204, "{}", good.text());
     tail(11);
+
+    // A refused chunk that filled a part (8 MiB): the multipart upload it began goes with it.
+    let big = vec![7u8; 9 << 20];
+    let refused = tus(
+        http,
+        "PATCH",
+        &at,
+        &[
+            octets,
+            ("Upload-Offset", "11"),
+            ("Upload-Checksum", "sha1 AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        ],
+        &big,
+    );
+    assert_eq!(refused.status, 460, "{}", refused.text());
+    assert_eq!(s3.multipart_uploads(BUCKET), Vec::<String>::new());
+    tail(11);
+    // A counted one keeps its part in a multipart upload, which termination aborts.
+    let kept = tus(http, "PATCH", &at, &[octets, ("Upload-Offset", "11")], &big);
+    assert_eq!(kept.status, 204, "{}", kept.text());
+    assert_eq!(
+        s3.multipart_uploads(BUCKET),
+        [format!("media/uploads/{upload}")]
+    );
+    tail(11 + (9 << 20));
 
     let ended = tus(http, "DELETE", &at, &[], b"");
     assert_eq!(ended.status, 204, "{}", ended.text());

@@ -31,9 +31,8 @@ fn a_200_mb_upload_from_node_survives_two_kills_and_a_restart() {
 
     // Killed at 40% (its request open, so the server sees it break): what arrived stays.
     let first = NodeUpload::holding(&video, &url, &store, size * 2 / 5);
-    first.kill_when_held(&srv, &id, size * 2 / 5);
     // The bytes of a cut request are counted once the server has seen it break.
-    let after_first = counted(&srv, &id, 0);
+    let after_first = first.kill_when_held(&srv, &id, size * 2 / 5);
     assert_eq!(after_first, size * 2 / 5, "of {size}");
 
     // Resumed, killed again at 70%, and the server restarts.
@@ -45,8 +44,7 @@ fn a_200_mb_upload_from_node_survives_two_kills_and_a_restart() {
         first_sent >= after_first,
         "went on from {after_first}, not from 0: {said:?}"
     );
-    second.kill_when_held(&srv, &id, size * 7 / 10);
-    let after_second = counted(&srv, &id, after_first);
+    let after_second = second.kill_when_held(&srv, &id, size * 7 / 10);
     assert_eq!(after_second, size * 7 / 10, "of {size}");
     // The server restarts: what was counted stays.
     srv.restart();

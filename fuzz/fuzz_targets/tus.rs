@@ -19,7 +19,7 @@ use http::{Method, Request};
 use http_body_util::Full;
 use httpd::upload::disk::Disk;
 use httpd::upload::store::Store;
-use httpd::upload::{UploadConfig, Uploads};
+use httpd::upload::{tus, UploadConfig, Uploads};
 use libfuzzer_sys::fuzz_target;
 
 /// The size limit: small, so that large inputs reach it.
@@ -98,21 +98,16 @@ fuzz_target!(|data: &[u8]| {
             };
             rest = next;
             let (method, req) = request(one);
-            // As the service routes it: a `POST` to an upload names its method.
-            let meant = match (&method, &upload) {
-                (&Method::POST, Some(_)) => req
-                    .headers()
-                    .get("x-http-method-override")
-                    .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
-                    .unwrap_or(Method::POST),
-                _ => method,
-            };
-            let id = upload.clone().unwrap_or_else(|| "nosuchupload".into());
-            let r = match meant {
-                Method::POST => w.uploads.create(&direct, req).await,
-                Method::HEAD => w.uploads.head(&direct, &id, req.headers()).await,
-                Method::DELETE => w.uploads.terminate(&direct, &id, req.headers()).await,
-                _ => w.uploads.patch(&direct, &id, req).await,
+            // As the service routes it (anything else is its 405).
+            let meant = tus::meant_method(&method, upload.is_some(), req.headers());
+            let r = match (meant, upload.clone()) {
+                (Method::POST, None) => w.uploads.create(&direct, req).await,
+                (Method::HEAD, Some(id)) => w.uploads.head(&direct, &id, req.headers()).await,
+                (Method::DELETE, Some(id)) => {
+                    w.uploads.terminate(&direct, &id, req.headers()).await
+                }
+                (Method::PATCH, Some(id)) => w.uploads.patch(&direct, &id, req).await,
+                _ => continue,
             };
             if let Some(at) = r.headers().get("location").and_then(|v| v.to_str().ok()) {
                 upload = at.rsplit('/').next().map(str::to_owned);

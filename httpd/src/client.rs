@@ -140,11 +140,9 @@ impl tower_service::Service<Name> for PublicOnly {
     fn call(&mut self, name: Name) -> Self::Future {
         let allow_private = self.allow_private;
         Box::pin(async move {
-            let all: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            let kept: Vec<SocketAddr> = all
-                .iter()
+            let kept: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
                 .filter(|a| allow_private || is_public(a.ip()))
-                .copied()
                 .collect();
             if kept.is_empty() {
                 // (Which addresses, it does not say: they are of the server's own network.)

@@ -354,15 +354,8 @@ impl Service {
                 None => no_uploads(),
             },
             (method, Route::Tus(direct, upload)) => {
-                // tus: a client that can only POST names the method it means.
-                let meant = match (method, upload) {
-                    (&Method::POST, Some(_)) => req
-                        .headers()
-                        .get("x-http-method-override")
-                        .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
-                        .unwrap_or(Method::POST),
-                    _ => method.clone(),
-                };
+                let meant =
+                    crate::upload::tus::meant_method(method, upload.is_some(), req.headers());
                 match (&p.uploads, meant, upload) {
                     (None, ..) => no_uploads(),
                     (Some(u), Method::POST, None) => u.create(direct, req).await,

@@ -148,29 +148,30 @@ pub async fn run(w: Arc<StreamWindow>, store: Store, hook: Option<&crate::OnArch
     loop {
         let (new, ended) = w.read(|st| {
             let mut new = Vec::new();
+            // Not a publisher's pause (no media in any track): on demand it is only a
+            // discontinuity, which the next segment says.
+            let pause = |msn: u64| {
+                st.tracks
+                    .iter()
+                    .all(|t| t.segment(msn).is_none_or(|s| s.is_gap()))
+            };
             for (i, t) in st.tracks.iter().enumerate() {
                 let last = done[i].last().map(|a| a.msn);
-                // Not a publisher's pause (no media in any track): on demand it is only a
-                // discontinuity, which the next segment says.
-                let pause = |msn: u64| {
-                    st.tracks
-                        .iter()
-                        .all(|t| t.segment(msn).is_none_or(|s| s.is_gap()))
+                let new_here = |s: &&crate::window::Segment| {
+                    s.complete && last.is_none_or(|l| s.msn > l) && !pause(s.msn)
                 };
-                for s in t.segments.iter().filter(|s| s.complete && !pause(s.msn)) {
-                    if last.is_none_or(|l| s.msn > l) {
-                        let a = Segment {
-                            msn: s.msn,
-                            start: s
-                                .program_date_time
-                                .duration_since(w.started)
-                                .unwrap_or_default(),
-                            duration: s.duration,
-                            discontinuity: s.discontinuity,
-                            date: Some(s.program_date_time),
-                        };
-                        new.push((i, t.rendition.clone(), a, s.chunks()));
-                    }
+                for s in t.segments.iter().filter(new_here) {
+                    let a = Segment {
+                        msn: s.msn,
+                        start: s
+                            .program_date_time
+                            .duration_since(w.started)
+                            .unwrap_or_default(),
+                        duration: s.duration,
+                        discontinuity: s.discontinuity,
+                        date: Some(s.program_date_time),
+                    };
+                    new.push((i, t.rendition.clone(), a, s.chunks()));
                 }
             }
             (new, st.ended)

@@ -16,7 +16,6 @@ use http::{header, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use httpd::client::{is_public, GuardedClient};
 use httpd::upload::disk::Disk;
-use tracing::warn;
 
 /// Redirects followed, at most.
 const MAX_REDIRECTS: usize = 5;
@@ -68,7 +67,7 @@ impl Fetcher {
         catalog: &Catalog,
         share: f64,
     ) -> Result<u64, String> {
-        let name = format!("{id}.fetched");
+        let name = httpd::upload::fetched(id);
         let mut uri: Uri = url
             .parse()
             .map_err(|_| "the input is not a URL".to_string())?;
@@ -164,9 +163,7 @@ impl Fetcher {
                     Some(len) => share * (got as f64 / len as f64).min(1.0),
                     None => 0.0,
                 };
-                if let Err(e) = catalog.set_progress(id, percent).await {
-                    warn!(asset = id, error = %e, "cannot record the download's progress");
-                }
+                super::progress(catalog, id, percent, "the download").await?;
             }
         }
         if length.is_some_and(|l| l != got) {

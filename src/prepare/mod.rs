@@ -74,6 +74,24 @@ impl From<FileError> for Outcome {
     }
 }
 
+/// Records how far asset `id`'s making has come (`what`: for the log when the catalog fails);
+/// an error once the asset is no longer being made (deleted meanwhile), so the work stops.
+pub(crate) async fn progress(
+    catalog: &Catalog,
+    id: &str,
+    percent: f64,
+    what: &str,
+) -> Result<(), String> {
+    match catalog.set_progress(id, percent).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the asset is no longer being made (deleted?)".into()),
+        Err(e) => {
+            warn!(asset = id, error = %e, "cannot record {what}'s progress");
+            Ok(())
+        }
+    }
+}
+
 /// The share of an asset's progress its download has, when its file is fetched.
 const FETCH_SHARE: f64 = 50.0;
 /// The share of an asset's progress the copy of an upload out of object storage has.
@@ -234,7 +252,7 @@ async fn prepare(
                 Ok(_) => catalog.set_status(id, Status::Ready, None).await,
                 Err(e) => Err(e),
             };
-            if recorded.is_ok() {
+            if matches!(recorded, Ok(true)) {
                 remove_bytes(path).await;
                 done_with = true;
                 info!(
@@ -352,9 +370,9 @@ async fn package(
             told = Instant::now();
             let read = f64::from_bits(read.load(Ordering::Relaxed));
             let percent = from + read * (100.0 - from);
-            if let Err(e) = catalog.set_progress(&asset.id, percent.min(99.0)).await {
-                warn!(asset = %asset.id, error = %e, "cannot record packaging progress");
-            }
+            progress(catalog, &asset.id, percent.min(99.0), "packaging")
+                .await
+                .map_err(Outcome::Failed)?;
         }
     }
     reader.await.map_err(gone)??;

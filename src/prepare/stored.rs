@@ -10,7 +10,6 @@ use catalog::Catalog;
 use httpd::upload::objects::Objects;
 use object_store::ObjectStoreExt;
 use tokio::io::AsyncWriteExt;
-use tracing::warn;
 
 /// Bytes asked for at once.
 const CHUNK: u64 = 8 << 20;
@@ -54,9 +53,7 @@ pub async fn copy(
         if told.elapsed() >= PROGRESS_EVERY && size > 0 {
             told = Instant::now();
             let percent = share * (copied as f64 / size as f64).min(1.0);
-            if let Err(e) = catalog.set_progress(id, percent).await {
-                warn!(asset = id, error = %e, "cannot record the copy's progress");
-            }
+            super::progress(catalog, id, percent, "the copy").await?;
         }
     }
     file.sync_data()

@@ -19,7 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
 use bytes::Buf;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use sha1::Digest;
 
@@ -98,6 +98,18 @@ fn count(h: &HeaderMap, name: &str) -> Result<Option<u64>, String> {
 
 fn http_date(ms: i64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+/// The method a tus request means: a client that can only `POST` names the one it means for
+/// an upload (`upload`) in `X-HTTP-Method-Override`.
+pub fn meant_method(method: &Method, upload: bool, h: &HeaderMap) -> Method {
+    match (method, upload) {
+        (&Method::POST, true) => h
+            .get("x-http-method-override")
+            .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
+            .unwrap_or(Method::POST),
+        _ => method.clone(),
+    }
 }
 
 /// `Upload-Metadata`: comma-separated `key base64value` (the value may be absent); keys
@@ -668,10 +680,8 @@ impl Uploads {
         let mut cut = None;
         loop {
             let next = tokio::select! {
-                _ = writing.lease.lost().cancelled() => {
-                    cut = Some("the writer's lease lapsed".to_string());
-                    break;
-                }
+                // (The caller answers for it: the lease stays lost.)
+                _ = writing.lease.lost().cancelled() => break,
                 next = tokio::time::timeout(self.config.idle, body.frame()) => next,
             };
             let frame = match next {
